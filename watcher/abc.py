@@ -1,0 +1,149 @@
+"""The extension points: :class:`Source`, :class:`Sink` and :class:`Store`.
+
+Implementations live side by side in ``sources/``, ``sinks/`` and ``stores/`` and never
+import each other; the pipeline around them owns retries, routing and commits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from watcher.diff import JobKind, Snapshot
+from watcher.models import Job
+from watcher.transitions import Transition
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Per-source polling state, committed together with the snapshots."""
+
+    watermark: int | None = None  # newest created_at seen (server time, Unix seconds)
+    last_full_sync: float | None = None  # local time of the last full listing
+    baseline_done: bool = False  # the first poll has happened (silently or not)
+    retired: bool = False  # the API answered 410 Gone
+
+
+@dataclass(frozen=True)
+class PollContext:
+    """What a source may know of the past when it polls."""
+
+    cursor: Cursor
+    active: Mapping[str, Snapshot]  # non-terminal jobs being followed
+    now: float
+    lookup: Callable[[Sequence[str]], Awaitable[Mapping[str, Snapshot]]]
+
+
+@dataclass
+class PollResult:
+    """Jobs worth diffing this cycle (changed, new, or detailed for checkpoints)."""
+
+    jobs: list[Job]
+    cursor: Cursor
+    requests: int = 0
+    malformed: int = 0  # items skipped because they could not be read
+
+
+class Source(Protocol):
+    name: str
+    kind: JobKind
+    interval: float
+
+    async def poll(self, ctx: PollContext) -> PollResult: ...
+
+    async def aclose(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """A transition on its way to a sink: the fact plus when watcher detected it."""
+
+    transition: Transition
+    detected_at: float
+
+
+class Sink(Protocol):
+    """Formats and delivers; raises :class:`~watcher.exceptions.DeliveryError` on failure.
+
+    Retry, dedup, routing and commits belong to the dispatcher around it.
+    """
+
+    name: str
+
+    async def send(self, batch: Sequence[Envelope]) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class PendingDelivery:
+    """One (transition, sink) not yet accepted by the sink."""
+
+    seq: int
+    envelope: Envelope
+    sink: str
+    attempts: int
+    next_attempt_at: float
+    created_at: float
+
+
+@dataclass(frozen=True)
+class Routed:
+    """A transition and the sinks its routes reach (possibly none: recorded, not sent)."""
+
+    transition: Transition
+    sinks: Sequence[str]
+
+
+@dataclass
+class StoreStatus:
+    jobs_by_source: dict[str, dict[str, int]] = field(default_factory=dict)
+    cursors: dict[str, Cursor] = field(default_factory=dict)
+    last_poll_at: dict[str, float] = field(default_factory=dict)
+    pending: int = 0
+    dead: int = 0
+    delivered: int = 0
+    oldest_pending_at: float | None = None
+
+
+class Store(Protocol):
+    async def open(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+    async def load_cursor(self, source: str) -> Cursor: ...
+
+    async def active_snapshots(self, source: str) -> dict[str, Snapshot]: ...
+
+    async def get_snapshots(self, source: str, job_ids: Sequence[str]) -> dict[str, Snapshot]: ...
+
+    async def commit(
+        self,
+        source: str,
+        cursor: Cursor,
+        snapshots: Sequence[Snapshot],
+        routed: Sequence[Routed],
+        *,
+        now: float,
+    ) -> int:
+        """Snapshots, cursor and the outbox rows of ``routed``, in ONE transaction.
+
+        Returns how many new deliveries became pending (a transition already in the
+        outbox, same id, is not inserted twice).
+        """
+        ...
+
+    async def pending(self, *, limit: int) -> list[PendingDelivery]:
+        """Pending deliveries, oldest transition first (``seq`` order)."""
+        ...
+
+    async def delivered(self, seq: int, sink: str, *, now: float) -> None: ...
+
+    async def failed(
+        self, seq: int, sink: str, *, now: float, error: str, retry_at: float | None
+    ) -> None:
+        """Record a failed attempt; ``retry_at=None`` moves the delivery to dead-letter."""
+        ...
+
+    async def status(self) -> StoreStatus: ...

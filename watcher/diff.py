@@ -1,0 +1,244 @@
+"""From (previous snapshot, current job) to transitions: pure, no I/O, no clock.
+
+``diff(previous, current, kind=..., source=...)`` returns the job's new snapshot and the
+transitions between the two, in the order they happened:
+
+- status changes, with intermediate statuses recovered from ``status-updated`` events when
+  the job moved several steps between two polls (the job-level ``status`` stays the
+  authority: an event ahead of it waits for the next poll);
+- new checkpoints (step number and metrics);
+- ``fine_tuned_model`` becoming available;
+- other new events.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from watcher.models import FINE_TUNING_TERMINAL, Event, Job
+from watcher.transitions import Transition, stable_id, status_slug
+
+
+@dataclass(frozen=True)
+class JobKind:
+    """What differs between job families: the type prefix and the terminal statuses."""
+
+    prefix: str
+    terminal: frozenset[str]
+
+
+FINE_TUNING = JobKind("fine_tuning.job", FINE_TUNING_TERMINAL)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Snapshot:
+    """The last state of a job that watcher has seen (persisted by the store)."""
+
+    source: str
+    job_id: str
+    status: str
+    created_at: int
+    modified_at: int
+    status_since: int
+    terminal: bool
+    job: dict[str, Any]
+    fine_tuned_model: str | None = None
+    detailed: bool = False
+    seen_events: frozenset[str] = field(default_factory=frozenset)
+    seen_checkpoints: frozenset[int] = field(default_factory=frozenset)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "created_at": self.created_at,
+            "modified_at": self.modified_at,
+            "status_since": self.status_since,
+            "job": self.job,
+            "fine_tuned_model": self.fine_tuned_model,
+            "detailed": self.detailed,
+            "seen_events": sorted(self.seen_events),
+            "seen_checkpoints": sorted(self.seen_checkpoints),
+        }
+
+    @classmethod
+    def from_json(
+        cls, source: str, job_id: str, raw: dict[str, Any], *, terminal: bool
+    ) -> Snapshot:
+        return cls(
+            source=source,
+            job_id=job_id,
+            status=raw["status"],
+            created_at=raw["created_at"],
+            modified_at=raw["modified_at"],
+            status_since=raw.get("status_since", raw["modified_at"]),
+            terminal=terminal,
+            job=raw.get("job", {}),
+            fine_tuned_model=raw.get("fine_tuned_model"),
+            detailed=raw.get("detailed", False),
+            seen_events=frozenset(raw.get("seen_events", ())),
+            seen_checkpoints=frozenset(raw.get("seen_checkpoints", ())),
+        )
+
+
+def chronological(events: Sequence[Event]) -> list[Event]:
+    """Events oldest first, whichever order the API's era listed them in.
+
+    Mid-2024 answers listed events newest first, 2025 ones oldest first; ties on the same
+    second keep the orientation of the list.
+    """
+    ordered = list(events)
+    if len(ordered) > 1 and ordered[0].created_at > ordered[-1].created_at:
+        ordered.reverse()
+    ordered.sort(key=lambda e: e.created_at)  # stable: same-second events keep their order
+    return ordered
+
+
+def fingerprints(events: Sequence[Event]) -> list[str]:
+    """A content key per event (events have no id); identical events get an occurrence
+    index so that two ``VALIDATED`` events in the same second stay two."""
+    seen: Counter[str] = Counter()
+    out = []
+    for event in events:
+        body = json.dumps(
+            [event.name, event.created_at, event.data], sort_keys=True, default=str
+        )
+        digest = hashlib.sha256(body.encode()).hexdigest()[:20]
+        out.append(f"{digest}.{seen[digest]}")
+        seen[digest] += 1
+    return out
+
+
+# Ordering of facts that share a second: checkpoints before the status that ends the run.
+_RANK_CHECKPOINT, _RANK_STATUS, _RANK_EVENT, _RANK_MODEL = 0, 1, 2, 3
+
+
+def diff(
+    previous: Snapshot | None, current: Job, *, source: str, kind: JobKind = FINE_TUNING
+) -> tuple[Snapshot, list[Transition]]:
+    """The new snapshot of ``current`` and the transitions since ``previous``.
+
+    ``previous`` is ``None`` for a job never seen before: each status it passed through is
+    reported, the first with ``previous_status=None``.
+    """
+    job_view = current.summary()
+    found: list[tuple[int, int, int, Transition]] = []  # (time, rank, order, transition)
+
+    def add(when: int | None, rank: int, transition: Transition) -> None:
+        found.append((when if when is not None else current.modified_at, rank, len(found),
+                      transition))
+
+    def status_change(prev: str | None, new: str, when: int, key: object) -> Transition:
+        return Transition(
+            id=stable_id(source, current.id, "status", prev, new, key),
+            type=f"{kind.prefix}.{status_slug(new)}",
+            source=source,
+            job_id=current.id,
+            status=new,
+            previous_status=prev,
+            occurred_at=when,
+            job=job_view,
+        )
+
+    seen_events = set(previous.seen_events) if previous else set()
+    events = chronological(current.events or ())
+    prints = fingerprints(events)
+    new_events = [(fp, e) for fp, e in zip(prints, events, strict=True) if fp not in seen_events]
+    if previous is not None and not previous.detailed:
+        # A snapshot made from a list item knows no events: those up to its last
+        # modification are history, not news.
+        seen_events.update(fp for fp, e in new_events if e.created_at <= previous.modified_at)
+        new_events = [(fp, e) for fp, e in new_events if e.created_at > previous.modified_at]
+
+    # Status events ahead of the job-level status wait for the poll that agrees with them.
+    status_positions = [i for i, (_, e) in enumerate(new_events) if e.status is not None]
+    cut = len(new_events)
+    agreeing = [i for i in status_positions if new_events[i][1].status == current.status]
+    if agreeing:
+        cut = agreeing[-1] + 1
+    elif status_positions and (previous is None or current.status != previous.status):
+        cut = len(new_events)  # job-level status not announced yet: take the events we have
+    elif status_positions:
+        cut = status_positions[0]  # status unchanged and no event agrees: defer them all
+
+    walked = previous.status if previous else None
+    status_since = previous.status_since if previous else current.created_at
+    for index, (fp, event) in enumerate(new_events):
+        status = event.status
+        if status is None:
+            seen_events.add(fp)
+            if event.name != "status-updated":
+                add(event.created_at, _RANK_EVENT, Transition(
+                    id=stable_id(source, current.id, "event", fp),
+                    type=f"{kind.prefix}.event",
+                    source=source,
+                    job_id=current.id,
+                    occurred_at=event.created_at,
+                    job=job_view,
+                    details={"event": {"name": event.name, "created_at": event.created_at,
+                                       "data": event.data}},
+                ))
+            continue
+        if index >= cut:
+            continue
+        seen_events.add(fp)
+        if status == walked:
+            continue
+        add(event.created_at, _RANK_STATUS, status_change(walked, status, event.created_at, fp))
+        walked = status
+        status_since = event.created_at
+    if current.status != walked:
+        when = current.modified_at if previous is not None else current.created_at
+        add(when, _RANK_STATUS, status_change(walked, current.status, when, current.modified_at))
+        status_since = when
+
+    seen_checkpoints = set(previous.seen_checkpoints) if previous else set()
+    for checkpoint in sorted(current.checkpoints or (), key=lambda c: c.step_number):
+        if checkpoint.step_number in seen_checkpoints:
+            continue
+        seen_checkpoints.add(checkpoint.step_number)
+        add(checkpoint.created_at, _RANK_CHECKPOINT, Transition(
+            id=stable_id(source, current.id, "checkpoint", checkpoint.step_number),
+            type=f"{kind.prefix}.checkpoint",
+            source=source,
+            job_id=current.id,
+            occurred_at=checkpoint.created_at,
+            job=job_view,
+            details={"checkpoint": {"step_number": checkpoint.step_number,
+                                    "created_at": checkpoint.created_at,
+                                    "metrics": dict(checkpoint.metrics)}},
+        ))
+
+    model = current.fine_tuned_model
+    known_model = previous.fine_tuned_model if previous else None
+    if model and model != known_model:
+        add(current.modified_at, _RANK_MODEL, Transition(
+            id=stable_id(source, current.id, "model", model),
+            type=f"{kind.prefix}.model_ready",
+            source=source,
+            job_id=current.id,
+            occurred_at=current.modified_at,
+            job=job_view,
+            details={"fine_tuned_model": model},
+        ))
+
+    found.sort(key=lambda item: item[:3])
+    snapshot = Snapshot(
+        source=source,
+        job_id=current.id,
+        status=current.status,
+        created_at=current.created_at,
+        modified_at=current.modified_at,
+        status_since=status_since,
+        terminal=current.status in kind.terminal,
+        job=job_view,
+        fine_tuned_model=model or known_model,
+        detailed=(previous.detailed if previous else False) or current.detailed,
+        seen_events=frozenset(seen_events),
+        seen_checkpoints=frozenset(seen_checkpoints),
+    )
+    return snapshot, [item[3] for item in found]

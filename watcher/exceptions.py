@@ -1,0 +1,81 @@
+"""Exceptions raised by watcher.
+
+The tree::
+
+    WatcherError
+    ├── ConfigError                 bad config file; names the field path (exit code 2)
+    ├── SourceError                 a source could not be polled this cycle
+    │   ├── SourceUnavailable       connection error, timeout, 429/5xx after retries
+    │   ├── SourceAuthError         401/403: the API key is wrong or lacks access
+    │   ├── SourceRetired           410 Gone: the API was retired (expected, reported once)
+    │   └── SourceProtocolError     an answer we cannot read at all (malformed JSON, no total)
+    └── DeliveryError               a sink did not accept a message (retryable or final)
+
+Messages are built from identifiers (source names, job ids, status codes), never from
+secrets or request headers.
+"""
+
+from __future__ import annotations
+
+
+class WatcherError(Exception):
+    """Base class of every error watcher raises on purpose."""
+
+
+class ConfigError(WatcherError):
+    """The configuration is invalid; ``path`` names the offending field."""
+
+    def __init__(self, path: str, message: str) -> None:
+        self.path = path
+        self.message = message
+        super().__init__(f"{path}: {message}" if path else message)
+
+
+class SourceError(WatcherError):
+    """A source could not be polled this cycle; the next cycle tries again."""
+
+    def __init__(self, source: str, message: str) -> None:
+        self.source = source
+        super().__init__(f"source {source!r}: {message}")
+
+
+class SourceUnavailable(SourceError):
+    """Connection errors, timeouts, 429 or 5xx that outlasted the retries."""
+
+
+class SourceAuthError(SourceError):
+    """401 or 403: the API key is missing, wrong or lacks access."""
+
+    def __init__(self, source: str, status_code: int) -> None:
+        self.status_code = status_code
+        what = "unauthorized (401): check the API key" if status_code == 401 else (
+            f"forbidden ({status_code}): the API key lacks access"
+        )
+        super().__init__(source, what)
+
+
+class SourceRetired(SourceError):
+    """410 Gone: the API behind this source was retired."""
+
+    def __init__(self, source: str, route: str) -> None:
+        self.route = route
+        super().__init__(source, f"API retired: {route} answers 410 Gone")
+
+
+class SourceProtocolError(SourceError):
+    """An answer that cannot be read at all (not JSON, wrong shape, unexpected status)."""
+
+
+class DeliveryError(WatcherError):
+    """A sink did not accept a message.
+
+    ``retryable`` tells the dispatcher whether to try again later; ``retry_after`` (seconds)
+    is the peer's own wish (Retry-After) and overrides the computed backoff when larger.
+    """
+
+    def __init__(
+        self, message: str, *, retryable: bool, retry_after: float | None = None
+    ) -> None:
+        self.retryable = retryable
+        self.retry_after = retry_after
+        super().__init__(message)

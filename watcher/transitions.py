@@ -1,0 +1,130 @@
+"""Transitions: normalized, immutable facts about jobs and sources.
+
+A transition's id is derived from its content only (source, job, kind of fact and the
+fact's own key), never from the time it was detected, so that detecting it again after a
+crash yields the same id and a receiver can deduplicate on it (``webhook-id``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+_SLUG = re.compile(r"[^a-z0-9]+")
+
+
+def status_slug(status: str) -> str:
+    """The lowercase, dotted-type-safe form of an API status (``PAUSED`` -> ``paused``)."""
+    slug = _SLUG.sub("_", status.lower()).strip("_")[:64]
+    return slug or "unknown"
+
+
+def stable_id(*parts: object) -> str:
+    """An id derived from ``parts`` only: the same facts give the same id in any process."""
+    canonical = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str)
+    return "wt_" + hashlib.sha256(canonical.encode()).hexdigest()[:32]
+
+
+def rfc3339(unix_seconds: float) -> str:
+    """``2026-11-27T03:04:05Z`` for a Unix time."""
+    moment = datetime.fromtimestamp(unix_seconds, tz=UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with non-finite floats (NaN, inf: valid metrics, invalid JSON) as strings."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, Mapping):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value
+
+
+@dataclass(frozen=True, kw_only=True)
+class Transition:
+    """One fact to report: ``job_id`` went ``previous_status`` -> ``status``, got a
+    checkpoint, has its model ready, or the source itself changed state.
+
+    ``job`` is the job as last seen; ``details`` holds the fact-specific fields (a
+    checkpoint, an event, the fine-tuned model name, a reason).
+    """
+
+    id: str
+    type: str
+    source: str
+    job_id: str | None = None
+    status: str | None = None
+    previous_status: str | None = None
+    occurred_at: int | None = None
+    job: Mapping[str, Any] = field(default_factory=dict)
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_status_change(self) -> bool:
+        return self.status is not None
+
+    def data(self) -> dict[str, Any]:
+        """The ``data`` object of the webhook payload (DESIGN.md, "The user's contract")."""
+        out: dict[str, Any] = {"source": self.source, "job": dict(self.job)}
+        if self.is_status_change:
+            out["status"] = self.status
+            out["previous_status"] = self.previous_status
+        out["occurred_at"] = rfc3339(self.occurred_at) if self.occurred_at is not None else None
+        for key, value in self.details.items():
+            out.setdefault(key, value)
+        return json_safe(out)  # type: ignore[no-any-return]
+
+    def payload(self, detected_at: float) -> dict[str, Any]:
+        """The full body ``{"type", "timestamp", "data"}``; ``timestamp`` is when it
+        happened when known, else when watcher detected it."""
+        moment = self.occurred_at if self.occurred_at is not None else detected_at
+        return {"type": self.type, "timestamp": rfc3339(moment), "data": self.data()}
+
+    def to_json(self) -> dict[str, Any]:
+        return json_safe(  # type: ignore[no-any-return]
+            {
+                "id": self.id,
+                "type": self.type,
+                "source": self.source,
+                "job_id": self.job_id,
+                "status": self.status,
+                "previous_status": self.previous_status,
+                "occurred_at": self.occurred_at,
+                "job": dict(self.job),
+                "details": dict(self.details),
+            }
+        )
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> Transition:
+        return cls(
+            id=raw["id"],
+            type=raw["type"],
+            source=raw["source"],
+            job_id=raw.get("job_id"),
+            status=raw.get("status"),
+            previous_status=raw.get("previous_status"),
+            occurred_at=raw.get("occurred_at"),
+            job=raw.get("job") or {},
+            details=raw.get("details") or {},
+        )
+
+
+def source_retired(source: str, route: str) -> Transition:
+    """``watcher.source.retired``: the source's API answers 410 Gone (reported once)."""
+    return Transition(
+        id=stable_id(source, "watcher.source.retired"),
+        type="watcher.source.retired",
+        source=source,
+        details={"reason": f"{route} answers 410 Gone: the API was retired"},
+    )
