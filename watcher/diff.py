@@ -154,6 +154,22 @@ def diff(
         seen_events.update(fp for fp, e in new_events if e.created_at <= previous.modified_at)
         new_events = [(fp, e) for fp, e in new_events if e.created_at > previous.modified_at]
 
+    if previous is not None and previous.detailed:
+        # When the previous poll took its status from the job-level field because the
+        # status's own event had not appeared yet, that event and the ones before it are
+        # history arriving late, not news.
+        known = [e.status for fp, e in zip(prints, events, strict=True)
+                 if fp in previous.seen_events and e.status is not None]
+        if not known or known[-1] != previous.status:
+            late = next((i for i, (_, e) in enumerate(new_events)
+                         if e.status == previous.status), None)
+            if late is not None:
+                for fp, e in new_events[: late + 1]:
+                    if e.status is not None:
+                        seen_events.add(fp)
+                new_events = [(fp, e) for i, (fp, e) in enumerate(new_events)
+                              if i > late or e.status is None]
+
     # Status events ahead of the job-level status wait for the poll that agrees with them.
     status_positions = [i for i, (_, e) in enumerate(new_events) if e.status is not None]
     cut = len(new_events)

@@ -54,7 +54,7 @@ def backoff(
 ) -> float:
     """Delay before try number ``attempt + 1``: exponential with "equal jitter", never
     less than what the peer asked for in ``Retry-After``."""
-    exp = min(cap, base * (2 ** min(attempt, 62)))
+    exp = min(cap, base * (2.0 ** min(attempt, 62)))
     jitter: float = (rng or random).uniform(0.5, 1.0)
     delay = exp * jitter
     if retry_after is not None:

@@ -1,0 +1,54 @@
+"""``watcher`` / ``python -m watcher``: parse arguments, load config, configure logging,
+run. Exit codes: 0 done, 1 runtime failure, 2 usage or config error."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from watcher import __version__
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="watcher", description="Keeps watch over Mistral AI jobs and tells people."
+    )
+    parser.add_argument("--version", action="version", version=f"watcher {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def with_config(name: str, help_text: str) -> argparse.ArgumentParser:
+        cmd = sub.add_parser(name, help=help_text, description=help_text)
+        cmd.add_argument("-c", "--config", help="config file (else $WATCHER_CONFIG, else "
+                         "/etc/watcher/config.yaml)")
+        return cmd
+
+    with_config("run", "the daemon: poll, diff, deliver until SIGTERM/SIGINT")
+    with_config("once", "one poll + delivery pass, then exit")
+    with_config("check-config", "validate the config, print a summary, exit 0 or 2")
+    with_config("status", "tracked jobs, last poll per source, pending and dead deliveries")
+
+    sim = sub.add_parser("simulate", help="the built-in Mistral API simulator alone")
+    sim.add_argument("--host", default="127.0.0.1")
+    sim.add_argument("--port", type=int, default=8765)
+    sim.add_argument("--scenario", help="scenario YAML (default: no jobs; add them via /_sim)")
+    sim.add_argument("--speed", type=float, default=1.0, help="time factor (2 = twice as fast)")
+    sim.add_argument("--seed", type=int, help="seeded random jobs instead of a scenario")
+    sim.add_argument("--jobs", type=int, default=10, help="how many random jobs with --seed")
+    sim.add_argument("--api-key", default="sim-key", help="the key clients must send")
+
+    demo = sub.add_parser("demo", help="simulator + watcher + receiver on loopback, ~1 min")
+    demo.add_argument("--speed", type=float, default=1.0)
+    demo.add_argument("--timeout", type=float, default=90.0)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from watcher import cli  # heavy imports only once the arguments are valid
+
+    return cli.dispatch(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

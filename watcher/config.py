@@ -1,0 +1,389 @@
+"""The configuration file: one YAML document, validated into :class:`Config`.
+
+``load_config(path)`` applies defaults, expands ``${VAR}`` from the environment, reads the
+``*_file`` variants of secrets, validates, and raises only :class:`ConfigError` naming the
+exact field (``sinks[1].url: …``). Secrets become :class:`~watcher.secrets.Secret` and never
+appear in errors.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
+
+from watcher.exceptions import ConfigError
+from watcher.secrets import Secret
+
+DEFAULT_PATH = Path("/etc/watcher/config.yaml")
+
+# Keys whose value may be given as ``<key>_file`` (Kubernetes secret mounts, systemd
+# credentials). ``ca_file`` and friends are plain paths, not secret files.
+SECRET_FILE_KEYS = frozenset({"api_key", "secret", "url", "webhook_url", "token", "password"})
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from ``30s``, ``5m``, ``1h30m``, ``250ms``, ``2d`` or a bare number."""
+    if isinstance(value, bool):
+        raise ValueError("invalid duration (use e.g. 30s, 5m, 1h)")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str):
+        text = value.strip().replace(" ", "")
+        if not text or _DURATION.sub("", text) != "" or not _DURATION.match(text):
+            try:
+                seconds = float(text)
+            except ValueError:
+                raise ValueError(
+                    f"invalid duration {value[:40]!r} (use e.g. 30s, 5m, 1h)"
+                ) from None
+        else:
+            seconds = sum(float(n) * _UNITS[u] for n, u in _DURATION.findall(text))
+    else:
+        raise ValueError("invalid duration (use e.g. 30s, 5m, 1h)")
+    if not seconds > 0 or seconds != seconds or seconds == float("inf"):
+        raise ValueError("duration must be positive")
+    return seconds
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+Name = Annotated[str, Field(pattern=NAME_PATTERN)]
+
+
+def _listify(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
+StrList = Annotated[list[str], BeforeValidator(_listify)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class FineTuningSourceConfig(_Model):
+    name: Name
+    kind: Literal["mistral-fine-tuning"]
+    base_url: str = "https://api.mistral.ai"
+    api_key: Secret
+    interval: Duration = 30.0
+    jitter: Duration | None = None  # default: a tenth of the interval, at most 5 s
+    timeout: Duration = 15.0
+    page_size: Annotated[int, Field(ge=1, le=1000)] = 100
+    max_retries: Annotated[int, Field(ge=0, le=10)] = 3
+    track_checkpoints: bool = True
+    on_start: Literal["baseline", "notify"] = "baseline"
+    resync_interval: Duration = 3600.0
+    retired_interval: Duration = 3600.0  # how often a retired (410) source is tried again
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @property
+    def effective_jitter(self) -> float:
+        return self.jitter if self.jitter is not None else min(self.interval / 10, 5.0)
+
+
+SourceConfig = Annotated[FineTuningSourceConfig, Field(discriminator="kind")]
+
+
+class WebhookSinkConfig(_Model):
+    name: Name
+    kind: Literal["webhook"]
+    url: Secret  # may carry a token: treated as a secret, shown redacted
+    secret: Secret | None = None
+    timeout: Duration = 10.0
+    headers: dict[str, str] = {}
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: Secret) -> Secret:
+        if not re.match(r"^https?://[^/\s]+", value.get()):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+    @field_validator("secret")
+    @classmethod
+    def _whsec(cls, value: Secret | None) -> Secret | None:
+        if value is not None:
+            import base64
+            import binascii
+
+            raw = value.get().removeprefix("whsec_")
+            try:
+                decoded = base64.b64decode(raw + "==", validate=False)
+            except (binascii.Error, ValueError):
+                decoded = b""
+            if not value.get().startswith("whsec_") or len(decoded) < 16:
+                raise ValueError("must be a Standard Webhooks secret: whsec_ + base64 (>= 16 bytes)")
+        return value
+
+
+class ConsoleSinkConfig(_Model):
+    name: Name
+    kind: Literal["console"]
+
+
+SinkConfig = Annotated[WebhookSinkConfig | ConsoleSinkConfig, Field(discriminator="kind")]
+
+
+class MatchConfig(_Model):
+    type: StrList | None = None
+    status: StrList | None = None
+    source: StrList | None = None
+
+
+class RouteConfig(_Model):
+    match: MatchConfig = MatchConfig()
+    sinks: Annotated[StrList, Field(min_length=1)]
+    continue_: bool = Field(True, alias="continue")
+
+
+class StateConfig(_Model):
+    url: str = "sqlite:///watcher-state.db"
+
+    @field_validator("url")
+    @classmethod
+    def _supported(cls, value: str) -> str:
+        if not value.startswith("sqlite:///"):
+            raise ValueError("must be sqlite:///PATH (PostgreSQL support is not built yet)")
+        return value
+
+
+class DeliveryConfig(_Model):
+    max_age: Duration = 86400.0  # then dead-letter
+    initial_backoff: Duration = 1.0
+    max_backoff: Duration = 600.0
+    concurrency: Annotated[int, Field(ge=1, le=256)] = 8
+
+
+class LoggingConfig(_Model):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+class Config(_Model):
+    sources: Annotated[list[SourceConfig], Field(min_length=1)]
+    state: StateConfig = StateConfig()
+    sinks: Annotated[list[SinkConfig], Field(min_length=1)]
+    # Absent: one route sends everything to every sink. ``routes: []``: nothing is sent.
+    routes: list[RouteConfig] | None = None
+    delivery: DeliveryConfig = DeliveryConfig()
+    logging: LoggingConfig = LoggingConfig()
+
+    @property
+    def effective_routes(self) -> list[RouteConfig]:
+        if self.routes is None:
+            return [RouteConfig(sinks=[s.name for s in self.sinks])]
+        return self.routes
+
+
+# --- loading ------------------------------------------------------------------------------
+
+
+def _path(parts: tuple[str | int, ...]) -> str:
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return out
+
+
+def _expand(node: Any, at: tuple[str | int, ...], env: Mapping[str, str]) -> Any:
+    """``${VAR}`` from ``env`` in every string; ``$$`` is a literal ``$``."""
+    if isinstance(node, str):
+
+        def sub(match: re.Match[str]) -> str:
+            if match.group(0) == "$$":
+                return "$"
+            name = match.group(1)
+            if name not in env:
+                raise ConfigError(_path(at), f"undefined environment variable {name}")
+            return env[name]
+
+        return _VAR.sub(sub, node)
+    if isinstance(node, dict):
+        return {k: _expand(v, (*at, str(k)), env) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_expand(v, (*at, i), env) for i, v in enumerate(node)]
+    return node
+
+
+def _read_secret_files(node: Any, at: tuple[str | int, ...], base: Path) -> Any:
+    """Replace ``<key>_file: PATH`` by ``<key>: <file contents>`` for secret keys."""
+    if isinstance(node, list):
+        return [_read_secret_files(v, (*at, i), base) for i, v in enumerate(node)]
+    if not isinstance(node, dict):
+        return node
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        key = str(key)
+        stem = key.removesuffix("_file")
+        if key.endswith("_file") and stem in SECRET_FILE_KEYS:
+            where = _path((*at, key))
+            if stem in node:
+                raise ConfigError(where, f"give either {stem} or {key}, not both")
+            if not isinstance(value, str) or not value:
+                raise ConfigError(where, "must be a file path")
+            path = Path(os.path.expandvars(value))
+            if not path.is_absolute():
+                path = base / path
+            try:
+                out[stem] = path.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigError(where, f"cannot read {path}: {exc.strerror}") from None
+            except UnicodeDecodeError:
+                raise ConfigError(where, f"cannot read {path}: not UTF-8 text") from None
+            if not out[stem]:
+                raise ConfigError(where, f"{path} is empty")
+        else:
+            out[key] = _read_secret_files(value, (*at, key), base)
+    return out
+
+
+def _error_path(loc: tuple[str | int, ...], raw: Any) -> str:
+    """Pydantic's location without the discriminator tags it inserts (``sinks.1.webhook``)."""
+    parts: list[str | int] = []
+    node = raw
+    for part in loc:
+        if isinstance(node, dict) and isinstance(part, str) and part not in node:
+            if part in (node.get("kind"),):
+                continue  # discriminated-union tag, not a key of the file
+        parts.append(part)
+        if isinstance(node, dict):
+            node = node.get(part) if isinstance(part, str) else None
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            node = node[part]
+        else:
+            node = None
+    return _path(tuple(parts))
+
+
+def _message(error: Mapping[str, Any]) -> str:
+    kind = error.get("type", "")
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return "required key is missing"
+    if kind == "union_tag_invalid":
+        tags = error.get("ctx", {}).get("expected_tags", "")
+        return f"unknown kind (expected one of {tags})"
+    if kind == "union_tag_not_found":
+        return "kind is missing"
+    message = str(error.get("msg", "invalid value"))
+    return message.removeprefix("Value error, ")
+
+
+def validate_config(raw: Any, *, env: Mapping[str, str] | None = None, base: Path | None = None) -> Config:
+    """A :class:`Config` from an already parsed YAML document."""
+    if not isinstance(raw, dict):
+        raise ConfigError("", "the config file must be a YAML mapping (sources:, sinks:, …)")
+    expanded = _expand(raw, (), os.environ if env is None else env)
+    resolved = _read_secret_files(expanded, (), base or Path.cwd())
+    try:
+        config = Config.model_validate(resolved)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_input=False)
+        first = errors[0]
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        where = _error_path(tuple(first["loc"]), resolved)
+        if first["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            where += ".kind"
+        raise ConfigError(where, _message(first) + more) from None
+    _check_references(config)
+    return config
+
+
+def _check_references(config: Config) -> None:
+    seen: dict[str, int] = {}
+    for i, source in enumerate(config.sources):
+        if source.name in seen:
+            raise ConfigError(f"sources[{i}].name", f"duplicate source name {source.name!r}")
+        seen[source.name] = i
+    sinks: dict[str, int] = {}
+    for i, sink in enumerate(config.sinks):
+        if sink.name in sinks:
+            raise ConfigError(f"sinks[{i}].name", f"duplicate sink name {sink.name!r}")
+        sinks[sink.name] = i
+    for r, route in enumerate(config.routes or []):
+        for s, name in enumerate(route.sinks):
+            if name not in sinks:
+                raise ConfigError(f"routes[{r}].sinks[{s}]", f"unknown sink {name[:64]!r}")
+        for m, name in enumerate(route.match.source or []):
+            if name not in seen and not any(c in name for c in "*?["):
+                raise ConfigError(f"routes[{r}].match.source[{m}]", f"unknown source {name[:64]!r}")
+
+
+def load_config(path: Path, *, env: Mapping[str, str] | None = None) -> Config:
+    """Read, expand, validate; raises only :class:`ConfigError`."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError("", f"cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError("", f"cannot read {path}: not UTF-8 text") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError("", f"{path}: {problem}{where}") from None
+    return validate_config(raw, env=env, base=path.parent)
+
+
+def resolve_path(cli_value: str | None) -> Path:
+    """``-c`` first, else ``$WATCHER_CONFIG``, else ``/etc/watcher/config.yaml``."""
+    if cli_value:
+        return Path(cli_value)
+    if os.environ.get("WATCHER_CONFIG"):
+        return Path(os.environ["WATCHER_CONFIG"])
+    return DEFAULT_PATH
+
+
+def summary(config: Config) -> str:
+    """A short human summary for ``check-config`` (no secrets)."""
+    lines = [f"state: {config.state.url}"]
+    lines.append(f"sources ({len(config.sources)}):")
+    for source in config.sources:
+        lines.append(
+            f"  - {source.name}: {source.kind} at {source.base_url}, every {source.interval:g}s,"
+            f" on_start={source.on_start}, checkpoints={'on' if source.track_checkpoints else 'off'}"
+        )
+    lines.append(f"sinks ({len(config.sinks)}):")
+    for sink in config.sinks:
+        extra = ""
+        if isinstance(sink, WebhookSinkConfig):
+            extra = f" (signed: {'yes' if sink.secret else 'no'})"
+        lines.append(f"  - {sink.name}: {sink.kind}{extra}")
+    routes = config.effective_routes
+    implicit = " (implicit: no routes given, everything goes to every sink)" if config.routes is None else ""
+    lines.append(f"routes ({len(routes)}){implicit}:")
+    for route in routes:
+        conds = [
+            f"{key} in {vals}"
+            for key, vals in route.match.model_dump(exclude_none=True).items()
+        ]
+        stop = ", stop" if not route.continue_ else ""
+        lines.append(f"  - {' and '.join(conds) or 'everything'} -> {', '.join(route.sinks)}{stop}")
+    return "\n".join(lines)

@@ -1,0 +1,139 @@
+"""The daemon: sources on an APScheduler interval each, the dispatcher running beside them.
+
+``Watcher`` is an async context manager; each part registers its cleanup on an
+``AsyncExitStack``. SIGTERM/SIGINT let the current commit finish, then stop.
+"""
+
+from __future__ import annotations
+
+import signal
+from contextlib import AsyncExitStack
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import Self
+
+import anyio
+import httpx
+import structlog
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from watcher.abc import Sink, Source, Store
+from watcher.config import Config, ConsoleSinkConfig, FineTuningSourceConfig, SinkConfig
+from watcher.dispatch import Dispatcher
+from watcher.pipeline import CycleOutcome, Pipeline
+from watcher.routing import Router
+from watcher.sources import build_source
+from watcher.stores import open_store
+
+log = structlog.get_logger(__name__)
+
+STOP_GRACE = 10.0  # seconds a stop waits for a running commit
+
+
+def build_sink(config: SinkConfig, client: httpx.AsyncClient) -> Sink:
+    if isinstance(config, ConsoleSinkConfig):
+        from watcher.sinks.console import ConsoleSink
+
+        return ConsoleSink(config.name)
+    from watcher.sinks.webhook import WebhookSink
+
+    return WebhookSink(
+        config.name,
+        config.url.get(),
+        secret=config.secret,
+        client=client,
+        timeout=config.timeout,
+        headers=config.headers,
+    )
+
+
+class Watcher:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self._stack = AsyncExitStack()
+        self.store: Store
+        self.sources: dict[str, tuple[Source, FineTuningSourceConfig]] = {}
+        self.sinks: dict[str, Sink] = {}
+        self.dispatcher: Dispatcher
+        self.pipeline: Pipeline
+
+    async def __aenter__(self) -> Self:
+        stack = self._stack
+        await stack.__aenter__()
+        try:
+            client = await stack.enter_async_context(
+                httpx.AsyncClient(
+                    limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
+                    follow_redirects=False,
+                    trust_env=False,
+                )
+            )
+            self.store = open_store(self.config.state.url)
+            await self.store.open()
+            stack.push_async_callback(self.store.aclose)
+            for sink_config in self.config.sinks:
+                sink = build_sink(sink_config, client)
+                stack.push_async_callback(sink.aclose)
+                self.sinks[sink_config.name] = sink
+            for source_config in self.config.sources:
+                source = build_source(source_config, client)
+                stack.push_async_callback(source.aclose)
+                self.sources[source_config.name] = (source, source_config)
+            self.dispatcher = Dispatcher(self.store, self.sinks, self.config.delivery)
+            self.pipeline = Pipeline(
+                self.store,
+                Router(self.config.effective_routes),
+                self.sources,
+                wake=self.dispatcher.wake,
+            )
+        except BaseException:
+            await stack.aclose()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._stack.aclose()
+
+    async def once(self) -> dict[str, CycleOutcome]:
+        """One cycle of every source, then every delivery that is due."""
+        outcomes = {name: await self.pipeline.poll(name) for name in self.sources}
+        await self.dispatcher.drain()
+        return outcomes
+
+    async def run_until_stopped(self) -> None:
+        """Poll and deliver until SIGTERM or SIGINT."""
+        scheduler = AsyncIOScheduler(timezone="UTC")
+        first = datetime.now().astimezone()
+        for index, (name, (_, config)) in enumerate(self.sources.items()):
+            scheduler.add_job(
+                self.pipeline.poll,
+                "interval",
+                args=[name],
+                id=f"poll:{name}",
+                seconds=config.interval,
+                jitter=config.effective_jitter,
+                max_instances=1,  # no overlapping runs of one source
+                coalesce=True,  # missed runs collapse into one
+                misfire_grace_time=max(1, int(config.interval)),
+                next_run_time=first + timedelta(milliseconds=100 * index),
+            )
+        log.info("watcher_started", sources=list(self.sources), sinks=list(self.sinks))
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self.dispatcher.run)
+            scheduler.start()
+            try:
+                with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                    async for signum in signals:
+                        log.info("stopping", signal=signal.Signals(signum).name)
+                        break
+            finally:
+                scheduler.shutdown(wait=False)
+                with anyio.move_on_after(STOP_GRACE, shield=True):
+                    await self.pipeline.wait_idle()
+                tg.cancel_scope.cancel()
+        log.info("watcher_stopped")

@@ -1,0 +1,115 @@
+"""HTTP access to a Mistral API: bearer auth, explicit timeouts, retries with backoff.
+
+Converts httpx errors and HTTP statuses into watcher's own exceptions:
+429/5xx/timeouts/connection errors are retried (``Retry-After`` honoured) and then become
+:class:`SourceUnavailable`; 401/403 :class:`SourceAuthError`; 410 :class:`SourceRetired`;
+an answer that is not JSON :class:`SourceProtocolError`; 404 :class:`NotFound`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import anyio
+import httpx
+import structlog
+
+from watcher import __version__
+from watcher.exceptions import (
+    SourceAuthError,
+    SourceProtocolError,
+    SourceRetired,
+    SourceUnavailable,
+)
+from watcher.retry import Verdict, backoff, classify, parse_retry_after
+from watcher.secrets import Secret
+
+log = structlog.get_logger(__name__)
+
+# Longer waits than this give up the cycle instead of holding it (the next cycle retries).
+MAX_WAIT = 60.0
+
+
+class NotFound(SourceProtocolError):
+    """404: the thing asked for does not exist (a job deleted or never there)."""
+
+
+class ApiClient:
+    """GETs JSON from one API, counting requests (polling cost is a feature to measure)."""
+
+    def __init__(
+        self,
+        *,
+        source: str,
+        base_url: str,
+        api_key: Secret,
+        client: httpx.AsyncClient,
+        timeout: float,
+        max_retries: int,
+        backoff_base: float = 0.5,
+        backoff_cap: float = 30.0,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+    ) -> None:
+        self.source = source
+        self.base_url = base_url.rstrip("/")
+        self._api_key = api_key
+        self._client = client
+        self._timeout = httpx.Timeout(timeout, connect=min(timeout, 5.0))
+        self._max_retries = max_retries
+        self._backoff_base = backoff_base
+        self._backoff_cap = backoff_cap
+        self._sleep = sleep
+        self.requests = 0
+
+    async def get_json(self, path: str, params: Mapping[str, Any], *, route: str) -> Any:
+        """The decoded JSON body of ``GET path``; ``route`` names it in logs and errors."""
+        headers = {
+            "Authorization": f"Bearer {self._api_key.get()}",
+            "Accept": "application/json",
+            "User-Agent": f"watcher/{__version__}",
+        }
+        problem = ""
+        for attempt in range(self._max_retries + 1):
+            retry_after: float | None = None
+            self.requests += 1
+            try:
+                response = await self._client.get(
+                    self.base_url + path, params=params, headers=headers, timeout=self._timeout
+                )
+            except httpx.TransportError as exc:
+                problem = f"{type(exc).__name__} on {route}"
+            else:
+                status = response.status_code
+                if status == 410:
+                    raise SourceRetired(self.source, route)
+                if status in (401, 403):
+                    raise SourceAuthError(self.source, status)
+                verdict = classify(status)
+                if verdict is Verdict.DONE:
+                    try:
+                        return response.json()
+                    except ValueError:
+                        problem = f"malformed JSON from {route}"
+                elif verdict is Verdict.RETRY:
+                    problem = f"HTTP {status} from {route}"
+                    retry_after = parse_retry_after(
+                        response.headers.get("retry-after"), now=time.time()
+                    )
+                elif status == 404:
+                    raise NotFound(self.source, f"HTTP 404 from {route}")
+                else:
+                    raise SourceProtocolError(self.source, f"HTTP {status} from {route}")
+            if attempt == self._max_retries:
+                break
+            delay = backoff(
+                attempt, base=self._backoff_base, cap=self._backoff_cap, retry_after=retry_after
+            )
+            if delay > MAX_WAIT:
+                problem += f" (asked to wait {delay:.0f}s)"
+                break
+            log.debug("api_retry", source=self.source, route=route, problem=problem,
+                      attempt=attempt + 1, delay=round(delay, 3))
+            await self._sleep(delay)
+        raise SourceUnavailable(self.source, problem or f"{route} failed")

@@ -1,0 +1,144 @@
+"""One poll cycle of one source: poll -> diff -> route -> commit (one transaction)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+
+import anyio
+import structlog
+
+from watcher.abc import Cursor, PollContext, Routed, Source, Store
+from watcher.config import FineTuningSourceConfig
+from watcher.diff import Snapshot, diff
+from watcher.exceptions import SourceAuthError, SourceError, SourceRetired
+from watcher.routing import Router
+from watcher.transitions import source_retired
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class CycleOutcome:
+    """What one cycle did (for ``once``, tests and benchmarks)."""
+
+    outcome: str  # ok | skipped | retired | auth_error | error
+    jobs: int = 0
+    transitions: int = 0
+    requests: int = 0
+
+
+class Pipeline:
+    def __init__(
+        self,
+        store: Store,
+        router: Router,
+        sources: Mapping[str, tuple[Source, FineTuningSourceConfig]],
+        *,
+        wake: Callable[[], None] = lambda: None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.router = router
+        self.sources = dict(sources)
+        self.wake = wake
+        self.clock = clock
+        self.last_ok: dict[str, float] = {}
+        self._last_try: dict[str, float] = {}
+        self._in_flight = 0
+        self._idle = anyio.Event()
+        self._idle.set()
+
+    async def wait_idle(self) -> None:
+        """Until no cycle is committing (graceful stop)."""
+        await self._idle.wait()
+
+    async def poll(self, name: str) -> CycleOutcome:
+        """One cycle of source ``name``; never raises for a source's own failures."""
+        self._in_flight += 1
+        self._idle = anyio.Event() if self._in_flight == 1 else self._idle
+        try:
+            with structlog.contextvars.bound_contextvars(source=name):
+                return await self._poll(name)
+        finally:
+            self._in_flight -= 1
+            if self._in_flight == 0:
+                self._idle.set()
+
+    async def _poll(self, name: str) -> CycleOutcome:
+        source, config = self.sources[name]
+        now = self.clock()
+        cursor = await self.store.load_cursor(name)
+        if cursor.retired and now - self._last_try.get(name, 0.0) < config.retired_interval:
+            return CycleOutcome("skipped")
+        self._last_try[name] = now
+        active = await self.store.active_snapshots(name)
+        looked_up: dict[str, Snapshot] = {}
+
+        async def lookup(job_ids: Sequence[str]) -> Mapping[str, Snapshot]:
+            found = await self.store.get_snapshots(name, job_ids)
+            looked_up.update(found)
+            return found
+
+        started = time.monotonic()
+        try:
+            result = await source.poll(PollContext(cursor, active, now, lookup))
+        except SourceRetired as exc:
+            return await self._retired(name, cursor, exc, now)
+        except SourceAuthError as exc:
+            log.error("source_auth_failed", status_code=exc.status_code, error=str(exc))
+            return CycleOutcome("auth_error")
+        except SourceError as exc:
+            log.warning("poll_failed", error=str(exc))
+            return CycleOutcome("error")
+
+        baseline = not cursor.baseline_done and config.on_start == "baseline"
+        snapshots: list[Snapshot] = []
+        routed: list[Routed] = []
+        for job in result.jobs:
+            previous = active.get(job.id) or looked_up.get(job.id)
+            snapshot, transitions = diff(previous, job, source=name, kind=source.kind)
+            snapshots.append(snapshot)
+            if baseline:
+                continue
+            for transition in transitions:
+                routed.append(Routed(transition, self.router.sinks_for(transition)))
+        if cursor.retired:
+            log.warning("source_answers_again", reason="the API no longer answers 410")
+        # Shielded: a stop request lets the commit finish instead of rolling it back.
+        with anyio.CancelScope(shield=True):
+            added = await self.store.commit(name, result.cursor, snapshots, routed, now=now)
+        self.last_ok[name] = self.clock()
+        log.info(
+            "poll_done",
+            jobs=len(result.jobs),
+            transitions=len(routed),
+            deliveries=added,
+            requests=result.requests,
+            malformed=result.malformed,
+            baseline=baseline,
+            seconds=round(time.monotonic() - started, 3),
+        )
+        if added:
+            self.wake()
+        return CycleOutcome("ok", len(result.jobs), len(routed), result.requests)
+
+    async def _retired(
+        self, name: str, cursor: Cursor, exc: SourceRetired, now: float
+    ) -> CycleOutcome:
+        # A retired source counts as healthy: it is an expected, already reported state.
+        self.last_ok[name] = self.clock()
+        if cursor.retired:
+            log.debug("source_still_retired", route=exc.route)
+            return CycleOutcome("retired")
+        log.error("source_retired", route=exc.route, error=str(exc))
+        transition = source_retired(name, exc.route)
+        routed = [Routed(transition, self.router.sinks_for(transition))]
+        with anyio.CancelScope(shield=True):
+            added = await self.store.commit(
+                name, replace(cursor, retired=True), [], routed, now=now
+            )
+        if added:
+            self.wake()
+        return CycleOutcome("retired", transitions=1)

@@ -1,0 +1,55 @@
+"""The one SQLAlchemy Core schema every store shares."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+snapshots = sa.Table(
+    "snapshots",
+    metadata,
+    sa.Column("source", sa.String(64), primary_key=True),
+    sa.Column("job_id", sa.String(255), primary_key=True),
+    sa.Column("status", sa.String(128), nullable=False),
+    sa.Column("terminal", sa.Boolean, nullable=False),
+    sa.Column("data", sa.JSON, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Index("ix_snapshots_active", "source", "terminal"),
+)
+
+cursors = sa.Table(
+    "cursors",
+    metadata,
+    sa.Column("source", sa.String(64), primary_key=True),
+    sa.Column("data", sa.JSON, nullable=False),
+    sa.Column("last_poll_at", sa.Float, nullable=False),
+)
+
+# The outbox: one row per transition, in detection order (seq).
+transitions = sa.Table(
+    "transitions",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("id", sa.String(64), nullable=False, unique=True),
+    sa.Column("source", sa.String(64), nullable=False),
+    sa.Column("job_id", sa.String(255)),
+    sa.Column("type", sa.String(128), nullable=False),
+    sa.Column("body", sa.JSON, nullable=False),
+    sa.Column("detected_at", sa.Float, nullable=False),
+)
+
+# One row per (transition, sink) the routes chose.
+deliveries = sa.Table(
+    "deliveries",
+    metadata,
+    sa.Column("seq", sa.Integer, sa.ForeignKey("transitions.seq"), primary_key=True),
+    sa.Column("sink", sa.String(64), primary_key=True),
+    sa.Column("state", sa.String(16), nullable=False),  # pending | delivered | dead
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("next_attempt_at", sa.Float, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Column("last_error", sa.String(500)),
+    sa.Index("ix_deliveries_due", "state", "next_attempt_at"),
+)

@@ -1,0 +1,242 @@
+"""The store over SQLAlchemy 2 Core (async): snapshots, cursors and the outbox."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import Any
+
+import anyio
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from watcher.abc import Cursor, Envelope, PendingDelivery, Routed, StoreStatus
+from watcher.diff import Snapshot
+from watcher.stores.schema import cursors, deliveries, metadata, snapshots, transitions
+from watcher.transitions import Transition
+
+PENDING, DELIVERED, DEAD = "pending", "delivered", "dead"
+
+
+class SqlStore:
+    """Implements :class:`watcher.abc.Store` for any database SQLAlchemy Core speaks with
+    ``INSERT … ON CONFLICT`` (SQLite, PostgreSQL)."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        # One writer at a time inside this process: SQLite has one write lock anyway, and
+        # queueing here is cheaper than BUSY retries.
+        self._write = anyio.Lock()
+
+    def _insert(self, table: sa.Table) -> Any:
+        if self.engine.dialect.name == "postgresql":
+            return postgresql.insert(table)
+        return sqlite.insert(table)
+
+    async def open(self) -> None:
+        async with self.engine.begin() as conn:
+            await conn.run_sync(metadata.create_all)
+
+    async def aclose(self) -> None:
+        await self.engine.dispose()
+
+    # --- snapshots and cursors ------------------------------------------------------------
+
+    async def load_cursor(self, source: str) -> Cursor:
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(sa.select(cursors.c.data).where(cursors.c.source == source))
+            ).first()
+        return Cursor(**row.data) if row else Cursor()
+
+    @staticmethod
+    def _snapshot(source: str, row: Any) -> Snapshot:
+        return Snapshot.from_json(source, row.job_id, row.data, terminal=row.terminal)
+
+    async def active_snapshots(self, source: str) -> dict[str, Snapshot]:
+        query = sa.select(snapshots.c.job_id, snapshots.c.data, snapshots.c.terminal).where(
+            snapshots.c.source == source, snapshots.c.terminal.is_(False)
+        )
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return {row.job_id: self._snapshot(source, row) for row in rows}
+
+    async def get_snapshots(self, source: str, job_ids: Sequence[str]) -> dict[str, Snapshot]:
+        out: dict[str, Snapshot] = {}
+        async with self.engine.connect() as conn:
+            for start in range(0, len(job_ids), 500):
+                chunk = list(job_ids[start : start + 500])
+                query = sa.select(
+                    snapshots.c.job_id, snapshots.c.data, snapshots.c.terminal
+                ).where(snapshots.c.source == source, snapshots.c.job_id.in_(chunk))
+                for row in (await conn.execute(query)).all():
+                    out[row.job_id] = self._snapshot(source, row)
+        return out
+
+    async def commit(
+        self,
+        source: str,
+        cursor: Cursor,
+        snapshot_list: Sequence[Snapshot],
+        routed: Sequence[Routed],
+        *,
+        now: float,
+    ) -> int:
+        async with self._write, self.engine.begin() as conn:
+            if snapshot_list:
+                stmt = self._insert(snapshots)
+                stmt = stmt.on_conflict_do_update(
+                    index_elements=[snapshots.c.source, snapshots.c.job_id],
+                    set_={
+                        "status": stmt.excluded.status,
+                        "terminal": stmt.excluded.terminal,
+                        "data": stmt.excluded.data,
+                        "updated_at": stmt.excluded.updated_at,
+                    },
+                )
+                await conn.execute(
+                    stmt,
+                    [
+                        {
+                            "source": source,
+                            "job_id": s.job_id,
+                            "status": s.status[:128],
+                            "terminal": s.terminal,
+                            "data": s.to_json(),
+                            "updated_at": now,
+                        }
+                        for s in snapshot_list
+                    ],
+                )
+            stmt = self._insert(cursors)
+            await conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=[cursors.c.source],
+                    set_={"data": stmt.excluded.data, "last_poll_at": stmt.excluded.last_poll_at},
+                ),
+                {"source": source, "data": asdict(cursor), "last_poll_at": now},
+            )
+            return await self._enqueue(conn, routed, now)
+
+    async def _enqueue(self, conn: AsyncConnection, routed: Sequence[Routed], now: float) -> int:
+        added = 0
+        for item in routed:
+            t = item.transition
+            stmt = (
+                self._insert(transitions)
+                .values(
+                    id=t.id,
+                    source=t.source,
+                    job_id=t.job_id,
+                    type=t.type[:128],
+                    body=t.to_json(),
+                    detected_at=now,
+                )
+                .on_conflict_do_nothing(index_elements=[transitions.c.id])
+                .returning(transitions.c.seq)
+            )
+            seq = (await conn.execute(stmt)).scalar_one_or_none()
+            if seq is None or not item.sinks:
+                continue  # already in the outbox (re-detected after a crash), or unrouted
+            await conn.execute(
+                sa.insert(deliveries),
+                [
+                    {
+                        "seq": seq,
+                        "sink": sink,
+                        "state": PENDING,
+                        "attempts": 0,
+                        "next_attempt_at": now,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                    for sink in item.sinks
+                ],
+            )
+            added += len(item.sinks)
+        return added
+
+    # --- deliveries -----------------------------------------------------------------------
+
+    async def pending(self, *, limit: int) -> list[PendingDelivery]:
+        query = (
+            sa.select(
+                deliveries.c.seq,
+                deliveries.c.sink,
+                deliveries.c.attempts,
+                deliveries.c.next_attempt_at,
+                deliveries.c.created_at,
+                transitions.c.body,
+                transitions.c.detected_at,
+            )
+            .join(transitions, transitions.c.seq == deliveries.c.seq)
+            .where(deliveries.c.state == PENDING)
+            .order_by(deliveries.c.seq, deliveries.c.sink)
+            .limit(limit)
+        )
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [
+            PendingDelivery(
+                seq=row.seq,
+                envelope=Envelope(
+                    transition=Transition.from_json(row.body), detected_at=row.detected_at
+                ),
+                sink=row.sink,
+                attempts=row.attempts,
+                next_attempt_at=row.next_attempt_at,
+                created_at=row.created_at,
+            )
+            for row in rows
+        ]
+
+    async def delivered(self, seq: int, sink: str, *, now: float) -> None:
+        await self._update(seq, sink, state=DELIVERED, updated_at=now, last_error=None)
+
+    async def failed(
+        self, seq: int, sink: str, *, now: float, error: str, retry_at: float | None
+    ) -> None:
+        values: dict[str, Any] = {"updated_at": now, "last_error": error[:500]}
+        if retry_at is None:
+            values["state"] = DEAD
+        else:
+            values["next_attempt_at"] = retry_at
+        await self._update(seq, sink, **values)
+
+    async def _update(self, seq: int, sink: str, **values: Any) -> None:
+        stmt = (
+            sa.update(deliveries)
+            .where(
+                deliveries.c.seq == seq,
+                deliveries.c.sink == sink,
+                deliveries.c.state == PENDING,
+            )
+            .values(attempts=deliveries.c.attempts + 1, **values)
+        )
+        async with self._write, self.engine.begin() as conn:
+            await conn.execute(stmt)
+
+    async def status(self) -> StoreStatus:
+        out = StoreStatus()
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                sa.select(snapshots.c.source, snapshots.c.status, sa.func.count())
+                .group_by(snapshots.c.source, snapshots.c.status)
+            )
+            for source, status, count in rows:
+                out.jobs_by_source.setdefault(source, {})[status] = count
+            for row in await conn.execute(sa.select(cursors)):
+                out.cursors[row.source] = Cursor(**row.data)
+                out.last_poll_at[row.source] = row.last_poll_at
+            for state, count, oldest in await conn.execute(
+                sa.select(deliveries.c.state, sa.func.count(), sa.func.min(deliveries.c.created_at))
+                .group_by(deliveries.c.state)
+            ):
+                if state == PENDING:
+                    out.pending, out.oldest_pending_at = count, oldest
+                elif state == DEAD:
+                    out.dead = count
+                elif state == DELIVERED:
+                    out.delivered = count
+        return out
