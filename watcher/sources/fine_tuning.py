@@ -16,7 +16,7 @@ A steady-state cycle costs the same whatever the history holds:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -44,7 +44,13 @@ def _iso(unix_seconds: int) -> str:
 class FineTuningSource:
     kind = FINE_TUNING
 
-    def __init__(self, config: FineTuningSourceConfig, client: httpx.AsyncClient) -> None:
+    def __init__(
+        self,
+        config: FineTuningSourceConfig,
+        client: httpx.AsyncClient,
+        *,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+    ) -> None:
         self.config = config
         self.name = config.name
         self.interval = config.interval
@@ -55,6 +61,7 @@ class FineTuningSource:
             client=client,
             timeout=config.timeout,
             max_retries=config.max_retries,
+            sleep=sleep,
         )
 
     async def aclose(self) -> None:

@@ -1,0 +1,151 @@
+"""The dispatcher: done only after the sink accepted, backoff, dead-letter, order per job."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+import pytest
+
+from watcher.abc import Cursor, Envelope, Routed
+from watcher.config import DeliveryConfig
+from watcher.dispatch import Dispatcher
+from watcher.exceptions import DeliveryError
+from watcher.stores import open_store
+from watcher.stores.sql import SqlStore
+from watcher.transitions import Transition
+
+
+class FakeSink:
+    """Accepts, or raises what the test queued for a given transition id."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.got: list[str] = []
+        self.errors: dict[str, list[Exception]] = {}
+
+    async def send(self, batch: Sequence[Envelope]) -> None:
+        for envelope in batch:
+            queued = self.errors.get(envelope.transition.id)
+            if queued:
+                raise queued.pop(0)
+            self.got.append(envelope.transition.id)
+
+    async def aclose(self) -> None:
+        pass
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqlStore]:
+    s = open_store(f"sqlite:///{tmp_path}/state.db")
+    assert isinstance(s, SqlStore)
+    await s.open()
+    yield s
+    await s.aclose()
+
+
+def t(n: int, job: str = "j1") -> Transition:
+    return Transition(id=f"{job}-{n}", type="fine_tuning.job.running", source="ft", job_id=job)
+
+
+async def setup(store: SqlStore, clock: Clock, sinks: list[FakeSink],
+                transitions: list[Transition], **delivery: float) -> Dispatcher:
+    names = [s.name for s in sinks]
+    await store.commit("ft", Cursor(), [], [Routed(x, names) for x in transitions], now=clock.now)
+    return Dispatcher(store, {s.name: s for s in sinks}, DeliveryConfig(**delivery),  # type: ignore[arg-type]
+                      clock=clock, rng=random.Random(1))
+
+
+async def test_delivers_in_order(store: SqlStore) -> None:
+    """Every pending delivery goes out, in order per job, and is then done."""
+    clock, sink = Clock(), FakeSink("a")
+    dispatcher = await setup(store, clock, [sink], [t(1), t(1, "j2"), t(2), t(3)])
+    await dispatcher.drain()
+    assert ["j1-1", "j1-2", "j1-3"] == [x for x in sink.got if x.startswith("j1")]
+    assert 4 == len(sink.got)
+    assert [] == await store.pending(limit=10)
+
+
+async def test_retryable_failure_waits_and_blocks_later_ones(store: SqlStore) -> None:
+    """A retryable failure waits its backoff (Retry-After first); the job's later
+    transitions wait behind it; other jobs go on."""
+    clock, sink = Clock(), FakeSink("a")
+    sink.errors["j1-1"] = [DeliveryError("HTTP 503", retryable=True, retry_after=30)]
+    dispatcher = await setup(store, clock, [sink], [t(1), t(2), t(1, "j2")])
+    await dispatcher.drain()
+    assert ["j2-1"] == sink.got
+    (first, *_rest) = await store.pending(limit=10)
+    assert first.next_attempt_at >= clock.now + 30
+    clock.now += 31
+    await dispatcher.drain()
+    assert ["j2-1", "j1-1", "j1-2"] == sink.got
+
+
+async def test_final_failure_is_dead_and_unblocks(store: SqlStore) -> None:
+    """A final failure dead-letters at once and the next transition of the job goes."""
+    clock, sink = Clock(), FakeSink("a")
+    sink.errors["j1-1"] = [DeliveryError("HTTP 400", retryable=False)]
+    dispatcher = await setup(store, clock, [sink], [t(1), t(2)])
+    await dispatcher.drain()
+    assert ["j1-2"] == sink.got
+    assert 1 == (await store.status()).dead
+
+
+async def test_dead_after_max_age(store: SqlStore) -> None:
+    """A delivery that keeps failing is dead-lettered once older than max_age."""
+    clock, sink = Clock(), FakeSink("a")
+    sink.errors["j1-1"] = [DeliveryError("down", retryable=True)] * 50
+    dispatcher = await setup(store, clock, [sink], [t(1)], max_age=60, max_backoff=10)
+    for _ in range(20):
+        await dispatcher.drain()
+        clock.now += 11
+    status = await store.status()
+    assert (0, 1) == (status.pending, status.dead)
+
+
+async def test_backoff_grows(store: SqlStore) -> None:
+    """Consecutive failures wait longer and longer (exponential, jittered)."""
+    clock, sink = Clock(), FakeSink("a")
+    sink.errors["j1-1"] = [DeliveryError("down", retryable=True)] * 5
+    dispatcher = await setup(store, clock, [sink], [t(1)], initial_backoff=1, max_backoff=1000)
+    waits = []
+    for _ in range(5):
+        await dispatcher.drain()
+        (pending,) = await store.pending(limit=1)
+        waits.append(pending.next_attempt_at - clock.now)
+        clock.now = pending.next_attempt_at
+    assert waits == sorted(waits)
+    assert waits[-1] >= 8
+
+
+async def test_one_broken_sink_does_not_silence_the_others(store: SqlStore) -> None:
+    """A sink that crashes is retried later; the other sink still gets everything."""
+
+    class Crashing(FakeSink):
+        async def send(self, batch: Sequence[Envelope]) -> None:
+            raise ZeroDivisionError("bug")
+
+    clock, good, bad = Clock(), FakeSink("good"), Crashing("bad")
+    dispatcher = await setup(store, clock, [good, bad], [t(1), t(2)])
+    await dispatcher.drain()
+    assert ["j1-1", "j1-2"] == good.got
+    pending = await store.pending(limit=10)
+    assert [("bad", 1), ("bad", 0)] == [(p.sink, p.attempts) for p in pending]
+
+
+async def test_removed_sink_dead_letters(store: SqlStore) -> None:
+    """Deliveries for a sink no longer configured are dead-lettered, not retried forever."""
+    clock = Clock()
+    await store.commit("ft", Cursor(), [], [Routed(t(1), ["gone"])], now=clock.now)
+    dispatcher = Dispatcher(store, {}, DeliveryConfig(), clock=clock)
+    await dispatcher.drain()
+    assert 1 == (await store.status()).dead

@@ -1,0 +1,233 @@
+"""The fine-tuning source against an in-memory API (httpx.MockTransport)."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.factories import T0, history, raw_job
+from watcher.abc import Cursor, PollContext, PollResult
+from watcher.config import FineTuningSourceConfig
+from watcher.diff import Snapshot, diff
+from watcher.exceptions import SourceAuthError, SourceRetired, SourceUnavailable
+from watcher.models import parse_job
+from watcher.secrets import Secret
+from watcher.sources.fine_tuning import FineTuningSource
+
+KEY = "sk-test-key-123"
+
+
+class FakeApi:
+    """Just enough of /v1/fine_tuning/jobs: paging from total, status and created_after."""
+
+    def __init__(self) -> None:
+        self.jobs: dict[str, dict[str, Any]] = {}
+        self.calls: Counter[str] = Counter()
+        self.queued: list[httpx.Response] = []  # answers served before the normal ones
+
+    def add(self, job: dict[str, Any]) -> None:
+        self.jobs[job["id"]] = job
+
+    def handler(self, request: httpx.Request) -> httpx.Response:
+        assert f"Bearer {KEY}" == request.headers["authorization"]
+        path = request.url.path
+        kind = "list" if path == "/v1/fine_tuning/jobs" else "detail"
+        self.calls[kind] += 1
+        if self.queued:
+            return self.queued.pop(0)
+        if kind == "detail":
+            job = self.jobs.get(path.rsplit("/", 1)[1])
+            if job is None:
+                return httpx.Response(404, json={"detail": "No fine tuning job matches"})
+            return httpx.Response(200, json=job)
+        params = request.url.params
+        items = sorted(self.jobs.values(), key=lambda j: -j["created_at"])
+        if "status" in params:
+            items = [j for j in items if j["status"] == params["status"]]
+        if "created_after" in params:
+            bound = datetime.fromisoformat(params["created_after"]).timestamp()
+            items = [j for j in items if j["created_at"] >= bound]
+        page, size = int(params.get("page", 0)), int(params.get("page_size", 100))
+        summary = [{k: v for k, v in j.items() if k not in ("events", "checkpoints")}
+                   for j in items[page * size:(page + 1) * size]]
+        return httpx.Response(200, json={"object": "list", "total": len(items), "data": summary})
+
+
+def source(api: FakeApi, delays: list[float] | None = None, **overrides: Any) -> FineTuningSource:
+    config = FineTuningSourceConfig(
+        name="ft", kind="mistral-fine-tuning", base_url="http://api.test", api_key=Secret(KEY),
+        page_size=overrides.pop("page_size", 10), **overrides,
+    )
+    client = httpx.AsyncClient(transport=httpx.MockTransport(api.handler))
+
+    async def sleep(seconds: float) -> None:
+        (delays if delays is not None else []).append(seconds)
+
+    return FineTuningSource(config, client, sleep=sleep)
+
+
+class Harness:
+    """Runs polls the way the pipeline does, keeping snapshots in memory."""
+
+    def __init__(self, src: FineTuningSource) -> None:
+        self.src = src
+        self.snapshots: dict[str, Snapshot] = {}
+        self.cursor = Cursor()
+        self.now = 1_000.0
+
+    async def lookup(self, ids: Sequence[str]) -> Mapping[str, Snapshot]:
+        return {i: self.snapshots[i] for i in ids if i in self.snapshots}
+
+    async def poll(self) -> PollResult:
+        active = {k: v for k, v in self.snapshots.items() if not v.terminal}
+        result = await self.src.poll(PollContext(self.cursor, active, self.now, self.lookup))
+        for j in result.jobs:
+            self.snapshots[j.id], _ = diff(self.snapshots.get(j.id), j, source="ft")
+        self.cursor = result.cursor
+        self.now += 30
+        return result
+
+
+def detailed(job_id: str, status: str, created_at: int, steps: Sequence[str]) -> dict[str, Any]:
+    return raw_job(job_id, status, created_at=created_at,
+                   modified_at=created_at + 10 * (len(steps) - 1),
+                   events=history(*steps, start=created_at))
+
+
+def fill(api: FakeApi, terminal: int, active: int) -> None:
+    for n in range(terminal):
+        api.add(detailed(f"done-{n}", "SUCCESS", T0 + n, ["QUEUED", "RUNNING", "SUCCESS"]))
+    for n in range(active):
+        status = ["QUEUED", "VALIDATING", "RUNNING"][n % 3]
+        api.add(detailed(f"live-{n}", status, T0 + 100_000 + n, ["QUEUED", status][: 1 + (n % 3 > 0)]))
+
+
+async def steady_requests(terminal: int, active: int) -> int:
+    api = FakeApi()
+    fill(api, terminal, active)
+    harness = Harness(source(api))
+    await harness.poll()  # baseline: full listing
+    await harness.poll()
+    return (await harness.poll()).requests
+
+
+async def test_steady_cycle_cost_does_not_grow_with_history() -> None:
+    """A steady-state cycle costs the same with 500 or 5 terminal jobs."""
+    assert await steady_requests(5, 6) == await steady_requests(500, 6)
+
+
+async def test_baseline_does_not_fetch_terminal_details() -> None:
+    """The silent baseline lists everything but fetches details only of active jobs."""
+    api = FakeApi()
+    fill(api, 30, 3)
+    result = await Harness(source(api)).poll()
+    assert 4 == api.calls["list"]  # 33 jobs, pages of 10
+    assert 3 == api.calls["detail"]
+    assert 33 == len(result.jobs)
+
+
+async def test_running_jobs_are_fetched_for_checkpoints_only_when_tracked() -> None:
+    """With checkpoint tracking off, an unchanged RUNNING job costs no detail call."""
+    for track, expected in ((True, 1), (False, 0)):
+        api = FakeApi()
+        api.add(detailed("r", "RUNNING", T0, ["QUEUED", "RUNNING"]))
+        harness = Harness(source(api, track_checkpoints=track))
+        await harness.poll()
+        api.calls.clear()
+        await harness.poll()
+        assert expected == api.calls["detail"]
+
+
+async def test_new_and_changed_jobs_are_found() -> None:
+    """A job created after the baseline and a job that changed status both come back."""
+    api = FakeApi()
+    api.add(detailed("old", "QUEUED", T0, ["QUEUED"]))
+    harness = Harness(source(api))
+    await harness.poll()
+    api.add(detailed("new", "RUNNING", T0 + 50, ["QUEUED", "RUNNING"]))
+    api.add(detailed("old", "FAILED", T0, ["QUEUED", "RUNNING", "FAILED"]))
+    result = await harness.poll()
+    assert {"old", "new"} == {j.id for j in result.jobs}
+    assert all(j.detailed for j in result.jobs)
+    assert "FAILED" == harness.snapshots["old"].status
+
+
+async def test_malformed_item_does_not_discard_the_page() -> None:
+    """One item without an id is skipped; the rest of the page is kept."""
+    api = FakeApi()
+    api.add(detailed("a", "SUCCESS", T0, ["SUCCESS"]))
+    api.queued.append(httpx.Response(200, json={"total": 3, "data": [
+        {"status": "RUNNING"}, raw_job("b", "SUCCESS"), raw_job("c", "SUCCESS", job_type="FT"),
+    ]}))
+    result = await Harness(source(api)).poll()
+    assert ({"b", "c"}, 1) == ({j.id for j in result.jobs}, result.malformed)
+
+
+async def test_retry_after_is_honoured() -> None:
+    """429 then 503 are retried, waiting at least what Retry-After asked."""
+    api = FakeApi()
+    api.queued += [httpx.Response(429, headers={"retry-after": "7"}), httpx.Response(503)]
+    delays: list[float] = []
+    await Harness(source(api, delays)).poll()
+    assert 2 == len(delays)
+    assert delays[0] >= 7
+
+
+@pytest.mark.parametrize(
+    ("responses", "error"),
+    [
+        pytest.param([httpx.Response(401, json={"message": "Unauthorized"})], SourceAuthError,
+                     id="401"),
+        pytest.param([httpx.Response(403)], SourceAuthError, id="403"),
+        pytest.param([httpx.Response(410)], SourceRetired, id="410"),
+        pytest.param([httpx.Response(500)] * 4, SourceUnavailable, id="5xx outlasting retries"),
+        pytest.param([httpx.Response(200, content=b"{not json")] * 4, SourceUnavailable,
+                     id="malformed body"),
+    ],
+)
+async def test_errors_become_source_errors(
+    responses: list[httpx.Response], error: type[Exception]
+) -> None:
+    """HTTP failures map to watcher's exceptions, with no secret in the message."""
+    api = FakeApi()
+    api.queued += responses
+    with pytest.raises(error) as caught:
+        await Harness(source(api)).poll()
+    assert KEY not in str(caught.value)
+
+
+async def test_timeouts_are_retried() -> None:
+    """A transport timeout is retried like a 5xx."""
+    calls = 0
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise httpx.ReadTimeout("slow", request=request)
+        return httpx.Response(200, json={"total": 0, "data": []})
+
+    api = FakeApi()
+    api.handler = handler  # type: ignore[method-assign]
+    result = await Harness(source(api)).poll()
+    assert (2, []) == (calls, result.jobs)
+
+
+def test_tolerant_parsing_of_drift() -> None:
+    """Unknown status, job_type, fields, nulls and missing optionals parse and are kept."""
+    raw = {"id": "x", "status": "PAUSED", "created_at": "1751010000", "job_type": "reasoning",
+           "metadata": None, "suffix": None, "brand_new": {"a": 1}, "events": None,
+           "checkpoints": [{"step_number": None}, {"step_number": 2, "metrics": None}]}
+    parsed = parse_job(json.loads(json.dumps(raw)))
+    assert ("PAUSED", "reasoning", T0) == (parsed.status, parsed.job_type, parsed.created_at)
+    assert {"brand_new": {"a": 1}} == parsed.extra
+    assert () == parsed.events
+    assert [2] == [c.step_number for c in parsed.checkpoints or ()]
+
+

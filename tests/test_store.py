@@ -1,0 +1,113 @@
+"""The store: snapshots and outbox in one transaction, delivery states, reopen."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.factories import T0, history, job
+from watcher.abc import Cursor, Routed
+from watcher.diff import diff
+from watcher.stores import open_store
+from watcher.stores.sql import SqlStore
+from watcher.transitions import Transition
+
+
+@pytest.fixture(params=["sqlite"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[SqlStore]:
+    """Every store implementation runs the same suite."""
+    s = open_store(f"sqlite:///{tmp_path}/state.db")
+    assert isinstance(s, SqlStore)
+    await s.open()
+    yield s
+    await s.aclose()
+
+
+def transition(n: int, job_id: str = "j1") -> Transition:
+    return Transition(id=f"t{n}", type="fine_tuning.job.running", source="ft", job_id=job_id,
+                      status="RUNNING", previous_status="QUEUED", occurred_at=T0 + n)
+
+
+async def test_commit_persists_snapshots_cursor_and_outbox(store: SqlStore) -> None:
+    """One commit stores snapshots, the cursor and one delivery per routed sink."""
+    snapshot, _ = diff(None, job(status="RUNNING", events=history("QUEUED", "RUNNING")),
+                       source="ft")
+    cursor = Cursor(watermark=T0, last_full_sync=1.0, baseline_done=True)
+    added = await store.commit("ft", cursor, [snapshot],
+                               [Routed(transition(1), ["a", "b"]), Routed(transition(2), [])],
+                               now=100.0)
+    assert 2 == added
+    assert cursor == await store.load_cursor("ft")
+    assert {"job-1": snapshot} == await store.active_snapshots("ft")
+    pending = await store.pending(limit=10)
+    assert [("t1", "a"), ("t1", "b")] == [(p.envelope.transition.id, p.sink) for p in pending]
+    assert transition(1) == pending[0].envelope.transition
+    status = await store.status()
+    assert (2, 0, 0) == (status.pending, status.dead, status.delivered)
+
+
+async def test_same_transition_is_not_queued_twice(store: SqlStore) -> None:
+    """Re-detecting a transition (same id) after a crash adds no delivery."""
+    await store.commit("ft", Cursor(), [], [Routed(transition(1), ["a"])], now=1.0)
+    added = await store.commit("ft", Cursor(), [], [Routed(transition(1), ["a"])], now=2.0)
+    assert 0 == added
+    assert 1 == len(await store.pending(limit=10))
+
+
+async def test_commit_is_atomic(store: SqlStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """If writing the outbox fails, the snapshots of that commit are not kept either."""
+    snapshot, _ = diff(None, job(status="RUNNING"), source="ft")
+
+    async def broken(*args: Any, **kwargs: Any) -> int:
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(store, "_enqueue", broken)
+    with pytest.raises(RuntimeError):
+        await store.commit("ft", Cursor(baseline_done=True), [snapshot],
+                           [Routed(transition(1), ["a"])], now=1.0)
+    assert {} == await store.active_snapshots("ft")
+    assert Cursor() == await store.load_cursor("ft")
+
+
+async def test_terminal_snapshots_are_not_active(store: SqlStore) -> None:
+    """Terminal jobs leave the active set but can still be looked up."""
+    running, _ = diff(None, job("a", status="RUNNING"), source="ft")
+    done, _ = diff(None, job("b", status="SUCCESS"), source="ft")
+    await store.commit("ft", Cursor(), [running, done], [], now=1.0)
+    assert ["a"] == list(await store.active_snapshots("ft"))
+    assert {"b"} == set(await store.get_snapshots("ft", ["b", "zzz"]))
+
+
+async def test_delivery_states(store: SqlStore) -> None:
+    """delivered and dead leave the pending list; a retry moves next_attempt_at."""
+    routed = [Routed(transition(n), ["a"]) for n in (1, 2, 3)]
+    await store.commit("ft", Cursor(), [], routed, now=1.0)
+    first, second, third = await store.pending(limit=10)
+    await store.delivered(first.seq, "a", now=2.0)
+    await store.failed(second.seq, "a", now=2.0, error="HTTP 503", retry_at=50.0)
+    await store.failed(third.seq, "a", now=2.0, error="HTTP 400", retry_at=None)
+    pending = await store.pending(limit=10)
+    assert [(second.seq, 1, 50.0)] == [(p.seq, p.attempts, p.next_attempt_at) for p in pending]
+    status = await store.status()
+    assert (1, 1, 1) == (status.pending, status.dead, status.delivered)
+
+
+async def test_state_survives_reopen(tmp_path: Path) -> None:
+    """A new process opening the same file finds snapshots and pending deliveries."""
+    url = f"sqlite:///{tmp_path}/nested/dir/state.db"
+    first = open_store(url)
+    await first.open()
+    snapshot, _ = diff(None, job(status="RUNNING"), source="ft")
+    await first.commit("ft", Cursor(watermark=5), [snapshot], [Routed(transition(1), ["a"])],
+                       now=1.0)
+    await first.aclose()
+    second = open_store(url)
+    await second.open()
+    try:
+        assert Cursor(watermark=5) == await second.load_cursor("ft")
+        assert ["t1"] == [p.envelope.transition.id for p in await second.pending(limit=5)]
+    finally:
+        await second.aclose()
