@@ -77,32 +77,81 @@ def test_absent_routes_send_everything_everywhere(tmp_path: Path) -> None:
 
 
 BROKEN = [
-    pytest.param(("api_key: ${MISTRAL_API_KEY}", ""), "sources[0].api_key",
-                 "required key is missing", id="missing key"),
-    pytest.param(("interval: 30s", "interval: [30]"), "sources[0].interval",
-                 "invalid duration", id="wrong type"),
-    pytest.param(("interval: 30s", "interval: 3 minutes"), "sources[0].interval",
-                 "invalid duration '3 minutes'", id="bad duration"),
-    pytest.param(("interval: 30s", "interval: -5s"), "sources[0].interval",
-                 "invalid duration", id="negative duration"),
-    pytest.param(("sinks: [hooks, console]", "sinks: [hooks, pager]"), "routes[0].sinks[1]",
-                 "unknown sink 'pager'", id="unknown sink in a route"),
-    pytest.param(("secret_file: {tmp}/whsec", "secret_file: /nonexistent/whsec"),
-                 "sinks[0].secret_file", "cannot read /nonexistent/whsec", id="unreadable file"),
-    pytest.param(("${MISTRAL_API_KEY}", "${NOT_DEFINED_ANYWHERE}"), "sources[0].api_key",
-                 "undefined environment variable NOT_DEFINED_ANYWHERE", id="undefined var"),
-    pytest.param(("kind: webhook", "kind: pager"), "sinks[0].kind", "unknown kind",
-                 id="unknown sink kind"),
-    pytest.param(("    interval: 30s", "    interval: 30s\n    intervall: 5s"),
-                 "sources[0].intervall", "unknown key", id="typo in a key"),
-    pytest.param(("url: https://hooks", "url: ftp://hooks"), "sinks[0].url",
-                 "http:// or https://", id="bad url"),
-    pytest.param(("secret_file: {tmp}/whsec", "secret: not-a-whsec"), "sinks[0].secret",
-                 "Standard Webhooks secret", id="bad webhook secret"),
-    pytest.param(("name: console", "name: hooks"), "sinks[1].name", "duplicate sink name",
-                 id="duplicate sink"),
-    pytest.param(("url: sqlite:///", "url: mysql:///"), "state.url", "must be sqlite",
-                 id="unsupported state url"),
+    pytest.param(
+        ("api_key: ${MISTRAL_API_KEY}", ""),
+        "sources[0].api_key",
+        "required key is missing",
+        id="missing key",
+    ),
+    pytest.param(
+        ("interval: 30s", "interval: [30]"),
+        "sources[0].interval",
+        "invalid duration",
+        id="wrong type",
+    ),
+    pytest.param(
+        ("interval: 30s", "interval: 3 minutes"),
+        "sources[0].interval",
+        "invalid duration '3 minutes'",
+        id="bad duration",
+    ),
+    pytest.param(
+        ("interval: 30s", "interval: -5s"),
+        "sources[0].interval",
+        "invalid duration",
+        id="negative duration",
+    ),
+    pytest.param(
+        ("sinks: [hooks, console]", "sinks: [hooks, pager]"),
+        "routes[0].sinks[1]",
+        "unknown sink 'pager'",
+        id="unknown sink in a route",
+    ),
+    pytest.param(
+        ("secret_file: {tmp}/whsec", "secret_file: /nonexistent/whsec"),
+        "sinks[0].secret_file",
+        "cannot read /nonexistent/whsec",
+        id="unreadable file",
+    ),
+    pytest.param(
+        ("${MISTRAL_API_KEY}", "${NOT_DEFINED_ANYWHERE}"),
+        "sources[0].api_key",
+        "undefined environment variable NOT_DEFINED_ANYWHERE",
+        id="undefined var",
+    ),
+    pytest.param(
+        ("kind: webhook", "kind: pager"), "sinks[0].kind", "unknown kind", id="unknown sink kind"
+    ),
+    pytest.param(
+        ("    interval: 30s", "    interval: 30s\n    intervall: 5s"),
+        "sources[0].intervall",
+        "unknown key",
+        id="typo in a key",
+    ),
+    pytest.param(
+        ("url: https://hooks", "url: ftp://hooks"),
+        "sinks[0].url",
+        "http:// or https://",
+        id="bad url",
+    ),
+    pytest.param(
+        ("secret_file: {tmp}/whsec", "secret: not-a-whsec"),
+        "sinks[0].secret",
+        "Standard Webhooks secret",
+        id="bad webhook secret",
+    ),
+    pytest.param(
+        ("name: console", "name: hooks"),
+        "sinks[1].name",
+        "duplicate sink name",
+        id="duplicate sink",
+    ),
+    pytest.param(
+        ("url: sqlite:///", "url: mysql:///"),
+        "state.url",
+        "must be sqlite",
+        id="unsupported state url",
+    ),
 ]
 
 
@@ -136,7 +185,9 @@ def test_not_a_mapping(tmp_path: Path) -> None:
 
 def test_secret_and_file_both_given(tmp_path: Path) -> None:
     """Giving a secret and its *_file variant at once is refused."""
-    text = GOOD.replace("secret_file: {tmp}/whsec", "secret_file: {tmp}/whsec\n    secret: " + SECRET)
+    text = GOOD.replace(
+        "secret_file: {tmp}/whsec", "secret_file: {tmp}/whsec\n    secret: " + SECRET
+    )
     with pytest.raises(ConfigError) as caught:
         load_config(write(tmp_path, text), env=ENV)
     assert "sinks[0].secret_file" == caught.value.path
@@ -144,8 +195,15 @@ def test_secret_and_file_both_given(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("30s", 30), ("5m", 300), ("1h30m", 5400), ("250ms", 0.25), ("2d", 172800), (12, 12),
-     ("1.5", 1.5)],
+    [
+        ("30s", 30),
+        ("5m", 300),
+        ("1h30m", 5400),
+        ("250ms", 0.25),
+        ("2d", 172800),
+        (12, 12),
+        ("1.5", 1.5),
+    ],
 )
 def test_durations(text: str | int, seconds: float) -> None:
     """Durations read as Prometheus-style strings or plain seconds."""

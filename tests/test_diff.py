@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import pytest
@@ -66,14 +67,21 @@ RUN = history("QUEUED", "VALIDATING", "VALIDATED", "RUNNING")
         pytest.param(
             None,
             job(status="RUNNING", events=list(reversed(RUN)), modified_at=T0 + 30),
-            [(None, "QUEUED"), ("QUEUED", "VALIDATING"), ("VALIDATING", "VALIDATED"),
-             ("VALIDATED", "RUNNING")],
+            [
+                (None, "QUEUED"),
+                ("QUEUED", "VALIDATING"),
+                ("VALIDATING", "VALIDATED"),
+                ("VALIDATED", "RUNNING"),
+            ],
             id="newest-first events (2024 era) are put in order",
         ),
         pytest.param(
             job(status="QUEUED", events=history("QUEUED")),
-            job(status="QUEUED", events=history("QUEUED", "VALIDATING", "VALIDATED", "QUEUED"),
-                modified_at=T0 + 30),
+            job(
+                status="QUEUED",
+                events=history("QUEUED", "VALIDATING", "VALIDATED", "QUEUED"),
+                modified_at=T0 + 30,
+            ),
             [("QUEUED", "VALIDATING"), ("VALIDATING", "VALIDATED"), ("VALIDATED", "QUEUED")],
             id="back to the same status between two polls",
         ),
@@ -125,11 +133,16 @@ def test_types_are_lowercase_dotted() -> None:
 def test_new_checkpoints_with_metrics() -> None:
     """New checkpoints are reported once each, by step, with their metrics."""
     metrics = {"train_loss": 1.2, "valid_loss": 0.0, "valid_mean_token_accuracy": 0.0}
-    first = job(status="RUNNING", events=RUN, modified_at=T0 + 30,
-                checkpoints=[(1, T0 + 31, metrics)])
+    first = job(
+        status="RUNNING", events=RUN, modified_at=T0 + 30, checkpoints=[(1, T0 + 31, metrics)]
+    )
     previous = baseline(first)
-    later = job(status="RUNNING", events=RUN, modified_at=T0 + 30,
-                checkpoints=[(3, T0 + 33, metrics), (2, T0 + 32, metrics), (1, T0 + 31, metrics)])
+    later = job(
+        status="RUNNING",
+        events=RUN,
+        modified_at=T0 + 30,
+        checkpoints=[(3, T0 + 33, metrics), (2, T0 + 32, metrics), (1, T0 + 31, metrics)],
+    )
     _, out = seen(later, previous)
     assert [2, 3] == [t.details["checkpoint"]["step_number"] for t in out]
     assert {"fine_tuning.job.checkpoint"} == {t.type for t in out}
@@ -139,8 +152,12 @@ def test_new_checkpoints_with_metrics() -> None:
 def test_model_ready_after_success() -> None:
     """``fine_tuned_model`` becoming available is reported once, after the status."""
     previous = baseline(job(status="RUNNING", events=RUN, modified_at=T0 + 30))
-    done = job(status="SUCCESS", events=[*RUN, ("SUCCESS", T0 + 40)], modified_at=T0 + 40,
-               fine_tuned_model="ft:open-mistral-7b:x:20261127:abcd")
+    done = job(
+        status="SUCCESS",
+        events=[*RUN, ("SUCCESS", T0 + 40)],
+        modified_at=T0 + 40,
+        fine_tuned_model="ft:open-mistral-7b:x:20261127:abcd",
+    )
     snapshot, out = seen(done, previous)
     assert ["fine_tuning.job.success", "fine_tuning.job.model_ready"] == [t.type for t in out]
     assert "ft:open-mistral-7b:x:20261127:abcd" == out[1].details["fine_tuned_model"]
@@ -165,8 +182,11 @@ def test_other_events_are_reported() -> None:
 def test_ids_are_stable_and_distinct() -> None:
     """The same facts give the same ids; different facts give different ids."""
     before = baseline(job(status="QUEUED", events=history("QUEUED")))
-    after = job(status="QUEUED", events=history("QUEUED", "VALIDATED", "QUEUED", "VALIDATED",
-                                                "QUEUED"), modified_at=T0 + 40)
+    after = job(
+        status="QUEUED",
+        events=history("QUEUED", "VALIDATED", "QUEUED", "VALIDATED", "QUEUED"),
+        modified_at=T0 + 40,
+    )
     first = seen(after, before)[1]
     again = seen(after, before)[1]
     assert [t.id for t in first] == [t.id for t in again]
@@ -176,8 +196,13 @@ def test_ids_are_stable_and_distinct() -> None:
 def test_same_second_twins_stay_distinct() -> None:
     """Two identical status events in the same second are two facts."""
     before = baseline(job(status="QUEUED", events=[("QUEUED", T0)]))
-    twins = [("QUEUED", T0), ("VALIDATED", T0 + 1), ("QUEUED", T0 + 1), ("VALIDATED", T0 + 1),
-             ("QUEUED", T0 + 1)]
+    twins = [
+        ("QUEUED", T0),
+        ("VALIDATED", T0 + 1),
+        ("QUEUED", T0 + 1),
+        ("VALIDATED", T0 + 1),
+        ("QUEUED", T0 + 1),
+    ]
     _, out = seen(job(status="QUEUED", events=twins, modified_at=T0 + 1), before)
     assert 4 == len({t.id for t in out})
 
@@ -185,24 +210,40 @@ def test_same_second_twins_stay_distinct() -> None:
 def test_new_job_reports_each_status_in_order() -> None:
     """A job first seen after the baseline reports each status it passed, first with null."""
     _, out = seen(job(status="FAILED", events=[*RUN, ("FAILED", T0 + 40)], modified_at=T0 + 40))
-    assert [(None, "QUEUED"), ("QUEUED", "VALIDATING"), ("VALIDATING", "VALIDATED"),
-            ("VALIDATED", "RUNNING"), ("RUNNING", "FAILED")] == steps(out)
+    assert [
+        (None, "QUEUED"),
+        ("QUEUED", "VALIDATING"),
+        ("VALIDATING", "VALIDATED"),
+        ("VALIDATED", "RUNNING"),
+        ("RUNNING", "FAILED"),
+    ] == steps(out)
 
 
 def test_payload_follows_the_contract() -> None:
     """``data`` carries source, job, status, previous_status and occurred_at (RFC 3339)."""
     previous = baseline(job(status="RUNNING", events=RUN, modified_at=T0 + 30))
-    _, out = seen(job(status="FAILED", events=[*RUN, ("FAILED", T0 + 40)], modified_at=T0 + 40),
-                  previous)
+    _, out = seen(
+        job(status="FAILED", events=[*RUN, ("FAILED", T0 + 40)], modified_at=T0 + 40), previous
+    )
     body = out[0].payload(detected_at=T0 + 45)
     assert "fine_tuning.job.failed" == body["type"]
     assert "2025-06-27T07:40:40Z" == body["data"]["occurred_at"]
     assert body["timestamp"] == body["data"]["occurred_at"]
     assert ("RUNNING", "FAILED", "ft") == (
-        body["data"]["previous_status"], body["data"]["status"], body["data"]["source"]
+        body["data"]["previous_status"],
+        body["data"]["status"],
+        body["data"]["source"],
     )
-    assert {"id", "status", "model", "job_type", "suffix", "fine_tuned_model", "created_at",
-            "modified_at"} <= set(body["data"]["job"])
+    assert {
+        "id",
+        "status",
+        "model",
+        "job_type",
+        "suffix",
+        "fine_tuned_model",
+        "created_at",
+        "modified_at",
+    } <= set(body["data"]["job"])
 
 
 def test_nan_metrics_stay_valid_json() -> None:
@@ -211,9 +252,13 @@ def test_nan_metrics_stay_valid_json() -> None:
 
     current = job(status="RUNNING", events=RUN, checkpoints=[(1, T0, {"train_loss": "NaN"})])
     _, out = seen(current)
-    check = [t for t in out if t.type.endswith("checkpoint")][0]
-    assert "NaN" == json.loads(json.dumps(check.payload(0), allow_nan=False))["data"][
-        "checkpoint"]["metrics"]["train_loss"]
+    check = next(t for t in out if t.type.endswith("checkpoint"))
+    assert (
+        "NaN"
+        == json.loads(json.dumps(check.payload(0), allow_nan=False))["data"]["checkpoint"][
+            "metrics"
+        ]["train_loss"]
+    )
 
 
 def test_snapshot_round_trips_through_json() -> None:
@@ -225,8 +270,9 @@ def test_snapshot_round_trips_through_json() -> None:
 
 def test_chronological_keeps_same_second_order() -> None:
     """Same-second events keep the list's orientation."""
-    events = job(status="RUNNING", events=[("RUNNING", T0 + 5), ("VALIDATED", T0 + 5),
-                                           ("QUEUED", T0)]).events
+    events = job(
+        status="RUNNING", events=[("RUNNING", T0 + 5), ("VALIDATED", T0 + 5), ("QUEUED", T0)]
+    ).events
     assert events is not None
     assert ["QUEUED", "VALIDATED", "RUNNING"] == [e.status for e in chronological(events)]
 
@@ -239,16 +285,19 @@ statuses = st.sampled_from([*FINE_TUNING_STATUSES, "PAUSED"])
 @st.composite
 def jobs(draw: Any) -> Job:
     path = draw(st.lists(statuses, min_size=1, max_size=8))
-    times = sorted(draw(st.lists(st.integers(T0, T0 + 50), min_size=len(path),
-                                 max_size=len(path))))
+    times = sorted(draw(st.lists(st.integers(T0, T0 + 50), min_size=len(path), max_size=len(path))))
     newest_first = draw(st.booleans())
     events = list(zip(path, times, strict=True))
     if newest_first:
         events.reverse()
     steps_ = draw(st.lists(st.integers(1, 40), unique=True, max_size=6))
-    return job(status=path[-1], events=events, modified_at=times[-1],
-               checkpoints=[(s, T0 + s, {"train_loss": 1.0 / s}) for s in steps_],
-               fine_tuned_model=draw(st.none() | st.just("ft:model")))
+    return job(
+        status=path[-1],
+        events=events,
+        modified_at=times[-1],
+        checkpoints=[(s, T0 + s, {"train_loss": 1.0 / s}) for s in steps_],
+        fine_tuned_model=draw(st.none() | st.just("ft:model")),
+    )
 
 
 @given(jobs())
@@ -287,7 +336,7 @@ def test_ids_unique_within_one_diff(current: Job) -> None:
 
 @given(
     st.lists(statuses, min_size=2, max_size=10).filter(
-        lambda p: all(a != b for a, b in zip(p, p[1:], strict=False))
+        lambda p: all(a != b for a, b in itertools.pairwise(p))
     ),
     st.data(),
 )

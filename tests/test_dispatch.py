@@ -57,12 +57,22 @@ def t(n: int, job: str = "j1") -> Transition:
     return Transition(id=f"{job}-{n}", type="fine_tuning.job.running", source="ft", job_id=job)
 
 
-async def setup(store: SqlStore, clock: Clock, sinks: list[FakeSink],
-                transitions: list[Transition], **delivery: float) -> Dispatcher:
+async def setup(
+    store: SqlStore,
+    clock: Clock,
+    sinks: list[FakeSink],
+    transitions: list[Transition],
+    **delivery: float,
+) -> Dispatcher:
     names = [s.name for s in sinks]
     await store.commit("ft", Cursor(), [], [Routed(x, names) for x in transitions], now=clock.now)
-    return Dispatcher(store, {s.name: s for s in sinks}, DeliveryConfig(**delivery),  # type: ignore[arg-type]
-                      clock=clock, rng=random.Random(1))
+    return Dispatcher(
+        store,
+        {s.name: s for s in sinks},
+        DeliveryConfig(**delivery),  # type: ignore[arg-type]
+        clock=clock,
+        rng=random.Random(1),
+    )
 
 
 async def test_delivers_in_order(store: SqlStore) -> None:

@@ -54,15 +54,21 @@ class FakeApi:
             bound = datetime.fromisoformat(params["created_after"]).timestamp()
             items = [j for j in items if j["created_at"] >= bound]
         page, size = int(params.get("page", 0)), int(params.get("page_size", 100))
-        summary = [{k: v for k, v in j.items() if k not in ("events", "checkpoints")}
-                   for j in items[page * size:(page + 1) * size]]
+        summary = [
+            {k: v for k, v in j.items() if k not in ("events", "checkpoints")}
+            for j in items[page * size : (page + 1) * size]
+        ]
         return httpx.Response(200, json={"object": "list", "total": len(items), "data": summary})
 
 
 def source(api: FakeApi, delays: list[float] | None = None, **overrides: Any) -> FineTuningSource:
     config = FineTuningSourceConfig(
-        name="ft", kind="mistral-fine-tuning", base_url="http://api.test", api_key=Secret(KEY),
-        page_size=overrides.pop("page_size", 10), **overrides,
+        name="ft",
+        kind="mistral-fine-tuning",
+        base_url="http://api.test",
+        api_key=Secret(KEY),
+        page_size=overrides.pop("page_size", 10),
+        **overrides,
     )
     client = httpx.AsyncClient(transport=httpx.MockTransport(api.handler))
 
@@ -95,9 +101,13 @@ class Harness:
 
 
 def detailed(job_id: str, status: str, created_at: int, steps: Sequence[str]) -> dict[str, Any]:
-    return raw_job(job_id, status, created_at=created_at,
-                   modified_at=created_at + 10 * (len(steps) - 1),
-                   events=history(*steps, start=created_at))
+    return raw_job(
+        job_id,
+        status,
+        created_at=created_at,
+        modified_at=created_at + 10 * (len(steps) - 1),
+        events=history(*steps, start=created_at),
+    )
 
 
 def fill(api: FakeApi, terminal: int, active: int) -> None:
@@ -105,7 +115,9 @@ def fill(api: FakeApi, terminal: int, active: int) -> None:
         api.add(detailed(f"done-{n}", "SUCCESS", T0 + n, ["QUEUED", "RUNNING", "SUCCESS"]))
     for n in range(active):
         status = ["QUEUED", "VALIDATING", "RUNNING"][n % 3]
-        api.add(detailed(f"live-{n}", status, T0 + 100_000 + n, ["QUEUED", status][: 1 + (n % 3 > 0)]))
+        api.add(
+            detailed(f"live-{n}", status, T0 + 100_000 + n, ["QUEUED", status][: 1 + (n % 3 > 0)])
+        )
 
 
 async def steady_requests(terminal: int, active: int) -> int:
@@ -162,9 +174,19 @@ async def test_malformed_item_does_not_discard_the_page() -> None:
     """One item without an id is skipped; the rest of the page is kept."""
     api = FakeApi()
     api.add(detailed("a", "SUCCESS", T0, ["SUCCESS"]))
-    api.queued.append(httpx.Response(200, json={"total": 3, "data": [
-        {"status": "RUNNING"}, raw_job("b", "SUCCESS"), raw_job("c", "SUCCESS", job_type="FT"),
-    ]}))
+    api.queued.append(
+        httpx.Response(
+            200,
+            json={
+                "total": 3,
+                "data": [
+                    {"status": "RUNNING"},
+                    raw_job("b", "SUCCESS"),
+                    raw_job("c", "SUCCESS", job_type="FT"),
+                ],
+            },
+        )
+    )
     result = await Harness(source(api)).poll()
     assert ({"b", "c"}, 1) == ({j.id for j in result.jobs}, result.malformed)
 
@@ -182,13 +204,15 @@ async def test_retry_after_is_honoured() -> None:
 @pytest.mark.parametrize(
     ("responses", "error"),
     [
-        pytest.param([httpx.Response(401, json={"message": "Unauthorized"})], SourceAuthError,
-                     id="401"),
+        pytest.param(
+            [httpx.Response(401, json={"message": "Unauthorized"})], SourceAuthError, id="401"
+        ),
         pytest.param([httpx.Response(403)], SourceAuthError, id="403"),
         pytest.param([httpx.Response(410)], SourceRetired, id="410"),
         pytest.param([httpx.Response(500)] * 4, SourceUnavailable, id="5xx outlasting retries"),
-        pytest.param([httpx.Response(200, content=b"{not json")] * 4, SourceUnavailable,
-                     id="malformed body"),
+        pytest.param(
+            [httpx.Response(200, content=b"{not json")] * 4, SourceUnavailable, id="malformed body"
+        ),
     ],
 )
 async def test_errors_become_source_errors(
@@ -221,13 +245,19 @@ async def test_timeouts_are_retried() -> None:
 
 def test_tolerant_parsing_of_drift() -> None:
     """Unknown status, job_type, fields, nulls and missing optionals parse and are kept."""
-    raw = {"id": "x", "status": "PAUSED", "created_at": "1751010000", "job_type": "reasoning",
-           "metadata": None, "suffix": None, "brand_new": {"a": 1}, "events": None,
-           "checkpoints": [{"step_number": None}, {"step_number": 2, "metrics": None}]}
+    raw = {
+        "id": "x",
+        "status": "PAUSED",
+        "created_at": "1751010000",
+        "job_type": "reasoning",
+        "metadata": None,
+        "suffix": None,
+        "brand_new": {"a": 1},
+        "events": None,
+        "checkpoints": [{"step_number": None}, {"step_number": 2, "metrics": None}],
+    }
     parsed = parse_job(json.loads(json.dumps(raw)))
     assert ("PAUSED", "reasoning", T0) == (parsed.status, parsed.job_type, parsed.created_at)
     assert {"brand_new": {"a": 1}} == parsed.extra
     assert () == parsed.events
     assert [2] == [c.step_number for c in parsed.checkpoints or ()]
-
-

@@ -9,8 +9,9 @@ from watcher.routing import Router
 from watcher.transitions import Transition
 
 
-def t(type_: str = "fine_tuning.job.failed", status: str | None = "FAILED",
-      source: str = "ft") -> Transition:
+def t(
+    type_: str = "fine_tuning.job.failed", status: str | None = "FAILED", source: str = "ft"
+) -> Transition:
     return Transition(id="x", type=type_, source=source, job_id="j", status=status)
 
 
@@ -25,14 +26,24 @@ def route(sinks: list[str], stop: bool = False, **match: list[str]) -> RouteConf
         pytest.param([route(["a"], status=["FAILED", "CANCELLED"])], t(), ["a"], id="OR"),
         pytest.param([route(["a"], status=["FAILED"], source=["other"])], t(), [], id="AND"),
         pytest.param([route(["a"], type=["fine_tuning.job.*"])], t(), ["a"], id="glob"),
-        pytest.param([route(["a"], status=["FAILED"])], t("fine_tuning.job.checkpoint", None),
-                     [], id="status key never matches a transition without status"),
-        pytest.param([route(["a", "b"]), route(["b", "c"])], t(), ["a", "b", "c"],
-                     id="union, each sink once"),
-        pytest.param([route(["a"], stop=True), route(["b"])], t(), ["a"],
-                     id="continue false stops"),
-        pytest.param([route(["a"], stop=True, status=["RUNNING"]), route(["b"])], t(), ["b"],
-                     id="continue false only when it matches"),
+        pytest.param(
+            [route(["a"], status=["FAILED"])],
+            t("fine_tuning.job.checkpoint", None),
+            [],
+            id="status key never matches a transition without status",
+        ),
+        pytest.param(
+            [route(["a", "b"]), route(["b", "c"])], t(), ["a", "b", "c"], id="union, each sink once"
+        ),
+        pytest.param(
+            [route(["a"], stop=True), route(["b"])], t(), ["a"], id="continue false stops"
+        ),
+        pytest.param(
+            [route(["a"], stop=True, status=["RUNNING"]), route(["b"])],
+            t(),
+            ["b"],
+            id="continue false only when it matches",
+        ),
         pytest.param([], t(), [], id="no routes: recorded, sent nowhere"),
     ],
 )
@@ -43,6 +54,7 @@ def test_sinks_for(routes: list[RouteConfig], transition: Transition, expected: 
 
 def test_explain_names_the_routes() -> None:
     """explain() returns the index of every route that applies."""
-    router = Router([route(["a"], status=["RUNNING"]), route(["b"]), route(["c"], stop=True),
-                     route(["d"])])
+    router = Router(
+        [route(["a"], status=["RUNNING"]), route(["b"]), route(["c"], stop=True), route(["d"])]
+    )
     assert [1, 2] == [i for i, _ in router.explain(t())]

@@ -27,18 +27,30 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
 
 
 def transition(n: int, job_id: str = "j1") -> Transition:
-    return Transition(id=f"t{n}", type="fine_tuning.job.running", source="ft", job_id=job_id,
-                      status="RUNNING", previous_status="QUEUED", occurred_at=T0 + n)
+    return Transition(
+        id=f"t{n}",
+        type="fine_tuning.job.running",
+        source="ft",
+        job_id=job_id,
+        status="RUNNING",
+        previous_status="QUEUED",
+        occurred_at=T0 + n,
+    )
 
 
 async def test_commit_persists_snapshots_cursor_and_outbox(store: SqlStore) -> None:
     """One commit stores snapshots, the cursor and one delivery per routed sink."""
-    snapshot, _ = diff(None, job(status="RUNNING", events=history("QUEUED", "RUNNING")),
-                       source="ft")
+    snapshot, _ = diff(
+        None, job(status="RUNNING", events=history("QUEUED", "RUNNING")), source="ft"
+    )
     cursor = Cursor(watermark=T0, last_full_sync=1.0, baseline_done=True)
-    added = await store.commit("ft", cursor, [snapshot],
-                               [Routed(transition(1), ["a", "b"]), Routed(transition(2), [])],
-                               now=100.0)
+    added = await store.commit(
+        "ft",
+        cursor,
+        [snapshot],
+        [Routed(transition(1), ["a", "b"]), Routed(transition(2), [])],
+        now=100.0,
+    )
     assert 2 == added
     assert cursor == await store.load_cursor("ft")
     assert {"job-1": snapshot} == await store.active_snapshots("ft")
@@ -66,8 +78,9 @@ async def test_commit_is_atomic(store: SqlStore, monkeypatch: pytest.MonkeyPatch
 
     monkeypatch.setattr(store, "_enqueue", broken)
     with pytest.raises(RuntimeError):
-        await store.commit("ft", Cursor(baseline_done=True), [snapshot],
-                           [Routed(transition(1), ["a"])], now=1.0)
+        await store.commit(
+            "ft", Cursor(baseline_done=True), [snapshot], [Routed(transition(1), ["a"])], now=1.0
+        )
     assert {} == await store.active_snapshots("ft")
     assert Cursor() == await store.load_cursor("ft")
 
@@ -101,8 +114,9 @@ async def test_state_survives_reopen(tmp_path: Path) -> None:
     first = open_store(url)
     await first.open()
     snapshot, _ = diff(None, job(status="RUNNING"), source="ft")
-    await first.commit("ft", Cursor(watermark=5), [snapshot], [Routed(transition(1), ["a"])],
-                       now=1.0)
+    await first.commit(
+        "ft", Cursor(watermark=5), [snapshot], [Routed(transition(1), ["a"])], now=1.0
+    )
     await first.aclose()
     second = open_store(url)
     await second.open()

@@ -19,8 +19,11 @@ def _parser() -> argparse.ArgumentParser:
 
     def with_config(name: str, help_text: str) -> argparse.ArgumentParser:
         cmd = sub.add_parser(name, help=help_text, description=help_text)
-        cmd.add_argument("-c", "--config", help="config file (else $WATCHER_CONFIG, else "
-                         "/etc/watcher/config.yaml)")
+        cmd.add_argument(
+            "-c",
+            "--config",
+            help="config file (else $WATCHER_CONFIG, else /etc/watcher/config.yaml)",
+        )
         return cmd
 
     with_config("run", "the daemon: poll, diff, deliver until SIGTERM/SIGINT")

@@ -93,11 +93,11 @@ async def _status(config: Config) -> int:
         print(f"source {source.name}: {sum(jobs.values())} jobs tracked, last poll {ago}{retired}")
         for name, count in sorted(jobs.items()):
             print(f"  {name}: {count}")
-    oldest = (
-        f", oldest {now - status.oldest_pending_at:.0f}s" if status.oldest_pending_at else ""
+    oldest = f", oldest {now - status.oldest_pending_at:.0f}s" if status.oldest_pending_at else ""
+    print(
+        f"deliveries: {status.pending} pending{oldest}, {status.dead} dead, "
+        f"{status.delivered} delivered"
     )
-    print(f"deliveries: {status.pending} pending{oldest}, {status.dead} dead, "
-          f"{status.delivered} delivered")
     return EXIT_OK
 
 

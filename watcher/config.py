@@ -136,7 +136,9 @@ class WebhookSinkConfig(_Model):
             except (binascii.Error, ValueError):
                 decoded = b""
             if not value.get().startswith("whsec_") or len(decoded) < 16:
-                raise ValueError("must be a Standard Webhooks secret: whsec_ + base64 (>= 16 bytes)")
+                raise ValueError(
+                    "must be a Standard Webhooks secret: whsec_ + base64 (>= 16 bytes)"
+                )
         return value
 
 
@@ -266,9 +268,13 @@ def _error_path(loc: tuple[str | int, ...], raw: Any) -> str:
     parts: list[str | int] = []
     node = raw
     for part in loc:
-        if isinstance(node, dict) and isinstance(part, str) and part not in node:
-            if part in (node.get("kind"),):
-                continue  # discriminated-union tag, not a key of the file
+        if (
+            isinstance(node, dict)
+            and isinstance(part, str)
+            and part not in node
+            and (part == node.get("kind"))
+        ):
+            continue  # discriminated-union tag, not a key of the file
         parts.append(part)
         if isinstance(node, dict):
             node = node.get(part) if isinstance(part, str) else None
@@ -294,7 +300,9 @@ def _message(error: Mapping[str, Any]) -> str:
     return message.removeprefix("Value error, ")
 
 
-def validate_config(raw: Any, *, env: Mapping[str, str] | None = None, base: Path | None = None) -> Config:
+def validate_config(
+    raw: Any, *, env: Mapping[str, str] | None = None, base: Path | None = None
+) -> Config:
     """A :class:`Config` from an already parsed YAML document."""
     if not isinstance(raw, dict):
         raise ConfigError("", "the config file must be a YAML mapping (sources:, sinks:, …)")
@@ -367,8 +375,9 @@ def summary(config: Config) -> str:
     lines.append(f"sources ({len(config.sources)}):")
     for source in config.sources:
         lines.append(
-            f"  - {source.name}: {source.kind} at {source.base_url}, every {source.interval:g}s,"
-            f" on_start={source.on_start}, checkpoints={'on' if source.track_checkpoints else 'off'}"
+            f"  - {source.name}: {source.kind} at {source.base_url},"
+            f" every {source.interval:g}s, on_start={source.on_start},"
+            f" checkpoints={'on' if source.track_checkpoints else 'off'}"
         )
     lines.append(f"sinks ({len(config.sinks)}):")
     for sink in config.sinks:
@@ -377,12 +386,15 @@ def summary(config: Config) -> str:
             extra = f" (signed: {'yes' if sink.secret else 'no'})"
         lines.append(f"  - {sink.name}: {sink.kind}{extra}")
     routes = config.effective_routes
-    implicit = " (implicit: no routes given, everything goes to every sink)" if config.routes is None else ""
+    implicit = (
+        " (implicit: no routes given, everything goes to every sink)"
+        if config.routes is None
+        else ""
+    )
     lines.append(f"routes ({len(routes)}){implicit}:")
     for route in routes:
         conds = [
-            f"{key} in {vals}"
-            for key, vals in route.match.model_dump(exclude_none=True).items()
+            f"{key} in {vals}" for key, vals in route.match.model_dump(exclude_none=True).items()
         ]
         stop = ", stop" if not route.continue_ else ""
         lines.append(f"  - {' and '.join(conds) or 'everything'} -> {', '.join(route.sinks)}{stop}")

@@ -104,9 +104,7 @@ def fingerprints(events: Sequence[Event]) -> list[str]:
     seen: Counter[str] = Counter()
     out = []
     for event in events:
-        body = json.dumps(
-            [event.name, event.created_at, event.data], sort_keys=True, default=str
-        )
+        body = json.dumps([event.name, event.created_at, event.data], sort_keys=True, default=str)
         digest = hashlib.sha256(body.encode()).hexdigest()[:20]
         out.append(f"{digest}.{seen[digest]}")
         seen[digest] += 1
@@ -129,8 +127,9 @@ def diff(
     found: list[tuple[int, int, int, Transition]] = []  # (time, rank, order, transition)
 
     def add(when: int | None, rank: int, transition: Transition) -> None:
-        found.append((when if when is not None else current.modified_at, rank, len(found),
-                      transition))
+        found.append(
+            (when if when is not None else current.modified_at, rank, len(found), transition)
+        )
 
     def status_change(prev: str | None, new: str, when: int, key: object) -> Transition:
         return Transition(
@@ -158,17 +157,22 @@ def diff(
         # When the previous poll took its status from the job-level field because the
         # status's own event had not appeared yet, that event and the ones before it are
         # history arriving late, not news.
-        known = [e.status for fp, e in zip(prints, events, strict=True)
-                 if fp in previous.seen_events and e.status is not None]
+        known = [
+            e.status
+            for fp, e in zip(prints, events, strict=True)
+            if fp in previous.seen_events and e.status is not None
+        ]
         if not known or known[-1] != previous.status:
-            late = next((i for i, (_, e) in enumerate(new_events)
-                         if e.status == previous.status), None)
+            late = next(
+                (i for i, (_, e) in enumerate(new_events) if e.status == previous.status), None
+            )
             if late is not None:
                 for fp, e in new_events[: late + 1]:
                     if e.status is not None:
                         seen_events.add(fp)
-                new_events = [(fp, e) for i, (fp, e) in enumerate(new_events)
-                              if i > late or e.status is None]
+                new_events = [
+                    (fp, e) for i, (fp, e) in enumerate(new_events) if i > late or e.status is None
+                ]
 
     # Status events ahead of the job-level status wait for the poll that agrees with them.
     status_positions = [i for i, (_, e) in enumerate(new_events) if e.status is not None]
@@ -188,16 +192,25 @@ def diff(
         if status is None:
             seen_events.add(fp)
             if event.name != "status-updated":
-                add(event.created_at, _RANK_EVENT, Transition(
-                    id=stable_id(source, current.id, "event", fp),
-                    type=f"{kind.prefix}.event",
-                    source=source,
-                    job_id=current.id,
-                    occurred_at=event.created_at,
-                    job=job_view,
-                    details={"event": {"name": event.name, "created_at": event.created_at,
-                                       "data": event.data}},
-                ))
+                add(
+                    event.created_at,
+                    _RANK_EVENT,
+                    Transition(
+                        id=stable_id(source, current.id, "event", fp),
+                        type=f"{kind.prefix}.event",
+                        source=source,
+                        job_id=current.id,
+                        occurred_at=event.created_at,
+                        job=job_view,
+                        details={
+                            "event": {
+                                "name": event.name,
+                                "created_at": event.created_at,
+                                "data": event.data,
+                            }
+                        },
+                    ),
+                )
             continue
         if index >= cut:
             continue
@@ -217,30 +230,42 @@ def diff(
         if checkpoint.step_number in seen_checkpoints:
             continue
         seen_checkpoints.add(checkpoint.step_number)
-        add(checkpoint.created_at, _RANK_CHECKPOINT, Transition(
-            id=stable_id(source, current.id, "checkpoint", checkpoint.step_number),
-            type=f"{kind.prefix}.checkpoint",
-            source=source,
-            job_id=current.id,
-            occurred_at=checkpoint.created_at,
-            job=job_view,
-            details={"checkpoint": {"step_number": checkpoint.step_number,
-                                    "created_at": checkpoint.created_at,
-                                    "metrics": dict(checkpoint.metrics)}},
-        ))
+        add(
+            checkpoint.created_at,
+            _RANK_CHECKPOINT,
+            Transition(
+                id=stable_id(source, current.id, "checkpoint", checkpoint.step_number),
+                type=f"{kind.prefix}.checkpoint",
+                source=source,
+                job_id=current.id,
+                occurred_at=checkpoint.created_at,
+                job=job_view,
+                details={
+                    "checkpoint": {
+                        "step_number": checkpoint.step_number,
+                        "created_at": checkpoint.created_at,
+                        "metrics": dict(checkpoint.metrics),
+                    }
+                },
+            ),
+        )
 
     model = current.fine_tuned_model
     known_model = previous.fine_tuned_model if previous else None
     if model and model != known_model:
-        add(current.modified_at, _RANK_MODEL, Transition(
-            id=stable_id(source, current.id, "model", model),
-            type=f"{kind.prefix}.model_ready",
-            source=source,
-            job_id=current.id,
-            occurred_at=current.modified_at,
-            job=job_view,
-            details={"fine_tuned_model": model},
-        ))
+        add(
+            current.modified_at,
+            _RANK_MODEL,
+            Transition(
+                id=stable_id(source, current.id, "model", model),
+                type=f"{kind.prefix}.model_ready",
+                source=source,
+                job_id=current.id,
+                occurred_at=current.modified_at,
+                job=job_view,
+                details={"fine_tuned_model": model},
+            ),
+        )
 
     found.sort(key=lambda item: item[:3])
     snapshot = Snapshot(

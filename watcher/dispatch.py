@@ -73,16 +73,24 @@ class Dispatcher:
                 tg.start_soon(self._deliver, delivery, limiters.get(delivery.sink))
         return len(due)
 
-    async def _deliver(self, delivery: PendingDelivery, limiter: anyio.CapacityLimiter | None) -> None:
+    async def _deliver(
+        self, delivery: PendingDelivery, limiter: anyio.CapacityLimiter | None
+    ) -> None:
         t = delivery.envelope.transition
-        bound = log.bind(sink=delivery.sink, transition_id=t.id, type=t.type,
-                         source=t.source, job_id=t.job_id)
+        bound = log.bind(
+            sink=delivery.sink, transition_id=t.id, type=t.type, source=t.source, job_id=t.job_id
+        )
         sink = self.sinks.get(delivery.sink)
         if sink is None or limiter is None:
             bound.error("delivery_dead", reason="sink no longer configured")
             with anyio.CancelScope(shield=True):
-                await self.store.failed(delivery.seq, delivery.sink, now=self.clock(),
-                                        error="sink no longer configured", retry_at=None)
+                await self.store.failed(
+                    delivery.seq,
+                    delivery.sink,
+                    now=self.clock(),
+                    error="sink no longer configured",
+                    retry_at=None,
+                )
             return
         async with limiter:
             try:
@@ -91,8 +99,7 @@ class Dispatcher:
                 await self._failed(delivery, str(exc), exc.retryable, exc.retry_after, bound)
             except Exception as exc:  # a sink bug must not silence the other sinks
                 bound.exception("sink_crashed")
-                await self._failed(delivery, f"sink error: {type(exc).__name__}", True, None,
-                                   bound)
+                await self._failed(delivery, f"sink error: {type(exc).__name__}", True, None, bound)
             else:
                 with anyio.CancelScope(shield=True):
                     await self.store.delivered(delivery.seq, delivery.sink, now=self.clock())
@@ -109,17 +116,27 @@ class Dispatcher:
         now = self.clock()
         retry_at: float | None = None
         if retryable and now - delivery.created_at < self.config.max_age:
-            delay = backoff(delivery.attempts, base=self.config.initial_backoff,
-                            cap=self.config.max_backoff, retry_after=retry_after, rng=self.rng)
+            delay = backoff(
+                delivery.attempts,
+                base=self.config.initial_backoff,
+                cap=self.config.max_backoff,
+                retry_after=retry_after,
+                rng=self.rng,
+            )
             retry_at = now + delay
-            bound.warning("delivery_retry", error=error, attempts=delivery.attempts + 1,
-                          retry_in=round(delay, 3))
+            bound.warning(
+                "delivery_retry",
+                error=error,
+                attempts=delivery.attempts + 1,
+                retry_in=round(delay, 3),
+            )
         else:
             why = "final error" if not retryable else "max age reached"
             bound.error("delivery_dead", error=error, reason=why, attempts=delivery.attempts + 1)
         with anyio.CancelScope(shield=True):
-            await self.store.failed(delivery.seq, delivery.sink, now=now, error=error,
-                                    retry_at=retry_at)
+            await self.store.failed(
+                delivery.seq, delivery.sink, now=now, error=error, retry_at=retry_at
+            )
 
     async def drain(self) -> None:
         """Passes until nothing is due right now (``watcher once``)."""

@@ -48,8 +48,10 @@ class SourceAuthError(SourceError):
 
     def __init__(self, source: str, status_code: int) -> None:
         self.status_code = status_code
-        what = "unauthorized (401): check the API key" if status_code == 401 else (
-            f"forbidden ({status_code}): the API key lacks access"
+        what = (
+            "unauthorized (401): check the API key"
+            if status_code == 401
+            else (f"forbidden ({status_code}): the API key lacks access")
         )
         super().__init__(source, what)
 
@@ -73,9 +75,7 @@ class DeliveryError(WatcherError):
     is the peer's own wish (Retry-After) and overrides the computed backoff when larger.
     """
 
-    def __init__(
-        self, message: str, *, retryable: bool, retry_after: float | None = None
-    ) -> None:
+    def __init__(self, message: str, *, retryable: bool, retry_after: float | None = None) -> None:
         self.retryable = retryable
         self.retry_after = retry_after
         super().__init__(message)

@@ -45,7 +45,7 @@ async def serve_app(app: Any, host: str = "127.0.0.1", port: int = 0) -> AsyncIt
     async with anyio.create_task_group() as tg:
         tg.start_soon(server.serve, [sock])
         with anyio.fail_after(10):
-            while not server.started:
+            while not server.started:  # noqa: ASYNC110 (uvicorn offers no event for this)
                 await anyio.sleep(0.01)
         try:
             yield base_url(sock)

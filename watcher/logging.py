@@ -9,13 +9,15 @@ from typing import Literal
 
 import structlog
 
-_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
-           "error": logging.ERROR}
+_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
 
 
-def configure(
-    level: str = "info", fmt: Literal["auto", "json", "console"] = "auto"
-) -> None:
+def configure(level: str = "info", fmt: Literal["auto", "json", "console"] = "auto") -> None:
     stream = sys.stderr
     use_console = fmt == "console" or (fmt == "auto" and stream.isatty())
     renderer: structlog.typing.Processor = (
@@ -37,7 +39,11 @@ def configure(
     )
     # Libraries log through the standard library: warnings and worse only. httpx and
     # httpcore would print request lines at debug level, which we never want.
-    logging.basicConfig(level=logging.WARNING, stream=stream,
-                        format="%(levelname)s %(name)s: %(message)s", force=True)
+    logging.basicConfig(
+        level=logging.WARNING,
+        stream=stream,
+        format="%(levelname)s %(name)s: %(message)s",
+        force=True,
+    )
     for noisy in ("httpx", "httpcore", "apscheduler", "uvicorn", "aiosqlite"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -109,7 +109,13 @@ class ApiClient:
             if delay > MAX_WAIT:
                 problem += f" (asked to wait {delay:.0f}s)"
                 break
-            log.debug("api_retry", source=self.source, route=route, problem=problem,
-                      attempt=attempt + 1, delay=round(delay, 3))
+            log.debug(
+                "api_retry",
+                source=self.source,
+                route=route,
+                problem=problem,
+                attempt=attempt + 1,
+                delay=round(delay, 3),
+            )
             await self._sleep(delay)
         raise SourceUnavailable(self.source, problem or f"{route} failed")

@@ -236,7 +236,8 @@ def parse_job(raw: Any) -> Job:
     checkpoints: tuple[Checkpoint, ...] | None = None
     if detailed:
         events = tuple(
-            e for e in map(parse_event, events_raw if isinstance(events_raw, list) else [])
+            e
+            for e in map(parse_event, events_raw if isinstance(events_raw, list) else [])
             if e is not None
         )
         checkpoints = tuple(

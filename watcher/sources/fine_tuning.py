@@ -149,8 +149,11 @@ class FineTuningSource:
         unknown = [job_id for job_id in listed if job_id not in previous]
         previous.update(await ctx.lookup(unknown))
 
-        wanted = [j.id for j in listed.values() if self._needs_detail(j, previous.get(j.id),
-                                                                       baseline=baseline)]
+        wanted = [
+            j.id
+            for j in listed.values()
+            if self._needs_detail(j, previous.get(j.id), baseline=baseline)
+        ]
         # Followed jobs absent from their status listing have moved on (or the listing
         # drifted): the detail tells which.
         wanted += [job_id for job_id in ctx.active if job_id not in listed]
@@ -192,5 +195,6 @@ class FineTuningSource:
             retired=False,
         )
         jobs_out = sorted(out.values(), key=lambda j: (j.created_at, j.id))
-        return PollResult(jobs=jobs_out, cursor=new_cursor, requests=self.api.requests,
-                          malformed=malformed)
+        return PollResult(
+            jobs=jobs_out, cursor=new_cursor, requests=self.api.requests, malformed=malformed
+        )

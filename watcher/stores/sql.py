@@ -67,9 +67,9 @@ class SqlStore:
         async with self.engine.connect() as conn:
             for start in range(0, len(job_ids), 500):
                 chunk = list(job_ids[start : start + 500])
-                query = sa.select(
-                    snapshots.c.job_id, snapshots.c.data, snapshots.c.terminal
-                ).where(snapshots.c.source == source, snapshots.c.job_id.in_(chunk))
+                query = sa.select(snapshots.c.job_id, snapshots.c.data, snapshots.c.terminal).where(
+                    snapshots.c.source == source, snapshots.c.job_id.in_(chunk)
+                )
                 for row in (await conn.execute(query)).all():
                     out[row.job_id] = self._snapshot(source, row)
         return out
@@ -221,8 +221,9 @@ class SqlStore:
         out = StoreStatus()
         async with self.engine.connect() as conn:
             rows = await conn.execute(
-                sa.select(snapshots.c.source, snapshots.c.status, sa.func.count())
-                .group_by(snapshots.c.source, snapshots.c.status)
+                sa.select(snapshots.c.source, snapshots.c.status, sa.func.count()).group_by(
+                    snapshots.c.source, snapshots.c.status
+                )
             )
             for source, status, count in rows:
                 out.jobs_by_source.setdefault(source, {})[status] = count
@@ -230,8 +231,9 @@ class SqlStore:
                 out.cursors[row.source] = Cursor(**row.data)
                 out.last_poll_at[row.source] = row.last_poll_at
             for state, count, oldest in await conn.execute(
-                sa.select(deliveries.c.state, sa.func.count(), sa.func.min(deliveries.c.created_at))
-                .group_by(deliveries.c.state)
+                sa.select(
+                    deliveries.c.state, sa.func.count(), sa.func.min(deliveries.c.created_at)
+                ).group_by(deliveries.c.state)
             ):
                 if state == PENDING:
                     out.pending, out.oldest_pending_at = count, oldest
