@@ -37,7 +37,6 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--scenario", help="scenario YAML (default: no jobs; add them via /_sim)")
     sim.add_argument("--speed", type=float, default=1.0, help="time factor (2 = twice as fast)")
     sim.add_argument("--seed", type=int, help="seeded random jobs instead of a scenario")
-    sim.add_argument("--jobs", type=int, default=10, help="how many random jobs with --seed")
     sim.add_argument("--api-key", default="sim-key", help="the key clients must send")
 
     demo = sub.add_parser("demo", help="simulator + watcher + receiver on loopback, ~1 min")

@@ -118,7 +118,6 @@ def simulate(args: argparse.Namespace) -> int:
                 scenario=scenario,
                 speed=args.speed,
                 seed=args.seed,
-                jobs=args.jobs,
                 api_key=args.api_key,
                 ready=ready,
             )

@@ -107,6 +107,23 @@ class Watcher:
 
     async def run_until_stopped(self) -> None:
         """Poll and deliver until SIGTERM or SIGINT."""
+        stop = anyio.Event()
+
+        async def on_signal() -> None:
+            with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                async for signum in signals:
+                    log.info("stopping", signal=signal.Signals(signum).name)
+                    stop.set()
+                    return
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(on_signal)
+            await self.serve(until=stop)
+            tg.cancel_scope.cancel()
+
+    async def serve(self, *, until: anyio.Event) -> None:
+        """Poll every source on its interval and deliver continuously until ``until`` is
+        set; then let a running commit finish and stop."""
         scheduler = AsyncIOScheduler(timezone="UTC")
         first = datetime.now().astimezone()
         for index, (name, (_, config)) in enumerate(self.sources.items()):
@@ -127,10 +144,7 @@ class Watcher:
             tg.start_soon(self.dispatcher.run)
             scheduler.start()
             try:
-                with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-                    async for signum in signals:
-                        log.info("stopping", signal=signal.Signals(signum).name)
-                        break
+                await until.wait()
             finally:
                 scheduler.shutdown(wait=False)
                 with anyio.move_on_after(STOP_GRACE, shield=True):
