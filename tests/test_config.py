@@ -137,7 +137,7 @@ BROKEN = [
     pytest.param(
         ("secret_file: {tmp}/whsec", "secret: not-a-whsec"),
         "sinks[0].secret",
-        "Standard Webhooks secret",
+        "must start with 'whsec_'",
         id="bad webhook secret",
     ),
     pytest.param(

@@ -40,15 +40,19 @@ def base_url(sock: socket.socket) -> str:
 async def serve_app(app: Any, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[str]:
     """Run ``app`` until the block exits; yields its base URL (``http://127.0.0.1:PORT``)."""
     sock = bind(host, port)
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+    config = uvicorn.Config(
+        app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=5
+    )
     server = _Server(config)
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(server.serve, [sock])
-        with anyio.fail_after(10):
-            while not server.started:  # noqa: ASYNC110 (uvicorn offers no event for this)
-                await anyio.sleep(0.01)
-        try:
-            yield base_url(sock)
-        finally:
-            server.should_exit = True
-    sock.close()
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(server.serve, [sock])
+            with anyio.fail_after(10):
+                while not server.started:  # noqa: ASYNC110 (uvicorn offers no event for this)
+                    await anyio.sleep(0.01)
+            try:
+                yield base_url(sock)
+            finally:
+                server.should_exit = True
+    finally:
+        sock.close()

@@ -1,0 +1,194 @@
+"""End to end through the real wire: simulator and receiver on loopback, ``watcher run`` as a
+separate process, SIGKILLed where it hurts."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.harness import (
+    WatcherProcess,
+    all_arrived,
+    progress,
+    assert_exactly_the_applied_changes,
+    assert_in_order_per_job,
+    settled,
+    wait_until,
+    write_config,
+)
+from watcher.httpserver import serve_app
+from watcher.receiver import Receiver, generate_secret
+from watcher.simulator import JobSpec, RunningSimulator, random_scenario, simulator
+
+pytestmark = pytest.mark.e2e
+
+
+@dataclass
+class Rig:
+    sim: RunningSimulator
+    receiver: Receiver
+    watcher: WatcherProcess
+
+
+@pytest.fixture
+async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
+    secret = generate_secret()
+    receiver = Receiver(secret)
+    async with serve_app(receiver.app) as receiver_url, simulator(speed=2.0) as sim:
+        config = write_config(tmp_path / "config.yaml", sim, receiver_url, secret)
+        watcher = WatcherProcess(config)
+        try:
+            yield Rig(sim, receiver, watcher)
+        finally:
+            if watcher.alive():
+                watcher.stop()
+
+
+async def test_every_status_change_arrives_once_in_order(rig: Rig) -> None:
+    """Every status change the simulator applies arrives once per webhook-id, in order per
+    job, with its previous status, signed; nothing spurious."""
+    rig.watcher.start()
+    await wait_until(lambda: rig.sim.sim.stats()["requests"]["list"] > 0, 15, "first poll")
+    jobs = random_scenario(7, 8, start_within=4, step_gap=(0.5, 2.0))
+    rig.sim.sim.schedule(jobs)
+    await wait_until(
+        lambda: settled(rig.sim, 8) and all_arrived(rig.sim, rig.receiver),
+        60,
+        "every change to arrive",
+        lambda: progress(rig.sim, rig.receiver),
+    )
+    assert 0 == rig.watcher.stop()
+    assert_exactly_the_applied_changes(rig.sim, rig.receiver)
+    assert_in_order_per_job(rig.receiver)
+    assert all(1 == len(v) for v in rig.receiver.by_id().values())
+
+
+async def test_sigkill_at_several_points_loses_nothing(rig: Rig) -> None:
+    """Killed mid-poll, between commit and send, and mid-send, then restarted: no transition
+    is lost, and a transition sent twice carries the same webhook-id."""
+    sim, receiver, watcher = rig.sim, rig.receiver, rig.watcher
+    watcher.start()
+    await wait_until(lambda: sim.sim.stats()["requests"]["list"] > 0, 15, "first poll")
+    sim.sim.schedule(random_scenario(11, 6, start_within=2, step_gap=(1.0, 3.0)))
+
+    # 1. mid-poll: the API holds the answer, the watcher dies waiting for it.
+    await wait_until(lambda: len(sim.sim.log) >= 4, 20, "some progress")
+    from watcher.simulator import Fault
+
+    sim.sim.add_fault(Fault(mode="slow", delay=5.0, count=None, route="all"))
+    await wait_until(lambda: sim.sim.in_flight > 0, 10, "a request in flight")
+    watcher.kill()
+    sim.sim.faults.clear()
+
+    # 2. between commit and send: the receiver refuses, so commits pile up unsent.
+    receiver.set_down(True)
+    watcher.start()
+    await wait_until(
+        lambda: any(r.status == 503 for r in receiver.received), 20, "a refused delivery"
+    )
+    watcher.kill()
+    receiver.set_down(False)
+
+    # 3. mid-send: the receiver holds the request; the watcher dies before the answer.
+    receiver.set_delay(5.0)
+    watcher.start()
+    await wait_until(lambda: receiver.in_flight > 0, 20, "a delivery in flight")
+    watcher.kill()
+    receiver.set_delay(0.0)
+
+    watcher.start()
+    await wait_until(
+        lambda: settled(sim, 6) and all_arrived(sim, receiver),
+        60,
+        "every change to arrive after the kills",
+    )
+    assert 0 == watcher.stop()
+    assert_exactly_the_applied_changes(sim, receiver)
+    assert_in_order_per_job(receiver)
+
+
+async def test_api_faults_report_nothing_false(rig: Rig) -> None:
+    """With 429, 5xx, slow answers, malformed bodies and an unknown status injected, the
+    watcher keeps running, reports nothing false, and delivers every real change."""
+    from watcher.simulator import Fault
+
+    sim, receiver, watcher = rig.sim, rig.receiver, rig.watcher
+    watcher.start()
+    await wait_until(lambda: sim.sim.stats()["requests"]["list"] > 0, 15, "first poll")
+    sim.sim.schedule(random_scenario(5, 6, start_within=2, step_gap=(1.0, 3.0)))
+    for fault in (
+        Fault(mode="429", retry_after=1.0, count=3, route="all"),
+        Fault(mode="500", count=3, route="list"),
+        Fault(mode="503", count=2, route="detail"),
+        Fault(mode="malformed", count=3, route="all"),
+        Fault(mode="truncated", count=2, route="list"),
+        Fault(mode="slow", delay=3.0, count=2, route="detail"),
+    ):
+        sim.sim.add_fault(fault)
+    await wait_until(lambda: len(sim.sim.jobs) >= 6, 20, "jobs to exist")
+    running = next(iter(sim.sim.jobs))
+    sim.sim.set_status(running, "PAUSED")  # an unknown status is a real change too
+    await wait_until(lambda: settled(sim, 6) or all_arrived(sim, receiver), 60, "progress")
+    sim.sim.set_status(running, "CANCELLED")
+    await wait_until(
+        lambda: settled(sim, 6) and all_arrived(sim, receiver),
+        60,
+        "every change to arrive despite the faults",
+    )
+    assert watcher.alive()
+    assert 0 == watcher.stop()
+    assert_exactly_the_applied_changes(sim, receiver)
+    types = {r.type for r in receiver.received}
+    assert "fine_tuning.job.paused" in types
+
+
+async def test_receiver_down_then_back(rig: Rig) -> None:
+    """While the receiver is down deliveries wait and retry; a watcher restart meanwhile
+    loses none; all arrive once it is back."""
+    sim, receiver, watcher = rig.sim, rig.receiver, rig.watcher
+    receiver.set_down(True)
+    watcher.start()
+    await wait_until(lambda: sim.sim.stats()["requests"]["list"] > 0, 15, "first poll")
+    sim.sim.schedule(
+        [
+            JobSpec(name="a", steps=(("RUNNING", 1.0), ("FAILED", 2.0))),
+            JobSpec(name="b", steps=(("VALIDATING", 1.0), ("FAILED_VALIDATION", 2.0))),
+        ]
+    )
+    await wait_until(lambda: settled(sim, 2), 20, "the jobs to end")
+    await wait_until(
+        lambda: sum(r.status == 503 for r in receiver.received) >= 3,
+        20,
+        "retries against the dead receiver",
+    )
+    assert 0 == watcher.stop()  # graceful restart while the receiver is still down
+    watcher.start()
+    receiver.set_down(False)
+    await wait_until(lambda: all_arrived(sim, receiver), 30, "deliveries after recovery")
+    assert 0 == watcher.stop()
+    assert_exactly_the_applied_changes(sim, receiver)
+    assert_in_order_per_job(receiver)
+
+
+async def test_retired_api_is_reported_once(rig: Rig) -> None:
+    """A source answering 410 Gone is reported once as watcher.source.retired; the daemon
+    keeps running."""
+    sim, receiver, watcher = rig.sim, rig.receiver, rig.watcher
+    sim.sim.retired = True
+    watcher.start()
+    await wait_until(
+        lambda: any(r.type == "watcher.source.retired" for r in receiver.received),
+        20,
+        "the retired transition",
+    )
+    watcher.stop()
+    watcher.start()  # a restart must not report it again
+    await wait_until(lambda: sim.sim.stats()["requests"]["total"] >= 2, 10, "a second try")
+    assert watcher.alive()
+    assert 0 == watcher.stop()
+    retired = [r for r in receiver.received if r.type == "watcher.source.retired"]
+    assert 1 == len(retired)
+    assert "410" in retired[0].data["reason"]

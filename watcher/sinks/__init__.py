@@ -1,0 +1,1 @@
+"""Sinks: one module per kind (webhook, console, …); they never import each other."""

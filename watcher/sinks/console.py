@@ -1,0 +1,174 @@
+"""Console sink: one human-readable line per transition, for terminals and journals.
+
+Everything shown comes from a foreign API and is treated as hostile: control characters
+(C0, C1, DEL), terminal escape sequences, line and paragraph separators and Unicode format
+characters (bidi overrides, zero-width marks) are removed or replaced, and every field is
+capped, so that a job suffix cannot recolour the terminal, fake a line or reorder the text.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import sys
+import unicodedata
+from collections.abc import Mapping, Sequence
+from typing import Any, TextIO
+
+import anyio
+import anyio.to_thread
+
+from watcher.abc import Envelope
+from watcher.exceptions import DeliveryError
+from watcher.transitions import Transition, rfc3339
+
+# ESC/CSI sequences (7- and 8-bit), OSC strings and two-character ESC sequences.
+_ESCAPES = re.compile(
+    r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]"
+    r"|(?:\x1b\]|\x9d)[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?"
+    r"|\x1b[@-Z\\-_]?"
+)
+_SPACES = re.compile(r"\s+")
+_LINE_BREAKS = frozenset("\t\n\v\f\r\x1c\x1d\x1e\x85\u2028\u2029")
+_ARROW = "\u2192"
+_ELLIPSIS = "\u2026"
+_MAX_LINE = 400
+
+
+def clean(value: object, limit: int = 64) -> str:
+    """``value`` as one line of printable text of at most ``limit`` characters."""
+    text = _ESCAPES.sub("", str(value))
+    out = []
+    for ch in text:
+        if ch in _LINE_BREAKS:
+            out.append(" ")
+        elif unicodedata.category(ch)[0] == "C" or unicodedata.category(ch) in ("Zl", "Zp"):
+            out.append("?")  # visible: the value carried something it should not have
+        else:
+            out.append(ch)
+    text = _SPACES.sub(" ", "".join(out)).strip()
+    if len(text) > limit:
+        text = text[: max(limit - 1, 0)] + _ELLIPSIS
+    return text
+
+
+def _number(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return clean(value if value is not None else "-", 16)
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    return f"{value:.4g}"
+
+
+def _job_label(job: Mapping[str, Any]) -> str:
+    model = job.get("model")
+    suffix = job.get("suffix")
+    label = clean(model, 64) if model else ""
+    if suffix:
+        label = f"{label} ({clean(suffix, 40)})".strip()
+    return label
+
+
+def _job_id(transition: Transition) -> str:
+    job_id = transition.job_id or transition.job.get("id")
+    if not job_id:
+        return "-"
+    text = clean(job_id, 64)
+    return text if len(text) <= 9 else text[:8] + _ELLIPSIS
+
+
+def _describe(transition: Transition) -> str:
+    details = transition.details
+    kind = transition.type
+    if transition.is_status_change:
+        before = clean(transition.previous_status, 40) if transition.previous_status else "new"
+        return f"{before} {_ARROW} {clean(transition.status, 40)}"
+    if kind.endswith(".checkpoint"):
+        checkpoint = details.get("checkpoint")
+        checkpoint = checkpoint if isinstance(checkpoint, Mapping) else {}
+        parts = [f"step {_number(checkpoint.get('step_number'))}"]
+        metrics = checkpoint.get("metrics")
+        if isinstance(metrics, Mapping):
+            parts += [f"{clean(k, 32)}={_number(v)}" for k, v in list(metrics.items())[:8]]
+        return " ".join(parts)
+    if kind.endswith(".model_ready"):
+        model = details.get("fine_tuned_model") or transition.job.get("fine_tuned_model")
+        return f"model ready: {clean(model, 120)}"
+    if kind == "watcher.source.retired":
+        return f"source retired: {clean(details.get('reason', 'the API answers 410 Gone'), 200)}"
+    if kind.endswith(".event"):
+        event = details.get("event")
+        name = event.get("name") if isinstance(event, Mapping) else None
+        return f"event {clean(name, 64)}" if name else "event"
+    reason = details.get("reason")
+    return clean(kind, 80) + (f": {clean(reason, 200)}" if reason else "")
+
+
+def format_line(envelope: Envelope) -> str:
+    """``2026-11-27T03:04:05Z  ft  3b9c1e7a…  RUNNING → FAILED  open-mistral-7b (bot)``."""
+    transition = envelope.transition
+    moment = transition.occurred_at if transition.occurred_at is not None else envelope.detected_at
+    try:
+        when = rfc3339(moment)
+    except (OverflowError, OSError, ValueError):
+        when = "????-??-??T??:??:??Z"
+    fields = [when, clean(transition.source, 40), _job_id(transition), _describe(transition)]
+    label = _job_label(transition.job) if transition.job_id or transition.job else ""
+    if label:
+        fields.append(label)
+    line = "  ".join(fields)
+    if len(line) > _MAX_LINE:
+        line = line[: _MAX_LINE - 1] + _ELLIPSIS
+    return line
+
+
+def _encodable(line: str, encoding: str | None) -> str:
+    """``line`` as the stream can write it (an ASCII terminal gets ``->`` and ``...``)."""
+    if not encoding:
+        return line
+    try:
+        line.encode(encoding)
+    except (UnicodeEncodeError, LookupError):
+        line = line.replace(_ARROW, "->").replace(_ELLIPSIS, "...")
+        try:
+            return line.encode(encoding, errors="replace").decode(encoding)
+        except LookupError:
+            return line.encode("ascii", errors="replace").decode("ascii")
+    return line
+
+
+class ConsoleSink:
+    """Writes one line per transition to ``stream`` (``sys.stdout`` when not given)."""
+
+    def __init__(self, name: str, stream: TextIO | None = None) -> None:
+        self.name = name
+        self._stream = stream
+        self._lock = anyio.Lock()
+
+    async def send(self, batch: Sequence[Envelope]) -> None:
+        """Write and flush each line; a closed stream is final, other I/O errors retryable."""
+        if not batch:
+            return
+        lines = [format_line(envelope) for envelope in batch]
+        async with self._lock:
+            # In a worker thread: a stalled terminal or pipe must not freeze the event loop.
+            await anyio.to_thread.run_sync(self._write, lines)
+
+    def _write(self, lines: Sequence[str]) -> None:
+        stream = self._stream if self._stream is not None else sys.stdout
+        try:
+            encoding = getattr(stream, "encoding", None)
+            for line in lines:
+                stream.write(_encodable(line, encoding) + "\n")
+                stream.flush()
+        except (BrokenPipeError, ValueError) as exc:  # ValueError: I/O on a closed file
+            raise DeliveryError(
+                f"console {self.name!r}: output closed ({type(exc).__name__})", retryable=False
+            ) from None
+        except OSError as exc:
+            raise DeliveryError(
+                f"console {self.name!r}: write failed ({type(exc).__name__})", retryable=True
+            ) from None
+
+    async def aclose(self) -> None:
+        """Nothing to release: the stream belongs to the caller."""
