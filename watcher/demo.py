@@ -19,7 +19,7 @@ from watcher.config import validate_config
 from watcher.daemon import Watcher
 from watcher.httpserver import serve_app
 from watcher.logging import configure
-from watcher.receiver import Receiver, Received, generate_secret
+from watcher.receiver import Received, Receiver, generate_secret
 from watcher.simulator import load_demo, simulator
 
 TERMINAL = {"SUCCESS", "FAILED", "FAILED_VALIDATION", "CANCELLED"}
@@ -41,7 +41,7 @@ def _delivered(log: list[dict[str, Any]], received: list[Received]) -> tuple[int
     return sum(wanted.values()) - missing, missing
 
 
-async def _demo(speed: float, timeout: float, state_dir: Path) -> int:
+async def _demo(speed: float, limit: float, state_dir: Path) -> int:
     secret = generate_secret()
     receiver = Receiver(secret)
     jobs = load_demo()
@@ -61,8 +61,12 @@ async def _demo(speed: float, timeout: float, state_dir: Path) -> int:
                 "state": {"url": f"sqlite:///{state_dir}/state.db"},
                 "sinks": [
                     {"name": "console", "kind": "console"},
-                    {"name": "receiver", "kind": "webhook", "url": f"{receiver_url}/hooks",
-                     "secret": secret},
+                    {
+                        "name": "receiver",
+                        "kind": "webhook",
+                        "url": f"{receiver_url}/hooks",
+                        "secret": secret,
+                    },
                 ],
                 "delivery": {"initial_backoff": "200ms"},
             },
@@ -70,8 +74,10 @@ async def _demo(speed: float, timeout: float, state_dir: Path) -> int:
         )
         _say("watcher demo: everything runs on loopback, nothing leaves this machine.")
         _say(f"  Mistral API simulator  {sim.base_url}  ({len(jobs)} jobs scripted)")
-        _say(f"  webhook receiver       {receiver_url}/hooks  (verifies Standard Webhooks "
-             "signatures)")
+        _say(
+            f"  webhook receiver       {receiver_url}/hooks  (verifies Standard Webhooks "
+            "signatures)"
+        )
         _say("  watcher                polls every 1 s; transitions below, one per line")
         _say()
         started = time.monotonic()
@@ -79,12 +85,11 @@ async def _demo(speed: float, timeout: float, state_dir: Path) -> int:
         stop = anyio.Event()
         async with Watcher(config) as watcher, anyio.create_task_group() as tg:
             tg.start_soon(lambda: watcher.serve(until=stop))
-            with anyio.move_on_after(timeout):
+            with anyio.move_on_after(limit):
                 while True:
                     await anyio.sleep(0.5)
-                    settled = (
-                        len(sim.sim.jobs) == len(jobs)
-                        and all(j.status in TERMINAL for j in sim.sim.jobs.values())
+                    settled = len(sim.sim.jobs) == len(jobs) and all(
+                        j.status in TERMINAL for j in sim.sim.jobs.values()
                     )
                     arrived, missing = _delivered(sim.sim.log, receiver.received)
                     if settled and not missing:
@@ -100,15 +105,20 @@ async def _demo(speed: float, timeout: float, state_dir: Path) -> int:
         _say()
         _say(f"summary after {elapsed:.0f} s:")
         _say(f"  status changes applied by the simulator: {len(sim.sim.log)}")
-        _say(f"  received by the webhook receiver:        {arrived} "
-             f"({missing} missing)")
-        _say(f"  webhooks received in all: {len(receiver.received)}, "
-             f"with a valid signature: {valid}, repeated ids: {duplicates}")
+        _say(f"  received by the webhook receiver:        {arrived} ({missing} missing)")
+        _say(
+            f"  webhooks received in all: {len(receiver.received)}, "
+            f"with a valid signature: {valid}, repeated ids: {duplicates}"
+        )
         for name, count in sorted(types.items(), key=lambda kv: str(kv[0])):
             _say(f"    {count:3d} x {name}")
         ok = done and valid == len(receiver.received) and duplicates == 0
-        for needed in ("fine_tuning.job.failed", "fine_tuning.job.cancellation_requested",
-                       "fine_tuning.job.cancelled", "fine_tuning.job.model_ready"):
+        for needed in (
+            "fine_tuning.job.failed",
+            "fine_tuning.job.cancellation_requested",
+            "fine_tuning.job.cancelled",
+            "fine_tuning.job.model_ready",
+        ):
             if not types.get(needed):
                 ok = False
                 _say(f"  missing: no {needed} arrived")

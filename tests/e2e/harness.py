@@ -3,6 +3,7 @@ test's event loop, and ``watcher`` itself as a separate process that can be SIGK
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -141,16 +142,18 @@ def settled(sim: RunningSimulator, expected_jobs: int) -> bool:
 
 async def wait_until(
     check: Callable[[], bool],
-    timeout: float,
+    within: float,
     what: str,
     diagnose: Callable[[], object] | None = None,
 ) -> None:
-    with anyio.move_on_after(timeout):
-        while not check():
+    """Until ``check()`` holds; the peers change state in other processes and tasks, so
+    polling is the honest way to watch them."""
+    with anyio.move_on_after(within):
+        while not check():  # noqa: ASYNC110 (state of other processes: nothing to await)
             await anyio.sleep(0.1)
         return
     detail = f": {diagnose()}" if diagnose else ""
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}{detail}")
+    raise AssertionError(f"timed out after {within}s waiting for {what}{detail}")
 
 
 def progress(sim: RunningSimulator, receiver: Receiver) -> str:
@@ -192,5 +195,5 @@ def assert_in_order_per_job(receiver: Receiver) -> None:
         )
     for job_id, chain in chains.items():
         assert chain[0][0] is None, job_id
-        for (_, before), (previous, _) in zip(chain, chain[1:], strict=False):
+        for (_, before), (previous, _) in itertools.pairwise(chain):
             assert before == previous, (job_id, chain)

@@ -12,9 +12,9 @@ import pytest
 from tests.e2e.harness import (
     WatcherProcess,
     all_arrived,
-    progress,
     assert_exactly_the_applied_changes,
     assert_in_order_per_job,
+    progress,
     settled,
     wait_until,
     write_config,

@@ -1,0 +1,54 @@
+"""Polling cost does not grow with history: the simulator's own request counters say so."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from watcher.config import validate_config
+from watcher.daemon import Watcher
+from watcher.simulator import JobSpec, simulator
+
+pytestmark = pytest.mark.e2e
+
+ACTIVE = ("RUNNING", "QUEUED", "VALIDATING", "RUNNING", "VALIDATED")
+
+
+async def steady_cycle_requests(tmp_path: Path, terminal: int) -> dict[str, int]:
+    async with simulator() as sim:
+        sim.sim.create_many(JobSpec(status="SUCCESS", checkpoints=3), terminal)
+        for n in range(20):
+            sim.sim.create(JobSpec(status=ACTIVE[n % len(ACTIVE)], frozen=True))
+        config = validate_config(
+            {
+                "sources": [
+                    {
+                        "name": "ft",
+                        "kind": "mistral-fine-tuning",
+                        "base_url": sim.base_url,
+                        "api_key": sim.api_key,
+                    }
+                ],
+                "state": {"url": f"sqlite:///{tmp_path}/{terminal}.db"},
+                "sinks": [{"name": "console", "kind": "console"}],
+            },
+            env={},
+        )
+        async with Watcher(config) as watcher:
+            await watcher.once()  # the baseline: one full listing
+            await watcher.once()
+            sim.sim.reset_stats()
+            await watcher.once()
+        requests = sim.sim.stats()["requests"]
+        return {k: requests[k] for k in ("list", "detail", "total")}
+
+
+async def test_steady_cycle_cost_is_flat(tmp_path: Path) -> None:
+    """5,000 terminal jobs cost the same requests per steady cycle (±1) as 50 do."""
+    small = await steady_cycle_requests(tmp_path, 50)
+    large = await steady_cycle_requests(tmp_path, 5000)
+    print(f"requests per steady cycle: 50 terminal -> {small}, 5000 terminal -> {large}")
+    assert abs(small["total"] - large["total"]) <= 1
+    # 1 listing of new jobs + 1 per active status (4) + the 8 RUNNING jobs' details.
+    assert {"list": 5, "detail": 8, "total": 13} == large
