@@ -7,6 +7,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
+from urllib.parse import unquote
 
 import httpx
 import pytest
@@ -42,7 +43,7 @@ class FakeApi:
         if self.queued:
             return self.queued.pop(0)
         if kind == "detail":
-            job = self.jobs.get(path.rsplit("/", 1)[1])
+            job = self.jobs.get(unquote(request.url.raw_path.decode().rsplit("/", 1)[1]))
             if job is None:
                 return httpx.Response(404, json={"detail": "No fine tuning job matches"})
             return httpx.Response(200, json=job)
@@ -261,3 +262,48 @@ def test_tolerant_parsing_of_drift() -> None:
     assert {"brand_new": {"a": 1}} == parsed.extra
     assert () == parsed.events
     assert [2] == [c.step_number for c in parsed.checkpoints or ()]
+
+
+async def test_hostile_job_id_cannot_reshape_the_request() -> None:
+    """A job id with slashes, dots and a query is sent as one quoted path segment."""
+    api = FakeApi()
+    hostile = "../../admin?x=1#frag"
+    api.add(detailed(hostile, "RUNNING", T0, ["QUEUED", "RUNNING"]))
+    paths: list[str] = []
+    handler = api.handler
+
+    def spy(request: httpx.Request) -> httpx.Response:
+        paths.append(request.url.raw_path.decode())
+        return handler(request)
+
+    api.handler = spy  # type: ignore[method-assign]
+    result = await Harness(source(api)).poll()
+    assert [(hostile, True)] == [(j.id, j.detailed) for j in result.jobs]
+    assert "/v1/fine_tuning/jobs/..%2F..%2Fadmin%3Fx%3D1%23frag" in paths
+
+
+async def test_vanished_job_is_not_asked_for_every_cycle() -> None:
+    """A followed job that answers 404 is asked for again only at the next full listing."""
+    api = FakeApi()
+    api.add(detailed("gone", "RUNNING", T0, ["QUEUED", "RUNNING"]))
+    harness = Harness(source(api, resync_interval=3600))
+    await harness.poll()
+    del api.jobs["gone"]
+    await harness.poll()
+    api.calls.clear()
+    await harness.poll()
+    assert 0 == api.calls["detail"]
+
+
+async def test_long_retry_after_pauses_every_request() -> None:
+    """A Retry-After beyond what a cycle may wait gives up the cycle, and the next cycles
+    send nothing until that time has passed."""
+    api = FakeApi()
+    api.queued.append(httpx.Response(429, headers={"retry-after": "600"}))
+    harness = Harness(source(api))
+    with pytest.raises(SourceUnavailable, match="600"):
+        await harness.poll()
+    api.calls.clear()
+    with pytest.raises(SourceUnavailable, match="wait"):
+        await harness.poll()
+    assert 0 == sum(api.calls.values())

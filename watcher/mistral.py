@@ -62,6 +62,9 @@ class ApiClient:
         self._backoff_cap = backoff_cap
         self._sleep = sleep
         self.requests = 0
+        # A peer that asked for a long pause (Retry-After beyond MAX_WAIT) gets it: no
+        # request goes out before this time, whichever cycle asks.
+        self.not_before = 0.0
 
     async def get_json(self, path: str, params: Mapping[str, Any], *, route: str) -> Any:
         """The decoded JSON body of ``GET path``; ``route`` names it in logs and errors."""
@@ -71,6 +74,9 @@ class ApiClient:
             "User-Agent": f"watcher/{__version__}",
         }
         problem = ""
+        wait = self.not_before - time.time()
+        if wait > 0:
+            raise SourceUnavailable(self.source, f"the API asked to wait {wait:.0f}s more")
         for attempt in range(self._max_retries + 1):
             retry_after: float | None = None
             self.requests += 1
@@ -108,6 +114,7 @@ class ApiClient:
             )
             if delay > MAX_WAIT:
                 problem += f" (asked to wait {delay:.0f}s)"
+                self.not_before = time.time() + delay
                 break
             log.debug(
                 "api_retry",

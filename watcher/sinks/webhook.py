@@ -248,7 +248,7 @@ class WebhookSink:
         status = response.status_code
         verdict = classify(status)
         if verdict is Verdict.DONE:
-            log.info(
+            log.debug(
                 "webhook_delivered",
                 sink=self.name,
                 transition_id=transition.id,

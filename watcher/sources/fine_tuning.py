@@ -19,6 +19,7 @@ import math
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 import anyio
 import httpx
@@ -63,6 +64,7 @@ class FineTuningSource:
             max_retries=config.max_retries,
             sleep=sleep,
         )
+        self._missing: set[str] = set()
 
     async def aclose(self) -> None:
         """The shared HTTP client belongs to the daemon."""
@@ -102,9 +104,12 @@ class FineTuningSource:
 
     async def _detail(self, job_id: str) -> Job | None:
         try:
-            raw = await self.api.get_json(f"{JOBS}/{job_id}", {}, route="detail")
+            # Quoted: a job id is foreign data and must not reshape the request path.
+            raw = await self.api.get_json(f"{JOBS}/{quote(job_id, safe='')}", {}, route="detail")
         except NotFound:
+            # Deleted or never there: not asked again until the next full listing.
             log.warning("job_not_found", source=self.name, job_id=job_id)
+            self._missing.add(job_id)
             return None
         try:
             job = parse_job(raw)
@@ -129,6 +134,8 @@ class FineTuningSource:
             or ctx.now - cursor.last_full_sync >= self.config.resync_interval
         )
         baseline = not cursor.baseline_done and self.config.on_start == "baseline"
+        if full:
+            self._missing.clear()
         malformed = 0
         listed: dict[str, Job] = {}
         if full or cursor.watermark is None:
@@ -156,7 +163,9 @@ class FineTuningSource:
         ]
         # Followed jobs absent from their status listing have moved on (or the listing
         # drifted): the detail tells which.
-        wanted += [job_id for job_id in ctx.active if job_id not in listed]
+        wanted += [
+            job_id for job_id in ctx.active if job_id not in listed and job_id not in self._missing
+        ]
         out: dict[str, Job] = {}
         limiter = anyio.CapacityLimiter(DETAIL_CONCURRENCY)
 
