@@ -125,3 +125,16 @@ async def test_state_survives_reopen(tmp_path: Path) -> None:
         assert ["t1"] == [p.envelope.transition.id for p in await second.pending(limit=5)]
     finally:
         await second.aclose()
+
+
+async def test_prune_keeps_pending_and_dead(store: SqlStore) -> None:
+    """Pruning forgets old delivered rows and unrouted transitions, never pending or dead."""
+    routed = [Routed(transition(n), ["a"]) for n in (1, 2, 3)] + [Routed(transition(4), [])]
+    await store.commit("ft", Cursor(), [], routed, now=1.0)
+    first, second, _third = await store.pending(limit=10)
+    await store.delivered(first.seq, "a", now=2.0)
+    await store.failed(second.seq, "a", now=2.0, error="HTTP 400", retry_at=None)
+    assert 2 == await store.prune(before=100.0)  # t1 (delivered) and t4 (unrouted)
+    status = await store.status()
+    assert (1, 1, 0) == (status.pending, status.dead, status.delivered)
+    assert 0 == await store.prune(before=100.0)

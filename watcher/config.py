@@ -169,6 +169,7 @@ class DeliveryConfig(_Model):
     initial_backoff: Duration = 1.0
     max_backoff: Duration = 600.0
     concurrency: Annotated[int, Field(ge=1, le=256)] = 8
+    retention: Duration = 7 * 86400.0  # delivered outbox rows are kept this long
 
 
 class LoggingConfig(_Model):

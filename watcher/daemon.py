@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import signal
+import time
 from contextlib import AsyncExitStack
 from datetime import datetime, timedelta
 from types import TracebackType
@@ -99,6 +100,16 @@ class Watcher:
     ) -> None:
         await self._stack.aclose()
 
+    async def housekeeping(self) -> None:
+        """Keeps the outbox from growing forever (``delivery.retention``)."""
+        try:
+            removed = await self.store.prune(before=time.time() - self.config.delivery.retention)
+        except Exception:
+            log.exception("housekeeping_failed")
+            return
+        if removed:
+            log.info("outbox_pruned", transitions=removed)
+
     async def once(self) -> dict[str, CycleOutcome]:
         """One cycle of every source, then every delivery that is due."""
         outcomes = {name: await self.pipeline.poll(name) for name in self.sources}
@@ -139,6 +150,15 @@ class Watcher:
                 misfire_grace_time=max(1, int(config.interval)),
                 next_run_time=first + timedelta(milliseconds=100 * index),
             )
+        scheduler.add_job(
+            self.housekeeping,
+            "interval",
+            id="housekeeping",
+            hours=1,
+            max_instances=1,
+            coalesce=True,
+            next_run_time=first + timedelta(minutes=1),
+        )
         log.info("watcher_started", sources=list(self.sources), sinks=list(self.sinks))
         async with anyio.create_task_group() as tg:
             tg.start_soon(self.dispatcher.run)

@@ -217,6 +217,22 @@ class SqlStore:
         async with self._write, self.engine.begin() as conn:
             await conn.execute(stmt)
 
+    async def prune(self, *, before: float) -> int:
+        """Forget delivered deliveries, and transitions left with none, older than
+        ``before``; dead-lettered ones stay for someone to look at. Returns the transitions
+        removed."""
+        async with self._write, self.engine.begin() as conn:
+            await conn.execute(
+                sa.delete(deliveries).where(
+                    deliveries.c.state == DELIVERED, deliveries.c.updated_at < before
+                )
+            )
+            orphan = ~sa.exists().where(deliveries.c.seq == transitions.c.seq)
+            result = await conn.execute(
+                sa.delete(transitions).where(transitions.c.detected_at < before, orphan)
+            )
+            return result.rowcount or 0
+
     async def status(self) -> StoreStatus:
         out = StoreStatus()
         async with self.engine.connect() as conn:
