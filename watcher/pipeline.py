@@ -60,7 +60,12 @@ class Pipeline:
         self._idle = anyio.Event() if self._in_flight == 1 else self._idle
         try:
             with structlog.contextvars.bound_contextvars(source=name):
-                return await self._poll(name)
+                try:
+                    return await self._poll(name)
+                except Exception:
+                    # The store or a bug, not the source: log it, keep the schedule going.
+                    log.exception("poll_crashed")
+                    return CycleOutcome("error")
         finally:
             self._in_flight -= 1
             if self._in_flight == 0:

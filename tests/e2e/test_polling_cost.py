@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,11 @@ ACTIVE = ("RUNNING", "QUEUED", "VALIDATING", "RUNNING", "VALIDATED")
 
 async def steady_cycle_requests(tmp_path: Path, terminal: int) -> dict[str, int]:
     async with simulator() as sim:
-        sim.sim.create_many(JobSpec(status="SUCCESS", checkpoints=3), terminal)
+        # History is old: these jobs ended long before the ones being followed began.
+        last_week = int(time.time()) - 7 * 86400
+        sim.sim.create_many(
+            JobSpec(status="SUCCESS", checkpoints=3), terminal, created_at=last_week
+        )
         for n in range(20):
             sim.sim.create(JobSpec(status=ACTIVE[n % len(ACTIVE)], frozen=True))
         config = validate_config(

@@ -3,8 +3,8 @@
 A steady-state cycle costs the same whatever the history holds:
 
 - new jobs come from one listing filtered with ``created_after`` (a watermark of the
-  newest ``created_at`` seen, minus one second since the bound's inclusiveness is
-  unconfirmed);
+  newest ``created_at`` seen, minus an overlap: the bound's inclusiveness is unconfirmed,
+  and a job may become visible a little after a newer one);
 - followed (non-terminal) jobs come from one listing per status they are in;
 - the detail endpoint is called only for jobs that are new, changed (status or
   ``modified_at``), missing from their status listing, or RUNNING with checkpoint
@@ -36,6 +36,7 @@ log = structlog.get_logger(__name__)
 
 JOBS = "/v1/fine_tuning/jobs"
 DETAIL_CONCURRENCY = 4
+WATERMARK_OVERLAP = 60  # seconds re-listed before the watermark each cycle
 
 
 def _iso(unix_seconds: int) -> str:
@@ -143,7 +144,9 @@ class FineTuningSource:
             malformed += bad
             listed.update((j.id, j) for j in jobs)
         else:
-            jobs, bad = await self._list({"created_after": _iso(max(0, cursor.watermark - 1))})
+            jobs, bad = await self._list(
+                {"created_after": _iso(max(0, cursor.watermark - WATERMARK_OVERLAP))}
+            )
             malformed += bad
             listed.update((j.id, j) for j in jobs)
             statuses = {s.status for s in ctx.active.values()}
