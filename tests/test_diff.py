@@ -353,3 +353,81 @@ def test_every_status_passed_is_reported_once_in_order(path: list[str], data: An
         reported.extend(steps(out))
     expected = list(zip([None, *path[:-1]], path, strict=True))
     assert expected == reported
+
+
+def test_newest_first_same_second_events() -> None:
+    """Newest-first events that all share one second are put in order by the job status."""
+    events = [("VALIDATED", T0), ("VALIDATING", T0), ("QUEUED", T0)]
+    snapshot, out = seen(job(status="VALIDATED", events=events))
+    assert [(None, "QUEUED"), ("QUEUED", "VALIDATING"), ("VALIDATING", "VALIDATED")] == steps(out)
+    later = job(status="RUNNING", modified_at=T0 + 9, events=[("RUNNING", T0 + 9), *events])
+    assert [("VALIDATED", "RUNNING")] == steps(seen(later, snapshot)[1])
+
+
+def test_start_without_event_after_validated() -> None:
+    """VALIDATED -> QUEUED after /start has no event: the job status reports it, in order,
+    and the earlier steps are not reported again later."""
+    events = history("QUEUED", "VALIDATING", "VALIDATED", gap=1)
+    started = job(status="QUEUED", modified_at=T0 + 50, events=events)
+    snapshot, out = seen(started)
+    assert [
+        (None, "QUEUED"),
+        ("QUEUED", "VALIDATING"),
+        ("VALIDATING", "VALIDATED"),
+        ("VALIDATED", "QUEUED"),
+    ] == steps(out)
+    assert [T0, T0 + 1, T0 + 2, T0 + 50] == [t.occurred_at for t in out]
+    running = job(status="RUNNING", modified_at=T0 + 90, events=[*events, ("RUNNING", T0 + 90)])
+    assert [("QUEUED", "RUNNING")] == steps(seen(running, snapshot)[1])
+
+
+def test_lagging_events_of_a_new_job_keep_order() -> None:
+    """A new job whose latest status has no event yet: events first, then the status."""
+    current = job(
+        status="VALIDATED", modified_at=T0 + 60, events=[("QUEUED", T0), ("VALIDATING", T0 + 30)]
+    )
+    _, out = seen(current)
+    assert [(None, "QUEUED"), ("QUEUED", "VALIDATING"), ("VALIDATING", "VALIDATED")] == steps(out)
+    assert [T0, T0 + 30, T0 + 60] == [t.occurred_at for t in out]
+
+
+def test_same_second_event_ahead_of_status_waits() -> None:
+    """An event in the same second as modified_at but past the job status waits for it."""
+    previous = baseline(
+        job(
+            status="VALIDATED",
+            modified_at=T0 + 20,
+            events=history("QUEUED", "VALIDATING", "VALIDATED"),
+        )
+    )
+    current = job(
+        status="RUNNING",
+        modified_at=T0 + 30,
+        events=[*history("QUEUED", "VALIDATING", "VALIDATED", "RUNNING"), ("SUCCESS", T0 + 30)],
+    )
+    snapshot, out = seen(current, previous)
+    assert [("VALIDATED", "RUNNING")] == steps(out)
+    done = job(
+        status="SUCCESS",
+        modified_at=T0 + 30,
+        events=[*history("QUEUED", "VALIDATING", "VALIDATED", "RUNNING"), ("SUCCESS", T0 + 30)],
+    )
+    assert [("RUNNING", "SUCCESS")] == steps(seen(done, snapshot)[1])
+
+
+def test_list_item_snapshot_does_not_flood_old_checkpoints() -> None:
+    """A baseline snapshot from a list item treats the job's old checkpoints as history."""
+    previous = baseline(job(status="SUCCESS", modified_at=T0 + 100))
+    current = job(
+        status="SUCCESS",
+        modified_at=T0 + 200,
+        events=RUN,
+        checkpoints=[(s, T0 + s, {}) for s in range(1, 70)],
+    )
+    assert [] == seen(current, previous)[1]
+
+
+def test_lowercase_terminal_status_is_terminal() -> None:
+    """A terminal status in another case still ends the job's polling."""
+    snapshot, _ = seen(job(status="success"))
+    assert snapshot.terminal

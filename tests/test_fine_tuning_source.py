@@ -307,3 +307,35 @@ async def test_long_retry_after_pauses_every_request() -> None:
     with pytest.raises(SourceUnavailable, match="wait"):
         await harness.poll()
     assert 0 == sum(api.calls.values())
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        pytest.param(
+            {"id": "evil\ud800", "status": "RUNNING", "created_at": T0}, id="surrogate id"
+        ),
+        pytest.param({"id": "x" * 300, "status": "RUNNING", "created_at": T0}, id="huge id"),
+        pytest.param({"id": "a\nb", "status": "RUNNING", "created_at": T0}, id="newline in id"),
+        pytest.param({"id": "x", "status": "RUN\ud800", "created_at": T0}, id="surrogate status"),
+        pytest.param({"id": "x", "status": "RUNNING", "created_at": [1]}, id="list timestamp"),
+    ],
+)
+def test_unusable_keys_are_malformed(raw: dict[str, Any]) -> None:
+    """Ids and statuses that cannot be stored or sent are refused item by item."""
+    from watcher.models import MalformedItem
+
+    with pytest.raises(MalformedItem):
+        parse_job(raw)
+
+
+@pytest.mark.parametrize("scale", [1, 1_000, 1_000_000, 1_000_000_000])
+def test_timestamp_units_are_normalised(scale: int) -> None:
+    """Seconds, milli-, micro- and nanoseconds all read as the same Unix second."""
+    assert T0 == parse_job({"id": "x", "status": "QUEUED", "created_at": T0 * scale}).created_at
+
+
+def test_surrogates_in_free_text_are_replaced() -> None:
+    """A lone surrogate in a suffix cannot break storage or payloads later."""
+    parsed = parse_job({"id": "x", "status": "QUEUED", "created_at": T0, "suffix": "a\ud800b"})
+    assert "a?b" == parsed.suffix

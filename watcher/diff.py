@@ -85,15 +85,22 @@ class Snapshot:
         )
 
 
-def chronological(events: Sequence[Event]) -> list[Event]:
+def chronological(events: Sequence[Event], status: str | None = None) -> list[Event]:
     """Events oldest first, whichever order the API's era listed them in.
 
-    Mid-2024 answers listed events newest first, 2025 ones oldest first; ties on the same
-    second keep the orientation of the list.
+    Mid-2024 answers listed events newest first, 2025 ones oldest first. When the first and
+    last events share a second, the job's current ``status`` (the newest one) tells which end
+    is the newest; ties keep the orientation of the list.
     """
     ordered = list(events)
-    if len(ordered) > 1 and ordered[0].created_at > ordered[-1].created_at:
-        ordered.reverse()
+    if len(ordered) > 1:
+        first, last = ordered[0], ordered[-1]
+        if first.created_at > last.created_at:
+            ordered.reverse()
+        elif first.created_at == last.created_at and status is not None:
+            announced = [e.status for e in ordered if e.status is not None]
+            if len(announced) > 1 and announced[0] == status and announced[-1] != status:
+                ordered.reverse()
     ordered.sort(key=lambda e: e.created_at)  # stable: same-second events keep their order
     return ordered
 
@@ -143,8 +150,15 @@ def diff(
             job=job_view,
         )
 
+    last_status_time = [0]
+
+    def status_time(when: int) -> int:
+        # Status transitions keep their walk order whatever their timestamps say.
+        last_status_time[0] = max(last_status_time[0], when)
+        return last_status_time[0]
+
     seen_events = set(previous.seen_events) if previous else set()
-    events = chronological(current.events or ())
+    events = chronological(current.events or (), current.status)
     prints = fingerprints(events)
     new_events = [(fp, e) for fp, e in zip(prints, events, strict=True) if fp not in seen_events]
     if previous is not None and not previous.detailed:
@@ -174,16 +188,20 @@ def diff(
                     (fp, e) for i, (fp, e) in enumerate(new_events) if i > late or e.status is None
                 ]
 
-    # Status events ahead of the job-level status wait for the poll that agrees with them.
-    status_positions = [i for i, (_, e) in enumerate(new_events) if e.status is not None]
-    cut = len(new_events)
-    agreeing = [i for i in status_positions if new_events[i][1].status == current.status]
-    if agreeing:
-        cut = agreeing[-1] + 1
-    elif status_positions and (previous is None or current.status != previous.status):
-        cut = len(new_events)  # job-level status not announced yet: take the events we have
-    elif status_positions:
-        cut = status_positions[0]  # status unchanged and no event agrees: defer them all
+    # Status events newer than the job's own modified_at are ahead of the job-level status
+    # (the authority): they wait, unseen, for the poll that agrees with them. In the
+    # ambiguous same-second case, events after the last one announcing the current status
+    # wait too.
+    horizon = current.modified_at
+    consumable = [
+        i for i, (_, e) in enumerate(new_events) if e.status is not None and e.created_at <= horizon
+    ]
+    agreeing = [i for i in consumable if new_events[i][1].status == current.status]
+    if agreeing and all(
+        new_events[i][1].created_at == horizon for i in consumable if i > agreeing[-1]
+    ):
+        consumable = [i for i in consumable if i <= agreeing[-1]]
+    take = set(consumable)
 
     walked = previous.status if previous else None
     status_since = previous.status_since if previous else current.created_at
@@ -212,17 +230,26 @@ def diff(
                     ),
                 )
             continue
-        if index >= cut:
+        if index not in take:
             continue
         seen_events.add(fp)
         if status == walked:
             continue
-        add(event.created_at, _RANK_STATUS, status_change(walked, status, event.created_at, fp))
+        add(
+            status_time(event.created_at),
+            _RANK_STATUS,
+            status_change(walked, status, event.created_at, fp),
+        )
         walked = status
         status_since = event.created_at
     if current.status != walked:
-        when = current.modified_at if previous is not None else current.created_at
-        add(when, _RANK_STATUS, status_change(walked, current.status, when, current.modified_at))
+        # Entered without (or before) its own event: modified_at is the best time known.
+        when = current.modified_at
+        add(
+            status_time(when),
+            _RANK_STATUS,
+            status_change(walked, current.status, when, current.modified_at),
+        )
         status_since = when
 
     seen_checkpoints = set(previous.seen_checkpoints) if previous else set()
@@ -230,6 +257,12 @@ def diff(
         if checkpoint.step_number in seen_checkpoints:
             continue
         seen_checkpoints.add(checkpoint.step_number)
+        if (
+            previous is not None
+            and not previous.detailed
+            and (checkpoint.created_at is None or checkpoint.created_at <= previous.modified_at)
+        ):
+            continue  # a snapshot from a list item knew no checkpoints: history, not news
         add(
             checkpoint.created_at,
             _RANK_CHECKPOINT,
@@ -275,7 +308,7 @@ def diff(
         created_at=current.created_at,
         modified_at=current.modified_at,
         status_since=status_since,
-        terminal=current.status in kind.terminal,
+        terminal=current.status.upper() in kind.terminal,
         job=job_view,
         fine_tuned_model=model or known_model,
         detailed=(previous.detailed if previous else False) or current.detailed,

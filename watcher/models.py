@@ -131,7 +131,7 @@ def _timestamp(value: Any, *, field: str) -> int:
         if isinstance(value, float) and not math.isfinite(value):
             raise MalformedItem(f"{field} is not finite")
         seconds = int(value)
-        if seconds > _MS_THRESHOLD:
+        while seconds > _MS_THRESHOLD:  # milli-, micro- or nanoseconds
             seconds //= 1000
         if seconds < 0:
             raise MalformedItem(f"{field} is negative")
@@ -139,11 +139,29 @@ def _timestamp(value: Any, *, field: str) -> int:
     raise MalformedItem(f"{field} is missing or not a number")
 
 
+def _text(value: str) -> str:
+    """``value`` with lone surrogates (valid JSON, invalid UTF-8) replaced."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "replace").decode("utf-8")
+    return value
+
+
+def _key(value: Any, *, field: str, limit: int) -> str:
+    """An identifier used as a database key and in URLs: UTF-8, bounded, no controls."""
+    if not isinstance(value, str) or not value.strip():
+        raise MalformedItem(f"job has no {field}")
+    if len(value) > limit or _text(value) != value or any(ord(c) < 32 for c in value):
+        raise MalformedItem(f"job has an unusable {field}")
+    return value
+
+
 def _opt_str(value: Any) -> str | None:
     if value is None:
         return None
     if isinstance(value, str):
-        return value
+        return _text(value)
     if isinstance(value, int | float) and not isinstance(value, bool):
         return str(value)
     return None
@@ -179,6 +197,7 @@ def parse_event(raw: Any) -> Event | None:
     name = raw.get("name")
     if not isinstance(name, str):
         return None
+    name = _text(name)
     try:
         created_at = _timestamp(raw.get("created_at"), field="created_at")
     except MalformedItem:
@@ -217,12 +236,8 @@ def parse_job(raw: Any) -> Job:
     """
     if not isinstance(raw, Mapping):
         raise MalformedItem("job is not a JSON object")
-    job_id = raw.get("id")
-    if not isinstance(job_id, str) or not job_id.strip():
-        raise MalformedItem("job has no id")
-    status = raw.get("status")
-    if not isinstance(status, str) or not status.strip():
-        raise MalformedItem(f"job {job_id[:64]!r} has no status")
+    job_id = _key(raw.get("id"), field="id", limit=255)
+    status = _key(raw.get("status"), field="status", limit=128)
     created_at = _timestamp(raw.get("created_at"), field="created_at")
     try:
         modified_at = _timestamp(raw.get("modified_at"), field="modified_at")
