@@ -82,7 +82,7 @@ async def test_delivers_in_order(store: SqlStore) -> None:
     await dispatcher.drain()
     assert ["j1-1", "j1-2", "j1-3"] == [x for x in sink.got if x.startswith("j1")]
     assert 4 == len(sink.got)
-    assert [] == await store.pending(limit=10)
+    assert [] == await store.pending(now=1e12, limit=10)
 
 
 async def test_retryable_failure_waits_and_blocks_later_ones(store: SqlStore) -> None:
@@ -93,7 +93,9 @@ async def test_retryable_failure_waits_and_blocks_later_ones(store: SqlStore) ->
     dispatcher = await setup(store, clock, [sink], [t(1), t(2), t(1, "j2")])
     await dispatcher.drain()
     assert ["j2-1"] == sink.got
-    (first, *_rest) = await store.pending(limit=10)
+    (first,) = [
+        p for p in await store.pending(now=1e12, limit=10) if p.envelope.transition.id == "j1-1"
+    ]
     assert first.next_attempt_at >= clock.now + 30
     clock.now += 31
     await dispatcher.drain()
@@ -130,7 +132,7 @@ async def test_backoff_grows(store: SqlStore) -> None:
     waits = []
     for _ in range(5):
         await dispatcher.drain()
-        (pending,) = await store.pending(limit=1)
+        (pending,) = await store.pending(now=1e12, limit=1)
         waits.append(pending.next_attempt_at - clock.now)
         clock.now = pending.next_attempt_at
     assert waits == sorted(waits)
@@ -148,8 +150,9 @@ async def test_one_broken_sink_does_not_silence_the_others(store: SqlStore) -> N
     dispatcher = await setup(store, clock, [good, bad], [t(1), t(2)])
     await dispatcher.drain()
     assert ["j1-1", "j1-2"] == good.got
-    pending = await store.pending(limit=10)
-    assert [("bad", 1), ("bad", 0)] == [(p.sink, p.attempts) for p in pending]
+    pending = await store.pending(now=1e12, limit=10)
+    assert [("bad", 1)] == [(p.sink, p.attempts) for p in pending]  # its second waits behind
+    assert 2 == (await store.status()).pending
 
 
 async def test_removed_sink_dead_letters(store: SqlStore) -> None:
@@ -159,3 +162,26 @@ async def test_removed_sink_dead_letters(store: SqlStore) -> None:
     dispatcher = Dispatcher(store, {}, DeliveryConfig(), clock=clock)
     await dispatcher.drain()
     assert 1 == (await store.status()).dead
+
+
+async def test_backlog_on_one_sink_does_not_starve_another(store: SqlStore) -> None:
+    """More deliveries backing off for a dead sink than one pass reads do not hold up a
+    healthy sink."""
+    clock, dead, good = Clock(), FakeSink("dead"), FakeSink("good")
+    backlog = [t(n, f"job{n}") for n in range(60)]
+    for x in backlog:
+        dead.errors[x.id] = [DeliveryError("down", retryable=True)] * 3
+    await store.commit("ft", Cursor(), [], [Routed(x, ["dead"]) for x in backlog], now=clock.now)
+    dispatcher = Dispatcher(
+        store,
+        {"dead": dead, "good": good},
+        DeliveryConfig(),
+        clock=clock,
+        rng=random.Random(1),
+        batch=50,
+    )
+    await dispatcher.drain()
+    alert = t(1, "urgent")
+    await store.commit("ft", Cursor(), [], [Routed(alert, ["good"])], now=clock.now)
+    await dispatcher.drain()
+    assert ["urgent-1"] == good.got

@@ -54,7 +54,7 @@ async def test_commit_persists_snapshots_cursor_and_outbox(store: SqlStore) -> N
     assert 2 == added
     assert cursor == await store.load_cursor("ft")
     assert {"job-1": snapshot} == await store.active_snapshots("ft")
-    pending = await store.pending(limit=10)
+    pending = await store.pending(now=1e12, limit=10)
     assert [("t1", "a"), ("t1", "b")] == [(p.envelope.transition.id, p.sink) for p in pending]
     assert transition(1) == pending[0].envelope.transition
     status = await store.status()
@@ -66,7 +66,7 @@ async def test_same_transition_is_not_queued_twice(store: SqlStore) -> None:
     await store.commit("ft", Cursor(), [], [Routed(transition(1), ["a"])], now=1.0)
     added = await store.commit("ft", Cursor(), [], [Routed(transition(1), ["a"])], now=2.0)
     assert 0 == added
-    assert 1 == len(await store.pending(limit=10))
+    assert 1 == len(await store.pending(now=1e12, limit=10))
 
 
 async def test_commit_is_atomic(store: SqlStore, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -96,14 +96,16 @@ async def test_terminal_snapshots_are_not_active(store: SqlStore) -> None:
 
 async def test_delivery_states(store: SqlStore) -> None:
     """delivered and dead leave the pending list; a retry moves next_attempt_at."""
-    routed = [Routed(transition(n), ["a"]) for n in (1, 2, 3)]
+    routed = [Routed(transition(n, f"j{n}"), ["a"]) for n in (1, 2, 3)]
     await store.commit("ft", Cursor(), [], routed, now=1.0)
-    first, second, third = await store.pending(limit=10)
+    first, second, third = await store.pending(now=1.0, limit=10)
     await store.delivered(first.seq, "a", now=2.0)
     await store.failed(second.seq, "a", now=2.0, error="HTTP 503", retry_at=50.0)
     await store.failed(third.seq, "a", now=2.0, error="HTTP 400", retry_at=None)
-    pending = await store.pending(limit=10)
+    assert [] == await store.pending(now=49.0, limit=10)
+    pending = await store.pending(now=50.0, limit=10)
     assert [(second.seq, 1, 50.0)] == [(p.seq, p.attempts, p.next_attempt_at) for p in pending]
+    assert 50.0 == await store.next_due()
     status = await store.status()
     assert (1, 1, 1) == (status.pending, status.dead, status.delivered)
 
@@ -122,19 +124,39 @@ async def test_state_survives_reopen(tmp_path: Path) -> None:
     await second.open()
     try:
         assert Cursor(watermark=5) == await second.load_cursor("ft")
-        assert ["t1"] == [p.envelope.transition.id for p in await second.pending(limit=5)]
+        assert ["t1"] == [p.envelope.transition.id for p in await second.pending(now=1e12, limit=5)]
     finally:
         await second.aclose()
 
 
 async def test_prune_keeps_pending_and_dead(store: SqlStore) -> None:
     """Pruning forgets old delivered rows and unrouted transitions, never pending or dead."""
-    routed = [Routed(transition(n), ["a"]) for n in (1, 2, 3)] + [Routed(transition(4), [])]
-    await store.commit("ft", Cursor(), [], routed, now=1.0)
-    first, second, _third = await store.pending(limit=10)
+    routed = [Routed(transition(n, f"j{n}"), ["a"]) for n in (1, 2, 3)]
+    await store.commit("ft", Cursor(), [], [*routed, Routed(transition(4), [])], now=1.0)
+    first, second, _third = await store.pending(now=1.0, limit=10)
     await store.delivered(first.seq, "a", now=2.0)
     await store.failed(second.seq, "a", now=2.0, error="HTTP 400", retry_at=None)
     assert 2 == await store.prune(before=100.0)  # t1 (delivered) and t4 (unrouted)
     status = await store.status()
     assert (1, 1, 0) == (status.pending, status.dead, status.delivered)
     assert 0 == await store.prune(before=100.0)
+
+
+async def test_pending_keeps_order_per_job_and_sink(store: SqlStore) -> None:
+    """Only the earliest pending delivery of a job per sink is offered; other jobs and
+    other sinks are not held up by it."""
+    routed = [
+        Routed(transition(1), ["a", "b"]),
+        Routed(transition(2), ["a"]),
+        Routed(transition(3, "j2"), ["a"]),
+    ]
+    await store.commit("ft", Cursor(), [], routed, now=1.0)
+    offered = await store.pending(now=1.0, limit=10)
+    assert [("t1", "a"), ("t1", "b"), ("t3", "a")] == [
+        (p.envelope.transition.id, p.sink) for p in offered
+    ]
+    await store.failed(offered[0].seq, "a", now=1.0, error="503", retry_at=30.0)
+    assert [("t1", "b"), ("t3", "a")] == [
+        (p.envelope.transition.id, p.sink) for p in await store.pending(now=2.0, limit=10)
+    ]
+    assert 1.0 == await store.next_due()

@@ -134,8 +134,13 @@ class Store(Protocol):
         """
         ...
 
-    async def pending(self, *, limit: int) -> list[PendingDelivery]:
-        """Pending deliveries, oldest transition first (``seq`` order)."""
+    async def pending(self, *, now: float, limit: int) -> list[PendingDelivery]:
+        """Pending deliveries due by ``now`` that wait behind no earlier pending delivery of
+        the same job to the same sink, oldest transition first (``seq`` order)."""
+        ...
+
+    async def next_due(self) -> float | None:
+        """When the earliest pending delivery is due (``None``: nothing pending)."""
         ...
 
     async def delivered(self, seq: int, sink: str, *, now: float) -> None: ...

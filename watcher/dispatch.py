@@ -39,12 +39,14 @@ class Dispatcher:
         *,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
+        batch: int = BATCH,
     ) -> None:
         self.store = store
         self.sinks = dict(sinks)
         self.config = config
         self.clock = clock
         self.rng = rng or random.Random()
+        self.batch = batch
         self._wake = anyio.Event()
 
     def wake(self) -> None:
@@ -53,18 +55,7 @@ class Dispatcher:
 
     async def run_once(self) -> int:
         """One pass over the due deliveries; returns how many were attempted."""
-        now = self.clock()
-        pending = await self.store.pending(limit=BATCH)
-        claimed: set[tuple[str, str, str]] = set()
-        due: list[PendingDelivery] = []
-        for delivery in pending:
-            t = delivery.envelope.transition
-            key = (delivery.sink, t.source, t.job_id or t.id)
-            if key in claimed:
-                continue  # an earlier transition of this job still waits for this sink
-            claimed.add(key)
-            if delivery.next_attempt_at <= now:
-                due.append(delivery)
+        due = await self.store.pending(now=self.clock(), limit=self.batch)
         if not due:
             return 0
         limiters = {name: anyio.CapacityLimiter(self.config.concurrency) for name in self.sinks}
@@ -154,6 +145,10 @@ class Dispatcher:
                 await anyio.sleep(IDLE_WAIT)
             if attempted:
                 continue
-            with anyio.move_on_after(IDLE_WAIT):
+            wait = IDLE_WAIT
+            next_due = await self.store.next_due()
+            if next_due is not None:
+                wait = min(wait, max(0.0, next_due - self.clock()))
+            with anyio.move_on_after(wait):
                 await self._wake.wait()
             self._wake = anyio.Event()

@@ -45,6 +45,8 @@ deliveries = sa.Table(
     metadata,
     sa.Column("seq", sa.Integer, sa.ForeignKey("transitions.seq"), primary_key=True),
     sa.Column("sink", sa.String(64), primary_key=True),
+    # source + job (or the transition itself when it concerns no job): the unit of ordering.
+    sa.Column("job_key", sa.String(330), nullable=False),
     sa.Column("state", sa.String(16), nullable=False),  # pending | delivered | dead
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
     sa.Column("next_attempt_at", sa.Float, nullable=False),
@@ -52,4 +54,5 @@ deliveries = sa.Table(
     sa.Column("updated_at", sa.Float, nullable=False),
     sa.Column("last_error", sa.String(500)),
     sa.Index("ix_deliveries_due", "state", "next_attempt_at"),
+    sa.Index("ix_deliveries_order", "sink", "job_key", "state", "seq"),
 )

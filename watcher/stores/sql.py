@@ -145,6 +145,7 @@ class SqlStore:
                     {
                         "seq": seq,
                         "sink": sink,
+                        "job_key": f"{t.source}/{t.job_id or t.id}",
                         "state": PENDING,
                         "attempts": 0,
                         "next_attempt_at": now,
@@ -159,7 +160,23 @@ class SqlStore:
 
     # --- deliveries -----------------------------------------------------------------------
 
-    async def pending(self, *, limit: int) -> list[PendingDelivery]:
+    @staticmethod
+    def _waits_behind() -> sa.Exists:
+        """An earlier delivery of the same job to the same sink is still pending."""
+        earlier = deliveries.alias("earlier")
+        return (
+            sa.exists()
+            .where(
+                earlier.c.sink == deliveries.c.sink,
+                earlier.c.job_key == deliveries.c.job_key,
+                earlier.c.state == PENDING,
+                earlier.c.seq < deliveries.c.seq,
+            )
+            .correlate(deliveries)
+        )
+
+    async def pending(self, *, now: float, limit: int) -> list[PendingDelivery]:
+        waits_behind = self._waits_behind()
         query = (
             sa.select(
                 deliveries.c.seq,
@@ -171,7 +188,11 @@ class SqlStore:
                 transitions.c.detected_at,
             )
             .join(transitions, transitions.c.seq == deliveries.c.seq)
-            .where(deliveries.c.state == PENDING)
+            .where(
+                deliveries.c.state == PENDING,
+                deliveries.c.next_attempt_at <= now,
+                ~waits_behind,
+            )
             .order_by(deliveries.c.seq, deliveries.c.sink)
             .limit(limit)
         )
@@ -190,6 +211,14 @@ class SqlStore:
             )
             for row in rows
         ]
+
+    async def next_due(self) -> float | None:
+        query = sa.select(sa.func.min(deliveries.c.next_attempt_at)).where(
+            deliveries.c.state == PENDING, ~self._waits_behind()
+        )
+        async with self.engine.connect() as conn:
+            value = (await conn.execute(query)).scalar_one_or_none()
+        return float(value) if value is not None else None
 
     async def delivered(self, seq: int, sink: str, *, now: float) -> None:
         await self._update(seq, sink, state=DELIVERED, updated_at=now, last_error=None)
