@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import time
 from contextlib import AsyncExitStack
@@ -16,6 +17,7 @@ from typing import Self
 import anyio
 import httpx
 import structlog
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from watcher.abc import Sink, Source, Store
@@ -27,8 +29,6 @@ from watcher.sources import build_source
 from watcher.stores import open_store
 
 log = structlog.get_logger(__name__)
-
-STOP_GRACE = 10.0  # seconds a stop waits for a running commit
 
 
 def build_sink(config: SinkConfig, client: httpx.AsyncClient) -> Sink:
@@ -121,8 +121,14 @@ class Watcher:
         stop = anyio.Event()
 
         async def on_signal() -> None:
-            with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            with anyio.open_signal_receiver(
+                signal.SIGTERM, signal.SIGINT, signal.SIGHUP
+            ) as signals:
                 async for signum in signals:
+                    if signum == signal.SIGHUP:
+                        # Not the default action (exit): reload is not built yet.
+                        log.warning("reload_not_supported", hint="restart to apply a new config")
+                        continue
                     log.info("stopping", signal=signal.Signals(signum).name)
                     stop.set()
                     return
@@ -134,40 +140,62 @@ class Watcher:
 
     async def serve(self, *, until: anyio.Event) -> None:
         """Poll every source on its interval and deliver continuously until ``until`` is
-        set; then let a running commit finish and stop."""
+        set; then stop, letting a commit in progress finish (it is shielded).
+
+        APScheduler only rings the bell: each source's polls run in a task of ours, one at a
+        time, so that anyio's cancellation (and its shields) governs them.
+        """
         scheduler = AsyncIOScheduler(timezone="UTC")
         first = datetime.now().astimezone()
-        for index, (name, (_, config)) in enumerate(self.sources.items()):
-            scheduler.add_job(
-                self.pipeline.poll,
-                "interval",
-                args=[name],
-                id=f"poll:{name}",
-                seconds=config.interval,
-                jitter=config.effective_jitter,
-                max_instances=1,  # no overlapping runs of one source
-                coalesce=True,  # missed runs collapse into one
-                misfire_grace_time=max(1, int(config.interval)),
-                next_run_time=first + timedelta(milliseconds=100 * index),
-            )
-        scheduler.add_job(
-            self.housekeeping,
-            "interval",
-            id="housekeeping",
-            hours=1,
-            max_instances=1,
-            coalesce=True,
-            next_run_time=first + timedelta(minutes=1),
-        )
-        log.info("watcher_started", sources=list(self.sources), sinks=list(self.sinks))
+        bells: list[MemoryObjectSendStream[None]] = []
         async with anyio.create_task_group() as tg:
+            for index, (name, (_, config)) in enumerate(self.sources.items()):
+                send, receive = anyio.create_memory_object_stream[None](1)
+                bells.append(send)
+                tg.start_soon(self._poll_loop, name, receive)
+                scheduler.add_job(
+                    _ring,
+                    "interval",
+                    args=[send],
+                    id=f"poll:{name}",
+                    seconds=config.interval,
+                    jitter=config.effective_jitter,
+                    max_instances=1,
+                    coalesce=True,  # missed runs collapse into one
+                    misfire_grace_time=max(1, int(config.interval)),
+                    next_run_time=first + timedelta(milliseconds=100 * index),
+                )
+            scheduler.add_job(
+                self.housekeeping,
+                "interval",
+                id="housekeeping",
+                hours=1,
+                max_instances=1,
+                coalesce=True,
+                next_run_time=first + timedelta(minutes=1),
+            )
             tg.start_soon(self.dispatcher.run)
             scheduler.start()
+            log.info("watcher_started", sources=list(self.sources), sinks=list(self.sinks))
             try:
                 await until.wait()
             finally:
                 scheduler.shutdown(wait=False)
-                with anyio.move_on_after(STOP_GRACE, shield=True):
-                    await self.pipeline.wait_idle()
+                for bell in bells:
+                    bell.close()
                 tg.cancel_scope.cancel()
         log.info("watcher_stopped")
+
+    async def _poll_loop(self, name: str, ticks: MemoryObjectReceiveStream[None]) -> None:
+        async with ticks:
+            async for _ in ticks:
+                await self.pipeline.poll(name)
+
+
+async def _ring(bell: MemoryObjectSendStream[None]) -> None:
+    """A scheduler tick: ask for a poll unless one is already waiting (no overlap: the
+    source's loop polls one cycle at a time; ticks meanwhile collapse into one)."""
+    with contextlib.suppress(
+        anyio.WouldBlock, anyio.BrokenResourceError, anyio.ClosedResourceError
+    ):
+        bell.send_nowait(None)

@@ -46,30 +46,16 @@ class Pipeline:
         self.clock = clock
         self.last_ok: dict[str, float] = {}
         self._last_try: dict[str, float] = {}
-        self._in_flight = 0
-        self._idle = anyio.Event()
-        self._idle.set()
-
-    async def wait_idle(self) -> None:
-        """Until no cycle is committing (graceful stop)."""
-        await self._idle.wait()
 
     async def poll(self, name: str) -> CycleOutcome:
         """One cycle of source ``name``; never raises for a source's own failures."""
-        self._in_flight += 1
-        self._idle = anyio.Event() if self._in_flight == 1 else self._idle
-        try:
-            with structlog.contextvars.bound_contextvars(source=name):
-                try:
-                    return await self._poll(name)
-                except Exception:
-                    # The store or a bug, not the source: log it, keep the schedule going.
-                    log.exception("poll_crashed")
-                    return CycleOutcome("error")
-        finally:
-            self._in_flight -= 1
-            if self._in_flight == 0:
-                self._idle.set()
+        with structlog.contextvars.bound_contextvars(source=name):
+            try:
+                return await self._poll(name)
+            except Exception:
+                # The store or a bug, not the source: log it, keep the schedule going.
+                log.exception("poll_crashed")
+                return CycleOutcome("error")
 
     async def _poll(self, name: str) -> CycleOutcome:
         source, config = self.sources[name]
