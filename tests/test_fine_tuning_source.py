@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import unquote
 
+import anyio
 import httpx
 import pytest
 
@@ -339,3 +340,22 @@ def test_surrogates_in_free_text_are_replaced() -> None:
     """A lone surrogate in a suffix cannot break storage or payloads later."""
     parsed = parse_job({"id": "x", "status": "QUEUED", "created_at": T0, "suffix": "a\ud800b"})
     assert "a?b" == parsed.suffix
+
+
+async def test_trickling_answer_hits_the_deadline() -> None:
+    """An API that sends one byte now and then cannot hold a request past its timeout."""
+
+    async def trickle() -> Any:
+        yield b"{"
+        await anyio.sleep(30)
+        yield b"}"
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=trickle())
+
+    api = FakeApi()
+    api.handler = handler  # type: ignore[method-assign]
+    started = anyio.current_time()
+    with anyio.fail_after(10), pytest.raises(SourceUnavailable, match="timeout"):
+        await Harness(source(api, timeout=0.3, max_retries=1)).poll()
+    assert anyio.current_time() - started < 3

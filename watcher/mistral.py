@@ -8,6 +8,7 @@ an answer that is not JSON :class:`SourceProtocolError`; 404 :class:`NotFound`.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -30,6 +31,9 @@ log = structlog.get_logger(__name__)
 
 # Longer waits than this give up the cycle instead of holding it (the next cycle retries).
 MAX_WAIT = 60.0
+# An answer larger than this is refused rather than buffered (a detail with thousands of
+# checkpoints is a few MB).
+MAX_BODY = 64 * 1024 * 1024
 
 
 class NotFound(SourceProtocolError):
@@ -57,6 +61,7 @@ class ApiClient:
         self._api_key = api_key
         self._client = client
         self._timeout = httpx.Timeout(timeout, connect=min(timeout, 5.0))
+        self._deadline = timeout  # for the whole exchange: httpx's timeouts are per read
         self._max_retries = max_retries
         self._backoff_base = backoff_base
         self._backoff_cap = backoff_cap
@@ -81,28 +86,28 @@ class ApiClient:
             retry_after: float | None = None
             self.requests += 1
             try:
-                response = await self._client.get(
-                    self.base_url + path, params=params, headers=headers, timeout=self._timeout
-                )
+                with anyio.fail_after(self._deadline):
+                    status, retry_header, body = await self._get(path, params, headers)
+            except TimeoutError:
+                problem = f"timeout on {route}"
             except httpx.TransportError as exc:
                 problem = f"{type(exc).__name__} on {route}"
             else:
-                status = response.status_code
                 if status == 410:
                     raise SourceRetired(self.source, route)
                 if status in (401, 403):
                     raise SourceAuthError(self.source, status)
                 verdict = classify(status)
                 if verdict is Verdict.DONE:
+                    if body is None:
+                        raise SourceProtocolError(self.source, f"answer from {route} is too large")
                     try:
-                        return response.json()
+                        return json.loads(body)
                     except ValueError:
                         problem = f"malformed JSON from {route}"
                 elif verdict is Verdict.RETRY:
                     problem = f"HTTP {status} from {route}"
-                    retry_after = parse_retry_after(
-                        response.headers.get("retry-after"), now=time.time()
-                    )
+                    retry_after = parse_retry_after(retry_header, now=time.time())
                 elif status == 404:
                     raise NotFound(self.source, f"HTTP 404 from {route}")
                 else:
@@ -126,3 +131,21 @@ class ApiClient:
             )
             await self._sleep(delay)
         raise SourceUnavailable(self.source, problem or f"{route} failed")
+
+    async def _get(
+        self, path: str, params: Mapping[str, Any], headers: Mapping[str, str]
+    ) -> tuple[int, str | None, bytes | None]:
+        """Status, Retry-After and body (``None`` when larger than ``MAX_BODY``)."""
+        request = self._client.build_request(
+            "GET", self.base_url + path, params=params, headers=headers, timeout=self._timeout
+        )
+        response = await self._client.send(request, stream=True)
+        try:
+            body = bytearray()
+            async for chunk in response.aiter_bytes():
+                body += chunk
+                if len(body) > MAX_BODY:
+                    return response.status_code, None, None
+            return response.status_code, response.headers.get("retry-after"), bytes(body)
+        finally:
+            await response.aclose()
