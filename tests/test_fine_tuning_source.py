@@ -359,3 +359,18 @@ async def test_trickling_answer_hits_the_deadline() -> None:
     with anyio.fail_after(10), pytest.raises(SourceUnavailable, match="timeout"):
         await Harness(source(api, timeout=0.3, max_retries=1)).poll()
     assert anyio.current_time() - started < 3
+
+
+async def test_unknown_status_jobs_are_checked_sparingly() -> None:
+    """Jobs in an undocumented status cannot be listed by status: their detail is fetched
+    every tenth cycle, not every cycle."""
+    api = FakeApi()
+    for n in range(5):
+        api.add(detailed(f"odd-{n}", "PAUSED", T0 + n, ["QUEUED", "PAUSED"]))
+    api.add(detailed("recent", "SUCCESS", T0 + 100_000, ["QUEUED", "SUCCESS"]))  # watermark
+    harness = Harness(source(api, interval=30))
+    await harness.poll()
+    api.calls.clear()
+    for _ in range(10):
+        await harness.poll()
+    assert 5 == api.calls["detail"]

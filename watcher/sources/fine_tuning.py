@@ -37,6 +37,7 @@ log = structlog.get_logger(__name__)
 JOBS = "/v1/fine_tuning/jobs"
 DETAIL_CONCURRENCY = 4
 WATERMARK_OVERLAP = 60  # seconds re-listed before the watermark each cycle
+UNKNOWN_STATUS_EVERY = 10
 
 
 def _iso(unix_seconds: int) -> str:
@@ -66,6 +67,10 @@ class FineTuningSource:
             sleep=sleep,
         )
         self._missing: set[str] = set()
+        # Jobs in a status the API did not document cannot be listed by status; their
+        # detail is fetched at most every UNKNOWN_STATUS_EVERY intervals (it might be a new
+        # terminal status, and those must not cost a request per cycle forever).
+        self._unknown_checked: dict[str, float] = {}
 
     async def aclose(self) -> None:
         """The shared HTTP client belongs to the daemon."""
@@ -166,9 +171,16 @@ class FineTuningSource:
         ]
         # Followed jobs absent from their status listing have moved on (or the listing
         # drifted): the detail tells which.
-        wanted += [
-            job_id for job_id in ctx.active if job_id not in listed and job_id not in self._missing
-        ]
+        known_statuses = set(FINE_TUNING_STATUSES)
+        for job_id, snapshot in ctx.active.items():
+            if job_id in listed or job_id in self._missing:
+                continue
+            if snapshot.status not in known_statuses:
+                last = self._unknown_checked.get(job_id, float("-inf"))
+                if ctx.now - last < UNKNOWN_STATUS_EVERY * self.interval:
+                    continue
+                self._unknown_checked[job_id] = ctx.now
+            wanted.append(job_id)
         out: dict[str, Job] = {}
         limiter = anyio.CapacityLimiter(DETAIL_CONCURRENCY)
 
