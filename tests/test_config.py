@@ -141,6 +141,30 @@ BROKEN = [
         id="bad webhook secret",
     ),
     pytest.param(
+        ("url: https://hooks", "url: https://hooks.example.com:99999"),
+        "sinks[0].url",
+        "http:// or https://",
+        id="port out of range",
+    ),
+    pytest.param(
+        ("base_url: http://127.0.0.1:8765", "base_url: http://127.0.0.1:99999"),
+        "sources[0].base_url",
+        "http:// or https://",
+        id="source port out of range",
+    ),
+    pytest.param(
+        ("secret_file: {tmp}/whsec", "secret_file: {tmp}/whsec\n    headers: {Bad Header: x}"),
+        "sinks[0].headers",
+        "header name 'Bad Header' is invalid",
+        id="bad header name",
+    ),
+    pytest.param(
+        ("interval: 30s", "interval: 100000000d"),
+        "sources[0].interval",
+        "at most 3650d",
+        id="absurd duration",
+    ),
+    pytest.param(
         ("name: console", "name: hooks"),
         "sinks[1].name",
         "duplicate sink name",

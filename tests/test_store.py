@@ -160,3 +160,12 @@ async def test_pending_keeps_order_per_job_and_sink(store: SqlStore) -> None:
         (p.envelope.transition.id, p.sink) for p in await store.pending(now=2.0, limit=10)
     ]
     assert 1.0 == await store.next_due()
+
+
+async def test_home_relative_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``sqlite:///~/dir/state.db`` opens under the home directory."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    store = open_store("sqlite:///~/watcher/state.db")
+    await store.open()
+    await store.aclose()
+    assert (tmp_path / "watcher" / "state.db").exists()

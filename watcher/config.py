@@ -13,6 +13,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -37,6 +38,22 @@ _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
+MAX_DURATION = 3650 * 86400.0
+
+
+def check_http_url(value: str) -> str:
+    """An absolute http(s) URL with a host and a valid port, or ``ValueError``."""
+    import httpx
+
+    try:
+        parts = urlsplit(value)
+        port_ok = parts.port is None or parts.port > 0
+        httpx.URL(value)
+    except (ValueError, httpx.InvalidURL):
+        raise ValueError("must be a valid http:// or https:// URL") from None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname or not port_ok:
+        raise ValueError("must be an http:// or https:// URL with a host")
+    return value
 
 
 def parse_duration(value: Any) -> float:
@@ -58,8 +75,10 @@ def parse_duration(value: Any) -> float:
             seconds = sum(float(n) * _UNITS[u] for n, u in _DURATION.findall(text))
     else:
         raise ValueError("invalid duration (use e.g. 30s, 5m, 1h)")
-    if not seconds > 0 or seconds != seconds or seconds == float("inf"):
+    if not seconds > 0 or seconds != seconds:
         raise ValueError("duration must be positive")
+    if seconds > MAX_DURATION:
+        raise ValueError("duration must be at most 3650d")
     return seconds
 
 
@@ -96,9 +115,7 @@ class FineTuningSourceConfig(_Model):
     @field_validator("base_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        if not re.match(r"^https?://[^/\s]+", value):
-            raise ValueError("must be an http:// or https:// URL")
-        return value.rstrip("/")
+        return check_http_url(value).rstrip("/")
 
     @property
     def effective_jitter(self) -> float:
@@ -119,8 +136,15 @@ class WebhookSinkConfig(_Model):
     @field_validator("url")
     @classmethod
     def _http_url(cls, value: Secret) -> Secret:
-        if not re.match(r"^https?://[^/\s]+", value.get()):
-            raise ValueError("must be an http:// or https:// URL")
+        check_http_url(value.get())
+        return value
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, value: dict[str, str]) -> dict[str, str]:
+        from watcher.sinks.webhook import check_headers
+
+        check_headers(value)
         return value
 
     @field_validator("secret")

@@ -82,6 +82,15 @@ def decode_secret(value: str) -> bytes:
     return key
 
 
+def check_headers(headers: Mapping[str, str]) -> None:
+    """Extra request headers: valid names, no line breaks (no header injection)."""
+    for field_name, value in headers.items():
+        if not _TOKEN.fullmatch(field_name):
+            raise ValueError(f"header name {field_name[:40]!r} is invalid")
+        if any(ch in value for ch in "\r\n\x00"):
+            raise ValueError(f"header {field_name!r} has a line break or NUL")
+
+
 def _sanitize(text: str) -> str:
     """One line of printable text: control, format and separator characters become spaces."""
     cleaned = "".join(
@@ -119,11 +128,10 @@ class WebhookSink:
             httpx.URL(url)
         except httpx.InvalidURL:
             raise ValueError(f"webhook {name!r}: url is not a valid URL") from None
-        for field_name, value in (headers or {}).items():
-            if not _TOKEN.fullmatch(field_name):
-                raise ValueError(f"webhook {name!r}: header name {field_name[:40]!r} is invalid")
-            if any(ch in value for ch in "\r\n\x00"):
-                raise ValueError(f"webhook {name!r}: header {field_name!r} has a line break or NUL")
+        try:
+            check_headers(headers or {})
+        except ValueError as exc:
+            raise ValueError(f"webhook {name!r}: {exc}") from None
         self._url = url
         self._webhook: Webhook | None = None
         if secret is not None:

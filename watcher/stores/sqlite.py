@@ -26,7 +26,8 @@ class SQLiteStore(SqlStore):
     def __init__(self, url: str) -> None:
         path = url.removeprefix("sqlite:///")
         if path and path != ":memory:":
-            Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            path = str(Path(path).expanduser())
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(f"sqlite+aiosqlite:///{path}")
         event.listen(engine.sync_engine, "connect", _pragmas)
         super().__init__(engine)
