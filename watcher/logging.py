@@ -4,10 +4,28 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
-from typing import Literal
+from collections.abc import MutableMapping
+from typing import Any, Literal
 
 import structlog
+
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"
+
+
+def _printable(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """Values from the API (job ids, statuses) are foreign: on a terminal, their control and
+    bidi characters are shown escaped, never interpreted. Tracebacks keep their lines."""
+    for key, value in event_dict.items():
+        if isinstance(value, str) and key != "exception":
+            event_dict[key] = _CONTROLS.sub(_escape, value)
+    return event_dict
+
 
 _LEVELS = {
     "debug": logging.DEBUG,
@@ -31,6 +49,7 @@ def configure(level: str = "info", fmt: Literal["auto", "json", "console"] = "au
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
+            *([_printable] if use_console else []),
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS.get(level, logging.INFO)),
