@@ -14,19 +14,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-STATUSES = (
-    "QUEUED",
-    "STARTED",
-    "VALIDATING",
-    "VALIDATED",
-    "RUNNING",
-    "FAILED_VALIDATION",
-    "FAILED",
-    "SUCCESS",
-    "CANCELLED",
-    "CANCELLATION_REQUESTED",
-)
-TERMINAL = frozenset({"SUCCESS", "FAILED", "FAILED_VALIDATION", "CANCELLED"})
+from watcher.models import FINE_TUNING_STATUSES, FINE_TUNING_TERMINAL
+
+# The statuses the API documents (reference §5), shared with the watcher's models.
+STATUSES = FINE_TUNING_STATUSES
+TERMINAL = FINE_TUNING_TERMINAL
 
 EventsOrder = Literal["oldest_first", "newest_first"]
 EVENTS_ORDERS: tuple[EventsOrder, ...] = ("oldest_first", "newest_first")
