@@ -317,7 +317,8 @@ async def test_gone_is_final_and_logged_loudly() -> None:
 
 
 async def test_one_log_line_per_delivered_transition() -> None:
-    """Each accepted transition logs webhook_delivered once at info."""
+    """Each accepted transition logs webhook_delivered once, at debug (the dispatcher's
+    ``delivered`` line is the info-level one)."""
     _, handler = recorder(202)
     with capture_logs() as logs:
         await make_sink(handler).send([envelope("wt_1"), envelope("wt_2")])
@@ -325,7 +326,7 @@ async def test_one_log_line_per_delivered_transition() -> None:
     expected = [
         {
             "event": "webhook_delivered",
-            "log_level": "info",
+            "log_level": "debug",
             "sink": "hooks",
             "transition_id": tid,
             "type": "fine_tuning.job.failed",
