@@ -27,8 +27,16 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP)
+unit: $(STAMP) sdk3
 	$(BIN)/pytest
+
+# mistralai 3.x for tests/test_sdk_batch_contract.py, in its own directory: the venv pins
+# 1.x for the fine-tuning contract. The stamp holds the pin, so bumping it reinstalls.
+.PHONY: sdk3
+sdk3: $(STAMP)
+	@grep -qsx 'mistralai==3.7.0' .sdk3/.installed || { rm -rf .sdk3 && \
+	  $(BIN)/python -m pip install --quiet --disable-pip-version-check --target .sdk3 mistralai==3.7.0 && \
+	  echo 'mistralai==3.7.0' > .sdk3/.installed; }
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/poll_cost.py

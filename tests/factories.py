@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from watcher.models import Job, parse_job
+from watcher.models import Job
+from watcher.sources.fine_tuning import parse_job
 
 T0 = 1_751_010_000
 

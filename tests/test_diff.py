@@ -11,12 +11,13 @@ from hypothesis import strategies as st
 
 from tests.factories import T0, history, job, raw_job
 from watcher.diff import Snapshot, chronological, diff
-from watcher.models import FINE_TUNING_STATUSES, Job, parse_job
+from watcher.models import Job
+from watcher.sources.fine_tuning import KIND, STATUSES, parse_job
 from watcher.transitions import Transition
 
 
 def seen(current: Job, previous: Snapshot | None = None) -> tuple[Snapshot, list[Transition]]:
-    return diff(previous, current, source="ft")
+    return diff(previous, current, source="ft", kind=KIND)
 
 
 def steps(transitions: list[Transition]) -> list[tuple[str | None, str | None]]:
@@ -279,7 +280,7 @@ def test_chronological_keeps_same_second_order() -> None:
 
 # --- properties ---------------------------------------------------------------------------
 
-statuses = st.sampled_from([*FINE_TUNING_STATUSES, "PAUSED"])
+statuses = st.sampled_from([*STATUSES, "PAUSED"])
 
 
 @st.composite

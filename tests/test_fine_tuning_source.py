@@ -18,9 +18,8 @@ from watcher.abc import Cursor, PollContext, PollResult
 from watcher.config import FineTuningSourceConfig
 from watcher.diff import Snapshot, diff
 from watcher.exceptions import SourceAuthError, SourceRetired, SourceUnavailable
-from watcher.models import parse_job
 from watcher.secrets import Secret
-from watcher.sources.fine_tuning import FineTuningSource
+from watcher.sources.fine_tuning import KIND, FineTuningSource, parse_job
 
 KEY = "sk-test-key-123"
 
@@ -96,7 +95,7 @@ class Harness:
         active = {k: v for k, v in self.snapshots.items() if not v.terminal}
         result = await self.src.poll(PollContext(self.cursor, active, self.now, self.lookup))
         for j in result.jobs:
-            self.snapshots[j.id], _ = diff(self.snapshots.get(j.id), j, source="ft")
+            self.snapshots[j.id], _ = diff(self.snapshots.get(j.id), j, source="ft", kind=KIND)
         self.cursor = result.cursor
         self.now += 30
         return result
@@ -259,7 +258,11 @@ def test_tolerant_parsing_of_drift() -> None:
         "checkpoints": [{"step_number": None}, {"step_number": 2, "metrics": None}],
     }
     parsed = parse_job(json.loads(json.dumps(raw)))
-    assert ("PAUSED", "reasoning", T0) == (parsed.status, parsed.job_type, parsed.created_at)
+    assert ("PAUSED", "reasoning", T0) == (
+        parsed.status,
+        parsed.view["job_type"],
+        parsed.created_at,
+    )
     assert {"brand_new": {"a": 1}} == parsed.extra
     assert () == parsed.events
     assert [2] == [c.step_number for c in parsed.checkpoints or ()]
@@ -339,7 +342,7 @@ def test_timestamp_units_are_normalised(scale: int) -> None:
 def test_surrogates_in_free_text_are_replaced() -> None:
     """A lone surrogate in a suffix cannot break storage or payloads later."""
     parsed = parse_job({"id": "x", "status": "QUEUED", "created_at": T0, "suffix": "a\ud800b"})
-    assert "a?b" == parsed.suffix
+    assert "a?b" == parsed.view["suffix"]
 
 
 async def test_trickling_answer_hits_the_deadline() -> None:

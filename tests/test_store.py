@@ -11,6 +11,7 @@ import pytest
 from tests.factories import T0, history, job
 from watcher.abc import Cursor, Routed
 from watcher.diff import diff
+from watcher.sources.fine_tuning import KIND
 from watcher.stores import open_store
 from watcher.stores.sql import SqlStore
 from watcher.transitions import Transition
@@ -41,7 +42,7 @@ def transition(n: int, job_id: str = "j1") -> Transition:
 async def test_commit_persists_snapshots_cursor_and_outbox(store: SqlStore) -> None:
     """One commit stores snapshots, the cursor and one delivery per routed sink."""
     snapshot, _ = diff(
-        None, job(status="RUNNING", events=history("QUEUED", "RUNNING")), source="ft"
+        None, job(status="RUNNING", events=history("QUEUED", "RUNNING")), source="ft", kind=KIND
     )
     cursor = Cursor(watermark=T0, last_full_sync=1.0, baseline_done=True)
     added = await store.commit(
@@ -71,7 +72,7 @@ async def test_same_transition_is_not_queued_twice(store: SqlStore) -> None:
 
 async def test_commit_is_atomic(store: SqlStore, monkeypatch: pytest.MonkeyPatch) -> None:
     """If writing the outbox fails, the snapshots of that commit are not kept either."""
-    snapshot, _ = diff(None, job(status="RUNNING"), source="ft")
+    snapshot, _ = diff(None, job(status="RUNNING"), source="ft", kind=KIND)
 
     async def broken(*args: Any, **kwargs: Any) -> int:
         raise RuntimeError("disk full")
@@ -87,8 +88,8 @@ async def test_commit_is_atomic(store: SqlStore, monkeypatch: pytest.MonkeyPatch
 
 async def test_terminal_snapshots_are_not_active(store: SqlStore) -> None:
     """Terminal jobs leave the active set but can still be looked up."""
-    running, _ = diff(None, job("a", status="RUNNING"), source="ft")
-    done, _ = diff(None, job("b", status="SUCCESS"), source="ft")
+    running, _ = diff(None, job("a", status="RUNNING"), source="ft", kind=KIND)
+    done, _ = diff(None, job("b", status="SUCCESS"), source="ft", kind=KIND)
     await store.commit("ft", Cursor(), [running, done], [], now=1.0)
     assert ["a"] == list(await store.active_snapshots("ft"))
     assert {"b"} == set(await store.get_snapshots("ft", ["b", "zzz"]))
@@ -115,7 +116,7 @@ async def test_state_survives_reopen(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/nested/dir/state.db"
     first = open_store(url)
     await first.open()
-    snapshot, _ = diff(None, job(status="RUNNING"), source="ft")
+    snapshot, _ = diff(None, job(status="RUNNING"), source="ft", kind=KIND)
     await first.commit(
         "ft", Cursor(watermark=5), [snapshot], [Routed(transition(1), ["a"])], now=1.0
     )

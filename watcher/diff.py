@@ -16,23 +16,37 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from watcher.models import FINE_TUNING_TERMINAL, Event, Job
+from watcher.models import Event, Job
 from watcher.transitions import Transition, stable_id, status_slug
 
 
 @dataclass(frozen=True)
+class Fact:
+    """A source-specific fact about a job (a progress milestone, rising errors): reported
+    once, under the id derived from ``key``."""
+
+    key: tuple[str | int | float, ...]
+    type: str  # appended to the kind's prefix: ``batch.job.progress``
+    occurred_at: int | None
+    details: Mapping[str, Any]
+
+
+def _no_facts(previous: Snapshot | None, current: Job) -> Sequence[Fact]:
+    return ()
+
+
+@dataclass(frozen=True)
 class JobKind:
-    """What differs between job families: the type prefix and the terminal statuses."""
+    """What differs between job families: the type prefix, the terminal statuses, and the
+    family's own facts (computed from the previous snapshot and the current job)."""
 
     prefix: str
     terminal: frozenset[str]
-
-
-FINE_TUNING = JobKind("fine_tuning.job", FINE_TUNING_TERMINAL)
+    facts: Callable[[Snapshot | None, Job], Sequence[Fact]] = _no_facts
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -123,7 +137,7 @@ _RANK_CHECKPOINT, _RANK_STATUS, _RANK_EVENT, _RANK_MODEL = 0, 1, 2, 3
 
 
 def diff(
-    previous: Snapshot | None, current: Job, *, source: str, kind: JobKind = FINE_TUNING
+    previous: Snapshot | None, current: Job, *, source: str, kind: JobKind
 ) -> tuple[Snapshot, list[Transition]]:
     """The new snapshot of ``current`` and the transitions since ``previous``.
 
@@ -297,6 +311,21 @@ def diff(
                 occurred_at=current.modified_at,
                 job=job_view,
                 details={"fine_tuned_model": model},
+            ),
+        )
+
+    for fact in kind.facts(previous, current):
+        add(
+            fact.occurred_at,
+            _RANK_EVENT,
+            Transition(
+                id=stable_id(source, current.id, "fact", fact.type, *fact.key),
+                type=f"{kind.prefix}.{fact.type}",
+                source=source,
+                job_id=current.id,
+                occurred_at=fact.occurred_at,
+                job=job_view,
+                details=dict(fact.details),
             ),
         )
 

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from watcher.models import FINE_TUNING_STATUSES, FINE_TUNING_TERMINAL
+from watcher.sources.fine_tuning import STATUSES as FINE_TUNING_STATUSES
+from watcher.sources.fine_tuning import TERMINAL as FINE_TUNING_TERMINAL
 
 # The statuses the API documents (reference §5), shared with the watcher's models.
 STATUSES = FINE_TUNING_STATUSES

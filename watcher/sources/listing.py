@@ -1,0 +1,256 @@
+"""What every job source shares: paging a listing from ``total``, detail fetches, and a
+steady-state cycle whose cost does not grow with the history.
+
+- new jobs come from one listing filtered with ``created_after`` (a watermark of the newest
+  ``created_at`` seen, minus an overlap: the bound's inclusiveness is unconfirmed, and a job
+  may become visible a little after a newer one);
+- followed (non-terminal) jobs come from listings filtered by the statuses they are in;
+- the detail endpoint is called only for what a source asks for (new or changed jobs that
+  the listing describes incompletely) and for followed jobs missing from their listing;
+- terminal jobs are never fetched again; a full listing every ``resync_interval`` catches
+  anything the cheap path missed.
+
+A source module subclasses :class:`ListingSource` with its paths, its parser and its few
+policies; the pipeline, diff, store and sinks know nothing more of it.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+from urllib.parse import quote
+
+import anyio
+import httpx
+import structlog
+
+from watcher.abc import Cursor, PollContext, PollResult
+from watcher.diff import JobKind, Snapshot
+from watcher.exceptions import SourceError, SourceProtocolError
+from watcher.mistral import ApiClient, NotFound
+from watcher.models import Job, MalformedItem
+from watcher.secrets import Secret
+
+log = structlog.get_logger(__name__)
+
+DETAIL_CONCURRENCY = 4
+WATERMARK_OVERLAP = 60  # seconds re-listed before the watermark each cycle
+UNKNOWN_STATUS_EVERY = 10  # cycles between detail checks of jobs in undocumented statuses
+
+
+def iso(unix_seconds: int) -> str:
+    return datetime.fromtimestamp(unix_seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class ListingSource(ABC):
+    """A source over ``GET <path>`` (paged list) and ``GET <path>/{id}`` (one job)."""
+
+    path: ClassVar[str]
+    statuses: ClassVar[frozenset[str]]  # the documented ones: safe in a status filter
+    kind: JobKind
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        base_url: str,
+        api_key: Secret,
+        client: httpx.AsyncClient,
+        interval: float,
+        timeout: float,
+        max_retries: int,
+        page_size: int,
+        resync_interval: float,
+        on_start: str,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+    ) -> None:
+        self.name = name
+        self.interval = interval
+        self.page_size = page_size
+        self.resync_interval = resync_interval
+        self.on_start = on_start
+        self.api = ApiClient(
+            source=name,
+            base_url=base_url,
+            api_key=api_key,
+            client=client,
+            timeout=timeout,
+            max_retries=max_retries,
+            sleep=sleep,
+        )
+        self._missing: set[str] = set()  # answered 404: not asked again until a full listing
+        # Jobs in a status the API does not document cannot be listed by status; their detail
+        # is fetched every UNKNOWN_STATUS_EVERY intervals (it might be a new terminal status,
+        # and those must not cost a request per cycle forever).
+        self._unknown_checked: dict[str, float] = {}
+
+    # --- what a source module provides -----------------------------------------------------
+
+    @abstractmethod
+    def parse(self, raw: Any) -> Job:
+        """One raw job of this API; :class:`MalformedItem` when it is unusable."""
+
+    def list_params(self) -> dict[str, Any]:
+        """Query parameters added to every listing (e.g. an explicit order)."""
+        return {}
+
+    def status_filters(self, statuses: Sequence[str]) -> list[dict[str, Any]]:
+        """The listings that return the jobs in ``statuses`` (one per status by default)."""
+        return [{"status": status} for status in statuses]
+
+    def needs_detail(self, job: Job, previous: Snapshot | None, *, baseline: bool) -> bool:
+        """Whether a listed job must be fetched whole this cycle."""
+        return False
+
+    # --- the cycle ---------------------------------------------------------------------------
+
+    async def aclose(self) -> None:  # noqa: B027 (nothing to close by default)
+        """The shared HTTP client belongs to the daemon."""
+
+    async def _list(self, params: Mapping[str, Any]) -> tuple[list[Job], int]:
+        """Every page of one listing; pages are derived from ``total`` (there is no
+        ``has_more``). Returns the jobs (deduplicated by id) and how many were malformed."""
+        size = self.page_size
+        jobs: dict[str, Job] = {}
+        malformed = 0
+        page, pages = 0, 1
+        while page < pages:
+            query = {**self.list_params(), **params, "page": page, "page_size": size}
+            body = await self.api.get_json(self.path, query, route="list")
+            if not isinstance(body, Mapping) or not isinstance(body.get("data", []), list):
+                raise SourceProtocolError(self.name, "list answer is not {data: [...], total}")
+            items = body.get("data") or []
+            for raw in items:
+                try:
+                    job = self.parse(raw)
+                except MalformedItem as exc:
+                    malformed += 1
+                    log.warning("malformed_job_skipped", source=self.name, reason=str(exc))
+                    continue
+                jobs[job.id] = job
+            total = body.get("total")
+            if isinstance(total, int) and not isinstance(total, bool) and total >= 0:
+                # Re-derived on every page: jobs created meanwhile shift the pages.
+                pages = min(max(pages, math.ceil(total / size)), 100_000)
+            elif len(items) >= size:
+                pages = page + 2  # no usable total: go on until a short page
+            if not items:
+                break
+            page += 1
+        return list(jobs.values()), malformed
+
+    async def _detail(self, job_id: str) -> Job | None:
+        try:
+            # Quoted: a job id is foreign data and must not reshape the request path.
+            raw = await self.api.get_json(
+                f"{self.path}/{quote(job_id, safe='')}", {}, route="detail"
+            )
+        except NotFound:
+            log.warning("job_not_found", source=self.name, job_id=job_id)
+            self._missing.add(job_id)
+            return None
+        try:
+            return self.parse(raw)
+        except MalformedItem as exc:
+            log.warning("malformed_job_skipped", source=self.name, job_id=job_id, reason=str(exc))
+            return None
+
+    @staticmethod
+    def _changed(job: Job, previous: Snapshot | None) -> bool:
+        return (
+            previous is None
+            or previous.status != job.status
+            or previous.modified_at != job.modified_at
+            or previous.job != job.summary()
+        )
+
+    async def poll(self, ctx: PollContext) -> PollResult:
+        self.api.requests = 0
+        cursor = ctx.cursor
+        full = (
+            cursor.last_full_sync is None
+            or cursor.watermark is None
+            or ctx.now - cursor.last_full_sync >= self.resync_interval
+        )
+        baseline = not cursor.baseline_done and self.on_start == "baseline"
+        if full:
+            self._missing.clear()
+        malformed = 0
+        listed: dict[str, Job] = {}
+        if full:
+            listings: list[dict[str, Any]] = [{}]
+        else:
+            assert cursor.watermark is not None
+            since = {"created_after": iso(max(0, cursor.watermark - WATERMARK_OVERLAP))}
+            followed = sorted({s.status for s in ctx.active.values()} & self.statuses)
+            listings = [since, *(self.status_filters(followed) if followed else [])]
+        for params in listings:
+            jobs, bad = await self._list(params)
+            malformed += bad
+            listed.update((j.id, j) for j in jobs)
+
+        previous: dict[str, Snapshot] = dict(ctx.active)
+        unknown = [job_id for job_id in listed if job_id not in previous]
+        previous.update(await ctx.lookup(unknown))
+
+        out: dict[str, Job] = {}
+        wanted: list[str] = []
+        for job in listed.values():
+            before = previous.get(job.id)
+            if self.needs_detail(job, before, baseline=baseline):
+                wanted.append(job.id)
+            elif self._changed(job, before):
+                out[job.id] = job  # the listing says all there is to say
+        # Followed jobs absent from their status listing have moved on (or the listing
+        # drifted): the detail tells which.
+        for job_id, snapshot in ctx.active.items():
+            if job_id in listed or job_id in self._missing:
+                continue
+            if snapshot.status not in self.statuses:
+                last = self._unknown_checked.get(job_id, float("-inf"))
+                if ctx.now - last < UNKNOWN_STATUS_EVERY * self.interval:
+                    continue
+                self._unknown_checked[job_id] = ctx.now
+            wanted.append(job_id)
+        await self._fetch(dict.fromkeys(wanted), out)
+
+        newest = max((j.created_at for j in listed.values()), default=None)
+        watermark = cursor.watermark
+        if newest is not None:
+            watermark = newest if watermark is None else max(watermark, newest)
+        new_cursor = Cursor(
+            watermark=watermark,
+            last_full_sync=ctx.now if full else cursor.last_full_sync,
+            baseline_done=True,
+            retired=False,
+        )
+        jobs_out = sorted(out.values(), key=lambda j: (j.created_at, j.id))
+        return PollResult(
+            jobs=jobs_out, cursor=new_cursor, requests=self.api.requests, malformed=malformed
+        )
+
+    async def _fetch(self, job_ids: Mapping[str, None], out: dict[str, Job]) -> None:
+        """Details of ``job_ids`` into ``out``; a cycle is all or nothing: the first source
+        error stops the other fetches and is raised."""
+        limiter = anyio.CapacityLimiter(DETAIL_CONCURRENCY)
+        failures: list[SourceError] = []
+
+        async def fetch(job_id: str, scope: anyio.CancelScope) -> None:
+            try:
+                async with limiter:
+                    job = await self._detail(job_id)
+            except SourceError as exc:
+                failures.append(exc)
+                scope.cancel()
+                return
+            if job is not None:
+                out[job_id] = job
+
+        async with anyio.create_task_group() as tg:
+            for job_id in job_ids:
+                tg.start_soon(fetch, job_id, tg.cancel_scope)
+        if failures:
+            raise failures[0]
