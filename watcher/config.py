@@ -97,9 +97,10 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
-class FineTuningSourceConfig(_Model):
+class _SourceConfig(_Model):
+    """What every source has."""
+
     name: Name
-    kind: Literal["mistral-fine-tuning"]
     base_url: str = "https://api.mistral.ai"
     api_key: Secret
     interval: Duration = 30.0
@@ -107,7 +108,6 @@ class FineTuningSourceConfig(_Model):
     timeout: Duration = 15.0
     page_size: Annotated[int, Field(ge=1, le=1000)] = 100
     max_retries: Annotated[int, Field(ge=0, le=10)] = 3
-    track_checkpoints: bool = True
     on_start: Literal["baseline", "notify"] = "baseline"
     resync_interval: Duration = 3600.0
     retired_interval: Duration = 3600.0  # how often a retired (410) source is tried again
@@ -122,7 +122,25 @@ class FineTuningSourceConfig(_Model):
         return self.jitter if self.jitter is not None else min(self.interval / 10, 5.0)
 
 
-SourceConfig = Annotated[FineTuningSourceConfig, Field(discriminator="kind")]
+class FineTuningSourceConfig(_SourceConfig):
+    kind: Literal["mistral-fine-tuning"]
+    track_checkpoints: bool = True
+
+
+Percent = Annotated[float, Field(gt=0, le=100)]
+
+
+class BatchSourceConfig(_SourceConfig):
+    kind: Literal["mistral-batch"]
+    # batch.job.progress fires once per job as the share of processed requests passes each.
+    progress_milestones: list[Percent] = [50.0, 90.0]
+    # batch.job.errors_rising fires once per RUNNING job whose failed share of processed
+    # requests reaches error_ratio, once at least error_min_requests were processed.
+    error_ratio: Annotated[float, Field(gt=0, le=1)] = 0.1
+    error_min_requests: Annotated[int, Field(ge=1)] = 20
+
+
+SourceConfig = Annotated[FineTuningSourceConfig | BatchSourceConfig, Field(discriminator="kind")]
 
 
 class WebhookSinkConfig(_Model):
@@ -390,10 +408,14 @@ def summary(config: Config) -> str:
     lines = [f"state: {config.state.url}"]
     lines.append(f"sources ({len(config.sources)}):")
     for source in config.sources:
+        if isinstance(source, FineTuningSourceConfig):
+            extra = f"checkpoints={'on' if source.track_checkpoints else 'off'}"
+        else:
+            milestones = ", ".join(f"{m:g}%" for m in source.progress_milestones)
+            extra = f"milestones=[{milestones}], errors_rising at {source.error_ratio:.0%}"
         lines.append(
             f"  - {source.name}: {source.kind} at {source.base_url},"
-            f" every {source.interval:g}s, on_start={source.on_start},"
-            f" checkpoints={'on' if source.track_checkpoints else 'off'}"
+            f" every {source.interval:g}s, on_start={source.on_start}, {extra}"
         )
     lines.append(f"sinks ({len(config.sinks)}):")
     for sink in config.sinks:

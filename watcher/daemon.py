@@ -21,7 +21,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from watcher.abc import Sink, Source, Store
-from watcher.config import Config, ConsoleSinkConfig, FineTuningSourceConfig, SinkConfig
+from watcher.config import Config, ConsoleSinkConfig, SinkConfig, SourceConfig
 from watcher.dispatch import Dispatcher
 from watcher.pipeline import CycleOutcome, Pipeline
 from watcher.routing import Router
@@ -53,7 +53,7 @@ class Watcher:
         self.config = config
         self._stack = AsyncExitStack()
         self.store: Store
-        self.sources: dict[str, tuple[Source, FineTuningSourceConfig]] = {}
+        self.sources: dict[str, tuple[Source, SourceConfig]] = {}
         self.sinks: dict[str, Sink] = {}
         self.dispatcher: Dispatcher
         self.pipeline: Pipeline

@@ -10,7 +10,7 @@ import anyio
 import structlog
 
 from watcher.abc import Cursor, PollContext, Routed, Source, Store
-from watcher.config import FineTuningSourceConfig
+from watcher.config import SourceConfig
 from watcher.diff import Snapshot, diff
 from watcher.exceptions import SourceAuthError, SourceError, SourceRetired
 from watcher.routing import Router
@@ -34,7 +34,7 @@ class Pipeline:
         self,
         store: Store,
         router: Router,
-        sources: Mapping[str, tuple[Source, FineTuningSourceConfig]],
+        sources: Mapping[str, tuple[Source, SourceConfig]],
         *,
         wake: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.time,

@@ -1,0 +1,244 @@
+"""The batch source against an in-memory /v1/batch/jobs (httpx.MockTransport)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+from urllib.parse import unquote
+
+import httpx
+import pytest
+
+from tests.factories import T0
+from watcher.abc import Cursor, PollContext, PollResult
+from watcher.config import BatchSourceConfig
+from watcher.diff import Snapshot, diff
+from watcher.models import MalformedItem
+from watcher.secrets import Secret
+from watcher.sources.batch import BatchSource, parse_batch_job
+from watcher.transitions import Transition
+
+KEY = "sk-batch-key"
+
+
+def batch(
+    job_id: str,
+    status: str = "QUEUED",
+    *,
+    created_at: int = T0,
+    total: int = 0,
+    succeeded: int = 0,
+    failed: int = 0,
+    **extra: Any,
+) -> dict[str, Any]:
+    return {
+        "id": job_id, "object": "batch", "input_files": ["f"], "endpoint": "/v1/chat/completions",
+        "model": "mistral-small-latest", "agent_id": None, "metadata": {"team": "ml"},
+        "errors": extra.pop("errors", []), "status": status, "created_at": created_at,
+        "started_at": extra.pop("started_at", None),
+        "completed_at": extra.pop("completed_at", None),
+        "total_requests": total, "completed_requests": succeeded + failed,
+        "succeeded_requests": succeeded, "failed_requests": failed,
+        "output_file": None, "error_file": None, **extra,
+    }  # fmt: skip
+
+
+class FakeBatchApi:
+    def __init__(self) -> None:
+        self.jobs: dict[str, dict[str, Any]] = {}
+        self.calls: Counter[str] = Counter()
+        self.queries: list[httpx.QueryParams] = []
+
+    def handler(self, request: httpx.Request) -> httpx.Response:
+        assert f"Bearer {KEY}" == request.headers["authorization"]
+        if request.url.path == "/v1/batch/jobs":
+            self.calls["list"] += 1
+            params = request.url.params
+            self.queries.append(params)
+            items = sorted(self.jobs.values(), key=lambda j: -j["created_at"])
+            if "status" in params:
+                wanted = params.get_list("status")
+                items = [j for j in items if j["status"] in wanted]
+            if "created_after" in params:
+                bound = datetime.fromisoformat(params["created_after"]).timestamp()
+                items = [j for j in items if j["created_at"] >= bound]
+            page, size = int(params.get("page", 0)), int(params.get("page_size", 100))
+            chunk = items[page * size : (page + 1) * size]
+            return httpx.Response(200, json={"object": "list", "total": len(items), "data": chunk})
+        self.calls["detail"] += 1
+        job = self.jobs.get(unquote(request.url.raw_path.decode().rsplit("/", 1)[1]))
+        return httpx.Response(200, json=job) if job else httpx.Response(404, json={})
+
+
+class Harness:
+    def __init__(self, api: FakeBatchApi, **overrides: Any) -> None:
+        config = BatchSourceConfig(
+            name="b",
+            kind="mistral-batch",
+            base_url="http://api.test",
+            api_key=Secret(KEY),
+            page_size=10,
+            **overrides,
+        )
+        client = httpx.AsyncClient(transport=httpx.MockTransport(api.handler))
+        self.src = BatchSource(config, client)
+        self.snapshots: dict[str, Snapshot] = {}
+        self.cursor = Cursor()
+        self.now = 1_000.0
+        self.reported: list[Transition] = []
+
+    async def lookup(self, ids: Sequence[str]) -> Mapping[str, Snapshot]:
+        return {i: self.snapshots[i] for i in ids if i in self.snapshots}
+
+    async def poll(self) -> PollResult:
+        active = {k: v for k, v in self.snapshots.items() if not v.terminal}
+        baseline = not self.cursor.baseline_done
+        result = await self.src.poll(PollContext(self.cursor, active, self.now, self.lookup))
+        for job in result.jobs:
+            self.snapshots[job.id], out = diff(
+                self.snapshots.get(job.id), job, source="b", kind=self.src.kind
+            )
+            if not baseline:
+                self.reported.extend(out)
+        self.cursor = result.cursor
+        self.now += 30
+        return result
+
+    def types(self) -> list[str]:
+        return [t.type for t in self.reported]
+
+
+async def test_steady_cycle_is_two_listings_whatever_the_history() -> None:
+    """New jobs and every followed job cost two listings per cycle, however long the
+    history; the followed statuses go in one multi-valued filter."""
+    costs = []
+    for history in (5, 300):
+        api = FakeBatchApi()
+        for n in range(history):
+            api.jobs[f"old-{n}"] = batch(f"old-{n}", "SUCCESS", created_at=T0 - 86400 + n)
+        for n, status in enumerate(["QUEUED", "RUNNING", "CANCELLATION_REQUESTED"]):
+            api.jobs[f"live-{n}"] = batch(f"live-{n}", status, created_at=T0 + n, total=10)
+        harness = Harness(api)
+        await harness.poll()
+        await harness.poll()
+        costs.append((await harness.poll()).requests)
+        statuses = [q.get_list("status") for q in api.queries if "status" in q][-1]
+        assert ["CANCELLATION_REQUESTED", "QUEUED", "RUNNING"] == statuses
+        assert all("-created" == q["order_by"] for q in api.queries)
+        assert 0 == api.calls["detail"]
+    assert [2, 2] == costs
+
+
+async def test_every_status_change_and_the_end() -> None:
+    """QUEUED -> RUNNING -> TIMEOUT_EXCEEDED is reported step by step; the end is found
+    through the detail of a job that left the followed listing."""
+    api = FakeBatchApi()
+    harness = Harness(api)
+    await harness.poll()
+    api.jobs["j"] = batch("j", "QUEUED", created_at=T0)
+    await harness.poll()
+    api.jobs["j"] = batch("j", "RUNNING", total=100, started_at=T0 + 5)
+    await harness.poll()
+    api.jobs["j"] = batch(
+        "j", "TIMEOUT_EXCEEDED", total=100, succeeded=40, started_at=T0 + 5, completed_at=T0 + 99
+    )
+    await harness.poll()
+    assert ["batch.job.queued", "batch.job.running", "batch.job.timeout_exceeded"] == (
+        harness.types()
+    )
+    assert [(None, "QUEUED"), ("QUEUED", "RUNNING"), ("RUNNING", "TIMEOUT_EXCEEDED")] == [
+        (t.previous_status, t.status) for t in harness.reported
+    ]
+    assert 40 == harness.reported[-1].job["succeeded_requests"]
+    assert T0 + 99 == harness.reported[-1].occurred_at
+
+
+async def test_progress_milestones_fire_once_each() -> None:
+    """50 % and 90 % fire once each as requests are processed; total 0 fires nothing."""
+    api = FakeBatchApi()
+    harness = Harness(api)
+    await harness.poll()
+    steps = [(0, 0), (0, 0), (30, 0), (55, 0), (60, 0), (95, 0), (100, 0)]
+    for done, failed in steps:
+        api.jobs["j"] = batch(
+            "j",
+            "RUNNING",
+            total=100 if done else 0,
+            succeeded=done,
+            failed=failed,
+            started_at=T0 + 1,
+        )
+        await harness.poll()
+    progress = [t for t in harness.reported if t.type == "batch.job.progress"]
+    assert [50.0, 90.0] == [t.details["progress"]["milestone"] for t in progress]
+    assert 2 == len({t.id for t in progress})
+
+
+async def test_errors_rising_fires_once_with_the_summary() -> None:
+    """A RUNNING job whose failed share reaches the threshold fires once, with its errors;
+    too few processed requests fire nothing."""
+    api = FakeBatchApi()
+    harness = Harness(api, error_ratio=0.2, error_min_requests=20, progress_milestones=[100])
+    await harness.poll()
+    errors = [{"message": "context too long", "count": 9}]
+    for succeeded, failed in [(2, 3), (20, 2), (30, 9), (30, 20), (30, 40)]:
+        api.jobs["j"] = batch(
+            "j",
+            "RUNNING",
+            total=1000,
+            succeeded=succeeded,
+            failed=failed,
+            started_at=T0 + 1,
+            errors=errors,
+        )
+        await harness.poll()
+    rising = [t for t in harness.reported if t.type == "batch.job.errors_rising"]
+    assert 1 == len(rising)
+    assert errors == rising[0].details["errors"]
+    assert 9 == rising[0].details["failed_requests"]
+
+
+async def test_cancellation_flow() -> None:
+    """RUNNING -> CANCELLATION_REQUESTED -> CANCELLED, each once."""
+    api = FakeBatchApi()
+    harness = Harness(api)
+    api.jobs["j"] = batch("j", "RUNNING", total=10, started_at=T0 + 1)
+    await harness.poll()
+    for status in ("CANCELLATION_REQUESTED", "CANCELLATION_REQUESTED", "CANCELLED"):
+        api.jobs["j"] = batch("j", status, total=10, started_at=T0 + 1)
+        await harness.poll()
+    assert ["batch.job.cancellation_requested", "batch.job.cancelled"] == harness.types()
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        pytest.param({"id": "x", "status": None, "created_at": T0}, id="null status"),
+        pytest.param({"id": None, "status": "QUEUED", "created_at": T0}, id="no id"),
+        pytest.param({"id": "x", "status": "QUEUED", "created_at": "soon"}, id="bad time"),
+    ],
+)
+def test_unusable_batch_items(raw: dict[str, Any]) -> None:
+    """Items without a usable id, status or creation time are refused one by one."""
+    with pytest.raises(MalformedItem):
+        parse_batch_job(raw)
+
+
+def test_tolerant_batch_parsing() -> None:
+    """Missing counters read 0, odd errors are kept as text, unknown fields are kept."""
+    job = parse_batch_job(
+        {
+            "id": "x",
+            "status": "paused",
+            "created_at": T0,
+            "started_at": "x",
+            "errors": ["boom", {"count": 2}, 7],
+            "brand_new": 1,
+        }
+    )
+    assert 0 == job.view["total_requests"]
+    assert [{"message": "boom", "count": 1}, {"message": "", "count": 2}] == job.view["errors"]
+    assert {"brand_new": 1} == job.extra
+    assert (None, T0) == (job.view["started_at"], job.modified_at)
