@@ -112,6 +112,26 @@ async def test_one_line_per_transition() -> None:
             id="event",
         ),
         pytest.param(
+            {
+                "type": "batch.job.progress",
+                "status": None,
+                "previous_status": None,
+                "details": {"progress": {"milestone": 50.0, "processed": 55, "total": 100}},
+            },
+            "progress 50%: 55/100 requests",
+            id="batch progress",
+        ),
+        pytest.param(
+            {
+                "type": "batch.job.errors_rising",
+                "status": None,
+                "previous_status": None,
+                "details": {"failed_ratio": 0.25, "errors": [{"message": "too\nlong"}]},
+            },
+            "errors rising: 25% of requests failed (too long)",
+            id="batch errors rising",
+        ),
+        pytest.param(
             {"type": "watcher.job.stuck", "status": None, "previous_status": None},
             "watcher.job.stuck",
             id="generic",

@@ -94,6 +94,22 @@ def _describe(transition: Transition) -> str:
     if kind.endswith(".model_ready"):
         model = details.get("fine_tuned_model") or transition.job.get("fine_tuned_model")
         return f"model ready: {clean(model, 120)}"
+    if kind.endswith(".progress"):
+        progress = details.get("progress")
+        progress = progress if isinstance(progress, Mapping) else {}
+        return (
+            f"progress {_number(progress.get('milestone'))}%: "
+            f"{_number(progress.get('processed'))}/{_number(progress.get('total'))} requests"
+        )
+    if kind.endswith(".errors_rising"):
+        errors = details.get("errors")
+        first = errors[0] if isinstance(errors, list) and errors else {}
+        message = first.get("message") if isinstance(first, Mapping) else None
+        ratio = details.get("failed_ratio")
+        share = f"{ratio:.0%}" if isinstance(ratio, float) else "?"
+        return f"errors rising: {share} of requests failed" + (
+            f" ({clean(message, 120)})" if message else ""
+        )
     if kind == "watcher.source.retired":
         return f"source retired: {clean(details.get('reason', 'the API answers 410 Gone'), 200)}"
     if kind.endswith(".event"):
