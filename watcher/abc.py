@@ -23,6 +23,8 @@ class Cursor:
     last_full_sync: float | None = None  # local time of the last full listing
     baseline_done: bool = False  # the first poll has happened (silently or not)
     retired: bool = False  # the API answered 410 Gone
+    failing_since: float | None = None  # local time of the first failed cycle in a row
+    unreachable: bool = False  # watcher.source.unreachable was reported for that failure
 
 
 @dataclass(frozen=True)
@@ -126,8 +128,11 @@ class Store(Protocol):
         routed: Sequence[Routed],
         *,
         now: float,
+        polled: bool = True,
     ) -> int:
         """Snapshots, cursor and the outbox rows of ``routed``, in ONE transaction.
+
+        ``polled=False`` records a cycle that failed: the last successful poll time stays.
 
         Returns how many new deliveries became pending (a transition already in the
         outbox, same id, is not inserted twice).

@@ -111,6 +111,8 @@ class _SourceConfig(_Model):
     on_start: Literal["baseline", "notify"] = "baseline"
     resync_interval: Duration = 3600.0
     retired_interval: Duration = 3600.0  # how often a retired (410) source is tried again
+    # watcher.source.unreachable once a source has failed every cycle for this long.
+    unreachable_after: Duration = 300.0
 
     @field_validator("base_url")
     @classmethod

@@ -14,7 +14,7 @@ from watcher.config import SourceConfig
 from watcher.diff import Snapshot, diff
 from watcher.exceptions import SourceAuthError, SourceError, SourceRetired
 from watcher.routing import Router
-from watcher.transitions import source_retired
+from watcher.transitions import source_recovered, source_retired, source_unreachable
 
 log = structlog.get_logger(__name__)
 
@@ -79,9 +79,11 @@ class Pipeline:
             return await self._retired(name, cursor, exc, now)
         except SourceAuthError as exc:
             log.error("source_auth_failed", status_code=exc.status_code, error=str(exc))
+            await self._failed(name, cursor, str(exc), now)
             return CycleOutcome("auth_error")
         except SourceError as exc:
             log.warning("poll_failed", error=str(exc))
+            await self._failed(name, cursor, str(exc), now)
             return CycleOutcome("error")
 
         baseline = not cursor.baseline_done and config.on_start == "baseline"
@@ -97,9 +99,14 @@ class Pipeline:
                 routed.append(Routed(transition, self.router.sinks_for(transition)))
         if cursor.retired:
             log.warning("source_answers_again", reason="the API no longer answers 410")
+        new_cursor = replace(result.cursor, failing_since=None, unreachable=False)
+        if cursor.unreachable and cursor.failing_since is not None:
+            log.warning("source_recovered", down_seconds=round(now - cursor.failing_since))
+            recovered = source_recovered(name, cursor.failing_since, now)
+            routed.append(Routed(recovered, self.router.sinks_for(recovered)))
         # Shielded: a stop request lets the commit finish instead of rolling it back.
         with anyio.CancelScope(shield=True):
-            added = await self.store.commit(name, result.cursor, snapshots, routed, now=now)
+            added = await self.store.commit(name, new_cursor, snapshots, routed, now=now)
         self.last_ok[name] = self.clock()
         log.info(
             "poll_done",
@@ -114,6 +121,24 @@ class Pipeline:
         if added:
             self.wake()
         return CycleOutcome("ok", len(result.jobs), len(routed), result.requests)
+
+    async def _failed(self, name: str, cursor: Cursor, reason: str, now: float) -> None:
+        """Remember since when the source fails; past ``unreachable_after``, say it once."""
+        _, config = self.sources[name]
+        since = cursor.failing_since if cursor.failing_since is not None else now
+        updated = replace(cursor, failing_since=since)
+        routed: list[Routed] = []
+        if not cursor.unreachable and now - since >= config.unreachable_after:
+            log.error("source_unreachable", since_seconds=round(now - since), error=reason)
+            transition = source_unreachable(name, since, reason)
+            routed.append(Routed(transition, self.router.sinks_for(transition)))
+            updated = replace(updated, unreachable=True)
+        if updated == cursor:
+            return
+        with anyio.CancelScope(shield=True):
+            added = await self.store.commit(name, updated, [], routed, now=now, polled=False)
+        if added:
+            self.wake()
 
     async def _retired(
         self, name: str, cursor: Cursor, exc: SourceRetired, now: float

@@ -128,3 +128,25 @@ def source_retired(source: str, route: str) -> Transition:
         source=source,
         details={"reason": f"{route} answers 410 Gone: the API was retired"},
     )
+
+
+def source_unreachable(source: str, since: float, reason: str) -> Transition:
+    """``watcher.source.unreachable``: the source has failed every cycle since ``since``."""
+    return Transition(
+        id=stable_id(source, "watcher.source.unreachable", since),
+        type="watcher.source.unreachable",
+        source=source,
+        occurred_at=int(since),
+        details={"reason": reason[:500], "since": rfc3339(since)},
+    )
+
+
+def source_recovered(source: str, since: float, at: float) -> Transition:
+    """``watcher.source.recovered``: polling works again after an unreachable spell."""
+    return Transition(
+        id=stable_id(source, "watcher.source.recovered", since),
+        type="watcher.source.recovered",
+        source=source,
+        occurred_at=int(at),
+        details={"since": rfc3339(since), "down_seconds": round(at - since)},
+    )

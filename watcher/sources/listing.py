@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 from urllib.parse import quote
@@ -27,7 +28,7 @@ import anyio
 import httpx
 import structlog
 
-from watcher.abc import Cursor, PollContext, PollResult
+from watcher.abc import PollContext, PollResult
 from watcher.diff import JobKind, Snapshot
 from watcher.exceptions import SourceError, SourceProtocolError
 from watcher.mistral import ApiClient, NotFound
@@ -221,7 +222,8 @@ class ListingSource(ABC):
         watermark = cursor.watermark
         if newest is not None:
             watermark = newest if watermark is None else max(watermark, newest)
-        new_cursor = Cursor(
+        new_cursor = replace(
+            cursor,
             watermark=watermark,
             last_full_sync=ctx.now if full else cursor.last_full_sync,
             baseline_done=True,

@@ -82,6 +82,7 @@ class SqlStore:
         routed: Sequence[Routed],
         *,
         now: float,
+        polled: bool = True,
     ) -> int:
         async with self._write, self.engine.begin() as conn:
             if snapshot_list:
@@ -110,12 +111,12 @@ class SqlStore:
                     ],
                 )
             stmt = self._insert(cursors)
+            updates = {"data": stmt.excluded.data}
+            if polled:
+                updates["last_poll_at"] = stmt.excluded.last_poll_at
             await conn.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=[cursors.c.source],
-                    set_={"data": stmt.excluded.data, "last_poll_at": stmt.excluded.last_poll_at},
-                ),
-                {"source": source, "data": asdict(cursor), "last_poll_at": now},
+                stmt.on_conflict_do_update(index_elements=[cursors.c.source], set_=updates),
+                {"source": source, "data": asdict(cursor), "last_poll_at": now if polled else 0.0},
             )
             return await self._enqueue(conn, routed, now)
 
