@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from watcher.diff import JobKind, Snapshot
 from watcher.models import Job
@@ -98,6 +98,21 @@ class Routed:
     sinks: Sequence[str]
 
 
+@dataclass(frozen=True)
+class AlertState:
+    """A time-rule alert: fired once, repeated ``repeats`` times, resolved or not."""
+
+    id: str
+    source: str
+    job_id: str
+    rule: str
+    fired_at: float
+    last_sent_at: float
+    repeats: int = 0
+    resolved_at: float | None = None
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+
 @dataclass
 class StoreStatus:
     jobs_by_source: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -158,6 +173,16 @@ class Store(Protocol):
 
     async def prune(self, *, before: float) -> int:
         """Forget delivered (not dead) outbox rows older than ``before``."""
+        ...
+
+    async def open_alerts(self, source: str) -> list[AlertState]:
+        """The source's alerts that are not resolved."""
+        ...
+
+    async def save_alerts(
+        self, source: str, alerts: Sequence[AlertState], routed: Sequence[Routed], *, now: float
+    ) -> int:
+        """Alert states and the outbox rows of ``routed``, in ONE transaction."""
         ...
 
     async def status(self) -> StoreStatus: ...

@@ -221,6 +221,56 @@ class LoggingConfig(_Model):
     format: Literal["auto", "json", "console"] = "auto"
 
 
+class _RuleConfig(_Model):
+    name: Name | None = None  # default: the kind; needed when two rules share a kind
+    sources: StrList | None = None  # default: every source
+
+    @property
+    def key(self) -> str:
+        return self.name or str(getattr(self, "kind", "rule"))
+
+
+class StalledRuleConfig(_RuleConfig):
+    """A job stays in one non-terminal status longer than its limit."""
+
+    kind: Literal["stalled"]
+    after: Annotated[dict[str, Duration], Field(min_length=1)]  # status -> limit
+    repeat_interval: Duration | None = None
+    resolved: bool = True
+
+
+class OverrunRuleConfig(_RuleConfig):
+    """A RUNNING job outlasts ``metadata.expected_duration_seconds`` x ``factor``."""
+
+    kind: Literal["overrun"]
+    factor: Annotated[float, Field(gt=0)] = 1.5
+    repeat_interval: Duration | None = None
+    resolved: bool = True
+
+
+class CostRuleConfig(_RuleConfig):
+    """``metadata.cost`` is above ``limit`` when it becomes known."""
+
+    kind: Literal["cost"]
+    limit: Annotated[float, Field(ge=0)]
+
+
+class MetricRuleConfig(_RuleConfig):
+    """A new checkpoint's ``valid_loss`` rose more than ``valid_loss_rise`` percent over the
+    best so far, or its ``train_loss`` is NaN or infinite."""
+
+    kind: Literal["metric"]
+    valid_loss_rise: Annotated[float, Field(gt=0)] = 10.0
+    non_finite: bool = True
+
+
+RuleConfig = Annotated[
+    StalledRuleConfig | OverrunRuleConfig | CostRuleConfig | MetricRuleConfig,
+    Field(discriminator="kind"),
+]
+TimeRuleConfig = StalledRuleConfig | OverrunRuleConfig
+
+
 class Config(_Model):
     sources: Annotated[list[SourceConfig], Field(min_length=1)]
     state: StateConfig = StateConfig()
@@ -229,6 +279,8 @@ class Config(_Model):
     routes: list[RouteConfig] | None = None
     delivery: DeliveryConfig = DeliveryConfig()
     logging: LoggingConfig = LoggingConfig()
+    rules: list[RuleConfig] = []
+    rules_interval: Duration = 30.0  # how often time-based rules (stalled, overrun) are checked
 
     @property
     def effective_routes(self) -> list[RouteConfig]:
@@ -359,6 +411,11 @@ def validate_config(
 
 
 def _check_references(config: Config) -> None:
+    rule_keys: dict[str, int] = {}
+    for i, rule in enumerate(config.rules):
+        if rule.key in rule_keys:
+            raise ConfigError(f"rules[{i}].name", f"two rules are called {rule.key!r}: name them")
+        rule_keys[rule.key] = i
     seen: dict[str, int] = {}
     for i, source in enumerate(config.sources):
         if source.name in seen:
@@ -376,6 +433,10 @@ def _check_references(config: Config) -> None:
         for m, name in enumerate(route.match.source or []):
             if name not in seen and not any(c in name for c in "*?["):
                 raise ConfigError(f"routes[{r}].match.source[{m}]", f"unknown source {name[:64]!r}")
+    for i, rule in enumerate(config.rules):
+        for m, name in enumerate(rule.sources or []):
+            if name not in seen:
+                raise ConfigError(f"rules[{i}].sources[{m}]", f"unknown source {name[:64]!r}")
 
 
 def load_config(path: Path, *, env: Mapping[str, str] | None = None) -> Config:

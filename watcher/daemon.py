@@ -7,8 +7,10 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import signal
 import time
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from datetime import datetime, timedelta
 from types import TracebackType
@@ -21,6 +23,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from watcher.abc import Sink, Source, Store
+from watcher.alerting import Alerting
 from watcher.config import Config, ConsoleSinkConfig, SinkConfig, SourceConfig
 from watcher.dispatch import Dispatcher
 from watcher.pipeline import CycleOutcome, Pipeline
@@ -57,6 +60,7 @@ class Watcher:
         self.sinks: dict[str, Sink] = {}
         self.dispatcher: Dispatcher
         self.pipeline: Pipeline
+        self.alerting: Alerting
 
     async def __aenter__(self) -> Self:
         stack = self._stack
@@ -81,11 +85,16 @@ class Watcher:
                 stack.push_async_callback(source.aclose)
                 self.sources[source_config.name] = (source, source_config)
             self.dispatcher = Dispatcher(self.store, self.sinks, self.config.delivery)
+            router = Router(self.config.effective_routes)
             self.pipeline = Pipeline(
                 self.store,
-                Router(self.config.effective_routes),
+                router,
                 self.sources,
+                rules=self.config.rules,
                 wake=self.dispatcher.wake,
+            )
+            self.alerting = Alerting(
+                self.store, router, self.sources, self.config.rules, wake=self.dispatcher.wake
             )
         except BaseException:
             await stack.aclose()
@@ -113,6 +122,7 @@ class Watcher:
     async def once(self) -> dict[str, CycleOutcome]:
         """One cycle of every source, then every delivery that is due."""
         outcomes = {name: await self.pipeline.poll(name) for name in self.sources}
+        await self.alerting.check()
         await self.dispatcher.drain()
         return outcomes
 
@@ -149,31 +159,47 @@ class Watcher:
         first = datetime.now().astimezone()
         bells: list[MemoryObjectSendStream[None]] = []
         async with anyio.create_task_group() as tg:
-            for index, (name, (_, config)) in enumerate(self.sources.items()):
+
+            def every(
+                job_id: str,
+                action: Callable[[], Awaitable[object]],
+                seconds: float,
+                *,
+                jitter: float | None = None,
+                start: datetime,
+            ) -> None:
                 send, receive = anyio.create_memory_object_stream[None](1)
                 bells.append(send)
-                tg.start_soon(self._poll_loop, name, receive)
+                tg.start_soon(_answer, receive, action)
                 scheduler.add_job(
                     _ring,
                     "interval",
                     args=[send],
-                    id=f"poll:{name}",
-                    seconds=config.interval,
-                    jitter=config.effective_jitter,
+                    id=job_id,
+                    seconds=seconds,
+                    jitter=jitter,
                     max_instances=1,
                     coalesce=True,  # missed runs collapse into one
-                    misfire_grace_time=max(1, int(config.interval)),
-                    next_run_time=first + timedelta(milliseconds=100 * index),
+                    misfire_grace_time=max(1, int(seconds)),
+                    next_run_time=start,
                 )
-            scheduler.add_job(
-                self.housekeeping,
-                "interval",
-                id="housekeeping",
-                hours=1,
-                max_instances=1,
-                coalesce=True,
-                next_run_time=first + timedelta(minutes=1),
-            )
+
+            for index, (name, (_, config)) in enumerate(self.sources.items()):
+                every(
+                    f"poll:{name}",
+                    functools.partial(self.pipeline.poll, name),
+                    config.interval,
+                    jitter=config.effective_jitter,
+                    start=first + timedelta(milliseconds=100 * index),
+                )
+            if self.config.rules:
+                every(
+                    "rules",
+                    self.alerting.check,
+                    self.config.rules_interval,
+                    start=first + timedelta(seconds=1),
+                )
+            every("housekeeping", self.housekeeping, 3600, start=first + timedelta(minutes=1))
             tg.start_soon(self.dispatcher.run)
             scheduler.start()
             log.info("watcher_started", sources=list(self.sources), sinks=list(self.sinks))
@@ -186,15 +212,19 @@ class Watcher:
                 tg.cancel_scope.cancel()
         log.info("watcher_stopped")
 
-    async def _poll_loop(self, name: str, ticks: MemoryObjectReceiveStream[None]) -> None:
-        async with ticks:
-            async for _ in ticks:
-                await self.pipeline.poll(name)
+
+async def _answer(
+    ticks: MemoryObjectReceiveStream[None], action: Callable[[], Awaitable[object]]
+) -> None:
+    """Run ``action`` once per tick, one at a time, in a task anyio owns."""
+    async with ticks:
+        async for _ in ticks:
+            await action()
 
 
 async def _ring(bell: MemoryObjectSendStream[None]) -> None:
-    """A scheduler tick: ask for a poll unless one is already waiting (no overlap: the
-    source's loop polls one cycle at a time; ticks meanwhile collapse into one)."""
+    """A scheduler tick: ask for a run unless one is already waiting (no overlap: each
+    action runs one at a time; ticks meanwhile collapse into one)."""
     with contextlib.suppress(
         anyio.WouldBlock, anyio.BrokenResourceError, anyio.ClosedResourceError
     ):

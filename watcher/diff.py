@@ -65,6 +65,7 @@ class Snapshot:
     detailed: bool = False
     seen_events: frozenset[str] = field(default_factory=frozenset)
     seen_checkpoints: frozenset[int] = field(default_factory=frozenset)
+    marks: Mapping[str, Any] = field(default_factory=dict)  # what rules remember of the job
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -77,6 +78,7 @@ class Snapshot:
             "detailed": self.detailed,
             "seen_events": sorted(self.seen_events),
             "seen_checkpoints": sorted(self.seen_checkpoints),
+            "marks": dict(self.marks),
         }
 
     @classmethod
@@ -96,6 +98,7 @@ class Snapshot:
             detailed=raw.get("detailed", False),
             seen_events=frozenset(raw.get("seen_events", ())),
             seen_checkpoints=frozenset(raw.get("seen_checkpoints", ())),
+            marks=raw.get("marks") or {},
         )
 
 
@@ -343,5 +346,6 @@ def diff(
         detailed=(previous.detailed if previous else False) or current.detailed,
         seen_events=frozenset(seen_events),
         seen_checkpoints=frozenset(seen_checkpoints),
+        marks=previous.marks if previous else {},
     )
     return snapshot, [item[3] for item in found]

@@ -10,10 +10,11 @@ import anyio
 import structlog
 
 from watcher.abc import Cursor, PollContext, Routed, Source, Store
-from watcher.config import SourceConfig
+from watcher.config import RuleConfig, SourceConfig
 from watcher.diff import Snapshot, diff
 from watcher.exceptions import SourceAuthError, SourceError, SourceRetired
 from watcher.routing import Router
+from watcher.rules import on_change
 from watcher.transitions import source_recovered, source_retired, source_unreachable
 
 log = structlog.get_logger(__name__)
@@ -36,9 +37,11 @@ class Pipeline:
         router: Router,
         sources: Mapping[str, tuple[Source, SourceConfig]],
         *,
+        rules: Sequence[RuleConfig] = (),
         wake: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        self.rules = list(rules)
         self.store = store
         self.router = router
         self.sources = dict(sources)
@@ -92,6 +95,12 @@ class Pipeline:
         for job in result.jobs:
             previous = active.get(job.id) or looked_up.get(job.id)
             snapshot, transitions = diff(previous, job, source=name, kind=source.kind)
+            marks, alerts = on_change(
+                self.rules, previous, snapshot, transitions, prefix=source.kind.prefix
+            )
+            if marks != snapshot.marks:
+                snapshot = replace(snapshot, marks=marks)
+            transitions += alerts
             snapshots.append(snapshot)
             if baseline:
                 continue

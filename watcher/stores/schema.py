@@ -56,3 +56,20 @@ deliveries = sa.Table(
     sa.Index("ix_deliveries_due", "state", "next_attempt_at"),
     sa.Index("ix_deliveries_order", "sink", "job_key", "state", "seq"),
 )
+
+# Alerts of time-based rules (stalled, overrun): one row per firing condition, so that it
+# fires once, repeats on schedule and resolves once, across restarts.
+alerts = sa.Table(
+    "alerts",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),  # the firing transition's id
+    sa.Column("source", sa.String(64), nullable=False),
+    sa.Column("job_id", sa.String(255), nullable=False),
+    sa.Column("rule", sa.String(64), nullable=False),
+    sa.Column("fired_at", sa.Float, nullable=False),
+    sa.Column("last_sent_at", sa.Float, nullable=False),
+    sa.Column("repeats", sa.Integer, nullable=False),
+    sa.Column("resolved_at", sa.Float),
+    sa.Column("data", sa.JSON, nullable=False),
+    sa.Index("ix_alerts_open", "source", "resolved_at"),
+)

@@ -11,9 +11,9 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from watcher.abc import Cursor, Envelope, PendingDelivery, Routed, StoreStatus
+from watcher.abc import AlertState, Cursor, Envelope, PendingDelivery, Routed, StoreStatus
 from watcher.diff import Snapshot
-from watcher.stores.schema import cursors, deliveries, metadata, snapshots, transitions
+from watcher.stores.schema import alerts, cursors, deliveries, metadata, snapshots, transitions
 from watcher.transitions import Transition
 
 PENDING, DELIVERED, DEAD = "pending", "delivered", "dead"
@@ -262,6 +262,58 @@ class SqlStore:
                 sa.delete(transitions).where(transitions.c.detected_at < before, orphan)
             )
             return result.rowcount or 0
+
+    async def open_alerts(self, source: str) -> list[AlertState]:
+        query = sa.select(alerts).where(alerts.c.source == source, alerts.c.resolved_at.is_(None))
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [
+            AlertState(
+                id=row.id,
+                source=row.source,
+                job_id=row.job_id,
+                rule=row.rule,
+                fired_at=row.fired_at,
+                last_sent_at=row.last_sent_at,
+                repeats=row.repeats,
+                resolved_at=row.resolved_at,
+                data=row.data,
+            )
+            for row in rows
+        ]
+
+    async def save_alerts(
+        self, source: str, states: Sequence[AlertState], routed: Sequence[Routed], *, now: float
+    ) -> int:
+        async with self._write, self.engine.begin() as conn:
+            if states:
+                stmt = self._insert(alerts)
+                await conn.execute(
+                    stmt.on_conflict_do_update(
+                        index_elements=[alerts.c.id],
+                        set_={
+                            "last_sent_at": stmt.excluded.last_sent_at,
+                            "repeats": stmt.excluded.repeats,
+                            "resolved_at": stmt.excluded.resolved_at,
+                            "data": stmt.excluded.data,
+                        },
+                    ),
+                    [
+                        {
+                            "id": a.id,
+                            "source": a.source,
+                            "job_id": a.job_id,
+                            "rule": a.rule,
+                            "fired_at": a.fired_at,
+                            "last_sent_at": a.last_sent_at,
+                            "repeats": a.repeats,
+                            "resolved_at": a.resolved_at,
+                            "data": dict(a.data),
+                        }
+                        for a in states
+                    ],
+                )
+            return await self._enqueue(conn, routed, now)
 
     async def status(self) -> StoreStatus:
         out = StoreStatus()
