@@ -123,8 +123,9 @@ def _metric(
                     {"valid_loss": valid, "best_valid_loss": best, "rise_percent": round(rise, 2)},
                 )
             best = valid if best is None else min(best, valid)
-        if problem is not None:
+        if problem is not None and not marks.get(f"{rule.key}.fired.{problem[0]}"):
             what, facts = problem
+            marks[f"{rule.key}.fired.{what}"] = True  # once per job and condition
             out.append(
                 Transition(
                     id=stable_id(snapshot.source, snapshot.job_id, "rule", rule.key, what),

@@ -1,0 +1,94 @@
+"""Alert rules through the real wire, with short real delays (limits of a second)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from watcher.config import Config, validate_config
+from watcher.daemon import Watcher
+from watcher.httpserver import serve_app
+from watcher.receiver import Receiver, generate_secret
+from watcher.simulator import Fault, JobSpec, RunningSimulator, simulator
+
+pytestmark = pytest.mark.e2e
+
+
+def config_for(
+    sim: RunningSimulator, url: str, secret: str, tmp_path: Path, **source: Any
+) -> Config:
+    raw: dict[str, Any] = {
+        "sources": [
+            {
+                "name": "ft",
+                "kind": "mistral-fine-tuning",
+                "base_url": sim.base_url,
+                "api_key": sim.api_key,
+                "max_retries": 0,
+                **source,
+            }
+        ],
+        "state": {"url": f"sqlite:///{tmp_path}/state.db"},
+        "sinks": [{"name": "hooks", "kind": "webhook", "url": f"{url}/h", "secret": secret}],
+        "routes": [
+            {"match": {"type": ["*.stalled", "*.stalled.*", "watcher.*"]}, "sinks": ["hooks"]}
+        ],
+        "rules": [{"kind": "stalled", "after": {"QUEUED": "1s"}, "repeat_interval": "1s"}],
+    }
+    return validate_config(raw, env={})
+
+
+async def once(config: Config) -> None:
+    async with Watcher(config) as watcher:  # a new process each time: restarts are free
+        await watcher.once()
+
+
+async def test_stalled_fires_repeats_and_resolves_across_restarts(tmp_path: Path) -> None:
+    """A job stuck in QUEUED fires stalled once, repeats per repeat_interval, and resolves
+    when it moves; restarts in between neither lose nor duplicate (by id) these alerts."""
+    secret = generate_secret()
+    receiver = Receiver(secret)
+    async with serve_app(receiver.app) as url, simulator() as sim:
+        job = sim.sim.create(JobSpec(status="QUEUED", frozen=True), created_at=None)
+        config = config_for(sim, url, secret, tmp_path)
+        await once(config)  # baseline; the job has been queued for under a second
+        assert [] == receiver.received
+        await anyio.sleep(1.2)
+        await once(config)  # stalled
+        await once(config)  # restart at once: nothing new
+        await anyio.sleep(1.1)
+        await once(config)  # first repeat
+        sim.sim.set_status(job.id, "RUNNING")
+        await once(config)  # resolved
+        await once(config)
+    alerts = receiver.accepted()
+    assert [
+        "fine_tuning.job.stalled",
+        "fine_tuning.job.stalled",
+        "fine_tuning.job.stalled.resolved",
+    ] == [a.type for a in alerts]
+    assert [None, 1] == [a.data["alert"].get("repeat") for a in alerts[:2]]
+    assert 3 == len({a.id for a in alerts})
+    assert all(job.id == a.data["job"]["id"] for a in alerts)
+    assert "QUEUED" == alerts[0].data["alert"]["status"]
+
+
+async def test_no_stall_alerts_while_the_source_is_down(tmp_path: Path) -> None:
+    """While the source cannot be polled its jobs' stall alerts are held back."""
+    secret = generate_secret()
+    receiver = Receiver(secret)
+    async with serve_app(receiver.app) as url, simulator() as sim:
+        sim.sim.create(JobSpec(status="QUEUED", frozen=True))
+        config = config_for(sim, url, secret, tmp_path, unreachable_after="30s")
+        await once(config)
+        sim.sim.add_fault(Fault(mode="503", count=None, route="all"))
+        await once(config)  # the source starts failing
+        await anyio.sleep(1.2)
+        await once(config)
+        assert [] == receiver.received
+        sim.sim.faults.clear()
+        await once(config)  # back: the stall is real and now reported
+    assert ["fine_tuning.job.stalled"] == [a.type for a in receiver.accepted()]
