@@ -154,6 +154,14 @@ class Store(Protocol):
         """
         ...
 
+    async def enqueue(self, routed: Sequence[Routed], *, now: float) -> int:
+        """Outbox rows that belong to no source's cycle (digest, heartbeat)."""
+        ...
+
+    async def transitions_between(self, start: float, end: float) -> list[tuple[Transition, float]]:
+        """Transitions detected in ``[start, end)``, in detection order, with that time."""
+        ...
+
     async def pending(self, *, now: float, limit: int) -> list[PendingDelivery]:
         """Pending deliveries due by ``now`` that wait behind no earlier pending delivery of
         the same job to the same sink, oldest transition first (``seq`` order)."""

@@ -271,6 +271,43 @@ RuleConfig = Annotated[
 TimeRuleConfig = StalledRuleConfig | OverrunRuleConfig
 
 
+class DigestConfig(_Model):
+    """A summary of the last ``period`` per source, sent on a cron schedule."""
+
+    cron: str  # crontab: minute hour day month day-of-week, e.g. "0 9 * * MON-FRI"
+    timezone: str = "UTC"
+    period: Duration = 86400.0
+    sinks: Annotated[StrList, Field(min_length=1)]
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        from apscheduler.triggers.cron import CronTrigger
+
+        try:
+            CronTrigger.from_crontab(value, timezone="UTC")
+        except (ValueError, KeyError) as exc:
+            raise ValueError(f"not a crontab expression: {exc}") from None
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value[:64]!r}") from None
+        return value
+
+
+class HeartbeatConfig(_Model):
+    """``watcher.heartbeat`` every ``interval``, for a dead-man's switch."""
+
+    interval: Duration = 300.0
+
+
 class Config(_Model):
     sources: Annotated[list[SourceConfig], Field(min_length=1)]
     state: StateConfig = StateConfig()
@@ -281,6 +318,8 @@ class Config(_Model):
     logging: LoggingConfig = LoggingConfig()
     rules: list[RuleConfig] = []
     rules_interval: Duration = 30.0  # how often time-based rules (stalled, overrun) are checked
+    digest: DigestConfig | None = None  # off unless configured
+    heartbeat: HeartbeatConfig | None = None  # off unless configured
 
     @property
     def effective_routes(self) -> list[RouteConfig]:
@@ -433,6 +472,10 @@ def _check_references(config: Config) -> None:
         for m, name in enumerate(route.match.source or []):
             if name not in seen and not any(c in name for c in "*?["):
                 raise ConfigError(f"routes[{r}].match.source[{m}]", f"unknown source {name[:64]!r}")
+    if config.digest is not None:
+        for s, name in enumerate(config.digest.sinks):
+            if name not in sinks:
+                raise ConfigError(f"digest.sinks[{s}]", f"unknown sink {name[:64]!r}")
     for i, rule in enumerate(config.rules):
         for m, name in enumerate(rule.sources or []):
             if name not in seen:

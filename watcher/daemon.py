@@ -21,10 +21,14 @@ import httpx
 import structlog
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
 
-from watcher.abc import Sink, Source, Store
+from watcher.abc import Routed, Sink, Source, Store
 from watcher.alerting import Alerting
 from watcher.config import Config, ConsoleSinkConfig, SinkConfig, SourceConfig
+from watcher.digest import digest_transition, heartbeat, summarize
 from watcher.dispatch import Dispatcher
 from watcher.pipeline import CycleOutcome, Pipeline
 from watcher.routing import Router
@@ -119,6 +123,35 @@ class Watcher:
         if removed:
             log.info("outbox_pruned", transitions=removed)
 
+    async def send_digest(self, now: float | None = None) -> None:
+        """``watcher.digest`` over the last ``digest.period`` to the digest's sinks."""
+        if self.config.digest is None:
+            return
+        end = time.time() if now is None else now
+        start = end - self.config.digest.period
+        found = await self.store.transitions_between(start, end)
+        active = {
+            name: list((await self.store.active_snapshots(name)).values()) for name in self.sources
+        }
+        transition = digest_transition(summarize(found, active, start=start, end=end), end)
+        added = await self.store.enqueue(
+            [Routed(transition, list(self.config.digest.sinks))], now=time.time()
+        )
+        log.info("digest_queued", deliveries=added)
+        if added:
+            self.dispatcher.wake()
+
+    async def send_heartbeat(self) -> None:
+        """``watcher.heartbeat``, routed like any transition (a dead-man's switch)."""
+        if self.config.heartbeat is None:
+            return
+        now = time.time()
+        cursors = {name: await self.store.load_cursor(name) for name in self.sources}
+        transition = heartbeat(now, self.config.heartbeat.interval, cursors, self.pipeline.last_ok)
+        routed = [Routed(transition, self.pipeline.router.sinks_for(transition))]
+        if await self.store.enqueue(routed, now=now):
+            self.dispatcher.wake()
+
     async def once(self) -> dict[str, CycleOutcome]:
         """One cycle of every source, then every delivery that is due."""
         outcomes = {name: await self.pipeline.poll(name) for name in self.sources}
@@ -160,46 +193,65 @@ class Watcher:
         bells: list[MemoryObjectSendStream[None]] = []
         async with anyio.create_task_group() as tg:
 
-            def every(
+            def on(
                 job_id: str,
                 action: Callable[[], Awaitable[object]],
-                seconds: float,
+                trigger: BaseTrigger,
                 *,
-                jitter: float | None = None,
-                start: datetime,
+                start: datetime | None = None,
+                grace: float = 1.0,
             ) -> None:
                 send, receive = anyio.create_memory_object_stream[None](1)
                 bells.append(send)
                 tg.start_soon(_answer, receive, action)
+                extra = {"next_run_time": start} if start is not None else {}
                 scheduler.add_job(
                     _ring,
-                    "interval",
+                    trigger,
                     args=[send],
                     id=job_id,
-                    seconds=seconds,
-                    jitter=jitter,
                     max_instances=1,
                     coalesce=True,  # missed runs collapse into one
-                    misfire_grace_time=max(1, int(seconds)),
-                    next_run_time=start,
+                    misfire_grace_time=max(1, int(grace)),
+                    **extra,
                 )
 
             for index, (name, (_, config)) in enumerate(self.sources.items()):
-                every(
+                on(
                     f"poll:{name}",
                     functools.partial(self.pipeline.poll, name),
-                    config.interval,
-                    jitter=config.effective_jitter,
+                    IntervalTrigger(seconds=config.interval, jitter=config.effective_jitter),
                     start=first + timedelta(milliseconds=100 * index),
+                    grace=config.interval,
                 )
             if self.config.rules:
-                every(
+                on(
                     "rules",
                     self.alerting.check,
-                    self.config.rules_interval,
+                    IntervalTrigger(seconds=self.config.rules_interval),
                     start=first + timedelta(seconds=1),
                 )
-            every("housekeeping", self.housekeeping, 3600, start=first + timedelta(minutes=1))
+            if self.config.heartbeat is not None:
+                on(
+                    "heartbeat",
+                    self.send_heartbeat,
+                    IntervalTrigger(seconds=self.config.heartbeat.interval),
+                    start=first + timedelta(seconds=2),
+                )
+            if self.config.digest is not None:
+                digest = self.config.digest
+                on(
+                    "digest",
+                    self.send_digest,
+                    CronTrigger.from_crontab(digest.cron, timezone=digest.timezone),
+                    grace=3600,  # a digest a little late beats no digest
+                )
+            on(
+                "housekeeping",
+                self.housekeeping,
+                IntervalTrigger(hours=1),
+                start=first + timedelta(minutes=1),
+            )
             tg.start_soon(self.dispatcher.run)
             scheduler.start()
             log.info("watcher_started", sources=list(self.sources), sinks=list(self.sinks))

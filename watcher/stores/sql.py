@@ -159,6 +159,22 @@ class SqlStore:
             added += len(item.sinks)
         return added
 
+    async def enqueue(self, routed: Sequence[Routed], *, now: float) -> int:
+        """Outbox rows that belong to no source's cycle (digest, heartbeat)."""
+        async with self._write, self.engine.begin() as conn:
+            return await self._enqueue(conn, routed, now)
+
+    async def transitions_between(self, start: float, end: float) -> list[tuple[Transition, float]]:
+        """Transitions detected in ``[start, end)``, in detection order, with that time."""
+        query = (
+            sa.select(transitions.c.body, transitions.c.detected_at)
+            .where(transitions.c.detected_at >= start, transitions.c.detected_at < end)
+            .order_by(transitions.c.seq)
+        )
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [(Transition.from_json(row.body), row.detected_at) for row in rows]
+
     # --- deliveries -----------------------------------------------------------------------
 
     @staticmethod
