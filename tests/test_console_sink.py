@@ -132,6 +132,28 @@ async def test_one_line_per_transition() -> None:
             id="batch errors rising",
         ),
         pytest.param(
+            {
+                "type": "fine_tuning.job.stalled",
+                "status": None,
+                "previous_status": None,
+                "details": {"alert": {"rule": "stalled", "status": "QUEUED\x1b[2J"}},
+            },
+            "fine_tuning.job.stalled: rule=stalled status=QUEUED",
+            id="alert",
+        ),
+        pytest.param(
+            {
+                "type": "watcher.digest",
+                "status": None,
+                "previous_status": None,
+                "details": {
+                    "digest": {"sources": {"ft": {"succeeded": 3, "failed": 1, "running_now": 2}}}
+                },
+            },
+            "digest ft: 3 ok, 1 failed, 2 running",
+            id="digest",
+        ),
+        pytest.param(
             {"type": "watcher.job.stuck", "status": None, "previous_status": None},
             "watcher.job.stuck",
             id="generic",

@@ -116,6 +116,25 @@ def _describe(transition: Transition) -> str:
         event = details.get("event")
         name = event.get("name") if isinstance(event, Mapping) else None
         return f"event {clean(name, 64)}" if name else "event"
+    alert = details.get("alert")
+    if isinstance(alert, Mapping):
+        facts = " ".join(
+            f"{clean(k, 24)}={clean(v if isinstance(v, str) else _number(v), 60)}"
+            for k, v in list(alert.items())[:6]
+            if v is not None and not isinstance(v, Mapping | list)
+        )
+        return f"{clean(kind, 80)}: {facts}"
+    digest = details.get("digest")
+    if isinstance(digest, Mapping) and isinstance(digest.get("sources"), Mapping):
+        parts = []
+        for name, counts in list(digest["sources"].items())[:5]:
+            if isinstance(counts, Mapping):
+                parts.append(
+                    f"{clean(name, 40)}: {_number(counts.get('succeeded'))} ok, "
+                    f"{_number(counts.get('failed'))} failed, "
+                    f"{_number(counts.get('running_now'))} running"
+                )
+        return "digest " + "; ".join(parts)
     reason = details.get("reason")
     return clean(kind, 80) + (f": {clean(reason, 200)}" if reason else "")
 
