@@ -31,20 +31,22 @@ unit: $(STAMP) sdk3
 	$(BIN)/pytest
 
 # mistralai 3.x for tests/test_sdk_batch_contract.py, in its own directory: the venv pins
-# 1.x for the fine-tuning contract. The stamp holds the pin, so bumping it reinstalls.
+# 1.x for the fine-tuning contract. Pinned whole in tests/sdk3.lock; changing it reinstalls.
 .PHONY: sdk3
-sdk3: $(STAMP)
-	@grep -qsx 'mistralai==3.7.0' .sdk3/.installed || { rm -rf .sdk3 && \
-	  $(BIN)/python -m pip install --quiet --disable-pip-version-check --target .sdk3 mistralai==3.7.0 && \
-	  echo 'mistralai==3.7.0' > .sdk3/.installed; }
+sdk3: .sdk3/.installed
+
+.sdk3/.installed: tests/sdk3.lock $(STAMP)
+	rm -rf .sdk3
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --target .sdk3 -r tests/sdk3.lock
+	@touch .sdk3/.installed
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/poll_cost.py
-	$(BIN)/python benchmarks/latency.py
+	$(BIN)/python -m benchmarks.poll_cost
+	$(BIN)/python -m benchmarks.latency
 
 # Re-pin after changing dependencies in pyproject.toml.
 lock: $(STAMP)
 	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^watcher' > requirements.lock
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .sdk3 .pytest_cache .mypy_cache .ruff_cache

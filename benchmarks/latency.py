@@ -5,7 +5,7 @@ The simulator and the watcher run as their own processes; the receiver runs here
 applied at random moments through the simulator's admin API, and each is matched to its
 webhook by (job id, status).
 
-    .venv/bin/python benchmarks/latency.py [--changes N] [--interval 2s]
+    .venv/bin/python -m benchmarks.latency [--changes N] [--interval 2s]
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ tracking on, the defaults), runs the watcher's cycle against the simulator (its 
 process, over loopback HTTP) and prints the API requests and the watcher's CPU time per
 steady-state cycle, read from the simulator's request counters and ``time.process_time``.
 
-    .venv/bin/python benchmarks/poll_cost.py [--cycles N]
+    .venv/bin/python -m benchmarks.poll_cost [--cycles N]
 """
 
 from __future__ import annotations

@@ -36,7 +36,11 @@ def _delivered(log: list[dict[str, Any]], received: list[Received]) -> tuple[int
         for r in received
         if r.accepted and isinstance(r.data, dict) and "status" in r.data
     )
-    wanted = Counter((e["job_id"], e["previous_status"], e["status"]) for e in log)
+    wanted = Counter(
+        (e["job_id"], e["previous_status"], e["status"])
+        for e in log
+        if e.get("kind", "fine_tuning") == "fine_tuning"
+    )
     missing = sum((wanted - got).values())
     return sum(wanted.values()) - missing, missing
 

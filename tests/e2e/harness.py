@@ -114,9 +114,16 @@ class WatcherProcess:
         )
 
 
-def status_keys(log: list[dict[str, Any]]) -> Counter[tuple[str, str | None, str]]:
-    """The status changes the simulator applied, as (job, previous, status)."""
-    return Counter((e["job_id"], e["previous_status"], e["status"]) for e in log)
+def status_keys(
+    log: list[dict[str, Any]], kind: str = "fine_tuning"
+) -> Counter[tuple[str, str | None, str]]:
+    """The status changes the simulator applied to jobs of ``kind``, as (job, previous,
+    status)."""
+    return Counter(
+        (e["job_id"], e["previous_status"], e["status"])
+        for e in log
+        if e.get("kind", "fine_tuning") == kind
+    )
 
 
 def received_keys(received: list[Received]) -> dict[tuple[str, str | None, str], set[str]]:
@@ -129,8 +136,8 @@ def received_keys(received: list[Received]) -> dict[tuple[str, str | None, str],
     return out
 
 
-def all_arrived(sim: RunningSimulator, receiver: Receiver) -> bool:
-    wanted = status_keys(sim.sim.log)
+def all_arrived(sim: RunningSimulator, receiver: Receiver, kind: str = "fine_tuning") -> bool:
+    wanted = status_keys(sim.sim.log, kind)
     got = received_keys(receiver.received)
     return all(key in got for key in wanted)
 
@@ -167,9 +174,11 @@ def progress(sim: RunningSimulator, receiver: Receiver) -> str:
     )
 
 
-def assert_exactly_the_applied_changes(sim: RunningSimulator, receiver: Receiver) -> None:
+def assert_exactly_the_applied_changes(
+    sim: RunningSimulator, receiver: Receiver, kind: str = "fine_tuning"
+) -> None:
     """Every applied status change arrived, under one webhook-id; nothing else arrived."""
-    wanted = status_keys(sim.sim.log)
+    wanted = status_keys(sim.sim.log, kind)
     got = received_keys(receiver.received)
     missing = [k for k in wanted if k not in got]
     spurious = [k for k in got if k not in wanted]

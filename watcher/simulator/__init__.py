@@ -1,9 +1,10 @@
-"""A built-in simulator of Mistral's fine-tuning jobs API, for ``watcher simulate``, the demo
-and end-to-end tests.
+"""A built-in simulator of Mistral's fine-tuning and batch jobs APIs, for ``watcher
+simulate``, the demo and end-to-end tests.
 
-It speaks ``/v1/fine_tuning/jobs`` as the reference describes it, moves jobs through
-scripted or seeded-random lifecycles (:mod:`.scenario`), and exposes an admin API under
-``/_sim/`` (:mod:`.admin`) to create jobs, force statuses, inject faults and read counters.
+It speaks ``/v1/fine_tuning/jobs`` and ``/v1/batch/jobs`` as the references describe them,
+moves jobs through scripted or seeded-random lifecycles (:mod:`.scenario`), and exposes an
+admin API under ``/_sim/`` (:mod:`.admin`) to create jobs, force statuses and progress,
+inject faults and read counters.
 """
 
 from __future__ import annotations
@@ -18,24 +19,41 @@ import anyio.abc
 
 from watcher.httpserver import serve_app
 from watcher.simulator.app import create_app
+from watcher.simulator.batch import BATCH_STATUSES, BatchSpec, SimBatch
 from watcher.simulator.engine import Clock, Fault, Simulator
 from watcher.simulator.jobs import STATUSES, JobSpec, SimJob
-from watcher.simulator.scenario import load_demo, load_scenario, parse_scenario, random_scenario
+from watcher.simulator.scenario import (
+    Scenario,
+    load_demo,
+    load_full_scenario,
+    load_scenario,
+    parse_full_scenario,
+    parse_scenario,
+    random_batch_scenario,
+    random_scenario,
+)
 
 __all__ = [
+    "BATCH_STATUSES",
     "DEFAULT_API_KEY",
     "STATUSES",
+    "BatchSpec",
     "Fault",
     "JobSpec",
     "RunningSimulator",
+    "Scenario",
+    "SimBatch",
     "SimJob",
     "Simulator",
     "create_app",
     "default_jobs",
     "format_banner",
     "load_demo",
+    "load_full_scenario",
     "load_scenario",
+    "parse_full_scenario",
     "parse_scenario",
+    "random_batch_scenario",
     "random_scenario",
     "run_simulator",
     "simulator",
@@ -67,6 +85,7 @@ def default_jobs(scenario: Path | None, seed: int | None) -> list[JobSpec]:
 async def simulator(
     *,
     jobs: Iterable[JobSpec] = (),
+    batches: Iterable[BatchSpec] = (),
     speed: float = 1.0,
     seed: int | None = None,
     api_key: str = DEFAULT_API_KEY,
@@ -76,8 +95,8 @@ async def simulator(
 ) -> AsyncIterator[RunningSimulator]:
     """Serve a simulator on ``host:port`` (0: a free port) while the block runs.
 
-    ``jobs`` are scheduled from the moment the server is up (their ``create_after`` counts
-    from then).
+    ``jobs`` and ``batches`` are scheduled from the moment the server is up (their
+    ``create_after`` counts from then).
     """
     sim = (
         Simulator(speed=speed, seed=seed)
@@ -85,7 +104,7 @@ async def simulator(
         else Simulator(speed=speed, seed=seed, clock=clock)
     )
     async with serve_app(create_app(sim, api_key), host=host, port=port) as base_url:
-        sim.schedule(jobs)
+        sim.schedule([*jobs, *batches])
         yield RunningSimulator(base_url=base_url, api_key=api_key, sim=sim)
 
 
@@ -101,9 +120,14 @@ async def run_simulator(
 ) -> None:
     """Serve the simulator until cancelled; ``ready(base_url)`` is called once it listens.
 
-    Raises :class:`ValueError` for a bad scenario file or speed, before listening.
+    Raises :class:`ValueError` for a bad scenario file or speed, before listening. A
+    scenario file's ``batches`` are played too.
     """
-    jobs = default_jobs(scenario, seed)
+    if scenario is not None:
+        played = load_full_scenario(scenario)
+        jobs, batches = list(played.jobs), list(played.batches)
+    else:
+        jobs, batches = default_jobs(None, seed), []
     stop = anyio.Event()
 
     async def serve(*, task_status: anyio.abc.TaskStatus[None]) -> None:
@@ -111,7 +135,13 @@ async def run_simulator(
         # closes its socket) rather than tearing it down mid-way.
         with anyio.CancelScope(shield=True):
             async with simulator(
-                jobs=jobs, speed=speed, seed=seed, api_key=api_key, host=host, port=port
+                jobs=jobs,
+                batches=batches,
+                speed=speed,
+                seed=seed,
+                api_key=api_key,
+                host=host,
+                port=port,
             ) as running:
                 task_status.started()
                 if ready is not None:
@@ -130,10 +160,11 @@ def format_banner(base_url: str, api_key: str) -> str:
     """What ``watcher simulate`` prints: where to point a watcher, and how to peek."""
     return "\n".join(
         [
-            "Mistral fine-tuning API simulator",
+            "Mistral fine-tuning and batch API simulator",
             f"  base URL: {base_url}",
             f"  API key:  {api_key}",
             f"  try:      curl -H 'Authorization: Bearer {api_key}' {base_url}/v1/fine_tuning/jobs",
+            f"            (batch jobs: {base_url}/v1/batch/jobs)",
             f"  admin:    {base_url}/_sim/stats  {base_url}/_sim/log  {base_url}/_sim/jobs",
         ]
     )

@@ -5,17 +5,27 @@ request body answers 400 ``{"detail": "<field>: <problem>"}``, an unknown job 40
 
 =========================================  ==================================================
 ``GET  /_sim/stats``                       ``{"requests": {"list", "detail", "other",
-                                           "total"}, "in_flight"}`` (``/v1`` requests only)
+                                           "total"}, "in_flight"}`` (``/v1`` requests only;
+                                           ``batch_list``/``batch_detail`` too once the
+                                           batch API is in use)
 ``POST /_sim/stats/reset``                 zero the counters; answers the stats
 ``GET  /_sim/jobs``                        ``{"jobs": [detailed...], "names": {name: id}}``
 ``POST /_sim/jobs``                        create (see :func:`_create_jobs`) → ``{"ids"}``
-``DELETE /_sim/jobs``                      forget every job and the log
+``DELETE /_sim/jobs``                      forget every job (batch jobs too) and the log
 ``GET  /_sim/jobs/{id}``                   one detailed job
 ``POST /_sim/jobs/{id}/status``            ``{"status", "steps"?, "checkpoints"?}``: apply now
 ``POST /_sim/jobs/{id}/checkpoint``        add the next checkpoint; answers the job
+``GET  /_sim/batch/jobs``                  ``{"jobs": [batch...], "names": {name: id}}``
+``POST /_sim/batch/jobs``                  create (see :func:`_create_batches`) → ``{"ids"}``
+``GET  /_sim/batch/jobs/{id}``             one batch job
+``POST /_sim/batch/jobs/{id}/status``      ``{"status", "steps"?}``: apply now
+``POST /_sim/batch/jobs/{id}/progress``    ``{"completed"?, "failed"?}``: set the counters
 ``GET  /_sim/log``                         ``{"log": [{"job_id", "previous_status",
-                                           "status", "at"}...]}`` in applied order
+                                           "status", "at", "kind"}...]}`` in applied order;
+                                           ``kind`` is ``fine_tuning`` or ``batch``
 ``GET|POST|DELETE /_sim/faults``           ``{"faults": [...]}``; POST queues one fault
+                                           (``route``: list, detail, batch_list,
+                                           batch_detail or all)
 ``POST|DELETE /_sim/retire``               every ``/v1`` route answers 410 / normal again
 =========================================  ==================================================
 """
@@ -40,7 +50,7 @@ from watcher.simulator.engine import (
     JobNotFound,
     Simulator,
 )
-from watcher.simulator.scenario import job_spec, steps_from
+from watcher.simulator.scenario import batch_spec, job_spec, steps_from
 
 _SPEC_KEYS = frozenset(
     {
@@ -50,6 +60,14 @@ _SPEC_KEYS = frozenset(
     }
 )  # fmt: skip
 _CREATE_KEYS = _SPEC_KEYS | {"count", "created_at", "log"}
+_BATCH_SPEC_KEYS = frozenset(
+    {
+        "name", "endpoint", "model", "agent_id", "metadata", "status", "steps",
+        "total_requests", "failure_rate", "errors", "progress", "total_while_queued", "frozen",
+        "created_by_me",
+    }
+)  # fmt: skip
+_BATCH_CREATE_KEYS = _BATCH_SPEC_KEYS | {"count", "created_at", "log"}
 MAX_BULK = 100_000
 
 
@@ -113,6 +131,39 @@ def admin_routes(sim: Simulator) -> list[Route]:
     async def add_checkpoint(request: Request) -> Any:
         return sim.add_checkpoint(request.path_params["job_id"]).detailed()
 
+    async def all_batches(request: Request) -> Any:
+        return {
+            "jobs": [batch.to_json() for batch in sim.batch_jobs.values()],
+            "names": dict(sim.batch_names),
+        }
+
+    async def create_batches(request: Request) -> Any:
+        return {"ids": _create_batches(sim, await _body(request))}
+
+    async def one_batch(request: Request) -> Any:
+        return sim.get_batch(request.path_params["job_id"]).to_json()
+
+    async def set_batch_status(request: Request) -> Any:
+        body = await _body(request)
+        _only(body, {"status", "steps"})
+        status = body.get("status")
+        if not isinstance(status, str) or not status:
+            raise _BadRequest("status: must be a non-empty string")
+        batch = sim.set_batch_status(
+            request.path_params["job_id"],
+            status,
+            steps=steps_from(body.get("steps"), where="steps"),
+        )
+        return batch.to_json()
+
+    async def set_batch_progress(request: Request) -> Any:
+        body = await _body(request)
+        _only(body, {"completed", "failed"})
+        batch = sim.get_batch(request.path_params["job_id"])
+        completed = _count(body, "completed", batch.completed_requests)
+        failed = _count(body, "failed", batch.failed_requests) if "failed" in body else None
+        return sim.set_batch_progress(batch.id, completed, failed).to_json()
+
     async def log(request: Request) -> Any:
         return {"log": list(sim.log)}
 
@@ -136,6 +187,11 @@ def admin_routes(sim: Simulator) -> list[Route]:
         Route("/_sim/jobs/{job_id}", admin(one_job), methods=["GET"]),
         Route("/_sim/jobs/{job_id}/status", admin(set_status), methods=["POST"]),
         Route("/_sim/jobs/{job_id}/checkpoint", admin(add_checkpoint), methods=["POST"]),
+        Route("/_sim/batch/jobs", admin(all_batches), methods=["GET"]),
+        Route("/_sim/batch/jobs", admin(create_batches), methods=["POST"]),
+        Route("/_sim/batch/jobs/{job_id}", admin(one_batch), methods=["GET"]),
+        Route("/_sim/batch/jobs/{job_id}/status", admin(set_batch_status), methods=["POST"]),
+        Route("/_sim/batch/jobs/{job_id}/progress", admin(set_batch_progress), methods=["POST"]),
         Route("/_sim/log", admin(log), methods=["GET"]),
         Route("/_sim/faults", admin(faults), methods=["GET", "POST", "DELETE"]),
         Route("/_sim/retire", admin(retire), methods=["POST", "DELETE"]),
@@ -152,6 +208,38 @@ def _create_jobs(sim: Simulator, body: dict[str, Any]) -> list[str]:
     ``name``, ``log`` (false: bulk jobs stay out of the applied log; default true for one job).
     """
     _only(body, _CREATE_KEYS)
+    count, created_at, log = _bulk(body)
+    spec = job_spec({k: v for k, v in body.items() if k in _SPEC_KEYS})
+    if spec.name is not None and count > 1:
+        raise _BadRequest("name: only for a single job (count 1)")
+    if count == 1:
+        return [sim.create(spec, created_at=created_at, log=log).id]
+    return sim.create_many(spec, count, created_at=created_at, log=log)
+
+
+def _create_batches(sim: Simulator, body: dict[str, Any]) -> list[str]:
+    """``POST /_sim/batch/jobs``: ``count`` batch jobs alike, created now.
+
+    Body keys (all optional): ``count`` (1), ``name``, ``status`` (QUEUED; any string),
+    ``steps`` ([[STATUS, seconds from now], ...]), ``total_requests`` (100),
+    ``failure_rate`` (0..1), ``errors`` (messages), ``progress`` (0..1, done at creation),
+    ``total_while_queued``, ``frozen``, ``model`` (null sends null), ``agent_id``,
+    ``endpoint``, ``metadata`` (object or null), ``created_by_me``, ``created_at`` (int
+    Unix seconds), ``log`` (false: bulk jobs stay out of the applied log; default true for
+    one job). See :class:`~watcher.simulator.batch.BatchSpec`.
+    """
+    _only(body, _BATCH_CREATE_KEYS)
+    count, created_at, log = _bulk(body)
+    spec = batch_spec({k: v for k, v in body.items() if k in _BATCH_SPEC_KEYS})
+    if spec.name is not None and count > 1:
+        raise _BadRequest("name: only for a single job (count 1)")
+    if count == 1:
+        return [sim.create_batch(spec, created_at=created_at, log=log).id]
+    return sim.create_batches(spec, count, created_at=created_at, log=log)
+
+
+def _bulk(body: dict[str, Any]) -> tuple[int, int | None, bool]:
+    """The ``count``, ``created_at`` and ``log`` keys shared by both creation bodies."""
     count = _count(body, "count", 1)
     if not 1 <= count <= MAX_BULK:
         raise _BadRequest(f"count: must be between 1 and {MAX_BULK}")
@@ -161,12 +249,7 @@ def _create_jobs(sim: Simulator, body: dict[str, Any]) -> list[str]:
     log = body.get("log", count == 1)
     if not isinstance(log, bool):
         raise _BadRequest("log: must be true or false")
-    spec = job_spec({k: v for k, v in body.items() if k in _SPEC_KEYS})
-    if spec.name is not None and count > 1:
-        raise _BadRequest("name: only for a single job (count 1)")
-    if count == 1:
-        return [sim.create(spec, created_at=created_at, log=log).id]
-    return sim.create_many(spec, count, created_at=created_at, log=log)
+    return count, created_at, log
 
 
 def _fault(body: dict[str, Any]) -> Fault:

@@ -1,9 +1,10 @@
-"""The simulator's HTTP face: the fine-tuning API under ``/v1`` plus the admin API.
+"""The simulator's HTTP face: the fine-tuning and batch APIs under ``/v1`` plus the admin API.
 
-``/v1`` answers like the real API (reference §2, §3, §9): bearer auth, FastAPI-style 422s,
-``{"detail": ...}`` errors. Each ``/v1`` request is counted, then checked in this order:
-the API key (401), retirement (410), the first queued fault matching its route (see
-:mod:`watcher.simulator.admin`); only then does the engine advance and answer.
+``/v1`` answers like the real API (reference §2, §3, §9; batch reference §2): bearer auth,
+FastAPI-style 422s, ``{"detail": ...}`` errors. Each ``/v1`` request is counted, then
+checked in this order: the API key (401), retirement (410), the first queued fault matching
+its route (see :mod:`watcher.simulator.admin`); only then does the engine advance and answer.
+Batch routes count as ``batch_list``/``batch_detail``; their cancel and DELETE as ``other``.
 """
 
 from __future__ import annotations
@@ -11,9 +12,9 @@ from __future__ import annotations
 import hmac
 import math
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import anyio
 from starlette.applications import Starlette
@@ -22,7 +23,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from watcher.simulator.admin import admin_routes
-from watcher.simulator.engine import Conflict, Fault, JobNotFound, Simulator
+from watcher.simulator.batch import BATCH_ORDERS, BATCH_STATUSES, BatchOrder
+from watcher.simulator.engine import BatchJobNotFound, Conflict, Fault, JobNotFound, Simulator
 from watcher.simulator.engine import Route as RouteKind
 from watcher.simulator.jobs import STATUSES
 
@@ -31,6 +33,7 @@ Handler = Callable[[Request], Awaitable[Answer]]
 
 MAX_PAGE_SIZE = 1000  # larger requests are capped silently (the real maximum is unconfirmed)
 NOT_FOUND = "No fine tuning job matches the given query."
+BATCH_NOT_FOUND = "No batch job matches the given query."  # the real wording is unconfirmed
 RETIRED = "This API has been retired"
 
 _TRUE = frozenset({"1", "on", "t", "true", "y", "yes"})
@@ -99,15 +102,54 @@ def create_app(sim: Simulator, api_key: str) -> Starlette:
     async def start_job(request: Request) -> Answer:
         return 200, sim.start(request.path_params["job_id"]).detailed()
 
+    async def list_batches(request: Request) -> Answer:
+        # Unknown keys are ignored: the SDKs flatten a ``metadata`` filter into arbitrary
+        # keys (batch reference §2), and whether the server reads them is unconfirmed.
+        query = _ListQuery(request)
+        statuses = query.statuses("status", BATCH_STATUSES)
+        order_by = query.choice("order_by", BATCH_ORDERS, "-created")
+        created_after = query.timestamp("created_after")
+        created_by_me = query.boolean("created_by_me")
+        page = query.integer("page", 0, minimum=0)
+        size = min(query.integer("page_size", 100, minimum=1), MAX_PAGE_SIZE)
+        query.raise_errors()
+        batches = sim.list_batches(
+            model=query.params.get("model"),
+            agent_id=query.params.get("agent_id"),
+            statuses=statuses,
+            created_after=created_after,
+            created_by_me=created_by_me,
+            order_by=cast(BatchOrder, order_by),
+        )
+        start = page * size
+        data = [batch.to_json() for batch in batches[start : start + size]]
+        return 200, {"object": "list", "total": len(batches), "data": data}
+
+    async def get_batch(request: Request) -> Answer:
+        # ``inline`` is accepted and ignored: the simulator has no results to inline.
+        return 200, sim.get_batch(request.path_params["job_id"]).to_json()
+
+    async def cancel_batch(request: Request) -> Answer:
+        return 200, sim.cancel_batch(request.path_params["job_id"]).to_json()
+
+    async def delete_batch(request: Request) -> Answer:
+        batch = sim.delete_batch(request.path_params["job_id"])
+        return 200, {"id": batch.id, "object": "batch", "deleted": True}
+
     async def not_found(request: Request) -> Answer:
         return 404, {"detail": "Not Found"}
 
     base = "/v1/fine_tuning/jobs"
+    batches = "/v1/batch/jobs"
     routes = [
         Route(base, v1("list", list_jobs), methods=["GET"]),
         Route(base + "/{job_id}", v1("detail", get_job), methods=["GET"]),
         Route(base + "/{job_id}/cancel", v1("other", cancel_job), methods=["POST"]),
         Route(base + "/{job_id}/start", v1("other", start_job), methods=["POST"]),
+        Route(batches, v1("batch_list", list_batches), methods=["GET"]),
+        Route(batches + "/{job_id}", v1("batch_detail", get_batch), methods=["GET"]),
+        Route(batches + "/{job_id}", v1("other", delete_batch), methods=["DELETE"]),
+        Route(batches + "/{job_id}/cancel", v1("other", cancel_batch), methods=["POST"]),
         Route("/v1/{rest:path}", v1("other", not_found), methods=_ALL_METHODS),
         *admin_routes(sim),
     ]
@@ -141,12 +183,14 @@ async def _answer(
         status_code, body = await handler(request)
     except _Invalid as exc:
         return JSONResponse({"detail": exc.errors}, status_code=422)
+    except BatchJobNotFound:
+        return JSONResponse({"detail": BATCH_NOT_FOUND}, status_code=404)
     except JobNotFound:
         return JSONResponse({"detail": NOT_FOUND}, status_code=404)
     except Conflict as exc:
         return JSONResponse({"detail": str(exc)}, status_code=409)
     if fault is not None and fault.mode == "truncated" and status_code == 200:
-        body = _truncate(body)
+        body = _truncate(body, "batch" if kind in ("batch_list", "batch_detail") else "job")
     return JSONResponse(body, status_code=status_code)
 
 
@@ -177,13 +221,12 @@ def _fault_response(fault: Fault, kind: RouteKind) -> Response:
         case "gone":
             return JSONResponse({"detail": RETIRED}, status_code=410)
         case _:  # malformed: a 200 whose JSON body stops short
-            text = (
-                '{"object": "list", "total": 3, "data": [{"id": "' if kind == "list" else '{"id": "'
-            )
+            listing = kind in ("list", "batch_list")
+            text = '{"object": "list", "total": 3, "data": [{"id": "' if listing else '{"id": "'
             return Response(text, status_code=200, media_type="application/json")
 
 
-def _truncate(body: Any) -> Any:
+def _truncate(body: Any, kind: str) -> Any:
     """A list whose middle item lost its ``id`` (a lone job loses its own ``id``)."""
     if isinstance(body, dict) and isinstance(body.get("data"), list):
         data = list(body["data"])
@@ -191,11 +234,17 @@ def _truncate(body: Any) -> Any:
             middle = len(data) // 2
             data[middle] = {k: v for k, v in data[middle].items() if k != "id"}
         else:
-            data.append({"object": "job", "status": "RUNNING", "created_at": 0})
+            data.append({"object": kind, "status": "RUNNING", "created_at": 0})
         return {**body, "data": data}
     if isinstance(body, dict):
         return {k: v for k, v in body.items() if k != "id"}
     return body
+
+
+def _expected(values: Sequence[str]) -> str:
+    """FastAPI's wording of an enum's values: ``'A', 'B' or 'C'``."""
+    quoted = [f"'{value}'" for value in values]
+    return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + f" or {quoted[-1]}"
 
 
 class _ListQuery:
@@ -255,9 +304,41 @@ class _ListQuery:
         raw = self.params.get("status")
         if raw is None or raw in STATUSES:
             return raw
-        expected = ", ".join(f"'{s}'" for s in STATUSES[:-1]) + f" or '{STATUSES[-1]}'"
+        expected = _expected(STATUSES)
         self._error("status", "enum", f"Input should be {expected}", raw, expected=expected)
         return None
+
+    def statuses(self, name: str, allowed: Sequence[str]) -> list[str] | None:
+        """A multi-valued enum parameter sent as repeated keys (``?s=A&s=B``); None if absent.
+
+        Errors are located by index, like FastAPI's for a list parameter.
+        """
+        raw = self.params.getlist(name)
+        if not raw:
+            return None
+        expected = _expected(allowed)
+        for index, value in enumerate(raw):
+            if value not in allowed:
+                self.errors.append(
+                    {
+                        "type": "enum",
+                        "loc": ["query", name, index],
+                        "msg": f"Input should be {expected}",
+                        "input": value,
+                        "ctx": {"expected": expected},
+                    }
+                )
+        return [value for value in raw if value in allowed]
+
+    def choice(self, name: str, allowed: Sequence[str], default: str) -> str:
+        raw = self.params.get(name)
+        if raw is None:
+            return default
+        if raw in allowed:
+            return raw
+        expected = _expected(allowed)
+        self._error(name, "enum", f"Input should be {expected}", raw, expected=expected)
+        return default
 
     def timestamp(self, name: str) -> float | None:
         """Unix seconds from an ISO-8601 date-time, a date, or a number; naive means UTC."""

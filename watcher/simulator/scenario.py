@@ -1,4 +1,4 @@
-"""Scenarios: job lifecycles from a YAML file, or generated from a seed.
+"""Scenarios: fine-tuning and batch job lifecycles from a YAML file, or generated from a seed.
 
 A scenario file::
 
@@ -12,6 +12,21 @@ A scenario file::
         checkpoints: 3                 # spread over the RUNNING phase
         auto_start: true
         events_order: oldest_first     # or newest_first (as in 2024)
+    batches:                           # optional; batch jobs (``jobs`` may then be left out)
+      - name: nightly-eval             # optional, unique among batches
+        endpoint: /v1/chat/completions # any string
+        model: mistral-small-latest    # any string, or null (agent jobs)
+        agent_id: null
+        metadata: {team: ml}           # a mapping or null
+        create_after: 1
+        steps: [[RUNNING, 2], [SUCCESS, 12]]  # counters move linearly while RUNNING
+        total_requests: 100
+        failure_rate: 0.05             # fraction of the requests that fail
+        errors: [Invalid request body] # messages of the job's errors once it ends with failures
+        progress: 0.5                  # share done by a run that does not succeed
+        total_while_queued: false      # total_requests is 0 while QUEUED unless true
+        frozen: false
+        created_by_me: true
 
 Step times are seconds after the job's creation. Errors are :class:`ValueError` naming the
 field (``jobs[1].steps[2]: ...``).
@@ -22,12 +37,20 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Mapping
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any, cast
 
 import yaml
 
+from watcher.simulator.batch import (
+    DEFAULT_BATCH_MODEL,
+    DEFAULT_ENDPOINT,
+    DEFAULT_PROGRESS,
+    DEFAULT_TOTAL_REQUESTS,
+    BatchSpec,
+)
 from watcher.simulator.jobs import EVENTS_ORDERS, EventsOrder, JobSpec
 
 _FIELDS = frozenset(
@@ -37,16 +60,36 @@ _FIELDS = frozenset(
         "wandb_project", "wandb_name", "repository",
     }
 )  # fmt: skip
+_BATCH_FIELDS = frozenset(
+    {
+        "name", "endpoint", "model", "agent_id", "metadata", "status", "create_after", "steps",
+        "total_requests", "failure_rate", "errors", "progress", "total_while_queued", "frozen",
+        "created_by_me",
+    }
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """Everything a scenario file scripts: fine-tuning jobs and batch jobs."""
+
+    jobs: tuple[JobSpec, ...] = ()
+    batches: tuple[BatchSpec, ...] = ()
 
 
 def load_scenario(path: Path | str) -> list[JobSpec]:
     """The job specs of a scenario file; :class:`ValueError` names the file and the field."""
+    return list(load_full_scenario(path).jobs)
+
+
+def load_full_scenario(path: Path | str) -> Scenario:
+    """The fine-tuning and batch job specs of a scenario file."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ValueError(f"{path}: cannot read scenario: {exc.strerror or exc}") from None
-    return parse_scenario(text, source=str(path))
+    return parse_full_scenario(text, source=str(path))
 
 
 def load_demo() -> list[JobSpec]:
@@ -57,27 +100,46 @@ def load_demo() -> list[JobSpec]:
 
 
 def parse_scenario(text: str, *, source: str = "scenario") -> list[JobSpec]:
-    """The job specs of a scenario given as YAML text."""
+    """The job specs of a scenario given as YAML text (its batches are checked, not kept)."""
+    return list(parse_full_scenario(text, source=source).jobs)
+
+
+def parse_full_scenario(text: str, *, source: str = "scenario") -> Scenario:
+    """The fine-tuning and batch job specs of a scenario given as YAML text.
+
+    ``jobs`` is required unless ``batches`` is given.
+    """
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ValueError(f"{source}: not valid YAML: {exc}") from None
     if not isinstance(data, Mapping):
         raise ValueError(f"{source}: a scenario is a mapping with a 'jobs' list")
-    unknown = sorted(str(k) for k in data if k != "jobs")
+    unknown = sorted(str(k) for k in data if k not in ("jobs", "batches"))
     if unknown:
         raise ValueError(f"{source}: {unknown[0]}: unknown field")
-    jobs = data.get("jobs")
+    jobs = data.get("jobs", [] if "batches" in data else None)
     if not isinstance(jobs, list):
         raise ValueError(f"{source}: jobs: must be a list")
+    batches = data.get("batches", [])
+    if not isinstance(batches, list):
+        raise ValueError(f"{source}: batches: must be a list")
     specs = [job_spec(raw, where=f"{source}: jobs[{i}]") for i, raw in enumerate(jobs)]
+    batch_specs = [
+        batch_spec(raw, where=f"{source}: batches[{i}]") for i, raw in enumerate(batches)
+    ]
+    _unique_names([spec.name for spec in specs], f"{source}: jobs")
+    _unique_names([spec.name for spec in batch_specs], f"{source}: batches")
+    return Scenario(jobs=tuple(specs), batches=tuple(batch_specs))
+
+
+def _unique_names(names: list[str | None], where: str) -> None:
     seen: set[str] = set()
-    for i, spec in enumerate(specs):
-        if spec.name is not None:
-            if spec.name in seen:
-                raise ValueError(f"{source}: jobs[{i}].name: duplicate name {spec.name!r}")
-            seen.add(spec.name)
-    return specs
+    for i, name in enumerate(names):
+        if name is not None:
+            if name in seen:
+                raise ValueError(f"{where}[{i}].name: duplicate name {name!r}")
+            seen.add(name)
 
 
 def job_spec(raw: Any, *, where: str = "") -> JobSpec:
@@ -111,6 +173,45 @@ def job_spec(raw: Any, *, where: str = "") -> JobSpec:
         wandb_project=_optional_string(raw, "wandb_project", where),
         wandb_name=_optional_string(raw, "wandb_name", where),
         repository=_optional_string(raw, "repository", where),
+    )
+
+
+def batch_spec(raw: Any, *, where: str = "") -> BatchSpec:
+    """One :class:`BatchSpec` from a mapping (scenario entry or admin request body).
+
+    A missing ``model`` is the default model; ``model: null`` sends null.
+    """
+    if not isinstance(raw, Mapping):
+        raise ValueError(f"{where or 'batch'}: must be a mapping")
+    for key in raw:
+        if key not in _BATCH_FIELDS:
+            raise ValueError(f"{_prefix(where)}{key}: unknown field")
+    metadata = raw.get("metadata")
+    if metadata is not None and (
+        not isinstance(metadata, Mapping) or not all(isinstance(k, str) for k in metadata)
+    ):
+        raise ValueError(f"{_prefix(where)}metadata: must be a mapping with string keys, or null")
+    errors = raw.get("errors", [])
+    if not isinstance(errors, list) or not all(isinstance(e, str) and e for e in errors):
+        raise ValueError(f"{_prefix(where)}errors: must be a list of non-empty strings")
+    return BatchSpec(
+        name=_optional_string(raw, "name", where),
+        endpoint=_string(raw, "endpoint", where, default=DEFAULT_ENDPOINT),
+        model=_optional_string(raw, "model", where) if "model" in raw else DEFAULT_BATCH_MODEL,
+        agent_id=_optional_string(raw, "agent_id", where),
+        metadata=dict(metadata) if metadata is not None else None,
+        status=_string(raw, "status", where, default="QUEUED"),
+        create_after=_seconds(raw.get("create_after", 0), f"{_prefix(where)}create_after"),
+        steps=_steps(raw.get("steps"), f"{_prefix(where)}steps"),
+        total_requests=_count(
+            raw.get("total_requests", DEFAULT_TOTAL_REQUESTS), f"{_prefix(where)}total_requests"
+        ),
+        failure_rate=_fraction(raw.get("failure_rate", 0.0), f"{_prefix(where)}failure_rate"),
+        errors=tuple(errors),
+        progress=_fraction(raw.get("progress", DEFAULT_PROGRESS), f"{_prefix(where)}progress"),
+        total_while_queued=_bool(raw, "total_while_queued", where, default=False),
+        frozen=_bool(raw, "frozen", where, default=False),
+        created_by_me=_bool(raw, "created_by_me", where, default=True),
     )
 
 
@@ -148,6 +249,12 @@ def _seconds(value: Any, where: str) -> float:
         raise ValueError(f"{where}: must be a number of seconds")
     if value < 0:
         raise ValueError(f"{where}: must not be negative")
+    return float(value)
+
+
+def _fraction(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+        raise ValueError(f"{where}: must be a number between 0 and 1")
     return float(value)
 
 
@@ -243,6 +350,75 @@ def random_scenario(
                 events_order=cast(EventsOrder, order),
                 wandb_project="sim-project" if rng.random() < 0.3 else None,
                 repository="mistralai/sim-data" if rng.random() < 0.2 else None,
+            )
+        )
+    return specs
+
+
+_BATCH_CANCEL = ("CANCELLATION_REQUESTED", "CANCELLED")
+# (statuses after QUEUED, with failed requests): every ending the reference §5 describes.
+_BATCH_LIFECYCLES: tuple[tuple[tuple[str, ...], bool], ...] = (
+    (("RUNNING", "SUCCESS"), False),
+    (("RUNNING", "SUCCESS"), True),  # SUCCESS with failed requests, even all of them
+    (("RUNNING", "TIMEOUT_EXCEEDED"), True),
+    (("RUNNING", *_BATCH_CANCEL), False),
+    (("RUNNING", "FAILED"), True),
+    (("SUCCESS",), False),  # a fast job skips RUNNING between two polls
+    (_BATCH_CANCEL, False),  # cancelled while QUEUED
+)
+# (endpoint, model): agent jobs have no model.
+_BATCH_TARGETS: tuple[tuple[str, str | None], ...] = (
+    ("/v1/chat/completions", "mistral-small-latest"),
+    ("/v1/embeddings", "mistral-embed"),
+    ("/v1/ocr", "mistral-ocr-latest"),
+    ("/v1/fim/completions", "codestral-latest"),
+    ("/v1/moderations", "mistral-moderation-latest"),
+    ("/v1/agents/completions", None),
+)
+_BATCH_ERRORS = (
+    "Request body is not valid JSON",
+    "The maximum context length was exceeded",
+    "Document exceeds the maximum size",
+)
+
+
+def random_batch_scenario(
+    seed: int,
+    jobs: int = 8,
+    *,
+    start_within: float = 10.0,
+    step_gap: tuple[float, float] = (2.0, 5.0),
+) -> list[BatchSpec]:
+    """``jobs`` batch jobs with varied lifecycles, the same for the same arguments.
+
+    Jobs appear within ``start_within`` seconds, their steps ``step_gap`` seconds apart.
+    """
+    rng = random.Random(seed)
+    specs: list[BatchSpec] = []
+    for i in range(jobs):
+        statuses, with_failures = rng.choice(_BATCH_LIFECYCLES)
+        at = 0.0
+        steps: list[tuple[str, float]] = []
+        for status in statuses:
+            at += round(rng.uniform(*step_gap), 1)
+            steps.append((status, at))
+        endpoint, model = rng.choice(_BATCH_TARGETS)
+        failure_rate = rng.choice((0.01, 0.1, 0.5, 1.0)) if with_failures else 0.0
+        progress = round(rng.uniform(0.1, 0.9), 2)
+        specs.append(
+            BatchSpec(
+                name=f"batch-{i}",
+                endpoint=endpoint,
+                model=model,
+                agent_id=f"ag_sim_{i}" if model is None else None,
+                metadata={"pipeline": "sim", "run": str(i)} if rng.random() < 0.5 else None,
+                create_after=round(rng.uniform(0.0, start_within), 1),
+                steps=tuple(steps),
+                total_requests=rng.choice((1, 10, 100, 500, 20_000)),
+                failure_rate=failure_rate,
+                progress=progress,
+                errors=tuple(rng.sample(_BATCH_ERRORS, rng.randint(1, 2))) if with_failures else (),
+                total_while_queued=rng.random() < 0.5,
             )
         )
     return specs
