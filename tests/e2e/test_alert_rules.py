@@ -1,4 +1,4 @@
-"""Alert rules through the real wire, with short real delays (limits of a second)."""
+"""Alert rules through the real wire, with short real delays (limits of seconds)."""
 
 from __future__ import annotations
 
@@ -36,7 +36,8 @@ def config_for(
         "routes": [
             {"match": {"type": ["*.stalled", "*.stalled.*", "watcher.*"]}, "sinks": ["hooks"]}
         ],
-        "rules": [{"kind": "stalled", "after": {"QUEUED": "1s"}, "repeat_interval": "1s"}],
+        # API times are whole seconds: a limit of 2 s cannot be reached by rounding alone.
+        "rules": [{"kind": "stalled", "after": {"QUEUED": "2s"}, "repeat_interval": "1s"}],
     }
     return validate_config(raw, env={})
 
@@ -56,7 +57,7 @@ async def test_stalled_fires_repeats_and_resolves_across_restarts(tmp_path: Path
         config = config_for(sim, url, secret, tmp_path)
         await once(config)  # baseline; the job has been queued for under a second
         assert [] == receiver.received
-        await anyio.sleep(1.2)
+        await anyio.sleep(2.2)
         await once(config)  # stalled
         await once(config)  # restart at once: nothing new
         await anyio.sleep(1.1)
@@ -86,9 +87,55 @@ async def test_no_stall_alerts_while_the_source_is_down(tmp_path: Path) -> None:
         await once(config)
         sim.sim.add_fault(Fault(mode="503", count=None, route="all"))
         await once(config)  # the source starts failing
-        await anyio.sleep(1.2)
+        await anyio.sleep(2.2)
         await once(config)
         assert [] == receiver.received
         sim.sim.faults.clear()
         await once(config)  # back: the stall is real and now reported
     assert ["fine_tuning.job.stalled"] == [a.type for a in receiver.accepted()]
+
+
+async def test_metric_rule_fires_once_through_the_wire(tmp_path: Path) -> None:
+    """A checkpoint sequence with a validation-loss rise fires once; 0.0 placeholder steps
+    never fire it; overrun fires for a job past its expected duration."""
+    secret = generate_secret()
+    receiver = Receiver(secret)
+    async with serve_app(receiver.app) as url, simulator() as sim:
+        raw: dict[str, Any] = {
+            "sources": [
+                {
+                    "name": "ft",
+                    "kind": "mistral-fine-tuning",
+                    "base_url": sim.base_url,
+                    "api_key": sim.api_key,
+                }
+            ],
+            "state": {"url": f"sqlite:///{tmp_path}/state.db"},
+            "sinks": [{"name": "hooks", "kind": "webhook", "url": f"{url}/h", "secret": secret}],
+            "routes": [
+                {"match": {"type": ["*.metric_regressed", "*.overrun"]}, "sinks": ["hooks"]}
+            ],
+            "rules": [
+                {"kind": "metric", "valid_loss_rise": 10},
+                {"kind": "overrun", "factor": 1.5},
+            ],
+        }
+        config = validate_config(raw, env={})
+        job = sim.sim.create(JobSpec(status="RUNNING", frozen=True))
+        sim.sim.jobs[job.id].metadata = {"expected_duration_seconds": 1}
+        await once(config)
+        for loss in (1.0, 0.0, 0.9, 0.0, 1.05, 1.2, 0.0):
+            checkpoint = sim.sim.add_checkpoint(job.id).checkpoints[-1]
+            checkpoint["metrics"]["valid_loss"] = loss
+            await once(config)
+        await anyio.sleep(1.6)  # running for longer than 1 s x 1.5
+        await once(config)
+        await once(config)
+    types = [r.type for r in receiver.accepted()]
+    assert 1 == types.count("fine_tuning.job.metric_regressed")
+    assert 1 == types.count("fine_tuning.job.overrun")
+    (regressed,) = [r for r in receiver.accepted() if r.type.endswith("metric_regressed")]
+    assert (1.05, 0.9) == (
+        regressed.data["alert"]["valid_loss"],
+        regressed.data["alert"]["best_valid_loss"],
+    )
