@@ -73,3 +73,13 @@ alerts = sa.Table(
     sa.Column("data", sa.JSON, nullable=False),
     sa.Index("ix_alerts_open", "source", "resolved_at"),
 )
+
+# What sinks must remember across restarts (e.g. the Slack thread of each job).
+sink_state = sa.Table(
+    "sink_state",
+    metadata,
+    sa.Column("sink", sa.String(64), primary_key=True),
+    sa.Column("key", sa.String(330), primary_key=True),
+    sa.Column("value", sa.String(1000), nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
@@ -13,7 +14,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from watcher.abc import AlertState, Cursor, Envelope, PendingDelivery, Routed, StoreStatus
 from watcher.diff import Snapshot
-from watcher.stores.schema import alerts, cursors, deliveries, metadata, snapshots, transitions
+from watcher.stores.schema import (
+    alerts,
+    cursors,
+    deliveries,
+    metadata,
+    sink_state,
+    snapshots,
+    transitions,
+)
 from watcher.transitions import Transition
 
 PENDING, DELIVERED, DEAD = "pending", "delivered", "dead"
@@ -330,6 +339,25 @@ class SqlStore:
                     ],
                 )
             return await self._enqueue(conn, routed, now)
+
+    async def get_sink_state(self, sink: str, key: str) -> str | None:
+        query = sa.select(sink_state.c.value).where(
+            sink_state.c.sink == sink, sink_state.c.key == key[:330]
+        )
+        async with self.engine.connect() as conn:
+            value = (await conn.execute(query)).scalar_one_or_none()
+        return str(value) if value is not None else None
+
+    async def put_sink_state(self, sink: str, key: str, value: str) -> None:
+        stmt = self._insert(sink_state)
+        async with self._write, self.engine.begin() as conn:
+            await conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=[sink_state.c.sink, sink_state.c.key],
+                    set_={"value": stmt.excluded.value, "updated_at": stmt.excluded.updated_at},
+                ),
+                {"sink": sink, "key": key[:330], "value": value[:1000], "updated_at": time.time()},
+            )
 
     async def status(self) -> StoreStatus:
         out = StoreStatus()
