@@ -432,3 +432,22 @@ def test_lowercase_terminal_status_is_terminal() -> None:
     """A terminal status in another case still ends the job's polling."""
     snapshot, _ = seen(job(status="success"))
     assert snapshot.terminal
+
+
+def test_loss_curve_in_the_job_view() -> None:
+    """A detailed job's view carries its loss curve by step; a list item keeps the last one."""
+    detailed = job(
+        status="RUNNING",
+        events=RUN,
+        modified_at=T0 + 30,
+        checkpoints=[
+            (2, T0 + 42, {"train_loss": 1.2, "valid_loss": 0.0}),
+            (1, T0 + 41, {"train_loss": "NaN", "valid_loss": 1.4}),
+        ],
+    )
+    snapshot, _ = seen(detailed)
+    assert [[1, "NaN", 1.4], [2, 1.2, 0.0]] == snapshot.job["loss_curve"]
+    listed = job(status="SUCCESS", modified_at=T0 + 50)
+    later, out = seen(listed, snapshot)
+    assert snapshot.job["loss_curve"] == later.job["loss_curve"]
+    assert snapshot.job["loss_curve"] == out[0].job["loss_curve"]

@@ -20,8 +20,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from watcher.models import Event, Job
-from watcher.transitions import Transition, stable_id, status_slug
+from watcher.models import Checkpoint, Event, Job
+from watcher.transitions import Transition, json_safe, stable_id, status_slug
 
 
 @dataclass(frozen=True)
@@ -102,6 +102,31 @@ class Snapshot:
         )
 
 
+# Keys the diff adds to a job's view from what only a detailed answer carries.
+DERIVED_VIEW_KEYS = frozenset({"loss_curve"})
+CURVE_POINTS = 120
+
+
+def loss_curve(checkpoints: Sequence[Checkpoint]) -> list[list[Any]]:
+    """``[step, train_loss, valid_loss]`` per checkpoint, by step, at most CURVE_POINTS (evenly
+    thinned, the last kept), JSON-safe: what messages draw training curves from."""
+    points = [
+        [c.step_number, c.metrics.get("train_loss"), c.metrics.get("valid_loss")]
+        for c in sorted(checkpoints, key=lambda c: c.step_number)
+    ]
+    if len(points) > CURVE_POINTS:
+        stride = len(points) / CURVE_POINTS
+        points = [points[int(i * stride)] for i in range(CURVE_POINTS - 1)] + [points[-1]]
+    return json_safe(points)  # type: ignore[no-any-return]
+
+
+def same_view(known: Mapping[str, Any], current: Mapping[str, Any]) -> bool:
+    """Whether a listed job's view says nothing new (derived keys come from details only)."""
+    return {k: v for k, v in known.items() if k not in DERIVED_VIEW_KEYS} == {
+        k: v for k, v in current.items() if k not in DERIVED_VIEW_KEYS
+    }
+
+
 def chronological(events: Sequence[Event], status: str | None = None) -> list[Event]:
     """Events oldest first, whichever order the API's era listed them in.
 
@@ -148,6 +173,10 @@ def diff(
     reported, the first with ``previous_status=None``.
     """
     job_view = current.summary()
+    if current.checkpoints:
+        job_view["loss_curve"] = loss_curve(current.checkpoints)
+    elif previous is not None and "loss_curve" in previous.job:
+        job_view["loss_curve"] = previous.job["loss_curve"]  # a list item knows none
     found: list[tuple[int, int, int, Transition]] = []  # (time, rank, order, transition)
 
     def add(when: int | None, rank: int, transition: Transition) -> None:

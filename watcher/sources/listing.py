@@ -29,7 +29,7 @@ import httpx
 import structlog
 
 from watcher.abc import PollContext, PollResult
-from watcher.diff import JobKind, Snapshot
+from watcher.diff import JobKind, Snapshot, same_view
 from watcher.exceptions import SourceError, SourceProtocolError
 from watcher.mistral import ApiClient, NotFound
 from watcher.models import Job, MalformedItem
@@ -165,7 +165,7 @@ class ListingSource(ABC):
             previous is None
             or previous.status != job.status
             or previous.modified_at != job.modified_at
-            or previous.job != job.summary()
+            or not same_view(previous.job, job.summary())
         )
 
     async def poll(self, ctx: PollContext) -> PollResult:
