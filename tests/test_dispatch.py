@@ -185,3 +185,63 @@ async def test_backlog_on_one_sink_does_not_starve_another(store: SqlStore) -> N
     await store.commit("ft", Cursor(), [], [Routed(alert, ["good"])], now=clock.now)
     await dispatcher.drain()
     assert ["urgent-1"] == good.got
+
+
+class GroupSink(FakeSink):
+    """Records each message (call) as the list of transition ids it carried."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.messages: list[list[str]] = []
+
+    async def send(self, batch: Sequence[Envelope]) -> None:
+        self.messages.append([e.transition.id for e in batch])
+
+
+async def test_group_wait_gathers_a_storm_into_few_messages(store: SqlStore) -> None:
+    """200 failures arriving together become 4 messages of 50 that name every job."""
+    from watcher.dispatch import SinkPolicy
+
+    clock, sink = Clock(), GroupSink("slack")
+    storm = [t(1, f"job{n:03}") for n in range(200)]
+    await store.commit("ft", Cursor(), [], [Routed(x, ["slack"]) for x in storm], now=clock.now)
+    dispatcher = Dispatcher(
+        store,
+        {"slack": sink},
+        DeliveryConfig(),
+        clock=clock,
+        policies={"slack": SinkPolicy(group_wait=2, group_max=50)},
+    )
+    await dispatcher.drain()
+    assert [] == sink.messages  # still gathering
+    clock.now += 2
+    await dispatcher.drain()
+    assert [50, 50, 50, 50] == [len(m) for m in sink.messages]
+    assert {x.id for x in storm} == {i for m in sink.messages for i in m}
+
+
+async def test_rate_limit_defers_and_merges(store: SqlStore) -> None:
+    """Past max_per_minute the rest waits and goes out with the next message: nothing is
+    dropped, nothing is sent twice."""
+    from watcher.dispatch import SinkPolicy
+
+    clock, sink = Clock(), GroupSink("mail")
+    await store.commit(
+        "ft", Cursor(), [], [Routed(t(1, f"a{n}"), ["mail"]) for n in range(3)], now=clock.now
+    )
+    dispatcher = Dispatcher(
+        store,
+        {"mail": sink},
+        DeliveryConfig(),
+        clock=clock,
+        policies={"mail": SinkPolicy(group_max=2, max_per_minute=1)},
+    )
+    await dispatcher.drain()
+    assert [["a0-1", "a1-1"]] == sink.messages
+    await store.commit("ft", Cursor(), [], [Routed(t(1, "b0"), ["mail"])], now=clock.now)
+    clock.now += 30
+    await dispatcher.drain()
+    assert 1 == len(sink.messages)  # the minute is not over
+    clock.now += 31
+    await dispatcher.drain()
+    assert [["a0-1", "a1-1"], ["a2-1", "b0-1"]] == sink.messages

@@ -30,6 +30,24 @@ def _parser() -> argparse.ArgumentParser:
     with_config("once", "one poll + delivery pass, then exit")
     with_config("check-config", "validate the config, print a summary, exit 0 or 2")
     with_config("status", "tracked jobs, last poll per source, pending and dead deliveries")
+    test_sink = with_config("test-sink", "send a labelled test message through one sink")
+    test_sink.add_argument("sink", metavar="NAME")
+    render = with_config("render", "print what a sink would send for a sample transition")
+    render.add_argument("--sink", required=True, metavar="NAME")
+    render.add_argument("--sample", default="failed", help="failed, success, stalled, …")
+    deliveries = with_config("deliveries", "list deliveries, or put dead ones back in the queue")
+    deliveries.add_argument("--state", choices=["pending", "delivered", "dead"])
+    deliveries.add_argument("--limit", type=int, default=50)
+    deliveries.add_argument("action", nargs="?", choices=["retry"], help="retry dead ones")
+    deliveries.add_argument("id", nargs="?", metavar="ID", help="transition id to retry")
+    deliveries.add_argument("--all-dead", action="store_true", help="with retry: every one")
+    routes = with_config("routes", "routing tools")
+    routes.add_argument("action", choices=["explain"])
+    routes.add_argument(
+        "transition",
+        metavar="FILE_OR_JSON",
+        help="a webhook payload or transition, as a file or inline JSON",
+    )
 
     sim = sub.add_parser("simulate", help="the built-in Mistral API simulator alone")
     sim.add_argument("--host", default="127.0.0.1")

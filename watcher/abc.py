@@ -99,6 +99,23 @@ class Routed:
 
 
 @dataclass(frozen=True)
+class DeliveryRow:
+    """One (transition, sink) as ``watcher deliveries`` shows it."""
+
+    transition_id: str
+    type: str
+    source: str
+    job_id: str | None
+    sink: str
+    state: str
+    attempts: int
+    next_attempt_at: float
+    created_at: float
+    updated_at: float
+    last_error: str | None
+
+
+@dataclass(frozen=True)
 class AlertState:
     """A time-rule alert: fired once, repeated ``repeats`` times, resolved or not."""
 
@@ -192,6 +209,14 @@ class Store(Protocol):
     ) -> int:
         """Alert states and the outbox rows of ``routed``, in ONE transaction."""
         ...
+
+    async def get_sink_state(self, sink: str, key: str) -> str | None: ...
+
+    async def put_sink_state(self, sink: str, key: str, value: str) -> None: ...
+
+    async def list_deliveries(self, *, state: str | None, limit: int) -> list[DeliveryRow]: ...
+
+    async def retry_dead(self, transition_id: str | None, *, now: float) -> int: ...
 
     async def status(self) -> StoreStatus: ...
 

@@ -147,7 +147,7 @@ class Alerting:
             )
         if not states:
             return 0
-        routed = [Routed(t, self.router.sinks_for(t)) for t in out]
+        routed = [Routed(t, self.router.sinks_for(t, now)) for t in out]
         added = await self.store.save_alerts(name, states, routed, now=now)
         for transition in out:
             log.info("alert", source=name, job_id=transition.job_id, type=transition.type)

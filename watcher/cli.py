@@ -6,11 +6,16 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
+
+if TYPE_CHECKING:
+    from watcher.abc import Envelope
+    from watcher.transitions import Transition
 import structlog
 
-from watcher.config import Config, load_config, resolve_path, summary
+from watcher.config import Config, SinkConfig, load_config, resolve_path, summary
 from watcher.exceptions import ConfigError
 from watcher.logging import configure
 
@@ -41,8 +46,16 @@ def dispatch(args: argparse.Namespace) -> int:
         print(f"config OK: {resolve_path(args.config)}")
         print(summary(config))
         return EXIT_OK
+    if command == "routes":
+        return explain_routes(config, args.transition)
+    if command == "render":
+        return render(config, args.sink, args.sample)
     configure(config.logging.level, config.logging.format)
     try:
+        if command == "test-sink":
+            return anyio.run(_test_sink, config, args.sink)
+        if command == "deliveries":
+            return anyio.run(_deliveries, config, args)
         if command == "run":
             return anyio.run(_run, config)
         if command == "once":
@@ -127,4 +140,164 @@ def simulate(args: argparse.Namespace) -> int:
     except (ValueError, OSError) as exc:
         print(f"watcher simulate: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    return EXIT_OK
+
+
+def _transition_from(text: str) -> Transition:
+    """A transition from a webhook payload or a stored transition, as a file or JSON."""
+    import json
+
+    from watcher.transitions import Transition
+
+    path = Path(text)
+    raw = json.loads(path.read_text(encoding="utf-8") if path.is_file() else text)
+    if not isinstance(raw, dict):
+        raise ValueError("not a JSON object")
+    if "data" in raw and "type" in raw:  # a webhook payload
+        data = raw["data"]
+        job = data.get("job") or {}
+        return Transition(
+            id=str(raw.get("id", "explain")),
+            type=raw["type"],
+            source=data.get("source", ""),
+            job_id=job.get("id"),
+            status=data.get("status"),
+            previous_status=data.get("previous_status"),
+            job=job,
+        )
+    return Transition.from_json({"id": "explain", "source": "", **raw})
+
+
+def explain_routes(config: Config, text: str) -> int:
+    """``watcher routes explain``: which routes and sinks a transition reaches, and why."""
+    from watcher.routing import Router
+
+    try:
+        transition = _transition_from(text)
+    except (ValueError, KeyError, TypeError, OSError) as exc:
+        print(f"watcher: cannot read a transition from the argument: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    now = time.time()
+    router = Router(config.effective_routes)
+    print(
+        f"transition: {transition.type} (source {transition.source or '-'}, "
+        f"status {transition.status or '-'}, previous {transition.previous_status or '-'})"
+    )
+    decisions = router.decide(transition, now)
+    for decision in decisions:
+        head = f"route {decision.index} -> {', '.join(decision.route.sinks)}:"
+        if not decision.matched:
+            print(f"  {head} no match ({'; '.join(decision.why)})")
+            continue
+        state = "matches, muted now" if decision.muted else "matches"
+        stop = "; continue: false, routing stops here" if not decision.route.continue_ else ""
+        print(f"  {head} {state}{stop}")
+    stopped = len(decisions) < len(router.routes)
+    if stopped:
+        print(f"  routes {len(decisions)}..{len(router.routes) - 1}: not considered")
+    sinks = router.sinks_for(transition, now)
+    print(f"sinks: {', '.join(sinks) if sinks else 'none (recorded, sent nowhere)'}")
+    return EXIT_OK
+
+
+def render(config: Config, sink_name: str, sample: str) -> int:
+    """``watcher render``: what a sink would send for a sample transition (nothing is sent)."""
+    import json
+
+    from watcher.templates import SAMPLES, MessageTemplates, sample_envelopes
+
+    sink = next((s for s in config.sinks if s.name == sink_name), None)
+    if sink is None:
+        print(f"watcher: no sink named {sink_name!r}", file=sys.stderr)
+        return EXIT_USAGE
+    if sample not in SAMPLES:
+        print(f"watcher: no sample {sample!r} (one of {', '.join(SAMPLES)})", file=sys.stderr)
+        return EXIT_USAGE
+    batch = sample_envelopes(sample)
+    templates = MessageTemplates(sink.name, sink.templates.model_dump() if sink.templates else {})
+    for part in MessageTemplates.PARTS:
+        rendered = templates.render(part, batch)
+        if rendered is not None:
+            print(f"--- {part} (template) ---\n{rendered}")
+    built = _built_in(sink, batch)
+    print(f"--- {sink.kind} message ---")
+    print(built if isinstance(built, str) else json.dumps(built, indent=2, ensure_ascii=False))
+    return EXIT_OK
+
+
+def _built_in(sink: SinkConfig, batch: list[Envelope]) -> object:
+    """The sink's own rendering of ``batch``, without sending it."""
+    import httpx
+
+    from watcher.sinks import build_sink
+
+    class _NoState:
+        async def get_sink_state(self, sink: str, key: str) -> str | None:
+            return None
+
+        async def put_sink_state(self, sink: str, key: str, value: str) -> None:
+            return None
+
+    built = build_sink(sink, httpx.AsyncClient(), _NoState())
+    preview = getattr(built, "render", None)
+    if callable(preview):
+        return preview(batch)
+    return batch[0].transition.payload(batch[0].detected_at)
+
+
+async def _test_sink(config: Config, sink_name: str) -> int:
+    """``watcher test-sink``: a clearly labelled test message through one sink."""
+    from watcher.abc import Envelope
+    from watcher.daemon import Watcher
+    from watcher.exceptions import DeliveryError
+    from watcher.transitions import Transition, stable_id
+
+    if sink_name not in {s.name for s in config.sinks}:
+        print(f"watcher: no sink named {sink_name!r}", file=sys.stderr)
+        return EXIT_USAGE
+    now = time.time()
+    transition = Transition(
+        id=stable_id("watcher.test", sink_name, now),
+        type="watcher.test",
+        source="watcher",
+        occurred_at=int(now),
+        details={"reason": "TEST MESSAGE from `watcher test-sink`: no job is concerned"},
+    )
+    async with Watcher(config) as watcher:
+        try:
+            await watcher.sinks[sink_name].send([Envelope(transition, now)])
+        except DeliveryError as exc:
+            print(f"sink {sink_name!r} refused the test message: {exc}")
+            return EXIT_FAILURE
+    print(f"sink {sink_name!r} accepted the test message")
+    return EXIT_OK
+
+
+async def _deliveries(config: Config, args: argparse.Namespace) -> int:
+    """``watcher deliveries``: list them, or ``retry`` dead ones."""
+    from watcher.stores import open_store
+
+    store = open_store(config.state.url)
+    await store.open()
+    try:
+        if args.action == "retry":
+            if not args.id and not args.all_dead:
+                print(
+                    "watcher: deliveries retry needs a transition ID or --all-dead", file=sys.stderr
+                )
+                return EXIT_USAGE
+            count = await store.retry_dead(None if args.all_dead else args.id, now=time.time())
+            print(f"{count} dead deliveries back in the queue")
+            return EXIT_OK
+        rows = await store.list_deliveries(state=args.state, limit=args.limit)
+    finally:
+        await store.aclose()
+    for row in rows:
+        error = f"  {row.last_error}" if row.last_error else ""
+        print(
+            f"{row.transition_id}  {row.sink:<12} {row.state:<9} attempts={row.attempts}  "
+            f"{row.type}  {row.source}/{row.job_id or '-'}{error}"
+        )
+    if not rows:
+        print("no deliveries")
     return EXIT_OK

@@ -12,7 +12,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal, Self
 from urllib.parse import urlsplit
 
 import yaml
@@ -23,6 +23,7 @@ from pydantic import (
     Field,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from watcher.exceptions import ConfigError
@@ -32,7 +33,9 @@ DEFAULT_PATH = Path("/etc/watcher/config.yaml")
 
 # Keys whose value may be given as ``<key>_file`` (Kubernetes secret mounts, systemd
 # credentials). ``ca_file`` and friends are plain paths, not secret files.
-SECRET_FILE_KEYS = frozenset({"api_key", "secret", "url", "webhook_url", "token", "password"})
+SECRET_FILE_KEYS = frozenset(
+    {"api_key", "secret", "url", "webhook_url", "token", "password", "routing_key"}
+)
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -145,8 +148,50 @@ class BatchSourceConfig(_SourceConfig):
 SourceConfig = Annotated[FineTuningSourceConfig | BatchSourceConfig, Field(discriminator="kind")]
 
 
-class WebhookSinkConfig(_Model):
+class TemplatesConfig(_Model):
+    """Jinja2 templates overriding a sink's built-in message (see watcher/templates.py)."""
+
+    subject: str | None = None
+    text: str | None = None
+    html: str | None = None
+
+
+class _SinkConfig(_Model):
+    """What every sink has: a name, grouping and a rate limit."""
+
     name: Name
+    # Transitions that arrive within group_wait of the first go out as one message (up to
+    # group_max); past max_per_minute messages, the rest waits and joins the next message.
+    group_wait: Duration | None = None  # default per kind
+    group_max: Annotated[int, Field(ge=1, le=1000)] | None = None
+    max_per_minute: Annotated[int, Field(ge=1)] | None = None
+    templates: TemplatesConfig | None = None
+
+    # (group_wait, group_max, max_per_minute) when not configured
+    DEFAULTS: ClassVar[tuple[float, int, int | None]] = (0.0, 1, None)
+
+    @property
+    def grouping(self) -> tuple[float, int, int | None]:
+        wait, size, rate = self.DEFAULTS
+        return (
+            self.group_wait if self.group_wait is not None else wait,
+            self.group_max if self.group_max is not None else size,
+            self.max_per_minute if self.max_per_minute is not None else rate,
+        )
+
+    @model_validator(mode="after")
+    def _templates_render(self) -> Self:
+        if self.templates is not None:
+            from watcher.templates import MessageTemplates
+
+            try:
+                MessageTemplates(self.name, self.templates.model_dump()).check()
+            except ValueError as exc:
+                raise ValueError(f"sink {self.name!r}: {exc}") from None
+        return self
+
+
+class WebhookSinkConfig(_SinkConfig):
     kind: Literal["webhook"]
     url: Secret  # may carry a token: treated as a secret, shown redacted
     secret: Secret | None = None
@@ -177,24 +222,162 @@ class WebhookSinkConfig(_Model):
         return value
 
 
-class ConsoleSinkConfig(_Model):
-    name: Name
+class ConsoleSinkConfig(_SinkConfig):
     kind: Literal["console"]
 
 
-SinkConfig = Annotated[WebhookSinkConfig | ConsoleSinkConfig, Field(discriminator="kind")]
+class SlackSinkConfig(_SinkConfig):
+    """Incoming webhook (``webhook_url``) or bot token (``token`` + ``channel``: one thread
+    per job)."""
+
+    kind: Literal["slack"]
+    webhook_url: Secret | None = None
+    token: Secret | None = None
+    channel: str | None = None
+    api_url: str = "https://slack.com/api"
+    job_url_template: str | None = None  # e.g. https://console.example/{source}/{job_id}
+    timeout: Duration = 10.0
+    DEFAULTS: ClassVar[tuple[float, int, int | None]] = (2.0, 50, 60)  # Slack: 1 msg/s
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _hook_url(cls, value: Secret | None) -> Secret | None:
+        if value is not None:
+            check_http_url(value.get())
+        return value
+
+    @field_validator("api_url")
+    @classmethod
+    def _api_url(cls, value: str) -> str:
+        return check_http_url(value).rstrip("/")
+
+    @model_validator(mode="after")
+    def _one_mode(self) -> Self:
+        if (self.webhook_url is None) == (self.token is None):
+            raise ValueError("give either webhook_url (incoming webhook) or token + channel")
+        if self.token is not None and not self.channel:
+            raise ValueError("a bot token needs a channel")
+        return self
+
+
+class EmailSinkConfig(_SinkConfig):
+    kind: Literal["email"]
+    host: str
+    port: Annotated[int, Field(ge=1, le=65535)] = 587
+    tls: Literal["starttls", "tls", "none"] = "starttls"  # none only when written
+    ca_file: str | None = None  # trust a private CA
+    username: str | None = None
+    password: Secret | None = None
+    sender: str = Field(alias="from")
+    to: Annotated[StrList, Field(min_length=1)]
+    timeout: Duration = 30.0
+    job_url_template: str | None = None
+    DEFAULTS: ClassVar[tuple[float, int, int | None]] = (10.0, 100, 10)
+
+    @field_validator("ca_file")
+    @classmethod
+    def _readable(cls, value: str | None) -> str | None:
+        if value is not None and not os.access(value, os.R_OK):
+            raise ValueError(f"cannot read {value[:200]}")
+        return value
+
+    @field_validator("sender", "to")
+    @classmethod
+    def _addresses(cls, value: Any) -> Any:
+        for address in [value] if isinstance(value, str) else value:
+            if not re.fullmatch(r"[^@\s<>,;]+@[^@\s<>,;]+", address):
+                raise ValueError(f"not an email address: {address[:100]!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _auth(self) -> Self:
+        if (self.username is None) != (self.password is None):
+            raise ValueError("username and password go together")
+        return self
+
+
+class PagerDutySinkConfig(_SinkConfig):
+    """Events API v2: FAILED, TIMEOUT_EXCEEDED, stalled… trigger; SUCCESS, CANCELLED and
+    resolved alerts resolve (one dedup_key per job)."""
+
+    kind: Literal["pagerduty"]
+    routing_key: Secret
+    url: str = "https://events.pagerduty.com/v2/enqueue"
+    severity: dict[str, Literal["critical", "error", "warning", "info"]] = {}
+    resolve_on: StrList | None = None  # default: SUCCESS, CANCELLED
+    timeout: Duration = 10.0
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return check_http_url(value)
+
+
+SinkConfig = Annotated[
+    WebhookSinkConfig | ConsoleSinkConfig | SlackSinkConfig | EmailSinkConfig | PagerDutySinkConfig,
+    Field(discriminator="kind"),
+]
 
 
 class MatchConfig(_Model):
+    """Keys combine with AND, listed values with OR; values are exact strings or globs."""
+
     type: StrList | None = None
     status: StrList | None = None
+    previous_status: StrList | None = None
     source: StrList | None = None
+    job_type: StrList | None = None
+    model: StrList | None = None
+    suffix: StrList | None = None
+
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_CLOCK = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)$")
+
+
+class MuteWindow(_Model):
+    """When a route's sinks stay quiet: on ``days`` (default every day), ``between``
+    ``HH:MM-HH:MM`` (default all day; may wrap past midnight), in ``timezone``."""
+
+    days: StrList = list(WEEKDAYS)
+    between: str = "00:00-24:00"
+    timezone: str = "UTC"
+
+    @field_validator("days")
+    @classmethod
+    def _days(cls, value: list[str]) -> list[str]:
+        out: list[str] = []
+        for day in value:
+            day = day.strip().lower()[:3]
+            if day not in WEEKDAYS:
+                raise ValueError(f"unknown day {day!r} (use mon..sun)")
+            out.append(day)
+        return out
+
+    @field_validator("between")
+    @classmethod
+    def _between(cls, value: str) -> str:
+        if not _CLOCK.match(value.replace(" ", "")):
+            raise ValueError("must be HH:MM-HH:MM, e.g. 22:00-07:00")
+        return value.replace(" ", "")
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value[:64]!r}") from None
+        return value
 
 
 class RouteConfig(_Model):
     match: MatchConfig = MatchConfig()
     sinks: Annotated[StrList, Field(min_length=1)]
     continue_: bool = Field(True, alias="continue")
+    mute: list[MuteWindow] = []
 
 
 class StateConfig(_Model):

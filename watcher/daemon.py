@@ -27,32 +27,16 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from watcher.abc import Routed, Sink, Source, Store
 from watcher.alerting import Alerting
-from watcher.config import Config, ConsoleSinkConfig, SinkConfig, SourceConfig
+from watcher.config import Config, SourceConfig
 from watcher.digest import digest_transition, heartbeat, summarize
-from watcher.dispatch import Dispatcher
+from watcher.dispatch import Dispatcher, SinkPolicy
 from watcher.pipeline import CycleOutcome, Pipeline
 from watcher.routing import Router
+from watcher.sinks import build_sink
 from watcher.sources import build_source
 from watcher.stores import open_store
 
 log = structlog.get_logger(__name__)
-
-
-def build_sink(config: SinkConfig, client: httpx.AsyncClient) -> Sink:
-    if isinstance(config, ConsoleSinkConfig):
-        from watcher.sinks.console import ConsoleSink
-
-        return ConsoleSink(config.name)
-    from watcher.sinks.webhook import WebhookSink
-
-    return WebhookSink(
-        config.name,
-        config.url.get(),
-        secret=config.secret,
-        client=client,
-        timeout=config.timeout,
-        headers=config.headers,
-    )
 
 
 class Watcher:
@@ -81,14 +65,17 @@ class Watcher:
             await self.store.open()
             stack.push_async_callback(self.store.aclose)
             for sink_config in self.config.sinks:
-                sink = build_sink(sink_config, client)
+                sink = build_sink(sink_config, client, self.store)
                 stack.push_async_callback(sink.aclose)
                 self.sinks[sink_config.name] = sink
             for source_config in self.config.sources:
                 source = build_source(source_config, client)
                 stack.push_async_callback(source.aclose)
                 self.sources[source_config.name] = (source, source_config)
-            self.dispatcher = Dispatcher(self.store, self.sinks, self.config.delivery)
+            policies = {c.name: SinkPolicy(*c.grouping) for c in self.config.sinks}
+            self.dispatcher = Dispatcher(
+                self.store, self.sinks, self.config.delivery, policies=policies
+            )
             router = Router(self.config.effective_routes)
             self.pipeline = Pipeline(
                 self.store,
@@ -148,7 +135,7 @@ class Watcher:
         now = time.time()
         cursors = {name: await self.store.load_cursor(name) for name in self.sources}
         transition = heartbeat(now, self.config.heartbeat.interval, cursors, self.pipeline.last_ok)
-        routed = [Routed(transition, self.pipeline.router.sinks_for(transition))]
+        routed = [Routed(transition, self.pipeline.router.sinks_for(transition, now))]
         if await self.store.enqueue(routed, now=now):
             self.dispatcher.wake()
 

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import random
 import time
+from collections import defaultdict, deque
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 import anyio
 import structlog
@@ -30,6 +32,17 @@ BATCH = 1000  # pending rows read per pass
 IDLE_WAIT = 1.0  # seconds between passes when nothing is due and nobody woke us
 
 
+@dataclass(frozen=True)
+class SinkPolicy:
+    """How a sink takes its deliveries: ``group_wait`` seconds to gather a group of up to
+    ``group_max`` transitions into one message; at most ``max_per_minute`` messages (the
+    rest waits, to join the next message: nothing is dropped)."""
+
+    group_wait: float = 0.0
+    group_max: int = 1
+    max_per_minute: int | None = None
+
+
 class Dispatcher:
     def __init__(
         self,
@@ -37,6 +50,7 @@ class Dispatcher:
         sinks: Mapping[str, Sink],
         config: DeliveryConfig,
         *,
+        policies: Mapping[str, SinkPolicy] | None = None,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
         batch: int = BATCH,
@@ -44,57 +58,111 @@ class Dispatcher:
         self.store = store
         self.sinks = dict(sinks)
         self.config = config
+        self.policies = dict(policies or {})
         self.clock = clock
         self.rng = rng or random.Random()
         self.batch = batch
         self._wake = anyio.Event()
+        self._sent: dict[str, deque[float]] = {}  # message times per sink, last minute
 
     def wake(self) -> None:
         """New deliveries are pending: start a pass now rather than at the next tick."""
         self._wake.set()
 
+    def _allowance(self, sink: str, policy: SinkPolicy, now: float) -> int | None:
+        if policy.max_per_minute is None:
+            return None
+        sent = self._sent.setdefault(sink, deque())
+        while sent and sent[0] <= now - 60:
+            sent.popleft()
+        return max(0, policy.max_per_minute - len(sent))
+
     async def run_once(self) -> int:
         """One pass over the due deliveries; returns how many were attempted."""
-        due = await self.store.pending(now=self.clock(), limit=self.batch)
-        if not due:
+        now = self.clock()
+        due = await self.store.pending(now=now, limit=self.batch)
+        by_sink: dict[str, list[PendingDelivery]] = defaultdict(list)
+        for delivery in due:
+            by_sink[delivery.sink].append(delivery)
+        plans: list[tuple[str, list[list[PendingDelivery]]]] = []
+        for name, items in by_sink.items():
+            policy = self.policies.get(name, SinkPolicy())
+            if policy.group_wait > 0 and now - min(d.created_at for d in items) < policy.group_wait:
+                continue  # still gathering what arrives together
+            groups = [
+                items[i : i + policy.group_max] for i in range(0, len(items), policy.group_max)
+            ]
+            allowance = self._allowance(name, policy, now)
+            if allowance is not None:
+                groups = groups[:allowance]  # the rest joins a later message
+            if groups:
+                plans.append((name, groups))
+        if not plans:
             return 0
-        limiters = {name: anyio.CapacityLimiter(self.config.concurrency) for name in self.sinks}
         async with anyio.create_task_group() as tg:
-            for delivery in due:
-                tg.start_soon(self._deliver, delivery, limiters.get(delivery.sink))
-        return len(due)
+            for name, groups in plans:
+                tg.start_soon(self._deliver_sink, name, groups)
+        return sum(len(group) for _, groups in plans for group in groups)
+
+    async def _deliver_sink(self, name: str, groups: list[list[PendingDelivery]]) -> None:
+        limiter = anyio.CapacityLimiter(self.config.concurrency)
+        async with anyio.create_task_group() as tg:
+            for group in groups:
+                tg.start_soon(self._deliver, name, group, limiter)
 
     async def _deliver(
-        self, delivery: PendingDelivery, limiter: anyio.CapacityLimiter | None
+        self, name: str, group: list[PendingDelivery], limiter: anyio.CapacityLimiter
     ) -> None:
-        t = delivery.envelope.transition
+        first = group[0].envelope.transition
         bound = log.bind(
-            sink=delivery.sink, transition_id=t.id, type=t.type, source=t.source, job_id=t.job_id
+            sink=name,
+            transition_id=first.id,
+            type=first.type,
+            source=first.source,
+            job_id=first.job_id,
+            group=len(group),
         )
-        sink = self.sinks.get(delivery.sink)
-        if sink is None or limiter is None:
+        sink = self.sinks.get(name)
+        if sink is None:
             bound.error("delivery_dead", reason="sink no longer configured")
             with anyio.CancelScope(shield=True):
-                await self.store.failed(
-                    delivery.seq,
-                    delivery.sink,
-                    now=self.clock(),
-                    error="sink no longer configured",
-                    retry_at=None,
-                )
+                for delivery in group:
+                    await self.store.failed(
+                        delivery.seq,
+                        name,
+                        now=self.clock(),
+                        error="sink no longer configured",
+                        retry_at=None,
+                    )
             return
         async with limiter:
+            self._sent.setdefault(name, deque()).append(self.clock())
             try:
-                await sink.send([delivery.envelope])
+                await sink.send([delivery.envelope for delivery in group])
             except DeliveryError as exc:
-                await self._failed(delivery, str(exc), exc.retryable, exc.retry_after, bound)
+                for delivery in group:
+                    await self._failed(delivery, str(exc), exc.retryable, exc.retry_after, bound)
             except Exception as exc:  # a sink bug must not silence the other sinks
                 bound.exception("sink_crashed")
-                await self._failed(delivery, f"sink error: {type(exc).__name__}", True, None, bound)
+                for delivery in group:
+                    await self._failed(
+                        delivery, f"sink error: {type(exc).__name__}", True, None, bound
+                    )
             else:
                 with anyio.CancelScope(shield=True):
-                    await self.store.delivered(delivery.seq, delivery.sink, now=self.clock())
-                bound.info("delivered", attempts=delivery.attempts + 1)
+                    for delivery in group:
+                        await self.store.delivered(delivery.seq, name, now=self.clock())
+                for delivery in group:
+                    t = delivery.envelope.transition
+                    log.info(
+                        "delivered",
+                        sink=name,
+                        transition_id=t.id,
+                        type=t.type,
+                        source=t.source,
+                        job_id=t.job_id,
+                        attempts=delivery.attempts + 1,
+                    )
 
     async def _failed(
         self,

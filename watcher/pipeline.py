@@ -105,14 +105,14 @@ class Pipeline:
             if baseline:
                 continue
             for transition in transitions:
-                routed.append(Routed(transition, self.router.sinks_for(transition)))
+                routed.append(Routed(transition, self.router.sinks_for(transition, now)))
         if cursor.retired:
             log.warning("source_answers_again", reason="the API no longer answers 410")
         new_cursor = replace(result.cursor, failing_since=None, unreachable=False)
         if cursor.unreachable and cursor.failing_since is not None:
             log.warning("source_recovered", down_seconds=round(now - cursor.failing_since))
             recovered = source_recovered(name, cursor.failing_since, now)
-            routed.append(Routed(recovered, self.router.sinks_for(recovered)))
+            routed.append(Routed(recovered, self.router.sinks_for(recovered, now)))
         # Shielded: a stop request lets the commit finish instead of rolling it back.
         with anyio.CancelScope(shield=True):
             added = await self.store.commit(name, new_cursor, snapshots, routed, now=now)
@@ -140,7 +140,7 @@ class Pipeline:
         if not cursor.unreachable and now - since >= config.unreachable_after:
             log.error("source_unreachable", since_seconds=round(now - since), error=reason)
             transition = source_unreachable(name, since, reason)
-            routed.append(Routed(transition, self.router.sinks_for(transition)))
+            routed.append(Routed(transition, self.router.sinks_for(transition, now)))
             updated = replace(updated, unreachable=True)
         if updated == cursor:
             return
@@ -159,7 +159,7 @@ class Pipeline:
             return CycleOutcome("retired")
         log.error("source_retired", route=exc.route, error=str(exc))
         transition = source_retired(name, exc.route)
-        routed = [Routed(transition, self.router.sinks_for(transition))]
+        routed = [Routed(transition, self.router.sinks_for(transition, now))]
         with anyio.CancelScope(shield=True):
             added = await self.store.commit(
                 name, replace(cursor, retired=True), [], routed, now=now

@@ -8,7 +8,8 @@ line named), never a crash at 3 a.m. ``html`` templates autoescape; ``subject`` 
 do not (the sink escapes for its own medium).
 
 Context of every template: ``transitions`` (a list of payload ``data`` dicts, each with
-``type``, ``id`` and ``timestamp`` added), ``t`` (the first of them), ``count``.
+``type``, ``id`` and ``timestamp`` added, and ``status``/``previous_status`` present, ``None``
+when the fact is not a status change), ``t`` (the first of them), ``count``.
 """
 
 from __future__ import annotations
@@ -92,8 +93,12 @@ def context(batch: Sequence[Envelope]) -> dict[str, Any]:
     items = []
     for envelope in batch:
         payload = envelope.transition.payload(envelope.detected_at)
+        # status and previous_status exist (None) on every item, so that one template
+        # serves status changes and other facts alike; a typo still fails (StrictUndefined).
         items.append(
             {
+                "status": None,
+                "previous_status": None,
                 **payload["data"],
                 "type": payload["type"],
                 "id": envelope.transition.id,

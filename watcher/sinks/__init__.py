@@ -1,1 +1,86 @@
-"""Sinks: one module per kind (webhook, console, …); they never import each other."""
+"""Sinks: one module per kind (webhook, console, slack, email, pagerduty); they never import
+each other. :func:`build_sink` makes one from its config."""
+
+from __future__ import annotations
+
+import httpx
+
+from watcher.abc import Sink, SinkState
+from watcher.config import (
+    ConsoleSinkConfig,
+    EmailSinkConfig,
+    PagerDutySinkConfig,
+    SinkConfig,
+    SlackSinkConfig,
+    WebhookSinkConfig,
+)
+from watcher.templates import MessageTemplates
+
+
+def build_sink(config: SinkConfig, client: httpx.AsyncClient, state: SinkState) -> Sink:
+    """The sink ``config`` describes; it receives the daemon's HTTP client and the store's
+    sink state, and builds neither."""
+    templates = (
+        MessageTemplates(config.name, config.templates.model_dump())
+        if config.templates is not None
+        else None
+    )
+    if isinstance(config, ConsoleSinkConfig):
+        from watcher.sinks.console import ConsoleSink
+
+        return ConsoleSink(config.name)
+    if isinstance(config, WebhookSinkConfig):
+        from watcher.sinks.webhook import WebhookSink
+
+        return WebhookSink(
+            config.name,
+            config.url.get(),
+            secret=config.secret,
+            client=client,
+            timeout=config.timeout,
+            headers=config.headers,
+        )
+    if isinstance(config, SlackSinkConfig):
+        from watcher.sinks.slack import SlackSink
+
+        return SlackSink(
+            config.name,
+            client=client,
+            webhook_url=config.webhook_url,
+            token=config.token,
+            channel=config.channel,
+            api_url=config.api_url,
+            state=state,
+            templates=templates,
+            job_url_template=config.job_url_template,
+            timeout=config.timeout,
+        )
+    if isinstance(config, EmailSinkConfig):
+        from watcher.sinks.email import EmailSink
+
+        return EmailSink(
+            config.name,
+            host=config.host,
+            port=config.port,
+            tls=config.tls,
+            sender=config.sender,
+            recipients=list(config.to),
+            username=config.username,
+            password=config.password,
+            ca_file=config.ca_file,
+            timeout=config.timeout,
+            templates=templates,
+            job_url_template=config.job_url_template,
+        )
+    assert isinstance(config, PagerDutySinkConfig)
+    from watcher.sinks.pagerduty import PagerDutySink
+
+    return PagerDutySink(
+        config.name,
+        client=client,
+        routing_key=config.routing_key,
+        url=config.url,
+        severity=config.severity or None,
+        resolve_on=config.resolve_on,
+        timeout=config.timeout,
+    )

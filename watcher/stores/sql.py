@@ -12,7 +12,15 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from watcher.abc import AlertState, Cursor, Envelope, PendingDelivery, Routed, StoreStatus
+from watcher.abc import (
+    AlertState,
+    Cursor,
+    DeliveryRow,
+    Envelope,
+    PendingDelivery,
+    Routed,
+    StoreStatus,
+)
 from watcher.diff import Snapshot
 from watcher.stores.schema import (
     alerts,
@@ -358,6 +366,45 @@ class SqlStore:
                 ),
                 {"sink": sink, "key": key[:330], "value": value[:1000], "updated_at": time.time()},
             )
+
+    async def list_deliveries(self, *, state: str | None, limit: int) -> list[DeliveryRow]:
+        """Deliveries, newest first, optionally of one state (pending, delivered, dead)."""
+        query = (
+            sa.select(
+                deliveries,
+                transitions.c.id.label("transition_id"),
+                transitions.c.type,
+                transitions.c.source,
+                transitions.c.job_id,
+            )
+            .join(transitions, transitions.c.seq == deliveries.c.seq)
+            .order_by(deliveries.c.seq.desc(), deliveries.c.sink)
+            .limit(limit)
+        )
+        if state is not None:
+            query = query.where(deliveries.c.state == state)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [
+            DeliveryRow(
+                transition_id=row.transition_id, type=row.type, source=row.source,
+                job_id=row.job_id, sink=row.sink, state=row.state, attempts=row.attempts,
+                next_attempt_at=row.next_attempt_at, created_at=row.created_at,
+                updated_at=row.updated_at, last_error=row.last_error,
+            )
+            for row in rows
+        ]  # fmt: skip
+
+    async def retry_dead(self, transition_id: str | None, *, now: float) -> int:
+        """Put dead-lettered deliveries (of one transition, or all) back in the queue, with a
+        fresh max age. Returns how many."""
+        stmt = sa.update(deliveries).where(deliveries.c.state == DEAD)
+        if transition_id is not None:
+            seqs = sa.select(transitions.c.seq).where(transitions.c.id == transition_id)
+            stmt = stmt.where(deliveries.c.seq.in_(seqs.scalar_subquery()))
+        stmt = stmt.values(state=PENDING, next_attempt_at=now, created_at=now, updated_at=now)
+        async with self._write, self.engine.begin() as conn:
+            return (await conn.execute(stmt)).rowcount or 0
 
     async def status(self) -> StoreStatus:
         out = StoreStatus()
