@@ -1,0 +1,432 @@
+"""A fake Slack for the tests and ``watcher demo``: incoming webhooks and ``chat.postMessage``.
+
+It checks what real Slack checks (and a little more, so that a sink's mistakes show):
+
+- ``POST /hooks/{anything}``: an incoming webhook. The body must be a JSON object with a
+  non-empty ``text`` or ``blocks`` (``no_text``; not JSON: ``invalid_payload``); at most 50
+  blocks, header text at most 150 characters, section text at most 3000, at most 10
+  fields of at most 2000 (``invalid_blocks``); ``text`` at most 4000 (``msg_too_long``:
+  Slack itself truncates at 40,000 but advises 4,000). Errors are plain-text bodies with
+  Slack's strings and statuses. At most one message per second per hook, else 429 with
+  ``Retry-After: 1``.
+- ``POST /api/chat.postMessage``: the Web API. ``Authorization: Bearer <token>``
+  (``not_authed`` / ``invalid_auth``), a known ``channel`` (``channel_not_found``), not
+  archived (``is_archived``), the same payload checks, a ``thread_ts`` naming a message of
+  the channel (``thread_not_found``). Answers HTTP 200 ``{"ok": true, "ts", "channel"}``
+  with increasing ``ts``, or ``{"ok": false, "error"}``.
+- ``GET /_received``: what was accepted, as JSON (for a demo in another process).
+
+In-process::
+
+    slack = FakeSlack(token="xoxb-test", channels=["C-ALERTS"])
+    async with serve_app(slack.app) as url:
+        ...  # webhook_url=f"{url}/hooks/T0/B0/xyz", api_url=f"{url}/api"
+        slack.archive("C-ALERTS"); slack.fail_next(1, status=503, error="service_unavailable")
+        await slack.wait_for(lambda got: len(got) >= 2)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl
+
+import anyio
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+MAX_BLOCKS = 50
+MAX_HEADER = 150
+MAX_SECTION = 3000
+MAX_FIELDS = 10
+MAX_FIELD = 2000
+MAX_TEXT = 4000
+MAX_CONTEXT_ELEMENTS = 10
+_BLOCK_TYPES = frozenset(
+    {"header", "section", "context", "divider", "actions", "image", "rich_text", "input", "file"}
+)
+
+
+class PayloadError(ValueError):
+    """A payload Slack would refuse; ``str()`` is Slack's error string."""
+
+
+@dataclass
+class SlackMessage:
+    """One accepted message."""
+
+    via: str  # "webhook" or "api"
+    target: str  # the hook path after /hooks/, or the channel
+    payload: dict[str, Any]
+    body: bytes
+    ts: str
+    received_at: float
+    thread_ts: str | None = None
+    reply_broadcast: bool = False
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def text(self) -> str:
+        value = self.payload.get("text")
+        return value if isinstance(value, str) else ""
+
+    @property
+    def blocks(self) -> list[dict[str, Any]]:
+        value = self.payload.get("blocks")
+        return value if isinstance(value, list) else []
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "via": self.via,
+            "target": self.target,
+            "ts": self.ts,
+            "thread_ts": self.thread_ts,
+            "reply_broadcast": self.reply_broadcast,
+            "received_at": self.received_at,
+            "payload": self.payload,
+        }
+
+
+@dataclass
+class Rejected:
+    """One refused request: the HTTP status and Slack's error string."""
+
+    via: str
+    target: str
+    status: int
+    error: str
+    body: bytes
+
+
+def _text_of(obj: Any, *, limit: int, plain_only: bool = False) -> str:
+    if not isinstance(obj, Mapping) or obj.get("type") not in ("plain_text", "mrkdwn"):
+        raise PayloadError("invalid_blocks")
+    if plain_only and obj.get("type") != "plain_text":
+        raise PayloadError("invalid_blocks")
+    text = obj.get("text")
+    if not isinstance(text, str) or not text or len(text) > limit:
+        raise PayloadError("invalid_blocks")
+    return text
+
+
+def validate(payload: Any) -> None:
+    """Raise :class:`PayloadError` (Slack's string) if Slack would refuse ``payload``."""
+    if not isinstance(payload, Mapping):
+        raise PayloadError("invalid_payload")
+    text = payload.get("text")
+    blocks = payload.get("blocks")
+    if text is not None and not isinstance(text, str):
+        raise PayloadError("invalid_payload")
+    if blocks is not None:
+        if not isinstance(blocks, list) or len(blocks) > MAX_BLOCKS:
+            raise PayloadError("invalid_blocks")
+        for block in blocks:
+            _validate_block(block)
+    if not (text and text.strip()) and not blocks:
+        raise PayloadError("no_text")
+    if text is not None and len(text) > MAX_TEXT:
+        raise PayloadError("msg_too_long")
+
+
+def _validate_block(block: Any) -> None:
+    if not isinstance(block, Mapping) or block.get("type") not in _BLOCK_TYPES:
+        raise PayloadError("invalid_blocks")
+    kind = block["type"]
+    block_id = block.get("block_id")
+    if block_id is not None and (not isinstance(block_id, str) or len(block_id) > 255):
+        raise PayloadError("invalid_blocks")
+    if kind == "header":
+        _text_of(block.get("text"), limit=MAX_HEADER, plain_only=True)
+    elif kind == "section":
+        fields = block.get("fields")
+        if "text" in block:
+            _text_of(block["text"], limit=MAX_SECTION)
+        if fields is not None:
+            if not isinstance(fields, list) or not fields or len(fields) > MAX_FIELDS:
+                raise PayloadError("invalid_blocks")
+            for item in fields:
+                _text_of(item, limit=MAX_FIELD)
+        if "text" not in block and fields is None:
+            raise PayloadError("invalid_blocks")
+    elif kind == "context":
+        elements = block.get("elements")
+        if not isinstance(elements, list) or not 1 <= len(elements) <= MAX_CONTEXT_ELEMENTS:
+            raise PayloadError("invalid_blocks")
+        for element in elements:
+            if isinstance(element, Mapping) and element.get("type") == "image":
+                continue
+            _text_of(element, limit=MAX_SECTION)
+
+
+class FakeSlack:
+    """Records what a sink sends and answers like Slack (see the module doc).
+
+    ``clock`` (seconds) drives the one-message-per-second limit of webhooks, so that tests
+    can move time instead of sleeping. ``api_interval`` rate-limits ``chat.postMessage`` per
+    channel the same way (``None``: no limit). Waiting helpers use anyio events, so they
+    must run in the event loop serving ``app``.
+    """
+
+    def __init__(
+        self,
+        *,
+        token: str = "xoxb-fake-token",  # noqa: S107 - the fake's own test token
+        channels: Iterable[str] = ("C-ALERTS",),
+        webhook_interval: float = 1.0,
+        api_interval: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.token = token
+        self._initial_channels = frozenset(channels)
+        self.channels: set[str] = set(channels)
+        self.archived: set[str] = set()
+        self.webhook_interval = webhook_interval
+        self.api_interval = api_interval
+        self.clock = clock
+        self.messages: list[SlackMessage] = []
+        self.rejected: list[Rejected] = []
+        self.requests = 0
+        self._broken_hooks: dict[str, tuple[int, str]] = {}
+        self._last: dict[tuple[str, str], float] = {}
+        self._fail: list[tuple[int, str, str | None]] = []
+        self._seq = 0
+        self._changed = anyio.Event()
+        self.app = Starlette(
+            routes=[
+                Route("/hooks/{hook:path}", self._webhook, methods=["POST"]),
+                Route("/api/chat.postMessage", self._post_message, methods=["POST"]),
+                Route("/_received", self._list, methods=["GET"]),
+            ]
+        )
+
+    # -- in-process API ------------------------------------------------------------------
+
+    def webhook_messages(self, hook: str | None = None) -> list[SlackMessage]:
+        """Messages accepted through incoming webhooks (of ``hook`` when given)."""
+        return [
+            m
+            for m in self.messages
+            if m.via == "webhook" and (hook is None or m.target == hook.strip("/"))
+        ]
+
+    def channel_messages(self, channel: str | None = None) -> list[SlackMessage]:
+        """Messages accepted by ``chat.postMessage`` (in ``channel`` when given)."""
+        return [
+            m for m in self.messages if m.via == "api" and (channel is None or m.target == channel)
+        ]
+
+    def thread(self, ts: str) -> list[SlackMessage]:
+        """The message ``ts`` and its replies, in order."""
+        return [m for m in self.messages if m.ts == ts or m.thread_ts == ts]
+
+    def add_channel(self, channel: str) -> None:
+        self.channels.add(channel)
+
+    def archive(self, channel: str) -> None:
+        """``chat.postMessage`` to ``channel`` now answers ``is_archived``."""
+        self.archived.add(channel)
+
+    def unarchive(self, channel: str) -> None:
+        self.archived.discard(channel)
+
+    def break_hook(self, hook: str, status: int = 404, error: str = "no_service") -> None:
+        """Answer every message to ``hook`` with ``status`` and ``error`` (e.g. 410
+        ``channel_is_archived``, 403 ``action_prohibited``, 403 ``invalid_token``)."""
+        self._broken_hooks[hook.strip("/")] = (status, error)
+
+    def repair_hook(self, hook: str) -> None:
+        self._broken_hooks.pop(hook.strip("/"), None)
+
+    def fail_next(
+        self,
+        n: int = 1,
+        *,
+        status: int = 500,
+        error: str = "internal_error",
+        retry_after: float | str | None = None,
+    ) -> None:
+        """Refuse the next ``n`` requests (either endpoint) with ``status`` and ``error``.
+
+        Webhooks answer ``error`` as the plain-text body; the API answers
+        ``{"ok": false, "error"}`` (use ``status=200`` for Slack's usual way)."""
+        if n < 0 or not 100 <= status <= 599:
+            raise ValueError("fail_next needs n >= 0 and an HTTP status code")
+        after = None if retry_after is None else str(retry_after)
+        self._fail = [(status, error, after)] * n
+
+    def clear(self) -> None:
+        """Forget what was received (channels and behaviour controls stay)."""
+        self.messages.clear()
+        self.rejected.clear()
+        self._notify()
+
+    def reset(self, *, clock: Callable[[], float] | None = None) -> None:
+        """Back to as constructed: nothing received, channels as given, no failure planned,
+        no rate-limit memory (and a new ``clock`` when given)."""
+        self.clear()
+        self.channels = set(self._initial_channels)
+        self.archived.clear()
+        self._broken_hooks.clear()
+        self._last.clear()
+        self._fail.clear()
+        self.requests = 0
+        if clock is not None:
+            self.clock = clock
+
+    async def wait_for(
+        self,
+        predicate: Callable[[Sequence[SlackMessage]], bool],
+        timeout: float = 10.0,  # noqa: ASYNC109 - tests read better with the bound inline
+    ) -> list[SlackMessage]:
+        """Wait until ``predicate(messages)`` holds; ``TimeoutError`` after ``timeout``."""
+        with anyio.fail_after(timeout):
+            while not predicate(self.messages):
+                await self._changed.wait()
+        return list(self.messages)
+
+    def _notify(self) -> None:
+        changed, self._changed = self._changed, anyio.Event()
+        changed.set()
+
+    def _next_ts(self) -> str:
+        self._seq += 1
+        return f"{1_700_000_000 + self._seq}.{self._seq:06d}"
+
+    def _limited(self, key: tuple[str, str], interval: float | None) -> float | None:
+        """Seconds to wait if ``key`` sent less than ``interval`` ago, else ``None``."""
+        if interval is None or interval <= 0:
+            return None
+        now = self.clock()
+        last = self._last.get(key)
+        if last is not None and now - last < interval:
+            return interval - (now - last)
+        return None
+
+    def _reject(self, via: str, target: str, status: int, error: str, body: bytes) -> None:
+        self.rejected.append(Rejected(via, target, status, error, body))
+        self._notify()
+
+    # -- HTTP ----------------------------------------------------------------------------
+
+    async def _webhook(self, request: Request) -> Response:
+        hook = str(request.path_params["hook"]).strip("/")
+        body = await request.body()
+        self.requests += 1
+        if self._fail:
+            status, error, after = self._fail.pop(0)
+            self._reject("webhook", hook, status, error, body)
+            headers = {"retry-after": after} if after is not None else None
+            return PlainTextResponse(error, status_code=status, headers=headers)
+        if hook in self._broken_hooks:
+            status, error = self._broken_hooks[hook]
+            self._reject("webhook", hook, status, error, body)
+            return PlainTextResponse(error, status_code=status)
+        wait = self._limited(("webhook", hook), self.webhook_interval)
+        if wait is not None:
+            self._reject("webhook", hook, 429, "rate_limited", body)
+            return PlainTextResponse(
+                "rate_limited", status_code=429, headers={"retry-after": str(math.ceil(wait))}
+            )
+        try:
+            payload = json.loads(body)
+            validate(payload)
+        except PayloadError as exc:
+            self._reject("webhook", hook, 400, str(exc), body)
+            return PlainTextResponse(str(exc), status_code=400)
+        except (ValueError, UnicodeDecodeError):
+            self._reject("webhook", hook, 400, "invalid_payload", body)
+            return PlainTextResponse("invalid_payload", status_code=400)
+        self._last[("webhook", hook)] = self.clock()
+        self.messages.append(
+            SlackMessage(
+                via="webhook",
+                target=hook,
+                payload=payload,
+                body=body,
+                ts=self._next_ts(),
+                received_at=time.time(),
+                headers={k.lower(): v for k, v in request.headers.items()},
+            )
+        )
+        self._notify()
+        return PlainTextResponse("ok")
+
+    async def _post_message(self, request: Request) -> Response:
+        body = await request.body()
+        self.requests += 1
+        headers = {k.lower(): v for k, v in request.headers.items()}
+
+        def refuse(error: str, status: int = 200, extra: dict[str, str] | None = None) -> Response:
+            self._reject("api", str(channel or ""), status, error, body)
+            return JSONResponse({"ok": False, "error": error}, status_code=status, headers=extra)
+
+        channel: Any = None
+        payload: Any
+        try:
+            if headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+                payload = dict(parse_qsl(body.decode("utf-8")))
+                if isinstance(payload.get("blocks"), str):
+                    payload["blocks"] = json.loads(payload["blocks"])
+            else:
+                payload = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            return refuse("invalid_json")
+        if not isinstance(payload, dict):
+            return refuse("json_not_object")
+        channel = payload.get("channel")
+        if self._fail:
+            status, error, after = self._fail.pop(0)
+            return refuse(error, status, {"retry-after": after} if after is not None else None)
+        auth = headers.get("authorization", "")
+        if not auth:
+            return refuse("not_authed")
+        if auth != f"Bearer {self.token}":
+            return refuse("invalid_auth")
+        if not isinstance(channel, str) or channel not in self.channels:
+            return refuse("channel_not_found")
+        if channel in self.archived:
+            return refuse("is_archived")
+        wait = self._limited(("api", channel), self.api_interval)
+        if wait is not None:
+            return refuse("ratelimited", 429, {"retry-after": str(math.ceil(wait))})
+        try:
+            validate(payload)
+        except PayloadError as exc:
+            return refuse(str(exc))
+        thread_ts = payload.get("thread_ts")
+        if thread_ts is not None:
+            thread_ts = str(thread_ts)
+            known = any(
+                m.ts == thread_ts and m.via == "api" and m.target == channel for m in self.messages
+            )
+            if not known:
+                return refuse("thread_not_found")
+        broadcast = payload.get("reply_broadcast") in (True, "true", "1")
+        self._last[("api", channel)] = self.clock()
+        ts = self._next_ts()
+        self.messages.append(
+            SlackMessage(
+                via="api",
+                target=channel,
+                payload=payload,
+                body=body,
+                ts=ts,
+                received_at=time.time(),
+                thread_ts=thread_ts,
+                reply_broadcast=bool(broadcast and thread_ts is not None),
+                headers=headers,
+            )
+        )
+        self._notify()
+        answer: dict[str, Any] = {"ok": True, "channel": channel, "ts": ts}
+        answer["message"] = {"type": "message", "text": payload.get("text"), "ts": ts}
+        return JSONResponse(answer)
+
+    async def _list(self, request: Request) -> Response:
+        return JSONResponse([m.to_json() for m in self.messages])
