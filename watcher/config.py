@@ -85,7 +85,17 @@ def parse_duration(value: Any) -> float:
     return seconds
 
 
+def parse_wait(value: Any) -> float:
+    """A duration that may be zero (``0``, ``0s``): no wait at all."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and value == 0:
+        return 0.0
+    if isinstance(value, str) and value.strip() in ("0", "0s", "0ms"):
+        return 0.0
+    return parse_duration(value)
+
+
 Duration = Annotated[float, BeforeValidator(parse_duration)]
+Wait = Annotated[float, BeforeValidator(parse_wait)]
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
 
 
@@ -162,7 +172,7 @@ class _SinkConfig(_Model):
     name: Name
     # Transitions that arrive within group_wait of the first go out as one message (up to
     # group_max); past max_per_minute messages, the rest waits and joins the next message.
-    group_wait: Duration | None = None  # default per kind
+    group_wait: Wait | None = None  # default per kind
     group_max: Annotated[int, Field(ge=1, le=1000)] | None = None
     max_per_minute: Annotated[int, Field(ge=1)] | None = None
     templates: TemplatesConfig | None = None

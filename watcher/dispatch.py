@@ -105,10 +105,20 @@ class Dispatcher:
         return sum(len(group) for _, groups in plans for group in groups)
 
     async def _deliver_sink(self, name: str, groups: list[list[PendingDelivery]]) -> None:
+        policy = self.policies.get(name, SinkPolicy())
         limiter = anyio.CapacityLimiter(self.config.concurrency)
-        async with anyio.create_task_group() as tg:
-            for group in groups:
-                tg.start_soon(self._deliver, name, group, limiter)
+        if policy.max_per_minute is None:
+            async with anyio.create_task_group() as tg:
+                for group in groups:
+                    tg.start_soon(self._deliver, name, group, limiter)
+            return
+        # A rate-limited sink gets its messages one by one, evenly spaced (Slack: 1/s).
+        spacing = 60.0 / policy.max_per_minute
+        for group in groups:
+            sent = self._sent.get(name)
+            if sent:
+                await anyio.sleep(max(0.0, sent[-1] + spacing - self.clock()))
+            await self._deliver(name, group, limiter)
 
     async def _deliver(
         self, name: str, group: list[PendingDelivery], limiter: anyio.CapacityLimiter

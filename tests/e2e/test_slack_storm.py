@@ -1,0 +1,106 @@
+"""Slack through the real wire: a storm, hostile values, threads across restarts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from watcher.config import Config, validate_config
+from watcher.daemon import Watcher
+from watcher.httpserver import serve_app
+from watcher.simulator import JobSpec, RunningSimulator, simulator
+from watcher.sinks.slackfake import FakeSlack
+
+pytestmark = pytest.mark.e2e
+
+
+def slack_config(sim: RunningSimulator, tmp_path: Path, sink: dict[str, Any]) -> Config:
+    raw: dict[str, Any] = {
+        "sources": [
+            {
+                "name": "ft",
+                "kind": "mistral-fine-tuning",
+                "base_url": sim.base_url,
+                "api_key": sim.api_key,
+                "track_checkpoints": False,
+            }
+        ],
+        "state": {"url": f"sqlite:///{tmp_path}/state.db"},
+        "sinks": [{"name": "slack", "kind": "slack", **sink}],
+        "routes": [{"match": {"status": ["FAILED"]}, "sinks": ["slack"]}],
+    }
+    return validate_config(raw, env={})
+
+
+async def test_storm_of_200_failures(tmp_path: Path) -> None:
+    """200 simultaneous failures yield at most 10 Slack messages, within Slack's 1 message
+    per second, that together name all 200 jobs; a hostile suffix arrives escaped."""
+    fake = FakeSlack()
+    async with serve_app(fake.app) as slack_url, simulator() as sim:
+        ids = [
+            sim.sim.create(
+                JobSpec(status="RUNNING", frozen=True, suffix="<!channel> <@U123> & <script>")
+            ).id
+            for _ in range(200)
+        ]
+        config = slack_config(
+            sim, tmp_path, {"webhook_url": f"{slack_url}/hooks/T0/B0/secret", "group_wait": "500ms"}
+        )
+        async with Watcher(config) as watcher:
+            await watcher.once()  # baseline
+            for job_id in ids:
+                sim.sim.set_status(job_id, "FAILED")
+            stop = anyio.Event()
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(lambda: watcher.serve(until=stop))
+
+                def named() -> set[str]:
+                    text = json.dumps([m.payload for m in fake.webhook_messages()])
+                    return {i for i in ids if i in text}
+
+                with anyio.fail_after(60):
+                    while len(named()) < 200:  # noqa: ASYNC110 (watching another party)
+                        await anyio.sleep(0.2)
+                stop.set()
+    messages = fake.webhook_messages()
+    assert len(messages) <= 10
+    # Paced by the dispatcher: no payload refused as invalid; any refusal is a rate limit.
+    assert set() == {r.status for r in fake.rejected} - {429}
+    raw = json.dumps([m.payload for m in messages])
+    assert "<!channel>" not in raw and "<@U123>" not in raw and "<script>" not in raw
+    assert "&lt;!channel&gt;" in raw
+
+
+async def test_bot_threads_survive_a_restart(tmp_path: Path) -> None:
+    """In bot mode the messages of one job share a thread, also across a watcher restart."""
+    fake = FakeSlack(api_interval=None)
+    async with serve_app(fake.app) as slack_url, simulator() as sim:
+        job = sim.sim.create(JobSpec(status="QUEUED", frozen=True))
+        config = slack_config(
+            sim,
+            tmp_path,
+            {
+                "token": "xoxb-fake-token",
+                "channel": "C-ALERTS",
+                "api_url": f"{slack_url}/api",
+                "group_wait": "0s",
+            },
+        )
+        config = config.model_copy(update={"routes": None})
+        async with Watcher(config) as watcher:
+            await watcher.once()
+            sim.sim.set_status(job.id, "RUNNING")
+            await watcher.once()
+        async with Watcher(config) as watcher:  # restart
+            sim.sim.set_status(job.id, "FAILED")
+            await watcher.once()
+    posted = fake.channel_messages("C-ALERTS")
+    assert 2 == len(posted)
+    first, second = posted
+    assert first.thread_ts is None
+    assert first.ts == second.thread_ts
+    assert second.reply_broadcast is True
