@@ -303,6 +303,9 @@ class EmailSinkConfig(_SinkConfig):
     def _auth(self) -> Self:
         if (self.username is None) != (self.password is None):
             raise ValueError("username and password go together")
+        loopback = self.host in ("localhost", "::1") or self.host.startswith("127.")
+        if self.password is not None and self.tls == "none" and not loopback:
+            raise ValueError("a password is never sent in plaintext: use tls: starttls or tls")
         return self
 
 
