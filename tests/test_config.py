@@ -244,9 +244,13 @@ def test_bad_durations(text: object) -> None:
 def test_example_config_is_valid(tmp_path: Path) -> None:
     """The documented example in config/ loads (with its variables defined)."""
     example = Path(__file__).parent.parent / "config" / "watcher.example.yaml"
-    env = {"MISTRAL_API_KEY": "k", "WEBHOOK_SECRET": SECRET, "STATE_DIR": str(tmp_path),
-           "SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T/B/x",
-           "PAGERDUTY_ROUTING_KEY": "R0123456789"}
+    env = {
+        "MISTRAL_API_KEY": "k",
+        "WEBHOOK_SECRET": SECRET,
+        "STATE_DIR": str(tmp_path),
+        "SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T/B/x",
+        "PAGERDUTY_ROUTING_KEY": "R0123456789",
+    }
     (tmp_path / "smtp_password").write_text("hunter2\n")
     config = load_config(example, env=env)
     assert config.sources
