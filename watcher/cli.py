@@ -39,6 +39,32 @@ def _load(args: argparse.Namespace) -> Config | None:
         return None
 
 
+def secrets_of(config: object) -> list[str]:
+    """Every secret value in the config (API keys, webhook secrets, URLs, tokens, passwords),
+    for the log redactor."""
+    from pydantic import BaseModel
+
+    from watcher.secrets import Secret
+
+    found: list[str] = []
+
+    def walk(node: object) -> None:
+        if isinstance(node, Secret):
+            found.append(node.get())
+        elif isinstance(node, BaseModel):
+            for name in type(node).model_fields:
+                walk(getattr(node, name))
+        elif isinstance(node, list | tuple):
+            for item in node:
+                walk(item)
+        elif isinstance(node, dict):
+            for item in node.values():
+                walk(item)
+
+    walk(config)
+    return found
+
+
 def dispatch(args: argparse.Namespace) -> int:
     command: str = args.command
     if command == "simulate":
@@ -58,7 +84,7 @@ def dispatch(args: argparse.Namespace) -> int:
         return explain_routes(config, args.transition)
     if command == "render":
         return render(config, args.sink, args.sample)
-    configure(config.logging.level, config.logging.format)
+    configure(config.logging.level, config.logging.format, secrets=secrets_of(config))
     try:
         if command == "test-sink":
             return anyio.run(_test_sink, config, args.sink)

@@ -1,17 +1,21 @@
-"""structlog set up once: JSON off a terminal, a console renderer on one; stderr only
-(stdout belongs to the console sink)."""
+"""structlog set up once: JSON lines off a terminal, a console renderer on one; stderr only
+(stdout belongs to the console sink). The standard library's loggers (httpx, apscheduler,
+uvicorn, aiosqlite) go through the same processors, so every line has the same shape, and a
+redaction processor replaces any configured secret that would slip into a line."""
 
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
-from collections.abc import MutableMapping
+from collections.abc import Iterable, MutableMapping
 from typing import Any, Literal
 
 import structlog
 
 _CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+MIN_SECRET = 6  # shorter values would redact ordinary words
 
 
 def _escape(match: re.Match[str]) -> str:
@@ -27,6 +31,28 @@ def _printable(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> Mutable
     return event_dict
 
 
+class Redactor:
+    """Replaces every configured secret found in a line's string values by ``<secret>``."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        found = sorted({s for s in secrets if len(s) >= MIN_SECRET}, key=len, reverse=True)
+        self._pattern = re.compile("|".join(map(re.escape, found))) if found else None
+
+    def __call__(
+        self, _: Any, __: str, event_dict: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
+        if self._pattern is None:
+            return event_dict
+        for key, value in event_dict.items():
+            if isinstance(value, str):
+                event_dict[key] = self._pattern.sub("<secret>", value)
+            elif not isinstance(value, int | float | bool | type(None)):
+                text = str(value)
+                if self._pattern.search(text):
+                    event_dict[key] = self._pattern.sub("<secret>", text)
+        return event_dict
+
+
 _LEVELS = {
     "debug": logging.DEBUG,
     "info": logging.INFO,
@@ -35,7 +61,16 @@ _LEVELS = {
 }
 
 
-def configure(level: str = "info", fmt: Literal["auto", "json", "console"] = "auto") -> None:
+def configure(
+    level: str = "info",
+    fmt: Literal["auto", "json", "console"] = "auto",
+    *,
+    secrets: Iterable[str] = (),
+) -> None:
+    """Configure structlog and the standard library's logging. ``WATCHER_LOG_LEVEL`` in the
+    environment overrides ``level``."""
+    level = os.environ.get("WATCHER_LOG_LEVEL", level).lower()
+    threshold = _LEVELS.get(level, logging.INFO)
     stream = sys.stderr
     use_console = fmt == "console" or (fmt == "auto" and stream.isatty())
     renderer: structlog.typing.Processor = (
@@ -43,26 +78,31 @@ def configure(level: str = "info", fmt: Literal["auto", "json", "console"] = "au
         if use_console
         else structlog.processors.JSONRenderer()
     )
+    shared: list[structlog.typing.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.format_exc_info,
+        Redactor(secrets),
+        *([_printable] if use_console else []),
+    ]
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            *([_printable] if use_console else []),
-            renderer,
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(_LEVELS.get(level, logging.INFO)),
+        processors=[*shared, renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(threshold),
         logger_factory=structlog.PrintLoggerFactory(stream),
         cache_logger_on_first_use=False,
     )
-    # Libraries log through the standard library: warnings and worse only. httpx and
-    # httpcore would print request lines at debug level, which we never want.
-    logging.basicConfig(
-        level=logging.WARNING,
-        stream=stream,
-        format="%(levelname)s %(name)s: %(message)s",
-        force=True,
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        )
     )
-    for noisy in ("httpx", "httpcore", "apscheduler", "uvicorn", "aiosqlite"):
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(max(threshold, logging.INFO))
+    # Libraries speak at warning and worse only: httpx and httpcore would print every
+    # request line at debug level, apscheduler every run at info.
+    for noisy in ("httpx", "httpcore", "apscheduler", "uvicorn", "aiosqlite", "asyncio"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
