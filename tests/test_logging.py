@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,18 @@ def test_redactor_replaces_secrets_anywhere() -> None:
     )
 
 
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """The test reconfigures process-wide logging: put everything back afterwards."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    structlog.reset_defaults()
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+@pytest.mark.usefixtures("restore_logging")
 def test_every_line_is_json_with_bound_fields_and_no_secret(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
@@ -68,7 +81,7 @@ def test_every_line_is_json_with_bound_fields_and_no_secret(
             "delivered", sink="h", transition_id="wt_1", url="https://h.example/x?t=TOKEN-SECRET-2"
         )
     logging.getLogger("apscheduler").warning("job missed by %s", "sk-SECRET-KEY-1")
-    logging.getLogger("uvicorn").error("boom")
+    logging.getLogger("watcher.some.library").error("boom")
     text = capsys.readouterr().err
     lines = [json.loads(line) for line in text.splitlines()]
     assert 4 == len(lines)
@@ -76,7 +89,6 @@ def test_every_line_is_json_with_bound_fields_and_no_secret(
         assert {"timestamp", "level", "event"} <= set(line)
     assert {"source": "ft", "job_id": "j1"} == {k: lines[0][k] for k in ("source", "job_id")}
     assert ("wt_1", "h") == (lines[1]["transition_id"], lines[1]["sink"])
-    assert "apscheduler" == lines[2]["logger"]
+    assert ["apscheduler", "watcher.some.library"] == [line["logger"] for line in lines[2:]]
     for secret in ("sk-SECRET-KEY-1", "TOKEN-SECRET-2", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"):
         assert secret not in text
-    configure("info", "json")

@@ -42,8 +42,15 @@ def base_url(sock: socket.socket) -> str:
 async def serve_app(app: Any, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[str]:
     """Run ``app`` until the block exits; yields its base URL (``http://127.0.0.1:PORT``)."""
     sock = bind(host, port)
+    # log_config=None: uvicorn leaves logging alone, so its lines go through watcher's own
+    # pipeline (one JSON shape, secrets redacted) instead of handlers of its own.
     config = uvicorn.Config(
-        app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=5
+        app,
+        log_level="warning",
+        log_config=None,
+        access_log=False,
+        lifespan="off",
+        timeout_graceful_shutdown=5,
     )
     server = _Server(config)
     try:
