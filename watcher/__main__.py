@@ -49,6 +49,9 @@ def _parser() -> argparse.ArgumentParser:
         help="a webhook payload or transition, as a file or inline JSON",
     )
 
+    schema = sub.add_parser("schema", help="JSON Schema of the config file or of the events")
+    schema.add_argument("what", choices=["config", "events"])
+
     sim = sub.add_parser("simulate", help="the built-in Mistral API simulator alone")
     sim.add_argument("--host", default="127.0.0.1")
     sim.add_argument("--port", type=int, default=8765)

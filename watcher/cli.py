@@ -69,6 +69,14 @@ def dispatch(args: argparse.Namespace) -> int:
     command: str = args.command
     if command == "simulate":
         return simulate(args)
+    if command == "schema":
+        import json
+
+        from watcher.schema import config_schema, events_schema
+
+        chosen = config_schema() if args.what == "config" else events_schema()
+        print(json.dumps(chosen, indent=2, sort_keys=True))
+        return EXIT_OK
     if command == "demo":
         from watcher.demo import run_demo
 

@@ -22,6 +22,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -94,8 +95,19 @@ def parse_wait(value: Any) -> float:
     return parse_duration(value)
 
 
-Duration = Annotated[float, BeforeValidator(parse_duration)]
-Wait = Annotated[float, BeforeValidator(parse_wait)]
+_DURATION_SCHEMA = {
+    "anyOf": [
+        {"type": "number", "exclusiveMinimum": 0},
+        {"type": "string", "pattern": r"^(\d+(\.\d+)?(ms|s|m|h|d))+$|^\d+(\.\d+)?$"},
+    ],
+    "description": "seconds, or a duration such as 250ms, 30s, 5m, 1h30m, 2d",
+}
+Duration = Annotated[
+    float, BeforeValidator(parse_duration), WithJsonSchema(_DURATION_SCHEMA, mode="validation")
+]
+Wait = Annotated[
+    float, BeforeValidator(parse_wait), WithJsonSchema(_DURATION_SCHEMA, mode="validation")
+]
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
 
 
