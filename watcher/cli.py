@@ -130,6 +130,11 @@ async def _once(config: Config) -> int:
 
 
 async def _status(config: Config) -> int:
+    """``watcher status``: sources, tracked jobs by status, deliveries. Reads the store the
+    daemon uses (SQLite in WAL mode: safe while it runs)."""
+    from rich.console import Console
+    from rich.table import Table
+
     from watcher.stores import open_store
 
     store = open_store(config.state.url)
@@ -139,19 +144,36 @@ async def _status(config: Config) -> int:
     finally:
         await store.aclose()
     now = time.time()
+    console = Console(highlight=False, soft_wrap=True)
+    sources = Table(title="sources", title_justify="left")
+    for column in ("source", "kind", "interval", "last poll", "state", "jobs by status"):
+        sources.add_column(column)
     for source in config.sources:
         jobs = status.jobs_by_source.get(source.name, {})
         last = status.last_poll_at.get(source.name)
         cursor = status.cursors.get(source.name)
-        ago = f"{now - last:.0f}s ago" if last else "never"
-        retired = " (retired: 410 Gone)" if cursor and cursor.retired else ""
-        print(f"source {source.name}: {sum(jobs.values())} jobs tracked, last poll {ago}{retired}")
-        for name, count in sorted(jobs.items()):
-            print(f"  {name}: {count}")
+        state = "ok"
+        if cursor is not None and cursor.retired:
+            state = "retired (410 Gone)"
+        elif cursor is not None and cursor.failing_since is not None:
+            state = f"failing for {now - cursor.failing_since:.0f}s"
+        elif not last:
+            state = "never polled"
+        by_status = ", ".join(f"{name} {count}" for name, count in sorted(jobs.items())) or "-"
+        sources.add_row(
+            source.name,
+            source.kind,
+            f"{source.interval:g}s",
+            f"{now - last:.0f}s ago" if last else "never",
+            state,
+            f"{sum(jobs.values())}: {by_status}" if jobs else "0",
+        )
+    console.print(sources)
     oldest = f", oldest {now - status.oldest_pending_at:.0f}s" if status.oldest_pending_at else ""
-    print(
+    console.print(
         f"deliveries: {status.pending} pending{oldest}, {status.dead} dead, "
         f"{status.delivered} delivered"
+        + ("  (see: watcher deliveries --state dead)" if status.dead else "")
     )
     return EXIT_OK
 

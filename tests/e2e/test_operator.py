@@ -155,6 +155,9 @@ async def test_dead_letters_listed_and_retried(tmp_path: Path) -> None:
         assert 0 == (await run("once", "-c", str(config))).returncode
         dead = await run("deliveries", "-c", str(config), "--state", "dead")
         assert "hooks" in dead.stdout and "HTTP 400" in dead.stdout
+        status = await run("status", "-c", str(config))
+        assert "0 pending, 1 dead, 0 delivered" in status.stdout
+        assert "QUEUED 1" in status.stdout
         assert 1 == (await run("test-sink", "-c", str(config), "hooks")).returncode
         receiver.fail_next(0)
         test = await run("test-sink", "-c", str(config), "hooks")
