@@ -22,6 +22,7 @@ class Cursor:
     watermark: int | None = None  # newest created_at seen (server time, Unix seconds)
     last_full_sync: float | None = None  # local time of the last full listing
     baseline_done: bool = False  # the first poll has happened (silently or not)
+    baseline_at: float | None = None  # local time of that first poll, when it was silent
     retired: bool = False  # the API answered 410 Gone
     failing_since: float | None = None  # local time of the first failed cycle in a row
     unreachable: bool = False  # watcher.source.unreachable was reported for that failure

@@ -73,7 +73,7 @@ class Alerting:
         source, _ = self.sources[name]
         prefix = source.kind.prefix
         cursor = await self.store.load_cursor(name)
-        if cursor.failing_since is not None:
+        if cursor.failing_since is not None or cursor.retired:
             return 0  # stale data: held back while the source cannot be polled
         now = self.clock()
         active = await self.store.active_snapshots(name)
@@ -90,6 +90,12 @@ class Alerting:
             rule = condition.rule
             kind = f"{prefix}.{rule.kind}"
             if alert is None:
+                # A spell that began before a silent first start is part of the baseline:
+                # remembered (so it never fires later), never sent, repeated or resolved.
+                # (API times are whole seconds: a spell from the baseline's own second is new.)
+                silent = cursor.baseline_at is not None and snapshot.status_since < int(
+                    cursor.baseline_at
+                )
                 states.append(
                     AlertState(
                         id=alert_id,
@@ -98,14 +104,17 @@ class Alerting:
                         rule=rule.key,
                         fired_at=now,
                         last_sent_at=now,
-                        data={"type": kind, **condition.details},
+                        data={"type": kind, "silent": silent, **condition.details},
                     )
                 )
-                out.append(
-                    self._transition(
-                        alert_id, kind, rule, snapshot, condition.details, now, source=name
+                if not silent:
+                    out.append(
+                        self._transition(
+                            alert_id, kind, rule, snapshot, condition.details, now, source=name
+                        )
                     )
-                )
+            elif alert.data.get("silent"):
+                continue
             elif rule.repeat_interval and now - alert.last_sent_at >= rule.repeat_interval:
                 repeat = alert.repeats + 1
                 states.append(replace(alert, last_sent_at=now, repeats=repeat))
@@ -125,13 +134,13 @@ class Alerting:
                 continue
             states.append(replace(alert, resolved_at=now))
             known_rule = self.time_rules.get(alert.rule)
-            if known_rule is None or not known_rule.resolved:
+            if known_rule is None or not known_rule.resolved or alert.data.get("silent"):
                 continue
             latest = active.get(alert.job_id) or (
                 await self.store.get_snapshots(name, [alert.job_id])
             ).get(alert.job_id)
             kind = str(alert.data.get("type", f"{prefix}.{known_rule.kind}"))
-            facts = {k: v for k, v in alert.data.items() if k != "type"}
+            facts = {k: v for k, v in alert.data.items() if k not in ("type", "silent")}
             facts["resolved_after_seconds"] = round(now - alert.fired_at)
             out.append(
                 self._transition(

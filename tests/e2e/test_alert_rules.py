@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +37,9 @@ def config_for(
         "routes": [
             {"match": {"type": ["*.stalled", "*.stalled.*", "watcher.*"]}, "sinks": ["hooks"]}
         ],
-        # API times are whole seconds: a limit of 2 s cannot be reached by rounding alone.
-        "rules": [{"kind": "stalled", "after": {"QUEUED": "2s"}, "repeat_interval": "1s"}],
+        # API times are whole seconds (up to 1 s of rounding) and a cycle takes a fraction of
+        # a second: a 3 s limit is not reached before the test means it to be.
+        "rules": [{"kind": "stalled", "after": {"QUEUED": "3s"}, "repeat_interval": "1s"}],
     }
     return validate_config(raw, env={})
 
@@ -53,11 +55,12 @@ async def test_stalled_fires_repeats_and_resolves_across_restarts(tmp_path: Path
     secret = generate_secret()
     receiver = Receiver(secret)
     async with serve_app(receiver.app) as url, simulator() as sim:
-        job = sim.sim.create(JobSpec(status="QUEUED", frozen=True), created_at=None)
         config = config_for(sim, url, secret, tmp_path)
-        await once(config)  # baseline; the job has been queued for under a second
+        await once(config)  # baseline (empty)
+        job = sim.sim.create(JobSpec(status="QUEUED", frozen=True))
+        await once(config)  # the job is new and has been queued for about a second
         assert [] == receiver.received
-        await anyio.sleep(2.2)
+        await anyio.sleep(3.3)
         await once(config)  # stalled
         await once(config)  # restart at once: nothing new
         await anyio.sleep(1.1)
@@ -82,12 +85,13 @@ async def test_no_stall_alerts_while_the_source_is_down(tmp_path: Path) -> None:
     secret = generate_secret()
     receiver = Receiver(secret)
     async with serve_app(receiver.app) as url, simulator() as sim:
-        sim.sim.create(JobSpec(status="QUEUED", frozen=True))
         config = config_for(sim, url, secret, tmp_path, unreachable_after="30s")
+        await once(config)  # baseline (empty)
+        sim.sim.create(JobSpec(status="QUEUED", frozen=True))
         await once(config)
         sim.sim.add_fault(Fault(mode="503", count=None, route="all"))
         await once(config)  # the source starts failing
-        await anyio.sleep(2.2)
+        await anyio.sleep(3.3)
         await once(config)
         assert [] == receiver.received
         sim.sim.faults.clear()
@@ -139,3 +143,19 @@ async def test_metric_rule_fires_once_through_the_wire(tmp_path: Path) -> None:
         regressed.data["alert"]["valid_loss"],
         regressed.data["alert"]["best_valid_loss"],
     )
+
+
+async def test_first_start_raises_no_alert_storm(tmp_path: Path) -> None:
+    """Jobs already stuck when watcher first starts are part of the silent baseline: no
+    stalled alert, now or later, and no resolved either."""
+    secret = generate_secret()
+    receiver = Receiver(secret)
+    async with serve_app(receiver.app) as url, simulator() as sim:
+        old = int(time.time()) - 3600  # queued for an hour already
+        job = sim.sim.create(JobSpec(status="QUEUED", frozen=True), created_at=old)
+        config = config_for(sim, url, secret, tmp_path)
+        await once(config)
+        await once(config)
+        sim.sim.set_status(job.id, "RUNNING")
+        await once(config)
+    assert [] == receiver.received

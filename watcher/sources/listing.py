@@ -227,6 +227,7 @@ class ListingSource(ABC):
             watermark=watermark,
             last_full_sync=ctx.now if full else cursor.last_full_sync,
             baseline_done=True,
+            baseline_at=ctx.now if baseline else cursor.baseline_at,
             retired=False,
         )
         jobs_out = sorted(out.values(), key=lambda j: (j.created_at, j.id))
