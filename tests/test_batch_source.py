@@ -86,7 +86,7 @@ class Harness:
         self.src = BatchSource(config, client)
         self.snapshots: dict[str, Snapshot] = {}
         self.cursor = Cursor()
-        self.now = 1_000.0
+        self.now = float(T0 + 3600)
         self.reported: list[Transition] = []
 
     async def lookup(self, ids: Sequence[str]) -> Mapping[str, Snapshot]:
@@ -242,3 +242,49 @@ def test_tolerant_batch_parsing() -> None:
     assert [{"message": "boom", "count": 1}, {"message": "", "count": 2}] == job.view["errors"]
     assert {"brand_new": 1} == job.extra
     assert (None, T0) == (job.view["started_at"], job.modified_at)
+
+
+async def test_deleted_job_ends_once() -> None:
+    """A followed job that the API no longer knows (404 after DELETE) ends as DELETED, once,
+    and is not asked for again."""
+    api = FakeBatchApi()
+    harness = Harness(api)
+    api.jobs["j"] = batch("j", "RUNNING", total=10, started_at=T0 + 1)
+    await harness.poll()
+    del api.jobs["j"]
+    await harness.poll()
+    api.calls.clear()
+    await harness.poll()
+    assert ["batch.job.deleted"] == harness.types()
+    assert ("RUNNING", "DELETED") == (
+        harness.reported[0].previous_status,
+        harness.reported[0].status,
+    )
+    assert harness.snapshots["j"].terminal
+    assert 0 == api.calls["detail"]
+
+
+async def test_status_change_without_a_timestamp_gets_the_poll_time() -> None:
+    """RUNNING -> CANCELLATION_REQUESTED moves no batch timestamp: the change is dated by the
+    poll that saw it, and going back and forth gives distinct ids."""
+    api = FakeBatchApi()
+    harness = Harness(api)
+    api.jobs["j"] = batch("j", "RUNNING", total=10, started_at=T0 + 1)
+    await harness.poll()
+    seen_at = []
+    for status in ("PAUSED", "RUNNING", "PAUSED"):
+        api.jobs["j"] = batch("j", status, total=10, started_at=T0 + 1)
+        seen_at.append(int(harness.now))
+        await harness.poll()
+    assert 3 == len({t.id for t in harness.reported})
+    assert seen_at == [t.occurred_at for t in harness.reported]
+    assert seen_at[-1] == harness.snapshots["j"].status_since
+
+
+async def test_resync_reads_only_the_last_week_and_a_day() -> None:
+    """The hourly full listing of batch jobs is bounded by the longest possible run."""
+    api = FakeBatchApi()
+    harness = Harness(api)
+    await harness.poll()
+    bound = datetime.fromisoformat(api.queries[0]["created_after"]).timestamp()
+    assert 8 * 86400 == pytest.approx(harness.now - 30 - bound, abs=1)

@@ -23,7 +23,7 @@ import httpx
 from watcher.config import BatchSourceConfig
 from watcher.diff import Fact, JobKind, Snapshot
 from watcher.models import Job, MalformedItem, key, opt_int, opt_str, text, timestamp
-from watcher.sources.listing import ListingSource
+from watcher.sources.listing import ListingSource, iso
 
 STATUSES = (
     "QUEUED",
@@ -34,7 +34,10 @@ STATUSES = (
     "CANCELLATION_REQUESTED",
     "CANCELLED",
 )
-TERMINAL = frozenset({"SUCCESS", "FAILED", "TIMEOUT_EXCEEDED", "CANCELLED"})
+TERMINAL = frozenset(
+    {"SUCCESS", "FAILED", "TIMEOUT_EXCEEDED", "CANCELLED", "DELETED"}
+)  # DELETED: watcher's, for a 404
+RESYNC_WINDOW = 168 * 3600 + 86400  # the longest timeout, and a day to spare
 COUNTERS = ("total_requests", "completed_requests", "succeeded_requests", "failed_requests")
 
 _MODELED = frozenset(
@@ -207,6 +210,11 @@ class BatchSource(ListingSource):
 
     def list_params(self) -> dict[str, Any]:
         return {"order_by": "-created"}
+
+    def full_listing(self, now: float) -> dict[str, Any]:
+        # A batch job ends within 168 h (timeout_hours' maximum): older ones are terminal and
+        # known, so the hourly resync need not read the whole history.
+        return {"created_after": iso(max(0, int(now) - RESYNC_WINDOW))}
 
     def status_filters(self, statuses: Sequence[str]) -> list[dict[str, Any]]:
         # One listing for all of them: ``status=RUNNING&status=QUEUED``.

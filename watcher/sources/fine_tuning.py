@@ -31,7 +31,9 @@ from watcher.models import (
 from watcher.sources.listing import ListingSource
 
 # Inferred from names and observed runs (the API does not document it).
-TERMINAL = frozenset({"SUCCESS", "FAILED", "FAILED_VALIDATION", "CANCELLED"})
+TERMINAL = frozenset(
+    {"SUCCESS", "FAILED", "FAILED_VALIDATION", "CANCELLED", "DELETED"}
+)  # DELETED: watcher's, for a 404
 STATUSES = (
     "QUEUED",
     "STARTED",

@@ -46,6 +46,39 @@ def iso(unix_seconds: int) -> str:
     return datetime.fromtimestamp(unix_seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+DELETED = "DELETED"  # watcher's own status for a job the API answers 404 for
+
+
+def settle(job: Job, previous: Snapshot | None, now: float) -> Job:
+    """``modified_at`` that never goes back, and moves when the status does: a batch job has
+    no ``modified_at`` (its stand-in is the latest of its timestamps, which a change to
+    CANCELLATION_REQUESTED does not move), and a status change needs its own time."""
+    if previous is None:
+        return job
+    if job.status != previous.status and job.modified_at <= previous.modified_at:
+        return job.model_copy(update={"modified_at": max(int(now), previous.modified_at + 1)})
+    if job.modified_at < previous.modified_at:
+        return job.model_copy(update={"modified_at": previous.modified_at})
+    return job
+
+
+def deleted(snapshot: Snapshot, now: float) -> Job:
+    """The last state of a job that disappeared from the API, now DELETED."""
+    view = {
+        k: v
+        for k, v in snapshot.job.items()
+        if k not in ("id", "status", "created_at", "modified_at", "loss_curve")
+    }
+    return Job(
+        id=snapshot.job_id,
+        status=DELETED,
+        created_at=snapshot.created_at,
+        modified_at=max(int(now), snapshot.modified_at + 1),
+        view=view,
+        fine_tuned_model=snapshot.fine_tuned_model,
+    )
+
+
 class ListingSource(ABC):
     """A source over ``GET <path>`` (paged list) and ``GET <path>/{id}`` (one job)."""
 
@@ -101,6 +134,10 @@ class ListingSource(ABC):
     def status_filters(self, statuses: Sequence[str]) -> list[dict[str, Any]]:
         """The listings that return the jobs in ``statuses`` (one per status by default)."""
         return [{"status": status} for status in statuses]
+
+    def full_listing(self, now: float) -> dict[str, Any]:
+        """Query parameters of the periodic full listing (default: no filter)."""
+        return {}
 
     def needs_detail(self, job: Job, previous: Snapshot | None, *, baseline: bool) -> bool:
         """Whether a listed job must be fetched whole this cycle."""
@@ -182,7 +219,7 @@ class ListingSource(ABC):
         malformed = 0
         listed: dict[str, Job] = {}
         if full:
-            listings: list[dict[str, Any]] = [{}]
+            listings: list[dict[str, Any]] = [self.full_listing(ctx.now)]
         else:
             assert cursor.watermark is not None
             since = {"created_after": iso(max(0, cursor.watermark - WATERMARK_OVERLAP))}
@@ -201,6 +238,7 @@ class ListingSource(ABC):
         wanted: list[str] = []
         for job in listed.values():
             before = previous.get(job.id)
+            job = listed[job.id] = settle(job, before, ctx.now)
             if self.needs_detail(job, before, baseline=baseline):
                 wanted.append(job.id)
             elif self._changed(job, before):
@@ -217,6 +255,13 @@ class ListingSource(ABC):
                 self._unknown_checked[job_id] = ctx.now
             wanted.append(job_id)
         await self._fetch(dict.fromkeys(wanted), out)
+        for job_id, job in list(out.items()):
+            out[job_id] = settle(job, previous.get(job_id), ctx.now)
+        # A followed job the API no longer knows (404: deleted) ends as DELETED, once.
+        for job_id in wanted:
+            gone = ctx.active.get(job_id)
+            if job_id in self._missing and job_id not in out and gone is not None:
+                out[job_id] = deleted(gone, ctx.now)
 
         newest = max((j.created_at for j in listed.values()), default=None)
         watermark = cursor.watermark
