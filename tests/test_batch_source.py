@@ -288,3 +288,30 @@ async def test_resync_reads_only_the_last_week_and_a_day() -> None:
     await harness.poll()
     bound = datetime.fromisoformat(api.queries[0]["created_after"]).timestamp()
     assert 8 * 86400 == pytest.approx(harness.now - 30 - bound, abs=1)
+
+
+async def test_success_with_failed_requests_is_reported_apart() -> None:
+    """QUEUED -> SUCCESS with every request failed says so, once, with the error file."""
+    api = FakeBatchApi()
+    harness = Harness(api)
+    await harness.poll()
+    api.jobs["j"] = batch("j", "QUEUED")
+    await harness.poll()
+    api.jobs["j"] = batch(
+        "j",
+        "SUCCESS",
+        total=100,
+        failed=100,
+        started_at=T0 + 1,
+        completed_at=T0 + 9,
+        error_file="f-err",
+    )
+    await harness.poll()
+    await harness.poll()
+    assert ["batch.job.queued", "batch.job.success", "batch.job.completed_with_errors"] == (
+        harness.types()
+    )
+    assert (100, "f-err") == (
+        harness.reported[-1].details["failed_requests"],
+        harness.reported[-1].details["error_file"],
+    )

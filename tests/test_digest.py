@@ -91,3 +91,13 @@ def test_one_digest_and_one_heartbeat_per_period() -> None:
     assert {"ft": {"last_poll_ok": None, "failing": True, "retired": False}} == (
         beat.details["sources"]
     )
+
+
+def test_fast_jobs_count_as_started_and_string_costs_add_up() -> None:
+    """A job that went QUEUED -> SUCCESS between polls was started too; batch metadata
+    costs, which are strings, are summed."""
+    fast = change("f", "QUEUED", "SUCCESS", T0 + 50)
+    fast[0].job["metadata"] = {"cost": "2.5", "cost_currency": "USD"}
+    summary = summarize([change("f", None, "QUEUED", T0 + 10), fast], {}, start=T0, end=T0 + 100)
+    counts = summary["sources"]["ft"]
+    assert (1, 1, {"USD": 2.5}) == (counts["started"], counts["succeeded"], counts["cost"])

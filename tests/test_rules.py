@@ -95,12 +95,13 @@ def test_best_loss_survives_in_marks() -> None:
     ("costs", "expected"),
     [
         pytest.param([None, 150.0], 1, id="becomes known above the limit"),
-        pytest.param([None, 50.0, 150.0], 0, id="known below, later above: not 'when known'"),
+        pytest.param([None, 0.0, 150.0], 1, id="a placeholder first, then above: fires"),
+        pytest.param([None, 150.0, 200.0], 1, id="above, then higher: fires once"),
         pytest.param([150.0, 150.0], 1, id="known at first sight"),
     ],
 )
 def test_cost_fires_when_it_becomes_known(costs: list[float | None], expected: int) -> None:
-    """The cost rule fires once, when the cost first appears above the limit."""
+    """The cost rule fires once, when the known cost crosses the limit."""
     rule = CostRuleConfig(kind="cost", limit=100)
     sequence = [
         job(status="RUNNING", metadata={"cost": cost, "cost_currency": "EUR"}, modified_at=T0 + n)

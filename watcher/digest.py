@@ -21,9 +21,13 @@ def _cost(job: Mapping[str, Any]) -> tuple[float, str] | None:
     if not isinstance(metadata, Mapping):
         return None
     cost = metadata.get("cost")
-    if isinstance(cost, bool) or not isinstance(cost, int | float):
+    if isinstance(cost, bool) or not isinstance(cost, int | float | str):
         return None
-    return float(cost), str(metadata.get("cost_currency") or "?")
+    try:
+        value = float(cost)  # batch metadata values are strings
+    except ValueError:
+        return None
+    return (value, str(metadata.get("cost_currency") or "?")) if value == value else None
 
 
 def summarize(
@@ -47,8 +51,8 @@ def summarize(
         if transition.previous_status is None:
             buckets["created"].add(job_id)
         upper = status.upper()
-        if upper == "RUNNING":
-            buckets["started"].add(job_id)
+        if upper == "RUNNING" or (upper in SUCCEEDED and transition.previous_status != "RUNNING"):
+            buckets["started"].add(job_id)  # a fast job may skip RUNNING between two polls
         for name, statuses in (
             ("succeeded", SUCCEEDED),
             ("failed", FAILED),

@@ -69,8 +69,9 @@ def on_change(
             metadata = snapshot.job.get("metadata")
             cost = _number(metadata.get("cost")) if isinstance(metadata, Mapping) else None
             before = previous.job.get("metadata") if previous is not None else None
-            known_before = isinstance(before, Mapping) and before.get("cost") is not None
-            if cost is not None and cost > rule.limit and not known_before:
+            was = _number(before.get("cost")) if isinstance(before, Mapping) else None
+            # Fires when the cost crosses the limit (a placeholder such as 0 may come first).
+            if cost is not None and cost > rule.limit and (was is None or was <= rule.limit):
                 currency = metadata.get("cost_currency") if isinstance(metadata, Mapping) else None
                 out.append(
                     Transition(

@@ -126,6 +126,23 @@ def batch_facts(
         return failed / done if done >= error_min_requests else None
 
     def facts(previous: Snapshot | None, current: Job) -> Sequence[Fact]:
+        if current.status.upper() == "SUCCESS" and (current.view.get("failed_requests") or 0):
+            # SUCCESS means "processing finished", not "every request succeeded".
+            done, failed, total = _processed(current.view)
+            return (
+                Fact(
+                    key=(),
+                    type="completed_with_errors",
+                    occurred_at=None,
+                    details={
+                        "failed_requests": failed,
+                        "processed_requests": done,
+                        "total_requests": total,
+                        "errors": current.view.get("errors", []),
+                        "error_file": current.view.get("error_file"),
+                    },
+                ),
+            )
         if current.status.upper() in TERMINAL:
             return ()  # the final status says it; no progress news after the end
         out: list[Fact] = []
