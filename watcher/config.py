@@ -516,6 +516,36 @@ class HeartbeatConfig(_Model):
     interval: Duration = 300.0
 
 
+_LISTEN = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^\s:\[\]]*)):(?P<port>\d{1,5})$")
+
+
+class HttpConfig(_Model):
+    """``/healthz``, ``/readyz`` and ``/metrics`` on ``listen`` (``HOST:PORT``,
+    ``[::1]:PORT``, or ``:PORT`` for every interface); off when ``listen`` is absent."""
+
+    listen: str | None = None
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        match = _LISTEN.match(value.strip())
+        if match is None or not 1 <= int(match["port"]) <= 65535:
+            raise ValueError("must be HOST:PORT, e.g. 127.0.0.1:9464 (IPv6: [::1]:9464)")
+        return value.strip()
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        """``(host, port)`` to bind, or ``None`` when off."""
+        if self.listen is None:
+            return None
+        match = _LISTEN.match(self.listen)
+        assert match is not None  # validated above
+        host = match["v6"] or match["host"] or "0.0.0.0"  # noqa: S104 (":PORT" asks for it)
+        return host, int(match["port"])
+
+
 class Config(_Model):
     sources: Annotated[list[SourceConfig], Field(min_length=1)]
     state: StateConfig = StateConfig()
@@ -528,6 +558,7 @@ class Config(_Model):
     rules_interval: Duration = 30.0  # how often time-based rules (stalled, overrun) are checked
     digest: DigestConfig | None = None  # off unless configured
     heartbeat: HeartbeatConfig | None = None  # off unless configured
+    http: HttpConfig | None = None  # /healthz /readyz /metrics; off unless configured
 
     @property
     def effective_routes(self) -> list[RouteConfig]:

@@ -2,6 +2,12 @@
 
 ``Watcher`` is an async context manager; each part registers its cleanup on an
 ``AsyncExitStack``. SIGTERM/SIGINT let the current commit finish, then stop.
+
+Around them: metrics (:mod:`watcher.metrics`), ``/healthz /readyz /metrics`` when
+``http.listen`` is set (:mod:`watcher.health`), and systemd notifications
+(:mod:`watcher.sdnotify`): ``READY=1`` once the store is open, the HTTP endpoint bound and
+the scheduler started; ``STATUS=`` summaries; ``WATCHDOG=1`` only while polls and deliveries
+progress; ``STOPPING=1`` on the way out.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import signal
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Self
@@ -30,13 +37,37 @@ from watcher.alerting import Alerting
 from watcher.config import Config, SourceConfig
 from watcher.digest import digest_transition, heartbeat, summarize
 from watcher.dispatch import Dispatcher, SinkPolicy
+from watcher.health import SCHEDULER_TICK, Health, ListenError, Progress
+from watcher.httpserver import serve_app
+from watcher.metrics import Metrics
+from watcher.mistral import ApiClient
 from watcher.pipeline import CycleOutcome, Pipeline
 from watcher.routing import Router
+from watcher.sdnotify import Notifier
 from watcher.sinks import build_sink
 from watcher.sources import build_source
 from watcher.stores import open_store
+from watcher.transitions import Transition
 
 log = structlog.get_logger(__name__)
+
+STATS_EVERY = 5.0  # at most this many seconds between reads of the store for gauges/STATUS
+
+
+def _ignore(transition: Transition) -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class _CountingRouter(Router):
+    """A router that tells of each transition it routes (the rules' alerts are counted so:
+    :class:`~watcher.alerting.Alerting` commits them itself)."""
+
+    seen: Callable[[Transition], None] = _ignore
+
+    def sinks_for(self, transition: Transition, now: float | None = None) -> list[str]:
+        self.seen(transition)
+        return super().sinks_for(transition, now)
 
 
 class Watcher:
@@ -49,6 +80,10 @@ class Watcher:
         self.dispatcher: Dispatcher
         self.pipeline: Pipeline
         self.alerting: Alerting
+        self.metrics: Metrics
+        self.health: Health
+        self.progress = Progress()
+        self.notifier = Notifier()
 
     async def __aenter__(self) -> Self:
         stack = self._stack
@@ -72,9 +107,22 @@ class Watcher:
                 source = build_source(source_config, client)
                 stack.push_async_callback(source.aclose)
                 self.sources[source_config.name] = (source, source_config)
+            self.metrics = Metrics(
+                self.sources,
+                sinks=self.sinks,
+                prefixes=[source.kind.prefix for source, _ in self.sources.values()],
+            )
+            for name, (source, _) in self.sources.items():
+                api = getattr(source, "api", None)  # the listing sources' HTTP client
+                if isinstance(api, ApiClient):
+                    api.observe = functools.partial(self.metrics.api_request, name)
             policies = {c.name: SinkPolicy(*c.grouping) for c in self.config.sinks}
             self.dispatcher = Dispatcher(
-                self.store, self.sinks, self.config.delivery, policies=policies
+                self.store,
+                self.sinks,
+                self.config.delivery,
+                policies=policies,
+                metrics=self.metrics,
             )
             router = Router(self.config.effective_routes)
             self.pipeline = Pipeline(
@@ -83,9 +131,21 @@ class Watcher:
                 self.sources,
                 rules=self.config.rules,
                 wake=self.dispatcher.wake,
+                metrics=self.metrics,
+            )
+            counting = _CountingRouter(
+                router.routes, seen=lambda t: self.metrics.transitions_recorded([t])
             )
             self.alerting = Alerting(
-                self.store, router, self.sources, self.config.rules, wake=self.dispatcher.wake
+                self.store, counting, self.sources, self.config.rules, wake=self.dispatcher.wake
+            )
+            self.health = Health(
+                self.config,
+                self.store,
+                self.dispatcher,
+                self.pipeline.last_ok,
+                self.metrics,
+                self.progress,
             )
         except BaseException:
             await stack.aclose()
@@ -98,6 +158,7 @@ class Watcher:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self.notifier.close()
         await self._stack.aclose()
 
     async def housekeeping(self) -> None:
@@ -124,6 +185,7 @@ class Watcher:
         added = await self.store.enqueue(
             [Routed(transition, list(self.config.digest.sinks))], now=time.time()
         )
+        self.metrics.transitions_recorded([transition])
         log.info("digest_queued", deliveries=added)
         if added:
             self.dispatcher.wake()
@@ -136,8 +198,87 @@ class Watcher:
         cursors = {name: await self.store.load_cursor(name) for name in self.sources}
         transition = heartbeat(now, self.config.heartbeat.interval, cursors, self.pipeline.last_ok)
         routed = [Routed(transition, self.pipeline.router.sinks_for(transition, now))]
-        if await self.store.enqueue(routed, now=now):
+        added = await self.store.enqueue(routed, now=now)
+        self.metrics.transitions_recorded([transition])
+        if added:
             self.dispatcher.wake()
+
+    async def refresh_stats(self) -> None:
+        """Read the store for the jobs and outbox gauges, and tell systemd how things are."""
+        try:
+            with anyio.fail_after(30):
+                self.metrics.refreshed(await self.store.status())
+        except Exception as exc:  # the gauges keep their last values; readiness tells
+            log.warning("stats_refresh_failed", error=f"{type(exc).__name__}: {exc}"[:300])
+        self.notifier.status(self.status_line())
+
+    def status_line(self) -> str:
+        """One line for systemd's ``STATUS=``: ``polling 2 sources, 0 pending deliveries,
+        last poll 3s ago``, with the sources that are not healthy named."""
+        names = list(self.sources)
+        cached = self.metrics.store_status
+        cursors = cached.cursors if cached is not None else {}
+        failing = [
+            n
+            for n in names
+            if n in self.progress.poll_finished  # tried at least once
+            and self.health.source_check(n, cursors.get(n)) != "ok"
+        ]
+        text = f"polling {len(names)} source{'s' if len(names) != 1 else ''}"
+        if failing:
+            text += f" ({len(failing)} failing: {', '.join(failing)[:200]})"
+        if cached is not None:
+            text += f", {cached.pending} pending deliveries"
+            if cached.dead:
+                text += f", {cached.dead} dead"
+        last = max(self.pipeline.last_ok.values(), default=None)
+        ago = f"last poll {max(0.0, time.time() - last):.0f}s ago" if last else "no poll yet"
+        return f"{text}, {ago}"
+
+    def notify_reloading(self) -> None:
+        """Tell systemd a reload started (``RELOADING=1`` + ``MONOTONIC_USEC``); call
+        :meth:`notify_ready` when the new config is in place (or refused)."""
+        self.notifier.reloading()
+        self.notifier.status("reloading the config")
+
+    def notify_ready(self) -> None:
+        """Tell systemd the daemon is ready again (after start-up or a reload)."""
+        self.notifier.ready()
+        self.notifier.status(self.status_line())
+
+    async def _poll(self, name: str) -> CycleOutcome:
+        with self.progress.polling(name):
+            return await self.pipeline.poll(name)
+
+    async def _watchdog(self, period: float) -> None:
+        """``WATCHDOG=1`` every ``period`` while polls and deliveries progress; withheld
+        (systemd then restarts us) while something is stuck."""
+        withheld: list[str] = []
+        while True:
+            problems = self.health.stalled()
+            if not problems:
+                self.notifier.watchdog()
+                if withheld:
+                    log.warning("watchdog_resumed")
+            elif problems != withheld:
+                log.error("watchdog_withheld", problems=problems)
+            withheld = problems
+            await anyio.sleep(period)
+
+    async def _listen(self, stack: AsyncExitStack) -> None:
+        """Serve ``/healthz /readyz /metrics`` on ``http.listen`` until ``stack`` closes."""
+        http = self.config.http
+        address = http.address if http is not None else None
+        if http is None or address is None or http.listen is None:
+            return
+        host, port = address
+        try:
+            url = await stack.enter_async_context(serve_app(self.health.app(), host, port))
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            log.error("http_listen_failed", listen=http.listen, error=reason)
+            raise ListenError(http.listen, reason) from None
+        log.info("http_listening", url=url, endpoints=["/healthz", "/readyz", "/metrics"])
 
     async def once(self) -> dict[str, CycleOutcome]:
         """One cycle of every source, then every delivery that is due."""
@@ -178,7 +319,9 @@ class Watcher:
         scheduler = AsyncIOScheduler(timezone="UTC")
         first = datetime.now().astimezone()
         bells: list[MemoryObjectSendStream[None]] = []
-        async with anyio.create_task_group() as tg:
+        async with AsyncExitStack() as stack:
+            await self._listen(stack)  # first: a port already taken stops the start here
+            tg = await stack.enter_async_context(anyio.create_task_group())
 
             def on(
                 job_id: str,
@@ -206,7 +349,7 @@ class Watcher:
             for index, (name, (_, config)) in enumerate(self.sources.items()):
                 on(
                     f"poll:{name}",
-                    functools.partial(self.pipeline.poll, name),
+                    functools.partial(self._poll, name),
                     IntervalTrigger(seconds=config.interval, jitter=config.effective_jitter),
                     start=first + timedelta(milliseconds=100 * index),
                     grace=config.interval,
@@ -239,12 +382,25 @@ class Watcher:
                 IntervalTrigger(hours=1),
                 start=first + timedelta(minutes=1),
             )
+            every = min([STATS_EVERY, *(c.interval for _, c in self.sources.values())])
+            on("stats", self.refresh_stats, IntervalTrigger(seconds=max(1.0, every)), start=first)
+            # Straight on the scheduler, not through a bell: it proves the scheduler fires.
+            scheduler.add_job(
+                self.progress.tick, IntervalTrigger(seconds=SCHEDULER_TICK), id="tick"
+            )
+            self.progress.start()
             tg.start_soon(self.dispatcher.run)
             scheduler.start()
+            self.health.running = True
             log.info("watcher_started", sources=list(self.sources), sinks=list(self.sinks))
+            self.notify_ready()
+            if self.notifier.watchdog_interval is not None:
+                tg.start_soon(self._watchdog, self.notifier.watchdog_interval)
             try:
                 await until.wait()
             finally:
+                self.health.running = False
+                self.notifier.stopping("stopping: finishing the commit in progress")
                 scheduler.shutdown(wait=False)
                 for bell in bells:
                     bell.close()

@@ -17,6 +17,7 @@ import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import anyio
 import structlog
@@ -25,6 +26,9 @@ from watcher.abc import PendingDelivery, Sink, Store
 from watcher.config import DeliveryConfig
 from watcher.exceptions import DeliveryError
 from watcher.retry import backoff
+
+if TYPE_CHECKING:
+    from watcher.metrics import Metrics
 
 log = structlog.get_logger(__name__)
 
@@ -54,6 +58,7 @@ class Dispatcher:
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
         batch: int = BATCH,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
         self.sinks = dict(sinks)
@@ -64,6 +69,10 @@ class Dispatcher:
         self.batch = batch
         self._wake = anyio.Event()
         self._sent: dict[str, deque[float]] = {}  # message times per sink, last minute
+        self.metrics = metrics
+        # Monotonic time of the last sign of progress: a turn of the loop, or a delivery
+        # attempt finished (for the health checks and the systemd watchdog).
+        self.last_progress = time.monotonic()
 
     def wake(self) -> None:
         """New deliveries are pending: start a pass now rather than at the next tick."""
@@ -144,6 +153,7 @@ class Dispatcher:
                         error="sink no longer configured",
                         retry_at=None,
                     )
+                    self._finished(name, "dead")
             return
         async with limiter:
             self._sent.setdefault(name, deque()).append(self.clock())
@@ -162,6 +172,8 @@ class Dispatcher:
                 with anyio.CancelScope(shield=True):
                     for delivery in group:
                         await self.store.delivered(delivery.seq, name, now=self.clock())
+                        self._attempted(name, "ok")
+                        self._finished(name, "delivered")
                 for delivery in group:
                     t = delivery.envelope.transition
                     log.info(
@@ -206,6 +218,18 @@ class Dispatcher:
             await self.store.failed(
                 delivery.seq, delivery.sink, now=now, error=error, retry_at=retry_at
             )
+        self._attempted(delivery.sink, "retryable_error" if retryable else "final_error")
+        if retry_at is None:
+            self._finished(delivery.sink, "dead")
+
+    def _attempted(self, sink: str, result: str) -> None:
+        self.last_progress = time.monotonic()
+        if self.metrics is not None:
+            self.metrics.delivery_attempt(sink, result)
+
+    def _finished(self, sink: str, outcome: str) -> None:
+        if self.metrics is not None:
+            self.metrics.delivery_finished(sink, outcome)
 
     async def drain(self) -> None:
         """Passes until nothing is due right now (``watcher once``)."""
@@ -215,6 +239,7 @@ class Dispatcher:
     async def run(self) -> None:
         """Forever: a pass, then wait for a wake-up or the next tick."""
         while True:
+            self.last_progress = time.monotonic()
             try:
                 attempted = await self.run_once()
             except Exception:

@@ -70,6 +70,8 @@ class ApiClient:
         # A peer that asked for a long pause (Retry-After beyond MAX_WAIT) gets it: no
         # request goes out before this time, whichever cycle asks.
         self.not_before = 0.0
+        # Told of every request sent: (route, HTTP status, or None when no answer came).
+        self.observe: Callable[[str, int | None], None] | None = None
 
     async def get_json(self, path: str, params: Mapping[str, Any], *, route: str) -> Any:
         """The decoded JSON body of ``GET path``; ``route`` names it in logs and errors."""
@@ -89,10 +91,13 @@ class ApiClient:
                 with anyio.fail_after(self._deadline):
                     status, retry_header, body = await self._get(path, params, headers)
             except TimeoutError:
+                self._observe(route, None)
                 problem = f"timeout on {route}"
             except httpx.TransportError as exc:
+                self._observe(route, None)
                 problem = f"{type(exc).__name__} on {route}"
             else:
+                self._observe(route, status)
                 if status == 410:
                     raise SourceRetired(self.source, route)
                 if status in (401, 403):
@@ -131,6 +136,10 @@ class ApiClient:
             )
             await self._sleep(delay)
         raise SourceUnavailable(self.source, problem or f"{route} failed")
+
+    def _observe(self, route: str, status: int | None) -> None:
+        if self.observe is not None:
+            self.observe(route, status)
 
     async def _get(
         self, path: str, params: Mapping[str, Any], headers: Mapping[str, str]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import anyio
 import structlog
@@ -16,6 +17,9 @@ from watcher.exceptions import SourceAuthError, SourceError, SourceRetired
 from watcher.routing import Router
 from watcher.rules import on_change
 from watcher.transitions import source_recovered, source_retired, source_unreachable
+
+if TYPE_CHECKING:
+    from watcher.metrics import Metrics
 
 log = structlog.get_logger(__name__)
 
@@ -40,6 +44,7 @@ class Pipeline:
         rules: Sequence[RuleConfig] = (),
         wake: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.time,
+        metrics: Metrics | None = None,
     ) -> None:
         self.rules = list(rules)
         self.store = store
@@ -47,18 +52,28 @@ class Pipeline:
         self.sources = dict(sources)
         self.wake = wake
         self.clock = clock
+        self.metrics = metrics
         self.last_ok: dict[str, float] = {}
         self._last_try: dict[str, float] = {}
 
     async def poll(self, name: str) -> CycleOutcome:
         """One cycle of source ``name``; never raises for a source's own failures."""
+        started = time.monotonic()
         with structlog.contextvars.bound_contextvars(source=name):
             try:
-                return await self._poll(name)
+                outcome = await self._poll(name)
             except Exception:
                 # The store or a bug, not the source: log it, keep the schedule going.
                 log.exception("poll_crashed")
-                return CycleOutcome("error")
+                outcome = CycleOutcome("error")
+        if self.metrics is not None:
+            self.metrics.poll_done(name, outcome.outcome, time.monotonic() - started)
+        return outcome
+
+    def _recorded(self, routed: Sequence[Routed]) -> None:
+        """Count transitions once their commit is done."""
+        if self.metrics is not None:
+            self.metrics.transitions_recorded(r.transition for r in routed)
 
     async def _poll(self, name: str) -> CycleOutcome:
         source, config = self.sources[name]
@@ -117,6 +132,7 @@ class Pipeline:
         with anyio.CancelScope(shield=True):
             added = await self.store.commit(name, new_cursor, snapshots, routed, now=now)
         self.last_ok[name] = self.clock()
+        self._recorded(routed)
         log.info(
             "poll_done",
             jobs=len(result.jobs),
@@ -146,6 +162,7 @@ class Pipeline:
             return
         with anyio.CancelScope(shield=True):
             added = await self.store.commit(name, updated, [], routed, now=now, polled=False)
+        self._recorded(routed)
         if added:
             self.wake()
 
@@ -164,6 +181,7 @@ class Pipeline:
             added = await self.store.commit(
                 name, replace(cursor, retired=True), [], routed, now=now
             )
+        self._recorded(routed)
         if added:
             self.wake()
         return CycleOutcome("retired", transitions=1)

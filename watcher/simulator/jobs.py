@@ -19,7 +19,7 @@ from watcher.sources.fine_tuning import TERMINAL as FINE_TUNING_TERMINAL
 
 # The statuses the API documents (reference §5), shared with the watcher's models.
 STATUSES = FINE_TUNING_STATUSES
-TERMINAL = FINE_TUNING_TERMINAL
+TERMINAL = FINE_TUNING_TERMINAL - {"DELETED"}  # DELETED is watcher's word, not the API's
 
 EventsOrder = Literal["oldest_first", "newest_first"]
 EVENTS_ORDERS: tuple[EventsOrder, ...] = ("oldest_first", "newest_first")
