@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 import structlog
 
-from watcher.cli import secrets_of
-from watcher.config import validate_config
+from watcher.config import secrets_of, validate_config
 from watcher.logging import Redactor, _printable, configure
 
 

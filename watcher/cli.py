@@ -22,6 +22,7 @@ from watcher.config import (
     SinkConfig,
     load_config,
     resolve_path,
+    secrets_of,
     summary,
 )
 from watcher.exceptions import ConfigError
@@ -37,32 +38,6 @@ def _load(args: argparse.Namespace) -> Config | None:
     except ConfigError as exc:
         print(f"watcher: config error: {exc}", file=sys.stderr)
         return None
-
-
-def secrets_of(config: object) -> list[str]:
-    """Every secret value in the config (API keys, webhook secrets, URLs, tokens, passwords),
-    for the log redactor."""
-    from pydantic import BaseModel
-
-    from watcher.secrets import Secret
-
-    found: list[str] = []
-
-    def walk(node: object) -> None:
-        if isinstance(node, Secret):
-            found.append(node.get())
-        elif isinstance(node, BaseModel):
-            for name in type(node).model_fields:
-                walk(getattr(node, name))
-        elif isinstance(node, list | tuple):
-            for item in node:
-                walk(item)
-        elif isinstance(node, dict):
-            for item in node.values():
-                walk(item)
-
-    walk(config)
-    return found
 
 
 def dispatch(args: argparse.Namespace) -> int:
@@ -99,7 +74,7 @@ def dispatch(args: argparse.Namespace) -> int:
         if command == "deliveries":
             return anyio.run(_deliveries, config, args)
         if command == "run":
-            return anyio.run(_run, config)
+            return anyio.run(_run, config, resolve_path(args.config))
         if command == "once":
             return anyio.run(_once, config)
         if command == "status":
@@ -112,11 +87,10 @@ def dispatch(args: argparse.Namespace) -> int:
     raise AssertionError(f"unhandled command {command}")  # argparse only lets known ones in
 
 
-async def _run(config: Config) -> int:
-    from watcher.daemon import Watcher
+async def _run(config: Config, path: Path) -> int:
+    from watcher.daemon import run
 
-    async with Watcher(config) as watcher:
-        await watcher.run_until_stopped()
+    await run(config, path)
     return EXIT_OK
 
 

@@ -782,3 +782,25 @@ def summary(config: Config) -> str:
         stop = ", stop" if not route.continue_ else ""
         lines.append(f"  - {' and '.join(conds) or 'everything'} -> {', '.join(route.sinks)}{stop}")
     return "\n".join(lines)
+
+
+def secrets_of(config: object) -> list[str]:
+    """Every secret value in the config (API keys, webhook secrets, URLs, tokens, passwords),
+    for the log redactor."""
+    found: list[str] = []
+
+    def walk(node: object) -> None:
+        if isinstance(node, Secret):
+            found.append(node.get())
+        elif isinstance(node, BaseModel):
+            for name in type(node).model_fields:
+                walk(getattr(node, name))
+        elif isinstance(node, list | tuple):
+            for item in node:
+                walk(item)
+        elif isinstance(node, dict):
+            for item in node.values():
+                walk(item)
+
+    walk(config)
+    return found

@@ -16,10 +16,11 @@ import contextlib
 import functools
 import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from types import TracebackType
 from typing import Self
 
@@ -34,11 +35,13 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from watcher.abc import Routed, Sink, Source, Store
 from watcher.alerting import Alerting
-from watcher.config import Config, SourceConfig
+from watcher.config import Config, SourceConfig, load_config, secrets_of
 from watcher.digest import digest_transition, heartbeat, summarize
 from watcher.dispatch import Dispatcher, SinkPolicy
+from watcher.exceptions import ConfigError
 from watcher.health import SCHEDULER_TICK, Health, ListenError, Progress
 from watcher.httpserver import serve_app
+from watcher.logging import configure
 from watcher.metrics import Metrics
 from watcher.mistral import ApiClient
 from watcher.pipeline import CycleOutcome, Pipeline
@@ -84,6 +87,7 @@ class Watcher:
         self.health: Health
         self.progress = Progress()
         self.notifier = Notifier()
+        self.reloading = False  # set when the serve ends for a reload, not a stop
 
     async def __aenter__(self) -> Self:
         stack = self._stack
@@ -177,6 +181,11 @@ class Watcher:
             return
         end = time.time() if now is None else now
         start = end - self.config.digest.period
+        last = await self.store.get_sink_state("watcher", "digest.last_end")
+        if last is not None and start < float(last) < end:
+            start = float(last)  # since the previous digest: no gap over weekends or DST
+        elif last is not None and float(last) <= start:
+            start = float(last)  # a missed digest: the next one covers the whole gap
         found = await self.store.transitions_between(start, end)
         active = {
             name: list((await self.store.active_snapshots(name)).values()) for name in self.sources
@@ -185,6 +194,7 @@ class Watcher:
         added = await self.store.enqueue(
             [Routed(transition, list(self.config.digest.sinks))], now=time.time()
         )
+        await self.store.put_sink_state("watcher", "digest.last_end", repr(end))
         self.metrics.transitions_recorded([transition])
         log.info("digest_queued", deliveries=added)
         if added:
@@ -288,26 +298,43 @@ class Watcher:
         return outcomes
 
     async def run_until_stopped(self) -> None:
-        """Poll and deliver until SIGTERM or SIGINT."""
+        """Poll and deliver until SIGTERM or SIGINT (SIGHUP: see :func:`run`)."""
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+            await self.serve_signals(signals, None)
+
+    async def serve_signals(self, signals: AsyncIterator[int], path: Path | None) -> Config | None:
+        """Serve until a signal: SIGTERM/SIGINT stop (``None``); SIGHUP re-reads ``path`` and
+        returns the new config, or logs why it is refused and goes on with this one."""
         stop = anyio.Event()
+        reloaded: list[Config] = []
 
         async def on_signal() -> None:
-            with anyio.open_signal_receiver(
-                signal.SIGTERM, signal.SIGINT, signal.SIGHUP
-            ) as signals:
-                async for signum in signals:
-                    if signum == signal.SIGHUP:
-                        # Not the default action (exit): reload is not built yet.
-                        log.warning("reload_not_supported", hint="restart to apply a new config")
-                        continue
+            async for signum in signals:
+                if signum != signal.SIGHUP:
                     log.info("stopping", signal=signal.Signals(signum).name)
                     stop.set()
                     return
+                if path is None:
+                    log.warning("reload_not_supported", hint="no config file to re-read")
+                    continue
+                try:
+                    new = load_config(path)
+                except ConfigError as exc:
+                    log.error("reload_refused", error=str(exc), hint="the old config stays")
+                    self.notifier.status(f"reload refused: {exc}"[:200])
+                    continue
+                log.info("reloading", config=str(path))
+                self.reloading = True
+                self.notify_reloading()
+                reloaded.append(new)
+                stop.set()
+                return
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(on_signal)
             await self.serve(until=stop)
             tg.cancel_scope.cancel()
+        return reloaded[0] if reloaded else None
 
     async def serve(self, *, until: anyio.Event) -> None:
         """Poll every source on its interval and deliver continuously until ``until`` is
@@ -360,6 +387,7 @@ class Watcher:
                     self.alerting.check,
                     IntervalTrigger(seconds=self.config.rules_interval),
                     start=first + timedelta(seconds=1),
+                    grace=self.config.rules_interval,
                 )
             if self.config.heartbeat is not None:
                 on(
@@ -367,6 +395,7 @@ class Watcher:
                     self.send_heartbeat,
                     IntervalTrigger(seconds=self.config.heartbeat.interval),
                     start=first + timedelta(seconds=2),
+                    grace=self.config.heartbeat.interval,  # a late heartbeat beats none
                 )
             if self.config.digest is not None:
                 digest = self.config.digest
@@ -400,7 +429,8 @@ class Watcher:
                 await until.wait()
             finally:
                 self.health.running = False
-                self.notifier.stopping("stopping: finishing the commit in progress")
+                if not self.reloading:
+                    self.notifier.stopping("stopping: finishing the commit in progress")
                 scheduler.shutdown(wait=False)
                 for bell in bells:
                     bell.close()
@@ -411,10 +441,14 @@ class Watcher:
 async def _answer(
     ticks: MemoryObjectReceiveStream[None], action: Callable[[], Awaitable[object]]
 ) -> None:
-    """Run ``action`` once per tick, one at a time, in a task anyio owns."""
+    """Run ``action`` once per tick, one at a time, in a task anyio owns. An error is logged
+    and the next tick tries again: one failing digest must not stop the daemon."""
     async with ticks:
         async for _ in ticks:
-            await action()
+            try:
+                await action()
+            except Exception:
+                log.exception("scheduled_action_failed", action=getattr(action, "__name__", "?"))
 
 
 async def _ring(bell: MemoryObjectSendStream[None]) -> None:
@@ -424,3 +458,21 @@ async def _ring(bell: MemoryObjectSendStream[None]) -> None:
         anyio.WouldBlock, anyio.BrokenResourceError, anyio.ClosedResourceError
     ):
         bell.send_nowait(None)
+
+
+async def run(config: Config, path: Path | None) -> None:
+    """The daemon's life. SIGHUP re-reads ``path``: a valid config replaces sources, sinks
+    and routes (pending deliveries and snapshots live in the store and carry over); an
+    invalid one is refused, logged, and the running config goes on. SIGTERM/SIGINT stop."""
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+        current = config
+        while True:
+            async with Watcher(current) as watcher:
+                new = await watcher.serve_signals(signals, path)
+            if new is None:
+                return
+            configure(new.logging.level, new.logging.format, secrets=secrets_of(new))
+            log.info(
+                "reloaded", sources=[s.name for s in new.sources], sinks=[s.name for s in new.sinks]
+            )
+            current = new

@@ -1,0 +1,107 @@
+"""SIGHUP: a good config replaces sinks and routes without losing pending deliveries; a bad
+one is refused and the old config goes on; systemd hears RELOADING then READY."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.e2e.harness import WatcherProcess, wait_until
+from tests.e2e.test_health_metrics import NotifySocket
+from watcher.httpserver import serve_app
+from watcher.receiver import Receiver, generate_secret
+from watcher.simulator import JobSpec, simulator
+
+pytestmark = pytest.mark.e2e
+
+
+def config_for(tmp_path: Path, sim_url: str, key: str, hook: str, secret: str) -> dict[str, Any]:
+    return {
+        "sources": [
+            {
+                "name": "ft",
+                "kind": "mistral-fine-tuning",
+                "base_url": sim_url,
+                "api_key": key,
+                "interval": "300ms",
+                "jitter": "30ms",
+                "track_checkpoints": False,
+            }
+        ],
+        "state": {"url": f"sqlite:///{tmp_path}/state.db"},
+        "sinks": [
+            {"name": "hooks", "kind": "webhook", "url": hook, "secret": secret, "timeout": "2s"}
+        ],
+        "delivery": {"initial_backoff": "200ms", "max_backoff": "500ms"},
+        "logging": {"level": "info", "format": "json"},
+    }
+
+
+async def test_reload_good_and_bad(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A delivery pending for a dead receiver reaches the new URL after a reload; a broken
+    config is refused while the daemon keeps delivering; RELOADING=1 precedes READY=1."""
+    secret = generate_secret()
+    old, new = Receiver(secret), Receiver(secret)
+    old.set_down(True)
+    notify = NotifySocket()
+    monkeypatch.setenv("NOTIFY_SOCKET", notify.name)
+    path = tmp_path / "config.yaml"
+    try:
+        async with serve_app(old.app) as old_url, serve_app(new.app) as new_url, \
+                simulator() as sim:  # fmt: skip
+            job = sim.sim.create(JobSpec(status="QUEUED", frozen=True))
+            path.write_text(
+                yaml.safe_dump(
+                    config_for(tmp_path, sim.base_url, sim.api_key, f"{old_url}/h", secret)
+                )
+            )
+            watcher = WatcherProcess(path)
+            watcher.start()
+            try:
+                await wait_until(lambda: notify.first("READY=1") >= 0, 20, "READY=1")
+                sim.sim.set_status(job.id, "RUNNING")
+                await wait_until(
+                    lambda: any(r.status == 503 for r in old.received),
+                    20,
+                    "the delivery to fail against the dead receiver",
+                )
+                path.write_text(
+                    yaml.safe_dump(
+                        config_for(tmp_path, sim.base_url, sim.api_key, f"{new_url}/h", secret)
+                    )
+                )
+                watcher.proc.send_signal(signal.SIGHUP)  # type: ignore[union-attr]
+                await wait_until(
+                    lambda: any(r.type == "fine_tuning.job.running" for r in new.accepted()),
+                    20,
+                    "the pending delivery at the new URL",
+                )
+                lines = notify.drain()
+                reloading = notify.first("RELOADING=1")
+                assert 0 <= reloading
+                assert any(line == "READY=1" for line in lines[reloading:])
+
+                path.write_text("sources: [\n")  # broken
+                watcher.proc.send_signal(signal.SIGHUP)  # type: ignore[union-attr]
+                await wait_until(
+                    lambda: "reload_refused" in watcher.output(), 20, "the refusal in the log"
+                )
+                sim.sim.set_status(job.id, "FAILED")
+                await wait_until(
+                    lambda: any(r.type == "fine_tuning.job.failed" for r in new.accepted()),
+                    20,
+                    "delivery to go on with the old config",
+                )
+                assert watcher.alive()
+                assert 0 == watcher.stop()
+            finally:
+                if watcher.alive():
+                    watcher.kill()
+        assert "STOPPING=1" in notify.drain()
+    finally:
+        notify.close()
+    assert ["fine_tuning.job.running", "fine_tuning.job.failed"] == [r.type for r in new.accepted()]
