@@ -266,6 +266,18 @@ def test_example_config_is_valid(tmp_path: Path) -> None:
             id="bad cron",
         ),
         pytest.param(
+            "digest: {cron: '0 9 * * 1-5', sinks: [console]}",
+            "digest.cron",
+            "names",
+            id="numeric weekdays",
+        ),
+        pytest.param(
+            "digest: {cron: '0 9 * * *', period: 30d, sinks: [console]}",
+            "digest.period",
+            "retention",
+            id="digest longer than retention",
+        ),
+        pytest.param(
             "digest: {cron: '0 9 * * *', timezone: Mars/Olympus, sinks: [console]}",
             "digest.timezone",
             "unknown time zone",
@@ -311,7 +323,7 @@ def test_broken_rules_and_digest(tmp_path: Path, extra: str, path: str, message:
 def test_rules_digest_heartbeat_load(tmp_path: Path) -> None:
     """A config with every rule kind, a digest and a heartbeat loads."""
     extra = """rules:
-  - {kind: stalled, after: {QUEUED: 2h, VALIDATING: 30m}, repeat_interval: 1h}
+  - {kind: stalled, after: {QUEUED: 2h, validating: 30m}, repeat_interval: 1h}
   - {kind: overrun, factor: 2}
   - {kind: cost, limit: 100}
   - {kind: metric, valid_loss_rise: 15}
@@ -320,4 +332,6 @@ heartbeat: {interval: 1m}
 """
     config = load_config(write(tmp_path, GOOD + extra), env=ENV)
     assert ["stalled", "overrun", "cost", "metric"] == [r.key for r in config.rules]
+    stalled = config.rules[0]
+    assert {"QUEUED": 7200.0, "VALIDATING": 1800.0} == stalled.after  # type: ignore[union-attr]
     assert config.heartbeat is not None and 60 == config.heartbeat.interval

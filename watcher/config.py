@@ -443,6 +443,12 @@ class StalledRuleConfig(_RuleConfig):
 
     kind: Literal["stalled"]
     after: Annotated[dict[str, Duration], Field(min_length=1)]  # status -> limit
+
+    @field_validator("after")
+    @classmethod
+    def _statuses(cls, value: dict[str, float]) -> dict[str, float]:
+        return {status.strip().upper(): limit for status, limit in value.items()}
+
     repeat_interval: Duration | None = None
     resolved: bool = True
 
@@ -496,6 +502,11 @@ class DigestConfig(_Model):
             CronTrigger.from_crontab(value, timezone="UTC")
         except (ValueError, KeyError) as exc:
             raise ValueError(f"not a crontab expression: {exc}") from None
+        fields = value.split()
+        if len(fields) == 5 and re.search(r"\d", fields[4]):
+            # APScheduler 3 counts weekdays from 0 = Monday, crontab from 0 = Sunday: a
+            # number would silently mean another day. Names mean the same everywhere.
+            raise ValueError("write the day of week with names (MON-FRI, SAT,SUN), not numbers")
         return value
 
     @field_validator("timezone")
@@ -712,6 +723,12 @@ def _check_references(config: Config) -> None:
             if name not in seen and not any(c in name for c in "*?["):
                 raise ConfigError(f"routes[{r}].match.source[{m}]", f"unknown source {name[:64]!r}")
     if config.digest is not None:
+        if config.digest.period > config.delivery.retention:
+            raise ConfigError(
+                "digest.period",
+                "longer than delivery.retention: the digest would miss what "
+                "housekeeping already forgot",
+            )
         for s, name in enumerate(config.digest.sinks):
             if name not in sinks:
                 raise ConfigError(f"digest.sinks[{s}]", f"unknown sink {name[:64]!r}")
