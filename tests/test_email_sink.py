@@ -631,3 +631,22 @@ def test_job_link_is_encoded() -> None:
     url = "https://console.example.com/jobs/a%22%3Cb%3E?s=ft"
     assert f'<a href="{url}">{url}</a>' in body
     assert url in text
+
+
+def test_real_chart_is_valid_svg_in_the_html_part() -> None:
+    """With the real charts module, the HTML part holds an SVG that the stdlib XML parser
+    reads, with one curve per series; the text part's sparkline falls with the loss."""
+    import re
+    import xml.etree.ElementTree as ET
+
+    curve = [[s, 2.0 / s, 2.2 / s if s % 2 == 0 else 0.0] for s in range(1, 21)]
+    message = make_sink(25).build([envelope(job=job(loss_curve=curve))], now=DETECTED)
+    text, body = parts(message)
+    found = re.search(r"<svg.*?</svg>", body, re.DOTALL)
+    assert found is not None
+    root = ET.fromstring(found.group(0))  # noqa: S314 (our own output, the point of the test)
+    assert root.tag.endswith("svg")
+    assert 2 == len([e for e in root.iter() if e.tag.endswith("polyline")])
+    line = next(row for row in text.splitlines() if row.startswith("Train loss:"))
+    spark = line.split(":", 1)[1].split()[0]
+    assert spark[0] > spark[-1]  # block characters rise in code point with the value
