@@ -192,3 +192,26 @@ async def test_retired_api_is_reported_once(rig: Rig) -> None:
     retired = [r for r in receiver.received if r.type == "watcher.source.retired"]
     assert 1 == len(retired)
     assert "410" in retired[0].data["reason"]
+
+
+async def test_sigterm_during_a_delivery_exits_cleanly(rig: Rig) -> None:
+    """SIGTERM while a delivery is in flight exits 0 within the grace period, and the
+    delivery is either done or still pending: a restart sends it, under the same id."""
+    import time
+
+    sim, receiver, watcher = rig.sim, rig.receiver, rig.watcher
+    watcher.start()
+    await wait_until(lambda: sim.sim.stats()["requests"]["list"] > 0, 15, "first poll")
+    job = sim.sim.create(JobSpec(status="QUEUED", frozen=True))
+    receiver.set_delay(3.0)
+    await wait_until(lambda: receiver.in_flight > 0, 20, "a delivery in flight")
+    started = time.monotonic()
+    assert 0 == watcher.stop()
+    assert time.monotonic() - started < 10
+    receiver.set_delay(0.0)
+    watcher.start()
+    await wait_until(lambda: any(r.accepted for r in receiver.received), 20, "the delivery")
+    assert 0 == watcher.stop()
+    ids = {r.id for r in receiver.received}
+    assert 1 == len(ids)  # a re-send carries the same webhook-id
+    assert job.id == receiver.accepted()[0].data["job"]["id"]
