@@ -48,6 +48,7 @@ import structlog
 from watcher import __version__
 from watcher.abc import Envelope
 from watcher.exceptions import DeliveryError
+from watcher.redact import redact_url
 from watcher.retry import Verdict, classify, parse_retry_after
 from watcher.secrets import Secret
 from watcher.transitions import Transition
@@ -108,22 +109,6 @@ def _cap(text: str, limit: int) -> str:
 def _short_id(job_id: str) -> str:
     text = _sanitize(job_id)
     return text if len(text) <= 9 else text[:8] + "…"
-
-
-def _redact_url(url: str) -> str:
-    """``scheme://host[:port]/…``: what of a URL may be shown (no userinfo, path, query)."""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname
-        port = parts.port
-    except ValueError:
-        return "<invalid url>"
-    if not parts.scheme or not host:
-        return "<invalid url>"
-    shown = f"[{host}]" if ":" in host else host
-    if port is not None:
-        shown = f"{shown}:{port}"
-    return f"{parts.scheme.lower()}://{shown}/" + ("…" if parts.path not in ("", "/") else "")
 
 
 def dedup_key(*parts: str) -> str:
@@ -234,7 +219,7 @@ class PagerDutySink:
     ) -> None:
         self.name = name
         where = f"pagerduty {name!r}"
-        self._redacted = _redact_url(url)
+        self._redacted = redact_url(url)
         if urlsplit(url).scheme.lower() not in ("http", "https") or "<" in self._redacted:
             raise ValueError(f"{where}: url must be http(s)://host/…")
         try:

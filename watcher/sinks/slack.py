@@ -44,6 +44,7 @@ import structlog
 from watcher import __version__
 from watcher.abc import Envelope, SinkState
 from watcher.exceptions import DeliveryError
+from watcher.redact import redact_url
 from watcher.retry import Verdict, classify, parse_retry_after
 from watcher.secrets import Secret
 from watcher.templates import MessageTemplates
@@ -199,23 +200,6 @@ def duration(seconds: float) -> str:
     if minutes:
         return f"{minutes}m {secs}s"
     return f"{secs}s"
-
-
-def redact_url(url: str) -> str:
-    """``scheme://host[:port]/…``: what of a URL may be shown (no userinfo, path, query)."""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname
-        port = parts.port
-    except ValueError:
-        return "<invalid url>"
-    if not parts.scheme or not host:
-        return "<invalid url>"
-    shown = f"[{host}]" if ":" in host else host
-    if port is not None:
-        shown = f"{shown}:{port}"
-    rest = "" if parts.path in ("", "/") and not parts.query and not parts.fragment else "…"
-    return f"{parts.scheme.lower()}://{shown}/{rest}"
 
 
 def _sparkline() -> Callable[[Sequence[float]], str] | None:

@@ -29,6 +29,7 @@ from standardwebhooks.webhooks import Webhook
 from watcher import __version__
 from watcher.abc import Envelope
 from watcher.exceptions import DeliveryError
+from watcher.redact import redact_url
 from watcher.retry import Verdict, classify, parse_retry_after
 from watcher.secrets import Secret
 
@@ -42,23 +43,6 @@ _EXCERPT_CHARS = 200
 _REDACTED = "<redacted>"
 _WHITESPACE = re.compile(r"\s+")
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 field name
-
-
-def redact_url(url: str) -> str:
-    """``scheme://host[:port]/…``: what of a URL may be shown (no userinfo, path, query)."""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname
-        port = parts.port
-    except ValueError:
-        return "<invalid url>"
-    if not parts.scheme or not host:
-        return "<invalid url>"
-    shown = f"[{host}]" if ":" in host else host
-    if port is not None:
-        shown = f"{shown}:{port}"
-    rest = "" if parts.path in ("", "/") and not parts.query and not parts.fragment else "…"
-    return f"{parts.scheme.lower()}://{shown}/{rest}"
 
 
 def decode_secret(value: str) -> bytes:
