@@ -122,7 +122,7 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
-class _SourceConfig(_Model):
+class SourceBaseConfig(_Model):
     """What every source has."""
 
     name: Name
@@ -149,7 +149,7 @@ class _SourceConfig(_Model):
         return self.jitter if self.jitter is not None else min(self.interval / 10, 5.0)
 
 
-class FineTuningSourceConfig(_SourceConfig):
+class FineTuningSourceConfig(SourceBaseConfig):
     kind: Literal["mistral-fine-tuning"]
     track_checkpoints: bool = True
 
@@ -157,7 +157,7 @@ class FineTuningSourceConfig(_SourceConfig):
 Percent = Annotated[float, Field(gt=0, le=100)]
 
 
-class BatchSourceConfig(_SourceConfig):
+class BatchSourceConfig(SourceBaseConfig):
     kind: Literal["mistral-batch"]
     # batch.job.progress fires once per job as the share of processed requests passes each.
     progress_milestones: list[Percent] = [50.0, 90.0]

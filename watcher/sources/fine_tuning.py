@@ -68,19 +68,7 @@ class FineTuningSource(ListingSource):
         *,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
     ) -> None:
-        super().__init__(
-            name=config.name,
-            base_url=config.base_url,
-            api_key=config.api_key,
-            client=client,
-            interval=config.interval,
-            timeout=config.timeout,
-            max_retries=config.max_retries,
-            page_size=config.page_size,
-            resync_interval=config.resync_interval,
-            on_start=config.on_start,
-            sleep=sleep,
-        )
+        super().__init__(config, client, sleep=sleep)
         self.track_checkpoints = config.track_checkpoints
 
     def parse(self, raw: Any) -> Job:

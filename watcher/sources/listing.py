@@ -29,11 +29,11 @@ import httpx
 import structlog
 
 from watcher.abc import PollContext, PollResult
+from watcher.config import SourceBaseConfig
 from watcher.diff import JobKind, Snapshot, same_view
 from watcher.exceptions import SourceError, SourceProtocolError
 from watcher.mistral import ApiClient, NotFound
 from watcher.models import Job, MalformedItem
-from watcher.secrets import Secret
 
 log = structlog.get_logger(__name__)
 
@@ -88,31 +88,23 @@ class ListingSource(ABC):
 
     def __init__(
         self,
-        *,
-        name: str,
-        base_url: str,
-        api_key: Secret,
+        config: SourceBaseConfig,
         client: httpx.AsyncClient,
-        interval: float,
-        timeout: float,
-        max_retries: int,
-        page_size: int,
-        resync_interval: float,
-        on_start: str,
+        *,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
     ) -> None:
-        self.name = name
-        self.interval = interval
-        self.page_size = page_size
-        self.resync_interval = resync_interval
-        self.on_start = on_start
+        self.name = config.name
+        self.interval = config.interval
+        self.page_size = config.page_size
+        self.resync_interval = config.resync_interval
+        self.on_start = config.on_start
         self.api = ApiClient(
-            source=name,
-            base_url=base_url,
-            api_key=api_key,
+            source=config.name,
+            base_url=config.base_url,
+            api_key=config.api_key,
             client=client,
-            timeout=timeout,
-            max_retries=max_retries,
+            timeout=config.timeout,
+            max_retries=config.max_retries,
             sleep=sleep,
         )
         self._missing: set[str] = set()  # answered 404: not asked again until a full listing
