@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -102,6 +103,19 @@ _DURATION_SCHEMA = {
     ],
     "description": "seconds, or a duration such as 250ms, 30s, 5m, 1h30m, 2d",
 }
+
+
+def _zone(value: str) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value[:64]!r}") from None
+    return value
+
+
+TimeZone = Annotated[str, AfterValidator(_zone)]  # an IANA name such as Europe/Paris
 Duration = Annotated[
     float, BeforeValidator(parse_duration), WithJsonSchema(_DURATION_SCHEMA, mode="validation")
 ]
@@ -366,7 +380,7 @@ class MuteWindow(_Model):
 
     days: StrList = list(WEEKDAYS)
     between: str = "00:00-24:00"
-    timezone: str = "UTC"
+    timezone: TimeZone = "UTC"
 
     @field_validator("days")
     @classmethod
@@ -385,17 +399,6 @@ class MuteWindow(_Model):
         if not _CLOCK.match(value.replace(" ", "")):
             raise ValueError("must be HH:MM-HH:MM, e.g. 22:00-07:00")
         return value.replace(" ", "")
-
-    @field_validator("timezone")
-    @classmethod
-    def _zone(cls, value: str) -> str:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value[:64]!r}") from None
-        return value
 
 
 class RouteConfig(_Model):
@@ -489,7 +492,7 @@ class DigestConfig(_Model):
     """A summary of the last ``period`` per source, sent on a cron schedule."""
 
     cron: str  # crontab: minute hour day month day-of-week, e.g. "0 9 * * MON-FRI"
-    timezone: str = "UTC"
+    timezone: TimeZone = "UTC"
     period: Duration = 86400.0
     sinks: Annotated[StrList, Field(min_length=1)]
 
@@ -507,17 +510,6 @@ class DigestConfig(_Model):
             # APScheduler 3 counts weekdays from 0 = Monday, crontab from 0 = Sunday: a
             # number would silently mean another day. Names mean the same everywhere.
             raise ValueError("write the day of week with names (MON-FRI, SAT,SUN), not numbers")
-        return value
-
-    @field_validator("timezone")
-    @classmethod
-    def _zone(cls, value: str) -> str:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value[:64]!r}") from None
         return value
 
 
