@@ -196,6 +196,23 @@ def diff(
             job=job_view,
         )
 
+    def job_fact(
+        when: int | None,
+        rank: int,
+        suffix: str,
+        id_parts: tuple[object, ...],
+        details: Mapping[str, Any],
+    ) -> None:
+        add(when, rank, Transition(
+            id=stable_id(source, current.id, *id_parts),
+            type=f"{kind.prefix}.{suffix}",
+            source=source,
+            job_id=current.id,
+            occurred_at=when,
+            job=job_view,
+            details=details,
+        ))  # fmt: skip
+
     last_status_time = [0]
 
     def status_time(when: int) -> int:
@@ -256,24 +273,10 @@ def diff(
         if status is None:
             seen_events.add(fp)
             if event.name != "status-updated":
-                add(
-                    event.created_at,
-                    _RANK_EVENT,
-                    Transition(
-                        id=stable_id(source, current.id, "event", fp),
-                        type=f"{kind.prefix}.event",
-                        source=source,
-                        job_id=current.id,
-                        occurred_at=event.created_at,
-                        job=job_view,
-                        details={
-                            "event": {
-                                "name": event.name,
-                                "created_at": event.created_at,
-                                "data": event.data,
-                            }
-                        },
-                    ),
+                event_details = {"name": event.name, "created_at": event.created_at,
+                                 "data": event.data}  # fmt: skip
+                job_fact(
+                    event.created_at, _RANK_EVENT, "event", ("event", fp), {"event": event_details}
                 )
             continue
         if index not in take:
@@ -309,56 +312,35 @@ def diff(
             and (checkpoint.created_at is None or checkpoint.created_at <= previous.modified_at)
         ):
             continue  # a snapshot from a list item knew no checkpoints: history, not news
-        add(
+        checkpoint_details = {"step_number": checkpoint.step_number,
+                              "created_at": checkpoint.created_at,
+                              "metrics": dict(checkpoint.metrics)}  # fmt: skip
+        job_fact(
             checkpoint.created_at,
             _RANK_CHECKPOINT,
-            Transition(
-                id=stable_id(source, current.id, "checkpoint", checkpoint.step_number),
-                type=f"{kind.prefix}.checkpoint",
-                source=source,
-                job_id=current.id,
-                occurred_at=checkpoint.created_at,
-                job=job_view,
-                details={
-                    "checkpoint": {
-                        "step_number": checkpoint.step_number,
-                        "created_at": checkpoint.created_at,
-                        "metrics": dict(checkpoint.metrics),
-                    }
-                },
-            ),
+            "checkpoint",
+            ("checkpoint", checkpoint.step_number),
+            {"checkpoint": checkpoint_details},
         )
 
     model = current.fine_tuned_model
     known_model = previous.fine_tuned_model if previous else None
     if model and model != known_model:
-        add(
+        job_fact(
             current.modified_at,
             _RANK_MODEL,
-            Transition(
-                id=stable_id(source, current.id, "model", model),
-                type=f"{kind.prefix}.model_ready",
-                source=source,
-                job_id=current.id,
-                occurred_at=current.modified_at,
-                job=job_view,
-                details={"fine_tuned_model": model},
-            ),
+            "model_ready",
+            ("model", model),
+            {"fine_tuned_model": model},
         )
 
     for fact in kind.facts(previous, current):
-        add(
+        job_fact(
             fact.occurred_at,
             _RANK_EVENT,
-            Transition(
-                id=stable_id(source, current.id, "fact", fact.type, *fact.key),
-                type=f"{kind.prefix}.{fact.type}",
-                source=source,
-                job_id=current.id,
-                occurred_at=fact.occurred_at,
-                job=job_view,
-                details=dict(fact.details),
-            ),
+            fact.type,
+            ("fact", fact.type, *fact.key),
+            dict(fact.details),
         )
 
     found.sort(key=lambda item: item[:3])
