@@ -17,10 +17,10 @@ from watcher.stores.sql import SqlStore
 from watcher.transitions import Transition
 
 
-@pytest.fixture(params=["sqlite"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[SqlStore]:
+@pytest.fixture
+async def store(store_url: str) -> AsyncIterator[SqlStore]:
     """Every store implementation runs the same suite."""
-    s = open_store(f"sqlite:///{tmp_path}/state.db")
+    s = open_store(store_url)
     assert isinstance(s, SqlStore)
     await s.open()
     yield s
@@ -111,9 +111,9 @@ async def test_delivery_states(store: SqlStore) -> None:
     assert (1, 1, 1) == (status.pending, status.dead, status.delivered)
 
 
-async def test_state_survives_reopen(tmp_path: Path) -> None:
-    """A new process opening the same file finds snapshots and pending deliveries."""
-    url = f"sqlite:///{tmp_path}/nested/dir/state.db"
+async def test_state_survives_reopen(store_url: str) -> None:
+    """A new process opening the same database finds snapshots and pending deliveries."""
+    url = store_url
     first = open_store(url)
     await first.open()
     snapshot, _ = diff(None, job(status="RUNNING"), source="ft", kind=KIND)

@@ -30,6 +30,7 @@ def _parser() -> argparse.ArgumentParser:
     with_config("once", "one poll + delivery pass, then exit")
     with_config("check-config", "validate the config, print a summary, exit 0 or 2")
     with_config("status", "tracked jobs, last poll per source, pending and dead deliveries")
+    with_config("migrate", "bring the state database's schema up to date (run does it too)")
     test_sink = with_config("test-sink", "send a labelled test message through one sink")
     test_sink.add_argument("sink", metavar="NAME")
     render = with_config("render", "print what a sink would send for a sample transition")

@@ -79,6 +79,12 @@ def dispatch(args: argparse.Namespace) -> int:
             return anyio.run(_once, config)
         if command == "status":
             return anyio.run(_status, config)
+        if command == "migrate":
+            from watcher.stores import migrate
+
+            revision = anyio.run(migrate, config.state.url)
+            print(f"state schema at revision {revision}")
+            return EXIT_OK
     except KeyboardInterrupt:
         return EXIT_OK
     except Exception:

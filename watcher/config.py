@@ -414,9 +414,22 @@ class StateConfig(_Model):
     @field_validator("url")
     @classmethod
     def _supported(cls, value: str) -> str:
-        if not value.startswith("sqlite:///"):
-            raise ValueError("must be sqlite:///PATH (PostgreSQL support is not built yet)")
-        return value
+        if value.startswith("sqlite:///"):
+            return value
+        if value.startswith(("postgresql://", "postgresql+asyncpg://")):
+            from sqlalchemy.engine import make_url
+            from sqlalchemy.exc import ArgumentError
+
+            try:
+                url = make_url(value)
+            except (ArgumentError, ValueError) as e:
+                raise ValueError(f"not a valid PostgreSQL URL: {e}") from None
+            if not url.database:
+                raise ValueError("names no database: postgresql://USER@HOST:PORT/DATABASE")
+            return value
+        raise ValueError(
+            "must be sqlite:///PATH or postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE"
+        )
 
 
 class DeliveryConfig(_Model):

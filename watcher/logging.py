@@ -104,5 +104,5 @@ def configure(
     root.setLevel(max(threshold, logging.INFO))
     # Libraries speak at warning and worse only: httpx and httpcore would print every
     # request line at debug level, apscheduler every run at info.
-    for noisy in ("httpx", "httpcore", "apscheduler", "uvicorn", "aiosqlite", "asyncio"):
+    for noisy in ("httpx", "httpcore", "apscheduler", "uvicorn", "aiosqlite", "asyncio", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import asdict
 from typing import Any
 
@@ -22,11 +23,11 @@ from watcher.abc import (
     StoreStatus,
 )
 from watcher.diff import Snapshot
+from watcher.stores import migrations
 from watcher.stores.schema import (
     alerts,
     cursors,
     deliveries,
-    metadata,
     sink_state,
     snapshots,
     transitions,
@@ -52,8 +53,22 @@ class SqlStore:
         return sqlite.insert(table)
 
     async def open(self) -> None:
-        async with self.engine.begin() as conn:
-            await conn.run_sync(metadata.create_all)
+        """Ready the database: apply pending migrations."""
+        await self.migrate()
+
+    async def migrate(self) -> str:
+        """Bring the schema to the newest revision (Alembic ``upgrade head``) in one
+        transaction; returns that revision."""
+        async with self.engine.begin() as conn, self._migrating(conn):
+            return await conn.run_sync(migrations.upgrade)
+
+    @asynccontextmanager
+    async def _migrating(self, conn: AsyncConnection) -> AsyncIterator[None]:
+        """Keep other migrations of this database out while ``conn`` migrates it. SQLite
+        serves one process: only other stores of this process, which must not interleave
+        anyway (Alembic keeps its running context in module globals)."""
+        async with migrations.process_lock():
+            yield
 
     async def aclose(self) -> None:
         await self.engine.dispose()
