@@ -63,6 +63,11 @@ async def test_reload_good_and_bad(tmp_path: Path, monkeypatch: pytest.MonkeyPat
             watcher.start()
             try:
                 await wait_until(lambda: notify.first("READY=1") >= 0, 20, "READY=1")
+                # A second listing means the first (the silent baseline) is committed: the
+                # change below is news, not part of the baseline.
+                await wait_until(
+                    lambda: sim.sim.stats()["requests"]["list"] >= 2, 20, "the baseline"
+                )
                 sim.sim.set_status(job.id, "RUNNING")
                 await wait_until(
                     lambda: any(r.status == 503 for r in old.received),
