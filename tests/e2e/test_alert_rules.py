@@ -159,3 +159,20 @@ async def test_first_start_raises_no_alert_storm(tmp_path: Path) -> None:
         sim.sim.set_status(job.id, "RUNNING")
         await once(config)
     assert [] == receiver.received
+
+
+async def test_a_retired_source_raises_no_alerts(tmp_path: Path) -> None:
+    """Jobs of a source answering 410 are frozen, not stuck: no stalled alert for them."""
+    secret = generate_secret()
+    receiver = Receiver(secret)
+    async with serve_app(receiver.app) as url, simulator() as sim:
+        config = config_for(sim, url, secret, tmp_path)
+        await once(config)  # baseline (empty)
+        sim.sim.create(JobSpec(status="QUEUED", frozen=True))
+        await once(config)  # the new job is followed
+        sim.sim.retired = True
+        await once(config)  # 410: reported once
+        await anyio.sleep(3.3)
+        await once(config)
+    # (The route sends only alerts and watcher.* facts to this receiver.)
+    assert ["watcher.source.retired"] == [r.type for r in receiver.received]
