@@ -125,6 +125,7 @@ async def test_metric_rule_fires_once_through_the_wire(tmp_path: Path) -> None:
             ],
         }
         config = validate_config(raw, env={})
+        await once(config)  # the silent baseline, before the job exists
         job = sim.sim.create(JobSpec(status="RUNNING", frozen=True))
         sim.sim.jobs[job.id].metadata = {"expected_duration_seconds": 1}
         await once(config)
