@@ -41,13 +41,13 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-import anyio
 import httpx
 import structlog
 
 from watcher import __version__
 from watcher.abc import Envelope
 from watcher.exceptions import DeliveryError
+from watcher.exchange import exchange
 from watcher.redact import redact_url
 from watcher.retry import Verdict, classify, parse_retry_after
 from watcher.secrets import Secret
@@ -347,34 +347,14 @@ class PagerDutySink:
             },
             timeout=httpx.Timeout(self._timeout),
         )
-        raw = b""
-        try:
-            # One deadline for the whole exchange, body included: httpx's timeouts are per
-            # operation, so a peer trickling bytes could otherwise hold the delivery forever.
-            with anyio.fail_after(self._timeout):
-                response = await self._client.send(request, stream=True, follow_redirects=False)
-                try:
-                    async for chunk in response.aiter_bytes():
-                        raw += chunk
-                        if len(raw) >= _BODY_READ_LIMIT:
-                            break
-                except httpx.HTTPError:
-                    pass  # the status line decides; an unreadable body is no reason to retry
-                finally:
-                    with anyio.CancelScope(shield=True):
-                        await response.aclose()
-        except TimeoutError:
-            raise DeliveryError(
-                f"{where}: no answer within {self._timeout:g}s", retryable=True
-            ) from None
-        except httpx.UnsupportedProtocol:
-            raise DeliveryError(f"{where}: unsupported protocol", retryable=False) from None
-        except httpx.HTTPError as exc:
-            detail = _cap(self._scrub(_sanitize(str(exc))), _EXCERPT_CHARS)
-            message = f"{where}: {type(exc).__name__}" + (f": {detail}" if detail else "")
-            raise DeliveryError(message, retryable=True) from None
-
-        status = response.status_code
+        status, answer_headers, raw = await exchange(
+            self._client,
+            request,
+            deadline_seconds=self._timeout,
+            where=where,
+            describe=lambda text: _cap(self._scrub(_sanitize(text)), _EXCERPT_CHARS),
+            read_limit=_BODY_READ_LIMIT,
+        )
         verdict = classify(status)
         if verdict is Verdict.DONE:
             log.debug(
@@ -392,7 +372,7 @@ class PagerDutySink:
         if excerpt:
             reason += f": {excerpt}"
         if verdict is Verdict.RETRY:
-            retry_after = parse_retry_after(response.headers.get("retry-after"), now=self._clock())
+            retry_after = parse_retry_after(answer_headers.get("retry-after"), now=self._clock())
             if status == 429:
                 retry_after = max(retry_after or 0.0, RATE_LIMIT_WAIT)
             raise DeliveryError(reason, retryable=True, retry_after=retry_after)

@@ -44,6 +44,7 @@ import structlog
 from watcher import __version__
 from watcher.abc import Envelope, SinkState
 from watcher.exceptions import DeliveryError
+from watcher.exchange import exchange
 from watcher.redact import redact_url
 from watcher.retry import Verdict, classify, parse_retry_after
 from watcher.secrets import Secret
@@ -953,31 +954,11 @@ class SlackSink:
             headers=headers,
             timeout=httpx.Timeout(self._timeout),
         )
-        deadline = anyio.current_time() + self._timeout
-        try:
-            # One deadline for the whole exchange: httpx's timeouts are per operation.
-            with anyio.fail_after(self._timeout):
-                response = await self._client.send(request, stream=True, follow_redirects=False)
-        except TimeoutError:
-            raise DeliveryError(
-                f"{self._where}: no answer within {self._timeout:g}s", retryable=True
-            ) from None
-        except httpx.UnsupportedProtocol:
-            raise DeliveryError(f"{self._where}: unsupported protocol", retryable=False) from None
-        except httpx.HTTPError as exc:
-            detail = self._scrub(_sanitize(str(exc)))[:_EXCERPT_CHARS]
-            message = f"{self._where}: {type(exc).__name__}" + (f": {detail}" if detail else "")
-            raise DeliveryError(message, retryable=True) from None
-        raw = b""
-        try:
-            with anyio.move_on_after(max(0.0, deadline - anyio.current_time())):
-                async for chunk in response.aiter_bytes():
-                    raw += chunk
-                    if len(raw) >= read_limit:
-                        break
-        except httpx.HTTPError:
-            pass  # the status line still decides
-        finally:
-            with anyio.CancelScope(shield=True):
-                await response.aclose()
-        return response.status_code, response.headers, raw[:read_limit]
+        return await exchange(
+            self._client,
+            request,
+            deadline_seconds=self._timeout,
+            where=self._where,
+            describe=lambda text: self._scrub(_sanitize(text))[:_EXCERPT_CHARS],
+            read_limit=read_limit,
+        )

@@ -21,7 +21,6 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
-import anyio
 import httpx
 import structlog
 from standardwebhooks.webhooks import Webhook
@@ -29,6 +28,7 @@ from standardwebhooks.webhooks import Webhook
 from watcher import __version__
 from watcher.abc import Envelope
 from watcher.exceptions import DeliveryError
+from watcher.exchange import exchange
 from watcher.redact import redact_url
 from watcher.retry import Verdict, classify, parse_retry_after
 from watcher.secrets import Secret
@@ -207,37 +207,14 @@ class WebhookSink:
             headers=headers,
             timeout=httpx.Timeout(self._timeout),
         )
-        deadline = anyio.current_time() + self._timeout
-        try:
-            # One deadline for the whole exchange: httpx's timeouts are per operation, so a
-            # peer trickling bytes could otherwise hold the delivery for ever.
-            with anyio.fail_after(self._timeout):
-                response = await self._client.send(request, stream=True, follow_redirects=False)
-        except TimeoutError:
-            raise DeliveryError(
-                f"{where}: no answer within {self._timeout:g}s", retryable=True
-            ) from None
-        except httpx.UnsupportedProtocol:
-            raise DeliveryError(f"{where}: unsupported protocol", retryable=False) from None
-        except httpx.HTTPError as exc:
-            detail = self._scrub(_sanitize(str(exc)), *secret_parts)[:_EXCERPT_CHARS]
-            message = f"{where}: {type(exc).__name__}" + (f": {detail}" if detail else "")
-            raise DeliveryError(message, retryable=True) from None
-
-        try:
-            raw = b""
-            with anyio.move_on_after(max(0.0, deadline - anyio.current_time())):
-                async for chunk in response.aiter_bytes():
-                    raw += chunk
-                    if len(raw) >= _BODY_READ_LIMIT:
-                        break
-        except httpx.HTTPError:
-            pass  # the status line decides; an unreadable error page is no reason to retry
-        finally:
-            with anyio.CancelScope(shield=True):
-                await response.aclose()
-
-        status = response.status_code
+        status, answer_headers, raw = await exchange(
+            self._client,
+            request,
+            deadline_seconds=self._timeout,
+            where=where,
+            describe=lambda text: self._scrub(_sanitize(text), *secret_parts)[:_EXCERPT_CHARS],
+            read_limit=_BODY_READ_LIMIT,
+        )
         verdict = classify(status)
         if verdict is Verdict.DONE:
             log.debug(
@@ -253,7 +230,7 @@ class WebhookSink:
         )[:_EXCERPT_CHARS]
         reason = f"{where}: HTTP {status}" + (f": {excerpt}" if excerpt else "")
         if verdict is Verdict.RETRY:
-            retry_after = parse_retry_after(response.headers.get("retry-after"), now=self._clock())
+            retry_after = parse_retry_after(answer_headers.get("retry-after"), now=self._clock())
             raise DeliveryError(reason, retryable=True, retry_after=retry_after)
         if status == 410:
             log.error(
