@@ -178,6 +178,35 @@ def test_checkpoints_do_not_bump_modified_at() -> None:
     assert detailed["checkpoints"][1]["metrics"]["valid_loss"] > 0
 
 
+def test_listing_matches_a_full_sort_as_jobs_come_and_statuses_move() -> None:
+    """The cached newest-first order and its created_after/before cuts agree with a plain
+    filter and sort, also after new jobs appear and statuses change."""
+    sim = Simulator(clock=FakeClock(), seed=3)
+    for i in range(40):
+        sim.create(
+            JobSpec(status="SUCCESS" if i % 3 else "RUNNING", frozen=True), created_at=1000 + i // 4
+        )
+
+    def reference(after: float | None, before: float | None, status: str | None) -> list[str]:
+        found = [
+            job
+            for job in sim.jobs.values()
+            if (after is None or job.created_at >= after)
+            and (before is None or job.created_at < before)
+            and (status is None or job.status == status)
+        ]
+        return [j.id for j in sorted(found, key=lambda j: (-j.created_at, j.id))]
+
+    bounds = (None, 999, 1000, 1003.5, 1005, 1009, 1010, 2000)
+    for round_ in range(2):
+        for after, before, status in itertools.product(bounds, bounds, (None, "RUNNING")):
+            listed = sim.list_jobs(created_after=after, created_before=before, status=status)
+            assert reference(after, before, status) == [job.id for job in listed]
+        if round_ == 0:
+            sim.create(JobSpec(status="QUEUED", frozen=True), created_at=1004)
+            sim.set_status(next(iter(sim.jobs)), "RUNNING")
+
+
 def test_frozen_job_never_moves() -> None:
     """A frozen job ignores its script and the follow-up of a cancellation."""
     clock = FakeClock()

@@ -9,6 +9,7 @@ date. The clock is injectable, so tests pass a fake one.
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import itertools
 import math
@@ -126,6 +127,10 @@ class Simulator:
         self._queue: list[tuple[float, int, _Due]] = []
         self._seq = itertools.count()
         self._progressing: set[str] = set()  # RUNNING batch jobs whose counters move
+        # Jobs newest first (created_at never changes), rebuilt after a creation: a listing
+        # of 100,000 jobs then costs a slice, not a sort per page.
+        self._ordered: list[SimJob] | None = None
+        self._ages: list[int] = []  # -created_at of _ordered, ascending, for bisect
         self._batch_used = False  # shows the batch request counters in stats()
 
     # -- time ---------------------------------------------------------------------------
@@ -203,6 +208,7 @@ class Simulator:
             gap = min(gap, HISTORY_GAP)
         job = new_job(spec, self.rng, created_at=created_at)
         self.jobs[job.id] = job
+        self._ordered = None
         if spec.name is not None:
             self.names[spec.name] = job.id
         times = [created_at + int(i * gap) for i in range(len(path))]
@@ -286,6 +292,7 @@ class Simulator:
         """Forget every job (batch jobs too), scheduled step and log entry (faults and
         counters stay)."""
         self.jobs.clear()
+        self._ordered = None
         self.names.clear()
         self.batch_jobs.clear()
         self.batch_names.clear()
@@ -310,13 +317,19 @@ class Simulator:
         ``created_after`` is inclusive and ``created_before`` exclusive (both unconfirmed in
         the real API).
         """
-        found = [
+        ordered, ages = self._by_age()
+        # Newest first, so each bound cuts the list at one point.
+        start = 0 if created_before is None else bisect.bisect_right(ages, -created_before)
+        end = len(ordered) if created_after is None else bisect.bisect_right(ages, -created_after)
+        window = ordered[start:end]
+        if status is not None:  # the common filter first, in one tight pass
+            window = [job for job in window if job.status == status]
+        if (model, suffix, wandb_project, wandb_name) == (None,) * 4 and not created_by_me:
+            return window
+        return [
             job
-            for job in self.jobs.values()
+            for job in window
             if (model is None or job.model == model)
-            and (status is None or job.status == status)
-            and (created_after is None or job.created_at >= created_after)
-            and (created_before is None or job.created_at < created_before)
             and (not created_by_me or job.created_by_me)
             and (suffix is None or job.suffix == suffix)
             and (
@@ -325,9 +338,13 @@ class Simulator:
             )
             and (wandb_name is None or any(i.get("name") == wandb_name for i in job.integrations))
         ]
-        found.sort(key=lambda job: job.id)
-        found.sort(key=lambda job: job.created_at, reverse=True)
-        return found
+
+    def _by_age(self) -> tuple[list[SimJob], list[int]]:
+        """Every job newest first (then by id), and their negated ``created_at``."""
+        if self._ordered is None:
+            self._ordered = sorted(self.jobs.values(), key=lambda job: (-job.created_at, job.id))
+            self._ages = [-job.created_at for job in self._ordered]
+        return self._ordered, self._ages
 
     # -- batch jobs -----------------------------------------------------------------------
 
