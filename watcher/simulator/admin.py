@@ -25,7 +25,8 @@ request body answers 400 ``{"detail": "<field>: <problem>"}``, an unknown job 40
                                            ``kind`` is ``fine_tuning`` or ``batch``
 ``GET|POST|DELETE /_sim/faults``           ``{"faults": [...]}``; POST queues one fault
                                            (``route``: list, detail, batch_list,
-                                           batch_detail or all)
+                                           batch_detail or all; ``rate``: the share of
+                                           matching requests it hits, 1 by default)
 ``POST|DELETE /_sim/retire``               every ``/v1`` route answers 410 / normal again
 =========================================  ==================================================
 """
@@ -253,7 +254,7 @@ def _bulk(body: dict[str, Any]) -> tuple[int, int | None, bool]:
 
 
 def _fault(body: dict[str, Any]) -> Fault:
-    _only(body, {"mode", "count", "retry_after", "delay", "route"})
+    _only(body, {"mode", "count", "retry_after", "delay", "route", "rate"})
     mode = body.get("mode")
     if not isinstance(mode, str) or mode not in FAULT_MODES:
         raise _BadRequest(f"mode: must be one of {', '.join(sorted(FAULT_MODES))}")
@@ -266,12 +267,16 @@ def _fault(body: dict[str, Any]) -> Fault:
     retry_after = body.get("retry_after")
     if retry_after is not None:
         retry_after = _seconds(retry_after, "retry_after")
+    rate = body.get("rate", 1.0)
+    if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 < rate <= 1:
+        raise _BadRequest("rate: must be a number above 0 and at most 1")
     return Fault(
         mode=mode,
         count=count,
         retry_after=retry_after,
         delay=_seconds(body.get("delay", 1.0), "delay"),
         route=cast(FaultRoute, route),
+        rate=float(rate),
     )
 
 

@@ -57,25 +57,31 @@ class Conflict(ValueError):
 
 @dataclass(kw_only=True)
 class Fault:
-    """One queued fault; ``count`` None means until cleared."""
+    """One queued fault; ``count`` None means until cleared.
+
+    ``rate`` below 1 makes it hit only that share of the matching requests (a fault mix for
+    endurance runs: ``rate=0.1`` is 10 % of them); see :meth:`Simulator.take_fault`.
+    """
 
     mode: str
     count: int | None = 1
     retry_after: float | None = None
     delay: float = 1.0
     route: FaultRoute = "all"
+    rate: float = 1.0
 
     def matches(self, route: Route) -> bool:
         return self.route == "all" or self.route == route
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        shown = {
             "mode": self.mode,
             "count": self.count,
             "retry_after": self.retry_after,
             "delay": self.delay,
             "route": self.route,
         }
+        return shown if self.rate == 1.0 else {**shown, "rate": self.rate}
 
 
 @dataclass(frozen=True)
@@ -123,6 +129,7 @@ class Simulator:
         self.requests: dict[Route, int] = dict.fromkeys(_ROUTES, 0)
         self.in_flight = 0
         self.faults: list[Fault] = []
+        self._fault_draws = random.Random(seed)  # apart: a fault mix leaves job ids alone
         self.retired = False
         self._queue: list[tuple[float, int, _Due]] = []
         self._seq = itertools.count()
@@ -511,12 +518,23 @@ class Simulator:
     def add_fault(self, fault: Fault) -> None:
         if fault.mode not in FAULT_MODES:
             raise ValueError(f"mode: unknown fault mode {fault.mode!r}")
+        if not 0.0 < fault.rate <= 1.0:
+            raise ValueError(f"rate: must be above 0 and at most 1, not {fault.rate!r}")
         self.faults.append(fault)
 
     def take_fault(self, route: Route) -> Fault | None:
-        """Consume the first queued fault that applies to ``route``."""
+        """Consume the first queued fault that applies to ``route``.
+
+        The faults with a ``rate`` below 1 share one draw per request, each taking its own
+        slice of it: rates 0.10 and 0.05 hit 10 % and 5 % of the requests, never the same
+        one (independent draws would skew the mix).
+        """
+        draw = self._fault_draws.random()
         for index, fault in enumerate(self.faults):
             if fault.matches(route):
+                if fault.rate < 1.0 and draw >= fault.rate:
+                    draw -= fault.rate
+                    continue
                 if fault.count is not None:
                     fault.count -= 1
                     if fault.count <= 0:
