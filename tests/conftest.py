@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from watcher.stores.sql import SqlStore
+
 # Where the PostgreSQL tests create (and drop) their throwaway databases. This machine kind
 # always runs one: if it is unreachable the tests fail rather than skip.
 POSTGRES_ADMIN_URL = os.environ.get(
@@ -49,6 +51,17 @@ async def postgres_url() -> AsyncIterator[str]:
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         finally:
             await admin.close()
+
+
+@pytest.fixture
+async def store(store_url: str) -> AsyncIterator[SqlStore]:
+    """An open store of each kind: every store implementation runs the same suite."""
+    from watcher.stores import open_store
+
+    s = open_store(store_url)
+    await s.open()
+    yield s
+    await s.aclose()
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

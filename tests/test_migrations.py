@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 import anyio
 import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
@@ -166,7 +167,10 @@ async def test_database_from_before_migrations_is_adopted(store_url: str) -> Non
 
 
 def _create_all_with_a_cursor(conn: sa.Connection) -> None:
-    metadata.create_all(conn)
+    # The schema create_all made then is the baseline revision's: build it, then forget
+    # Alembic's bookkeeping, as such a database never had any.
+    command.upgrade(migrations_pkg.alembic_config(conn), migrations_pkg.BASELINE)
+    conn.execute(sa.text("DROP TABLE alembic_version"))
     conn.execute(
         metadata.tables["cursors"].insert(),
         {"source": "ft", "data": {"watermark": 3}, "last_poll_at": 1.0},

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -15,16 +14,6 @@ from watcher.sources.fine_tuning import KIND
 from watcher.stores import open_store
 from watcher.stores.sql import SqlStore
 from watcher.transitions import Transition
-
-
-@pytest.fixture
-async def store(store_url: str) -> AsyncIterator[SqlStore]:
-    """Every store implementation runs the same suite."""
-    s = open_store(store_url)
-    assert isinstance(s, SqlStore)
-    await s.open()
-    yield s
-    await s.aclose()
 
 
 def transition(n: int, job_id: str = "j1") -> Transition:

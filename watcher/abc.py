@@ -6,7 +6,7 @@ import each other; the pipeline around them owns retries, routing and commits.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -26,6 +26,9 @@ class Cursor:
     retired: bool = False  # the API answered 410 Gone
     failing_since: float | None = None  # local time of the first failed cycle in a row
     unreachable: bool = False  # watcher.source.unreachable was reported for that failure
+    # The store's row version this cursor was read at (not part of the state itself): a
+    # commit made from it is refused if another replica committed the source since.
+    version: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True)
@@ -162,10 +165,14 @@ class Store(Protocol):
         *,
         now: float,
         polled: bool = True,
+        expect: int | None = None,
     ) -> int:
         """Snapshots, cursor and the outbox rows of ``routed``, in ONE transaction.
 
         ``polled=False`` records a cycle that failed: the last successful poll time stays.
+        ``expect``: the cursor version the cycle started from; if another commit of the
+        source came in between, nothing is written and
+        :class:`~watcher.exceptions.StaleCycle` is raised.
 
         Returns how many new deliveries became pending (a transition already in the
         outbox, same id, is not inserted twice).
@@ -180,9 +187,24 @@ class Store(Protocol):
         """Transitions detected in ``[start, end)``, in detection order, with that time."""
         ...
 
-    async def pending(self, *, now: float, limit: int) -> list[PendingDelivery]:
-        """Pending deliveries due by ``now`` that wait behind no earlier pending delivery of
-        the same job to the same sink, oldest transition first (``seq`` order)."""
+    async def pending(
+        self, *, now: float, limit: int, sinks: Collection[str] | None = None
+    ) -> list[PendingDelivery]:
+        """Pending deliveries due by ``now``, not claimed by a replica, that wait behind no
+        earlier pending delivery of the same job to the same sink, oldest transition first
+        (``seq`` order); only to ``sinks`` when given."""
+        ...
+
+    async def claim(
+        self, keys: Sequence[tuple[int, str]], *, owner: str, until: float, now: float
+    ) -> set[tuple[int, str]]:
+        """Claim the (seq, sink) deliveries of ``keys`` that are still pending, unclaimed
+        (or whose claim expired) and first in line, for ``owner`` until ``until``; returns
+        those claimed. Two replicas never both claim one delivery."""
+        ...
+
+    async def release(self, owner: str) -> int:
+        """Drop ``owner``'s claims on deliveries still pending (a clean stop)."""
         ...
 
     async def next_due(self) -> float | None:
@@ -229,3 +251,40 @@ class SinkState(Protocol):
     async def get_sink_state(self, sink: str, key: str) -> str | None: ...
 
     async def put_sink_state(self, sink: str, key: str, value: str) -> None: ...
+
+
+class Ownership(Protocol):
+    """Which sources this replica polls, and whether it does the chores that must happen
+    once per deployment (digests, heartbeats, rate-limited sinks, housekeeping).
+
+    One process alone owns everything; replicas sharing a PostgreSQL database share the
+    sources out through advisory locks (:mod:`watcher.coordination`).
+    """
+
+    @property
+    def replica(self) -> str:
+        """This replica's name, as status and /readyz show it."""
+        ...
+
+    @property
+    def owned(self) -> Mapping[str, float]:
+        """Source -> wall time this replica took it."""
+        ...
+
+    @property
+    def leader(self) -> bool: ...
+
+    def owners(self) -> Mapping[str, str | None]:
+        """Source -> the replica polling it (``None``: nobody right now), as last seen."""
+        ...
+
+    async def run(self, on_acquired: Callable[[str], None], on_lost: Callable[[str], None]) -> None:
+        """Keep the share up to date until cancelled; ``on_lost`` is called the moment a
+        source stops being ours (its poll must stop), ``on_acquired`` when one becomes ours."""
+        ...
+
+    async def take_free(self) -> None:
+        """Take every source nobody holds, at once (``watcher once``)."""
+        ...
+
+    async def aclose(self) -> None: ...

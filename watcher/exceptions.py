@@ -79,3 +79,15 @@ class DeliveryError(WatcherError):
         self.retryable = retryable
         self.retry_after = retry_after
         super().__init__(message)
+
+
+class StaleCycle(WatcherError):
+    """A cycle's commit was refused: another replica committed this source since the cycle
+    read it (the source changed hands). Nothing of the cycle was written."""
+
+    def __init__(self, source: str, expected: int) -> None:
+        super().__init__(
+            f"source {source!r} was committed by another replica since version {expected}"
+        )
+        self.source = source
+        self.expected = expected

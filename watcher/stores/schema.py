@@ -24,6 +24,9 @@ cursors = sa.Table(
     sa.Column("source", sa.String(64), primary_key=True),
     sa.Column("data", sa.JSON, nullable=False),
     sa.Column("last_poll_at", sa.Float, nullable=False),
+    # Bumped by every commit of the source's cycle; a commit names the version its cycle
+    # started from, so a replica that lost the source cannot overwrite newer state.
+    sa.Column("version", sa.Integer, nullable=False, server_default="0"),
 )
 
 # The outbox: one row per transition, in detection order (seq).
@@ -53,6 +56,10 @@ deliveries = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),
     sa.Column("last_error", sa.String(500)),
+    # A replica sending the delivery holds it until claim_until (a lease: a replica killed
+    # mid-send leaves it to expire, then another one retries).
+    sa.Column("claimed_by", sa.String(128)),
+    sa.Column("claim_until", sa.Float),
     sa.Index("ix_deliveries_due", "state", "next_attempt_at"),
     sa.Index("ix_deliveries_order", "sink", "job_key", "state", "seq"),
 )

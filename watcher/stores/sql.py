@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import asdict
 from typing import Any
@@ -23,6 +23,7 @@ from watcher.abc import (
     StoreStatus,
 )
 from watcher.diff import Snapshot
+from watcher.exceptions import StaleCycle
 from watcher.stores import migrations
 from watcher.stores.schema import (
     alerts,
@@ -35,6 +36,11 @@ from watcher.stores.schema import (
 from watcher.transitions import Transition
 
 PENDING, DELIVERED, DEAD = "pending", "delivered", "dead"
+
+
+def _cursor(data: dict[str, Any], version: int) -> Cursor:
+    state = {k: v for k, v in data.items() if k != "version"}  # the column is the truth
+    return Cursor(**state, version=version)
 
 
 class SqlStore:
@@ -76,11 +82,10 @@ class SqlStore:
     # --- snapshots and cursors ------------------------------------------------------------
 
     async def load_cursor(self, source: str) -> Cursor:
+        query = sa.select(cursors.c.data, cursors.c.version).where(cursors.c.source == source)
         async with self.engine.connect() as conn:
-            row = (
-                await conn.execute(sa.select(cursors.c.data).where(cursors.c.source == source))
-            ).first()
-        return Cursor(**row.data) if row else Cursor()
+            row = (await conn.execute(query)).first()
+        return _cursor(row.data, row.version) if row else Cursor()
 
     @staticmethod
     def _snapshot(source: str, row: Any) -> Snapshot:
@@ -115,8 +120,12 @@ class SqlStore:
         *,
         now: float,
         polled: bool = True,
+        expect: int | None = None,
     ) -> int:
         async with self._write, self.engine.begin() as conn:
+            # The cursor first: a stale cycle is refused before anything else is written,
+            # and on PostgreSQL the row lock it takes orders concurrent commits of a source.
+            await self._put_cursor(conn, source, cursor, now=now, polled=polled, expect=expect)
             if snapshot_list:
                 stmt = self._insert(snapshots)
                 stmt = stmt.on_conflict_do_update(
@@ -142,15 +151,35 @@ class SqlStore:
                         for s in snapshot_list
                     ],
                 )
-            stmt = self._insert(cursors)
-            updates = {"data": stmt.excluded.data}
-            if polled:
-                updates["last_poll_at"] = stmt.excluded.last_poll_at
-            await conn.execute(
-                stmt.on_conflict_do_update(index_elements=[cursors.c.source], set_=updates),
-                {"source": source, "data": asdict(cursor), "last_poll_at": now if polled else 0.0},
-            )
             return await self._enqueue(conn, routed, now)
+
+    async def _put_cursor(
+        self,
+        conn: AsyncConnection,
+        source: str,
+        cursor: Cursor,
+        *,
+        now: float,
+        polled: bool,
+        expect: int | None,
+    ) -> None:
+        data = asdict(cursor)
+        del data["version"]
+        stmt = self._insert(cursors).values(
+            source=source, data=data, last_poll_at=now if polled else 0.0, version=1
+        )
+        updates: dict[str, Any] = {
+            "data": stmt.excluded.data,
+            "version": cursors.c.version + 1,
+        }
+        if polled:
+            updates["last_poll_at"] = stmt.excluded.last_poll_at
+        guard = cursors.c.version == expect if expect is not None else None
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[cursors.c.source], set_=updates, where=guard
+        ).returning(cursors.c.version)
+        if (await conn.execute(stmt)).scalar_one_or_none() is None:
+            raise StaleCycle(source, expect if expect is not None else -1)
 
     async def _enqueue(self, conn: AsyncConnection, routed: Sequence[Routed], now: float) -> int:
         added = 0
@@ -210,21 +239,28 @@ class SqlStore:
     # --- deliveries -----------------------------------------------------------------------
 
     @staticmethod
-    def _waits_behind() -> sa.Exists:
+    def _waits_behind(table: sa.FromClause = deliveries) -> sa.Exists:
         """An earlier delivery of the same job to the same sink is still pending."""
         earlier = deliveries.alias("earlier")
         return (
             sa.exists()
             .where(
-                earlier.c.sink == deliveries.c.sink,
-                earlier.c.job_key == deliveries.c.job_key,
+                earlier.c.sink == table.c.sink,
+                earlier.c.job_key == table.c.job_key,
                 earlier.c.state == PENDING,
-                earlier.c.seq < deliveries.c.seq,
+                earlier.c.seq < table.c.seq,
             )
-            .correlate(deliveries)
+            .correlate(table)
         )
 
-    async def pending(self, *, now: float, limit: int) -> list[PendingDelivery]:
+    @staticmethod
+    def _unclaimed(now: float, table: sa.FromClause = deliveries) -> sa.ColumnElement[bool]:
+        """No replica holds the delivery (never claimed, released, or the lease expired)."""
+        return sa.or_(table.c.claim_until.is_(None), table.c.claim_until <= now)
+
+    async def pending(
+        self, *, now: float, limit: int, sinks: Collection[str] | None = None
+    ) -> list[PendingDelivery]:
         waits_behind = self._waits_behind()
         query = (
             sa.select(
@@ -240,11 +276,14 @@ class SqlStore:
             .where(
                 deliveries.c.state == PENDING,
                 deliveries.c.next_attempt_at <= now,
+                self._unclaimed(now),
                 ~waits_behind,
             )
             .order_by(deliveries.c.seq, deliveries.c.sink)
             .limit(limit)
         )
+        if sinks is not None:
+            query = query.where(deliveries.c.sink.in_(list(sinks)))
         async with self.engine.connect() as conn:
             rows = (await conn.execute(query)).all()
         return [
@@ -261,8 +300,54 @@ class SqlStore:
             for row in rows
         ]
 
+    async def claim(
+        self, keys: Sequence[tuple[int, str]], *, owner: str, until: float, now: float
+    ) -> set[tuple[int, str]]:
+        """``FOR UPDATE SKIP LOCKED`` on PostgreSQL: a replica skips the rows another one is
+        claiming at this instant, and the lease then keeps them out of everyone's way.
+        (SQLite serves one process: its write lock serializes claims anyway.)"""
+        if not keys:
+            return set()
+        # One statement, so that the check and the claim are one step: the subquery picks
+        # what is free (skipping rows another replica is claiming this instant), the update
+        # takes it; an alias, so that the subquery is not correlated to the updated table.
+        free = deliveries.alias("free")
+        wanted = sa.tuple_(free.c.seq, free.c.sink).in_([tuple(k) for k in keys])
+        picked = (
+            sa.select(free.c.seq, free.c.sink)
+            .where(
+                wanted,
+                free.c.state == PENDING,
+                self._unclaimed(now, free),
+                ~self._waits_behind(free),
+            )
+            .with_for_update(skip_locked=True)
+        )
+        stmt = (
+            sa.update(deliveries)
+            .where(sa.tuple_(deliveries.c.seq, deliveries.c.sink).in_(picked))
+            .values(claimed_by=owner[:128], claim_until=until)
+            .returning(deliveries.c.seq, deliveries.c.sink)
+        )
+        async with self._write, self.engine.begin() as conn:
+            return {(row.seq, row.sink) for row in await conn.execute(stmt)}
+
+    async def release(self, owner: str) -> int:
+        stmt = (
+            sa.update(deliveries)
+            .where(deliveries.c.claimed_by == owner[:128], deliveries.c.state == PENDING)
+            .values(claimed_by=None, claim_until=None)
+        )
+        async with self._write, self.engine.begin() as conn:
+            return (await conn.execute(stmt)).rowcount or 0
+
     async def next_due(self) -> float | None:
-        query = sa.select(sa.func.min(deliveries.c.next_attempt_at)).where(
+        # A claimed delivery is due (to anyone else) when its lease runs out.
+        due = sa.case(
+            (deliveries.c.claim_until > deliveries.c.next_attempt_at, deliveries.c.claim_until),
+            else_=deliveries.c.next_attempt_at,
+        )
+        query = sa.select(sa.func.min(due)).where(
             deliveries.c.state == PENDING, ~self._waits_behind()
         )
         async with self.engine.connect() as conn:
@@ -290,7 +375,7 @@ class SqlStore:
                 deliveries.c.sink == sink,
                 deliveries.c.state == PENDING,
             )
-            .values(attempts=deliveries.c.attempts + 1, **values)
+            .values(attempts=deliveries.c.attempts + 1, claimed_by=None, claim_until=None, **values)
         )
         async with self._write, self.engine.begin() as conn:
             await conn.execute(stmt)
@@ -417,7 +502,14 @@ class SqlStore:
         if transition_id is not None:
             seqs = sa.select(transitions.c.seq).where(transitions.c.id == transition_id)
             stmt = stmt.where(deliveries.c.seq.in_(seqs.scalar_subquery()))
-        stmt = stmt.values(state=PENDING, next_attempt_at=now, created_at=now, updated_at=now)
+        stmt = stmt.values(
+            state=PENDING,
+            next_attempt_at=now,
+            created_at=now,
+            updated_at=now,
+            claimed_by=None,
+            claim_until=None,
+        )
         async with self._write, self.engine.begin() as conn:
             return (await conn.execute(stmt)).rowcount or 0
 
@@ -432,7 +524,7 @@ class SqlStore:
             for source, status, count in rows:
                 out.jobs_by_source.setdefault(source, {})[status] = count
             for row in await conn.execute(sa.select(cursors)):
-                out.cursors[row.source] = Cursor(**row.data)
+                out.cursors[row.source] = _cursor(row.data, row.version)
                 out.last_poll_at[row.source] = row.last_poll_at
             for state, count, oldest in await conn.execute(
                 sa.select(
