@@ -398,6 +398,8 @@ def test_postgres_overlay_runs_three_replicas_without_a_volume() -> None:
     assert (secret["metadata"]["name"], True) == (ref["name"], ref["key"] in secret["data"])
     config = yaml.safe_load(one(objects, "ConfigMap")["data"]["config.yaml"])
     assert "${WATCHER_STATE_URL}" == config["state"]["url"]
+    # Each replica is named after its pod in the lock holders, status and /readyz.
+    assert {"fieldPath": "metadata.name"} == env["WATCHER_REPLICA"]["valueFrom"]["fieldRef"]
 
 
 @needs_kubectl

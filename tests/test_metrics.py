@@ -16,6 +16,7 @@ from prometheus_client import REGISTRY
 from watcher import __version__
 from watcher.abc import Cursor, Envelope, Routed, StoreStatus
 from watcher.config import Config, DeliveryConfig, validate_config
+from watcher.coordination import SoleOwnership
 from watcher.daemon import Watcher
 from watcher.dispatch import Dispatcher
 from watcher.exceptions import DeliveryError, SourceUnavailable
@@ -421,6 +422,33 @@ async def test_readiness_by_source(store: SqlStore) -> None:
     assert ("unreachable (OSError)", "last") == (checks["store"], checks["source:ft"][:4])
     health.metrics.refreshed(StoreStatus(cursors={"ft": Cursor(retired=True)}))
     assert "ok" == (await health.ready())["source:ft"]  # retired, as last read
+
+
+async def test_readiness_of_a_replica_covers_its_own_sources(store: SqlStore) -> None:
+    """With several replicas, a source another replica polls is not this one's to report;
+    /readyz names the replica, the leader flag and who polls what."""
+    config = health_config()
+    ownership = SoleOwnership(["ft"], replica="r2")
+    health = Health(
+        config,
+        store,
+        Dispatcher(store, {}, DeliveryConfig()),
+        {},
+        Metrics(["ft"], process=False),
+        Progress(),
+        ownership=ownership,
+    )
+    health.running = True
+    assert "no successful poll yet" == (await health.ready())["source:ft"]
+    ownership.owned.clear()  # another replica took it
+    ownership.leader = False
+    assert {"config": "ok", "store": "ok", "source:ft": "ok"} == await health.ready()
+    assert {"replica": "r2", "leader": False, "owners": {}} == health.owners()
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=health.app()), base_url="http://t"
+    ) as client:
+        body = (await client.get("/readyz")).json()
+    assert ("ok", "r2", False) == (body["status"], body["replica"], body["leader"])
 
 
 class BrokenStore:

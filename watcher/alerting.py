@@ -46,8 +46,10 @@ class Alerting:
         *,
         wake: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.time,
+        owns: Callable[[str], bool] = lambda source: True,
     ) -> None:
         self.store = store
+        self.owns = owns  # the replica polling a source also checks its alerts
         self.router = router
         self.sources = dict(sources)
         self.rules = list(rules)
@@ -63,6 +65,8 @@ class Alerting:
             return 0
         produced = 0
         for name in self.sources:
+            if not self.owns(name):
+                continue
             try:
                 produced += await self._check(name)
             except Exception:

@@ -115,7 +115,7 @@ async def _status(config: Config) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from watcher.stores import open_store
+    from watcher.stores import POSTGRES_PREFIXES, open_store
 
     store = open_store(config.state.url)
     await store.open()
@@ -123,10 +123,18 @@ async def _status(config: Config) -> int:
         status = await store.status()
     finally:
         await store.aclose()
+    owners: dict[str, str | None] | None = None
+    if config.state.url.startswith(POSTGRES_PREFIXES):  # replicas: who polls what
+        from watcher.coordination.advisory import current_owners
+
+        owners = await current_owners(config.state.url, [s.name for s in config.sources])
     now = time.time()
     console = Console(highlight=False, soft_wrap=True)
     sources = Table(title="sources", title_justify="left")
-    for column in ("source", "kind", "interval", "last poll", "state", "jobs by status"):
+    columns = ["source", "kind", "interval", "last poll", "state", "jobs by status"]
+    if owners is not None:
+        columns.append("polled by")
+    for column in columns:
         sources.add_column(column)
     for source in config.sources:
         jobs = status.jobs_by_source.get(source.name, {})
@@ -140,14 +148,17 @@ async def _status(config: Config) -> int:
         elif not last:
             state = "never polled"
         by_status = ", ".join(f"{name} {count}" for name, count in sorted(jobs.items())) or "-"
-        sources.add_row(
+        row = [
             source.name,
             source.kind,
             f"{source.interval:g}s",
             f"{now - last:.0f}s ago" if last else "never",
             state,
             f"{sum(jobs.values())}: {by_status}" if jobs else "0",
-        )
+        ]
+        if owners is not None:
+            row.append(owners.get(source.name) or "nobody (no replica running?)")
+        sources.add_row(*row)
     console.print(sources)
     oldest = f", oldest {now - status.oldest_pending_at:.0f}s" if status.oldest_pending_at else ""
     console.print(

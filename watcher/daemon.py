@@ -8,6 +8,11 @@ Around them: metrics (:mod:`watcher.metrics`), ``/healthz /readyz /metrics`` whe
 (:mod:`watcher.sdnotify`): ``READY=1`` once the store is open, the HTTP endpoint bound and
 the scheduler started; ``STATUS=`` summaries; ``WATCHDOG=1`` only while polls and deliveries
 progress; ``STOPPING=1`` on the way out.
+
+Replicas sharing a PostgreSQL database split the sources (:mod:`watcher.coordination`): each
+polls only what it owns, stops a poll the moment its source is lost, polls a source it has
+just taken at once; the leader alone sends digests and heartbeats and serves rate-limited
+sinks. Every replica delivers from the shared outbox.
 """
 
 from __future__ import annotations
@@ -33,9 +38,10 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from watcher.abc import Routed, Sink, Source, Store
+from watcher.abc import Ownership, Routed, Sink, Source, Store
 from watcher.alerting import Alerting
 from watcher.config import Config, SourceConfig, load_config, secrets_of
+from watcher.coordination import build_ownership, replica_name
 from watcher.digest import digest_transition, heartbeat, summarize
 from watcher.dispatch import Dispatcher, SinkPolicy
 from watcher.exceptions import ConfigError
@@ -85,6 +91,10 @@ class Watcher:
         self.alerting: Alerting
         self.metrics: Metrics
         self.health: Health
+        self.ownership: Ownership
+        self.replica = replica_name()
+        self._polling: dict[str, anyio.CancelScope] = {}  # source -> its running poll
+        self._bells: dict[str, MemoryObjectSendStream[None]] = {}  # scheduled job -> its bell
         self.progress = Progress()
         self.notifier = Notifier()
         self.reloading = False  # set when the serve ends for a reload, not a stop
@@ -120,6 +130,16 @@ class Watcher:
                 api = getattr(source, "api", None)  # the listing sources' HTTP client
                 if isinstance(api, ApiClient):
                     api.observe = functools.partial(self.metrics.api_request, name)
+            self.ownership = build_ownership(
+                self.config.state.url,
+                list(self.sources),
+                replica=self.replica,
+                busy=lambda: set(self._polling),
+                observe=self.metrics.ownership_changed,
+            )
+            stack.push_async_callback(self.ownership.aclose)
+            for name in self.ownership.owned:  # a process alone owns everything from the start
+                self.metrics.ownership_changed(name, "acquired")
             policies = {c.name: SinkPolicy(*c.grouping) for c in self.config.sinks}
             self.dispatcher = Dispatcher(
                 self.store,
@@ -127,6 +147,9 @@ class Watcher:
                 self.config.delivery,
                 policies=policies,
                 metrics=self.metrics,
+                owner=self.replica,
+                lease=claim_lease(self.config),
+                serves=functools.partial(self._serves, policies),
             )
             router = Router(self.config.effective_routes)
             self.pipeline = Pipeline(
@@ -141,7 +164,12 @@ class Watcher:
                 router.routes, seen=lambda t: self.metrics.transitions_recorded([t])
             )
             self.alerting = Alerting(
-                self.store, counting, self.sources, self.config.rules, wake=self.dispatcher.wake
+                self.store,
+                counting,
+                self.sources,
+                self.config.rules,
+                wake=self.dispatcher.wake,
+                owns=lambda name: name in self.ownership.owned,
             )
             self.health = Health(
                 self.config,
@@ -150,6 +178,7 @@ class Watcher:
                 self.pipeline.last_ok,
                 self.metrics,
                 self.progress,
+                ownership=self.ownership,
             )
         except BaseException:
             await stack.aclose()
@@ -165,8 +194,16 @@ class Watcher:
         self.notifier.close()
         await self._stack.aclose()
 
+    def _serves(self, policies: dict[str, SinkPolicy], sink: str) -> bool:
+        """Every replica delivers, but a rate-limited sink is served by the leader alone: its
+        limit is the deployment's, not each replica's."""
+        policy = policies.get(sink)
+        return self.ownership.leader or policy is None or policy.max_per_minute is None
+
     async def housekeeping(self) -> None:
         """Keeps the outbox from growing forever (``delivery.retention``)."""
+        if not self.ownership.leader:
+            return
         try:
             removed = await self.store.prune(before=time.time() - self.config.delivery.retention)
         except Exception:
@@ -177,7 +214,7 @@ class Watcher:
 
     async def send_digest(self, now: float | None = None) -> None:
         """``watcher.digest`` over the last ``digest.period`` to the digest's sinks."""
-        if self.config.digest is None:
+        if self.config.digest is None or not self.ownership.leader:
             return
         end = time.time() if now is None else now
         start = end - self.config.digest.period
@@ -202,7 +239,7 @@ class Watcher:
 
     async def send_heartbeat(self) -> None:
         """``watcher.heartbeat``, routed like any transition (a dead-man's switch)."""
-        if self.config.heartbeat is None:
+        if self.config.heartbeat is None or not self.ownership.leader:
             return
         now = time.time()
         cursors = {name: await self.store.load_cursor(name) for name in self.sources}
@@ -232,9 +269,13 @@ class Watcher:
             n
             for n in names
             if n in self.progress.poll_finished  # tried at least once
+            and n in self.ownership.owned
             and self.health.source_check(n, cursors.get(n)) != "ok"
         ]
-        text = f"polling {len(names)} source{'s' if len(names) != 1 else ''}"
+        owned = len(self.ownership.owned)
+        text = f"polling {owned} source{'s' if owned != 1 else ''}"
+        if owned != len(names):
+            text += f" of {len(names)} (replica {self.replica})"
         if failing:
             text += f" ({len(failing)} failing: {', '.join(failing)[:200]})"
         if cached is not None:
@@ -258,7 +299,31 @@ class Watcher:
 
     async def _poll(self, name: str) -> CycleOutcome:
         with self.progress.polling(name):
-            return await self.pipeline.poll(name)
+            if name not in self.ownership.owned:
+                return CycleOutcome("standby")  # another replica polls it
+            with anyio.CancelScope() as scope:
+                self._polling[name] = scope
+                try:
+                    return await self.pipeline.poll(name)
+                finally:
+                    del self._polling[name]
+            log.warning("poll_stopped", source=name, reason="the source is no longer ours")
+            return CycleOutcome("stale")
+
+    def _acquired(self, name: str) -> None:
+        """A source just became ours: poll it now rather than at its next tick."""
+        bell = self._bells.get(f"poll:{name}")
+        if bell is not None:
+            with contextlib.suppress(anyio.WouldBlock, anyio.BrokenResourceError):
+                bell.send_nowait(None)
+
+    def _lost(self, name: str) -> None:
+        """A source is no longer ours: stop its poll in progress at once (a commit already
+        under way finishes, shielded, and the store refuses it if the new owner has
+        committed since)."""
+        scope = self._polling.get(name)
+        if scope is not None:
+            scope.cancel()
 
     async def _watchdog(self, period: float) -> None:
         """``WATCHDOG=1`` every ``period`` while polls and deliveries progress; withheld
@@ -291,8 +356,15 @@ class Watcher:
         log.info("http_listening", url=url, endpoints=["/healthz", "/readyz", "/metrics"])
 
     async def once(self) -> dict[str, CycleOutcome]:
-        """One cycle of every source, then every delivery that is due."""
-        outcomes = {name: await self.pipeline.poll(name) for name in self.sources}
+        """One cycle of every source (every one no running replica holds, on PostgreSQL),
+        then every delivery that is due."""
+        await self.ownership.take_free()
+        outcomes = {
+            name: await self.pipeline.poll(name)
+            if name in self.ownership.owned
+            else CycleOutcome("standby")
+            for name in self.sources
+        }
         await self.alerting.check()
         await self.dispatcher.drain()
         return outcomes
@@ -360,6 +432,7 @@ class Watcher:
             ) -> None:
                 send, receive = anyio.create_memory_object_stream[None](1)
                 bells.append(send)
+                self._bells[job_id] = send
                 tg.start_soon(_answer, receive, action)
                 extra = {"next_run_time": start} if start is not None else {}
                 scheduler.add_job(
@@ -418,6 +491,7 @@ class Watcher:
                 self.progress.tick, IntervalTrigger(seconds=SCHEDULER_TICK), id="tick"
             )
             self.progress.start()
+            tg.start_soon(self.ownership.run, self._acquired, self._lost)
             tg.start_soon(self.dispatcher.run)
             scheduler.start()
             self.health.running = True
@@ -434,8 +508,17 @@ class Watcher:
                 scheduler.shutdown(wait=False)
                 for bell in bells:
                     bell.close()
+                self._bells.clear()
                 tg.cancel_scope.cancel()
+        await self.dispatcher.release()
         log.info("watcher_stopped")
+
+
+def claim_lease(config: Config) -> float:
+    """How long a replica holds a delivery it sends: twice the slowest sink's timeout and
+    some, so that only a dead replica's claims ever expire."""
+    timeouts = [float(getattr(sink, "timeout", 10.0)) for sink in config.sinks]
+    return 2 * max(timeouts, default=10.0) + 10.0
 
 
 async def _answer(

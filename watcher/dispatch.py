@@ -8,6 +8,12 @@ a crash at any point re-sends with the same transition id rather than losing it.
 
 Order per job and sink is kept: a later transition of a job is not sent to a sink before
 an earlier one was delivered there (or given up).
+
+Replicas sharing a database each run a dispatcher over the one outbox: a delivery is
+claimed (``Store.claim``, a lease of ``lease`` seconds) right before it is sent, so two
+replicas never send it at the same time, and one killed mid-send leaves the lease to expire
+and another replica to retry. Rate-limited sinks are served by one replica only (``serves``),
+so that their limit holds for the whole deployment.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 BATCH = 1000  # pending rows read per pass
+LEASE = 60.0  # seconds a claimed delivery stays ours (longer than any one send)
 IDLE_WAIT = 1.0  # seconds between passes when nothing is due and nobody woke us
 
 
@@ -59,6 +66,9 @@ class Dispatcher:
         rng: random.Random | None = None,
         batch: int = BATCH,
         metrics: Metrics | None = None,
+        owner: str = "watcher",
+        lease: float = LEASE,
+        serves: Callable[[str], bool] = lambda sink: True,
     ) -> None:
         self.store = store
         self.sinks = dict(sinks)
@@ -70,6 +80,9 @@ class Dispatcher:
         self._wake = anyio.Event()
         self._sent: dict[str, deque[float]] = {}  # message times per sink, last minute
         self.metrics = metrics
+        self.owner = owner
+        self.lease = lease
+        self.serves = serves
         # Monotonic time of the last sign of progress: a turn of the loop, or a delivery
         # attempt finished (for the health checks and the systemd watchdog).
         self.last_progress = time.monotonic()
@@ -89,7 +102,13 @@ class Dispatcher:
     async def run_once(self) -> int:
         """One pass over the due deliveries; returns how many were attempted."""
         now = self.clock()
-        due = await self.store.pending(now=now, limit=self.batch)
+        served = [name for name in self.sinks if self.serves(name)]
+        # Everything when we serve every sink (deliveries to sinks no longer configured too:
+        # they go to dead-letter), else only ours.
+        everything = len(served) == len(self.sinks)
+        due = await self.store.pending(
+            now=now, limit=self.batch, sinks=None if everything else served
+        )
         by_sink: dict[str, list[PendingDelivery]] = defaultdict(list)
         for delivery in due:
             by_sink[delivery.sink].append(delivery)
@@ -156,6 +175,9 @@ class Dispatcher:
                     self._finished(name, "dead")
             return
         async with limiter:
+            group = await self._claim(name, group)
+            if not group:
+                return
             self._sent.setdefault(name, deque()).append(self.clock())
             try:
                 await sink.send([delivery.envelope for delivery in group])
@@ -185,6 +207,23 @@ class Dispatcher:
                         job_id=t.job_id,
                         attempts=delivery.attempts + 1,
                     )
+
+    async def _claim(self, name: str, group: list[PendingDelivery]) -> list[PendingDelivery]:
+        """The part of ``group`` this replica now holds (another replica may have taken the
+        rest since it was read: it is theirs to send)."""
+        now = self.clock()
+        keys = [(d.seq, name) for d in group]
+        got = await self.store.claim(keys, owner=self.owner, until=now + self.lease, now=now)
+        if len(got) < len(keys) and self.metrics is not None:
+            self.metrics.claim_conflict(name, len(keys) - len(got))
+        return [d for d in group if (d.seq, name) in got]
+
+    async def release(self) -> None:
+        """Give back this replica's claims (a clean stop: nobody waits for the leases)."""
+        with anyio.CancelScope(shield=True), anyio.move_on_after(10):
+            released = await self.store.release(self.owner)
+            if released:
+                log.info("claims_released", deliveries=released)
 
     async def _failed(
         self,

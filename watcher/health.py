@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import anyio
 from prometheus_client.exposition import choose_encoder
@@ -27,7 +28,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from watcher.abc import Cursor, Store
+from watcher.abc import Cursor, Ownership, Store
 from watcher.config import Config
 from watcher.dispatch import IDLE_WAIT, Dispatcher
 from watcher.exceptions import WatcherError
@@ -129,6 +130,7 @@ class Health:
         *,
         limits: Limits | None = None,
         clock: Callable[[], float] = time.time,
+        ownership: Ownership | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -138,6 +140,7 @@ class Health:
         self.progress = progress
         self.limits = limits or Limits.from_config(config)
         self.clock = clock
+        self.ownership = ownership  # None: this process polls every source
         self.running = False  # set while the schedule runs (config loaded, store open)
 
     # --- liveness and the watchdog ---------------------------------------------------------
@@ -183,7 +186,10 @@ class Health:
     # --- readiness -------------------------------------------------------------------------
 
     def source_check(self, name: str, cursor: Cursor | None) -> str:
-        """``"ok"`` or why source ``name`` is not ready."""
+        """``"ok"`` or why source ``name`` is not ready (another replica's source is its
+        business: ``"ok"`` here)."""
+        if self.ownership is not None and name not in self.ownership.owned:
+            return "ok"
         if cursor is not None and cursor.retired:
             return "ok"  # retired (410 Gone): expected, and already reported
         last = self.last_ok.get(name)
@@ -229,17 +235,32 @@ class Health:
             ]
         )
 
+    def owners(self) -> dict[str, Any]:
+        """This replica's name and who polls each source (``null``: nobody right now)."""
+        if self.ownership is None:
+            return {}
+        return {
+            "replica": self.ownership.replica,
+            "leader": self.ownership.leader,
+            "owners": dict(self.ownership.owners()),
+        }
+
     @staticmethod
-    def _verdict(checks: Mapping[str, str]) -> JSONResponse:
+    def _verdict(checks: Mapping[str, str], **extra: Any) -> JSONResponse:
         failed = [name for name, verdict in checks.items() if verdict != "ok"]
-        body = {"status": "fail" if failed else "ok", "checks": dict(checks), "failed": failed}
+        body = {
+            "status": "fail" if failed else "ok",
+            "checks": dict(checks),
+            "failed": failed,
+            **extra,
+        }
         return JSONResponse(body, status_code=503 if failed else 200)
 
     async def _healthz(self, request: Request) -> Response:
         return self._verdict(self.alive())
 
     async def _readyz(self, request: Request) -> Response:
-        return self._verdict(await self.ready())
+        return self._verdict(await self.ready(), **self.owners())
 
     async def _metrics(self, request: Request) -> Response:
         encoder, content_type = choose_encoder(request.headers.get("accept", ""))

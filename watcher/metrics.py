@@ -49,7 +49,7 @@ WATCHER_TYPES = frozenset(
         "watcher.test",
     }
 )
-POLL_OUTCOMES = ("ok", "skipped", "retired", "auth_error", "error")
+POLL_OUTCOMES = ("ok", "skipped", "retired", "auth_error", "error", "stale")
 MAX_REASONS = 20  # distinct final-error reasons per sink before the rest count as "other"
 # Poll cycles last from milliseconds (nothing changed) to minutes (a full resync of a large
 # history with retries).
@@ -232,6 +232,21 @@ class Metrics:
             ["sink", "result"],
             **common,
         )
+        self.ownership_changes = Counter(
+            "ownership_changes",
+            "Sources taken or given up by this replica (acquired, released, lost).",
+            ["source", "change"],
+            **common,
+        )
+        self.owned = Gauge(
+            "source_owned", "1 while this replica polls the source, else 0.", ["source"], **common
+        )
+        self.claim_conflicts = Counter(
+            "delivery_claim_conflicts",
+            "Deliveries another replica claimed between our read and our claim, by sink.",
+            ["sink"],
+            **common,
+        )
         Info("build", "The running watcher.", **common).info({"version": __version__})
         registry.register(_StoreCollector(self))
         registry.register(_SinkErrorsCollector(sinks or {}))
@@ -245,10 +260,18 @@ class Metrics:
 
     def poll_done(self, source: str, outcome: str, seconds: float) -> None:
         self.polls.labels(source, outcome if outcome in POLL_OUTCOMES else "error").inc()
-        if outcome != "skipped":
+        if outcome not in ("skipped", "stale"):
             self.poll_duration.labels(source).observe(seconds)
         if outcome == "ok":
             self.last_success.labels(source).set(self.clock())
+
+    def ownership_changed(self, source: str, change: str) -> None:
+        """``change``: acquired, released or lost."""
+        self.ownership_changes.labels(source, change).inc()
+        self.owned.labels(source).set(1 if change == "acquired" else 0)
+
+    def claim_conflict(self, sink: str, count: int) -> None:
+        self.claim_conflicts.labels(sink).inc(count)
 
     def api_request(self, source: str, route: str, status: int | None) -> None:
         self.api_requests.labels(source, route, code_label(status)).inc()

@@ -13,7 +13,7 @@ import structlog
 from watcher.abc import Cursor, PollContext, Routed, Source, Store
 from watcher.config import RuleConfig, SourceConfig
 from watcher.diff import Snapshot, diff
-from watcher.exceptions import SourceAuthError, SourceError, SourceRetired
+from watcher.exceptions import SourceAuthError, SourceError, SourceRetired, StaleCycle
 from watcher.routing import Router
 from watcher.rules import on_change
 from watcher.transitions import source_recovered, source_retired, source_unreachable
@@ -28,7 +28,9 @@ log = structlog.get_logger(__name__)
 class CycleOutcome:
     """What one cycle did (for ``once``, tests and benchmarks)."""
 
-    outcome: str  # ok | skipped | retired | auth_error | error
+    # ok | skipped | retired | auth_error | error | stale (another replica committed the
+    # source meanwhile: this cycle was discarded) | standby (another replica's source)
+    outcome: str
     jobs: int = 0
     transitions: int = 0
     requests: int = 0
@@ -62,6 +64,10 @@ class Pipeline:
         with structlog.contextvars.bound_contextvars(source=name):
             try:
                 outcome = await self._poll(name)
+            except StaleCycle as exc:
+                # The source changed hands during the cycle: the new owner's state stands.
+                log.warning("cycle_discarded", reason=str(exc))
+                outcome = CycleOutcome("stale")
             except Exception:
                 # The store or a bug, not the source: log it, keep the schedule going.
                 log.exception("poll_crashed")
@@ -130,7 +136,9 @@ class Pipeline:
             routed.append(Routed(recovered, self.router.sinks_for(recovered, now)))
         # Shielded: a stop request lets the commit finish instead of rolling it back.
         with anyio.CancelScope(shield=True):
-            added = await self.store.commit(name, new_cursor, snapshots, routed, now=now)
+            added = await self.store.commit(
+                name, new_cursor, snapshots, routed, now=now, expect=cursor.version
+            )
         self.last_ok[name] = self.clock()
         self._recorded(routed)
         log.info(
@@ -161,7 +169,9 @@ class Pipeline:
         if updated == cursor:
             return
         with anyio.CancelScope(shield=True):
-            added = await self.store.commit(name, updated, [], routed, now=now, polled=False)
+            added = await self.store.commit(
+                name, updated, [], routed, now=now, polled=False, expect=cursor.version
+            )
         self._recorded(routed)
         if added:
             self.wake()
@@ -179,7 +189,7 @@ class Pipeline:
         routed = [Routed(transition, self.router.sinks_for(transition, now))]
         with anyio.CancelScope(shield=True):
             added = await self.store.commit(
-                name, replace(cursor, retired=True), [], routed, now=now
+                name, replace(cursor, retired=True), [], routed, now=now, expect=cursor.version
             )
         self._recorded(routed)
         if added:

@@ -66,8 +66,9 @@ def write_config(
 class WatcherProcess:
     """``python -m watcher run -c CONFIG`` with its output in files."""
 
-    def __init__(self, config: Path) -> None:
+    def __init__(self, config: Path, env: dict[str, str] | None = None) -> None:
         self.config = config
+        self.env = env or {}
         self.proc: subprocess.Popen[bytes] | None = None
         self.runs = 0
         self._files: list[Any] = []
@@ -76,7 +77,7 @@ class WatcherProcess:
         self.runs += 1
         out = self.config.parent / f"watcher-{self.runs}.out"
         err = self.config.parent / f"watcher-{self.runs}.err"
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
         self._close_files()
         self._files = [out.open("wb"), err.open("wb")]
         self.proc = subprocess.Popen(
