@@ -9,7 +9,9 @@ and the dead replica's sources are polled again within 10 s (measured, printed).
 
 from __future__ import annotations
 
+import os
 import random
+import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -168,6 +170,17 @@ def duplicates(receiver: Receiver) -> tuple[int, int]:
 
 async def test_three_replicas_deliver_every_change_once(cluster: Cluster) -> None:
     await start_all(cluster)
+    # `watcher status` tells who polls what, from the database alone.
+    with anyio.fail_after(60):
+        done = await anyio.run_process(
+            [sys.executable, "-m", "watcher", "status", "-c", str(cluster.replicas["r1"].config)],
+            env={**os.environ, "COLUMNS": "250"},
+        )
+    shown = done.stdout.decode()
+    assert "polled by" in shown
+    owners = await current_owners(cluster.url, list(cluster.sims))
+    for source, owner in owners.items():
+        assert any(source in line and f"{owner}" in line for line in shown.splitlines())
     schedule(cluster, seed=100)
     await wait_until(
         lambda: cluster.settled() and not cluster.missing(),
