@@ -87,11 +87,12 @@ async def replicas(url: str, *names: str) -> AsyncIterator[list[Replica]]:
             await replica.stop()
 
 
-async def until(check: Callable[[], bool], timeout: float = 10.0) -> float:
-    """Seconds until ``check()`` holds (fails the test past ``timeout``)."""
+async def until(check: Callable[[], bool], within: float = 10.0) -> float:
+    """Seconds until ``check()`` holds (fails the test past ``within``). The replicas'
+    rounds change the state in their own tasks: polling it is the honest way to watch."""
     start = time.monotonic()
-    with anyio.fail_after(timeout):
-        while not check():
+    with anyio.fail_after(within):
+        while not check():  # noqa: ASYNC110
             await anyio.sleep(0.02)
     return time.monotonic() - start
 
@@ -122,7 +123,7 @@ async def test_a_dead_replicas_sources_move_within_seconds(postgres_url: str) ->
         gone = set(leaving.locks.owned)
         was_leader = leaving.locks.leader
         await leaving.stop()
-        took = await until(lambda: set(SOURCES) == set(staying.locks.owned), timeout=5)
+        took = await until(lambda: set(SOURCES) == set(staying.locks.owned), within=5)
         assert took < 3 * ROUND + 1.0
         assert gone <= set(staying.acquired)
         if was_leader:
@@ -157,4 +158,22 @@ async def test_a_replica_cut_from_the_database_stops_at_once(postgres_url: str) 
             await conn.close()
         await until(lambda: 5 == len(replica.lost))
         assert set(SOURCES) == set(replica.lost)
-        await until(lambda: 5 == len(replica.locks.owned), timeout=15)
+        await until(lambda: 5 == len(replica.locks.owned), within=15)
+
+
+async def test_once_takes_only_what_no_replica_holds(postgres_url: str) -> None:
+    """``watcher once`` beside running replicas polls only the sources nobody holds."""
+    async with replicas(postgres_url, "r1") as group:
+        await until(lambda: 5 == len(group[0].locks.owned))
+        await group[0].stop()
+        holder = AdvisoryLocks(postgres_url, SOURCES[:2], replica="daemon")
+        await holder.take_free()
+        once = AdvisoryLocks(postgres_url, SOURCES, replica="once")
+        try:
+            await once.take_free()
+            assert set(SOURCES[2:]) == set(once.owned)
+            assert not once.leader  # the daemon holds the leader lock
+        finally:
+            await once.aclose()
+            await holder.aclose()
+        assert {} == once.owned

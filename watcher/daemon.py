@@ -243,7 +243,11 @@ class Watcher:
             return
         now = time.time()
         cursors = {name: await self.store.load_cursor(name) for name in self.sources}
-        transition = heartbeat(now, self.config.heartbeat.interval, cursors, self.pipeline.last_ok)
+        # Sources other replicas poll: their last good poll as the store last recorded it.
+        cached = self.metrics.store_status
+        last_ok = {n: t for n, t in (cached.last_poll_at if cached else {}).items() if t > 0}
+        last_ok.update(self.pipeline.last_ok)
+        transition = heartbeat(now, self.config.heartbeat.interval, cursors, last_ok)
         routed = [Routed(transition, self.pipeline.router.sinks_for(transition, now))]
         added = await self.store.enqueue(routed, now=now)
         self.metrics.transitions_recorded([transition])
