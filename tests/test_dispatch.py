@@ -245,3 +245,35 @@ async def test_rate_limit_defers_and_merges(store: SqlStore) -> None:
     clock.now += 31
     await dispatcher.drain()
     assert [["a0-1", "a1-1"], ["a2-1", "b0-1"]] == sink.messages
+
+
+async def test_waiting_deliveries_do_not_spin_the_loop(store: SqlStore) -> None:
+    """Due deliveries that cannot go yet (gathering a group, another replica's sink, a
+    spent rate limit) must not make the dispatcher re-read the outbox in a busy loop."""
+    import time
+
+    import anyio
+
+    from watcher.dispatch import SinkPolicy
+
+    await store.commit("ft", Cursor(), [], [Routed(t(1), ["slack"])], now=time.time())
+    reads = 0
+    pending = store.pending
+
+    async def counting(**kwargs: object) -> list[object]:
+        nonlocal reads
+        reads += 1
+        return await pending(**kwargs)  # type: ignore[arg-type]
+
+    store.pending = counting  # type: ignore[assignment,method-assign]
+    sink = GroupSink("slack")
+    dispatcher = Dispatcher(
+        store,
+        {"slack": sink},
+        DeliveryConfig(),
+        policies={"slack": SinkPolicy(group_wait=3600, group_max=50)},
+    )
+    with anyio.move_on_after(1.0):
+        await dispatcher.run()
+    assert [] == sink.messages  # still gathering
+    assert 1 <= reads <= 10

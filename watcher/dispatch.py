@@ -41,6 +41,7 @@ log = structlog.get_logger(__name__)
 BATCH = 1000  # pending rows read per pass
 LEASE = 60.0  # seconds a claimed delivery stays ours (longer than any one send)
 IDLE_WAIT = 1.0  # seconds between passes when nothing is due and nobody woke us
+HELD_WAIT = 0.25  # seconds between passes while what is due cannot go yet
 
 
 @dataclass(frozen=True)
@@ -290,7 +291,10 @@ class Dispatcher:
             wait = IDLE_WAIT
             next_due = await self.store.next_due()
             if next_due is not None:
-                wait = min(wait, max(0.0, next_due - self.clock()))
+                # Due but held back (a group gathering, a spent rate limit, a sink another
+                # replica serves): look again shortly, not in a busy loop. A wake() still
+                # starts a pass at once.
+                wait = min(wait, max(HELD_WAIT, next_due - self.clock()))
             with anyio.move_on_after(wait):
                 await self._wake.wait()
             self._wake = anyio.Event()
