@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint typecheck unit bench lock clean
+.PHONY: install demo test lint typecheck unit bench endurance lock clean
 
 $(STAMP): pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "watcher needs Python 3.11 or newer")'
@@ -43,6 +43,11 @@ sdk3: .sdk3/.installed
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.poll_cost
 	$(BIN)/python -m benchmarks.latency
+
+# The endurance suite at the issue's full figures (50 kills, 500 transitions, 30 simulated
+# minutes of API faults, 10 of sink outage): many minutes. `make test` runs a short version.
+endurance: $(STAMP)
+	WATCHER_ENDURANCE=long $(BIN)/pytest -m endurance tests/endurance
 
 # Re-pin after changing dependencies in pyproject.toml.
 lock: $(STAMP)
