@@ -110,6 +110,10 @@ class ApiClient:
                         return json.loads(body)
                     except ValueError:
                         problem = f"malformed JSON from {route}"
+                    except RecursionError:  # nested past what any decoder reads
+                        raise SourceProtocolError(
+                            self.source, f"answer from {route} is nested too deep"
+                        ) from None
                 elif verdict is Verdict.RETRY:
                     problem = f"HTTP {status} from {route}"
                     retry_after = parse_retry_after(retry_header, now=time.time())

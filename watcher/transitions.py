@@ -39,14 +39,22 @@ def rfc3339(unix_seconds: float) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def json_safe(value: Any) -> Any:
-    """``value`` with non-finite floats (NaN, inf: valid metrics, invalid JSON) as strings."""
+MAX_DEPTH = 64  # levels of nesting a payload keeps (an API's metadata or event data)
+TOO_DEEP = f"<nested deeper than {MAX_DEPTH} levels>"
+
+
+def json_safe(value: Any, depth: int = 0) -> Any:
+    """``value`` with non-finite floats (NaN, inf: valid metrics, invalid JSON) as strings,
+    and anything nested deeper than :data:`MAX_DEPTH` replaced by :data:`TOO_DEEP` (a
+    hostile answer must not exhaust the recursion of every later walk or encoder)."""
     if isinstance(value, float) and not math.isfinite(value):
         return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, Mapping | list | tuple) and depth >= MAX_DEPTH:
+        return TOO_DEEP
     if isinstance(value, Mapping):
-        return {str(k): json_safe(v) for k, v in value.items()}
+        return {str(k): json_safe(v, depth + 1) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [json_safe(v) for v in value]
+        return [json_safe(v, depth + 1) for v in value]
     return value
 
 

@@ -74,13 +74,6 @@ def immutable(paths: list[Path]) -> Iterator[None]:
         subprocess.run(["chattr", "-i", *map(str, paths)], check=True)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="stores/sqlite.py: a connection the pool opens while the file is read-only stays "
-    "read-only for good (SQLite falls back to read-only at open): after recovery every "
-    "transaction that lands on one fails with 'attempt to write a readonly database' until "
-    "a restart",
-)
 async def test_read_only_database_is_reported_and_recovered(
     tmp_path: Path, scale: Scale, figures: Callable[[dict[str, Any]], None]
 ) -> None:

@@ -224,13 +224,6 @@ def test_each_rejected_item_is_logged_once_per_cycle(case: Case) -> None:
     run(case, once=True)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=RecursionError,
-    reason="json_safe (transitions.py) recurses once per level and twice per frame: a field "
-    "nested about 490 levels deep (metadata, event data) fails Transition.to_json, so the "
-    "pipeline logs poll_crashed every cycle and the source stalls",
-)
 @FUZZ
 @example(
     case=_mutated(FINE_TUNING, 0, _set("metadata", DEEP_HERE), **{DEEP_HERE: nested(600, "dict")})
@@ -242,13 +235,6 @@ def test_deeply_nested_payloads_never_crash(case: Case) -> None:
     run(case)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=RecursionError,
-    reason="mistral.py get_json catches ValueError around json.loads, not RecursionError: an "
-    "answer nested about 990 levels deep escapes as RecursionError (poll_crashed, not "
-    "poll_failed; the source never becomes unreachable)",
-)
 @pytest.mark.parametrize("family", [FINE_TUNING, BATCH], ids=["fine-tuning", "batch"])
 def test_an_answer_too_deep_to_decode_is_a_source_error(family: int) -> None:
     """An answer no decoder reads (one item 1,500 levels deep) is refused as a whole with a
