@@ -213,6 +213,10 @@ class Store(Protocol):
 
     async def delivered(self, seq: int, sink: str, *, now: float) -> None: ...
 
+    async def delivered_all(self, keys: Sequence[tuple[int, str]], *, now: float) -> None:
+        """The sink accepted these (seq, sink) deliveries: one transaction."""
+        ...
+
     async def failed(
         self, seq: int, sink: str, *, now: float, error: str, retry_at: float | None
     ) -> None:

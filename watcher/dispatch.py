@@ -135,11 +135,16 @@ class Dispatcher:
 
     async def _deliver_sink(self, name: str, groups: list[list[PendingDelivery]]) -> None:
         policy = self.policies.get(name, SinkPolicy())
-        limiter = anyio.CapacityLimiter(self.config.concurrency)
+        if name not in self.sinks:
+            await self._orphaned(name, [d for group in groups for d in group])
+            return
         if policy.max_per_minute is None:
-            async with anyio.create_task_group() as tg:
-                for group in groups:
-                    tg.start_soon(self._deliver, name, group, limiter)
+            # Rounds of up to `concurrency` messages at once: one transaction claims a
+            # round, one records what the sink accepted (a sync to disk each, not two per
+            # message), and no claim is held longer than one send.
+            size = self.config.concurrency
+            for start in range(0, len(groups), size):
+                await self._round(name, groups[start : start + size])
             return
         # A rate-limited sink gets its messages one by one, evenly spaced (Slack: 1/s).
         spacing = 60.0 / policy.max_per_minute
@@ -147,11 +152,53 @@ class Dispatcher:
             sent = self._sent.get(name)
             if sent:
                 await anyio.sleep(max(0.0, sent[-1] + spacing - self.clock()))
-            await self._deliver(name, group, limiter)
+            await self._round(name, [group])
 
-    async def _deliver(
-        self, name: str, group: list[PendingDelivery], limiter: anyio.CapacityLimiter
+    async def _round(self, name: str, groups: list[list[PendingDelivery]]) -> None:
+        """Claim ``groups``, send each claimed one as a message (concurrently), record."""
+        claimed = await self._claim(name, [d for group in groups for d in group])
+        keys = {d.seq for d in claimed}
+        groups = [kept for group in groups if (kept := [d for d in group if d.seq in keys])]
+        accepted: list[PendingDelivery] = []
+        async with anyio.create_task_group() as tg:
+            for group in groups:
+                tg.start_soon(self._send, name, group, accepted)
+        if not accepted:
+            return
+        with anyio.CancelScope(shield=True):
+            await self.store.delivered_all([(d.seq, name) for d in accepted], now=self.clock())
+        for delivery in accepted:
+            self._attempted(name, "ok")
+            self._finished(name, "delivered")
+            t = delivery.envelope.transition
+            log.info(
+                "delivered",
+                sink=name,
+                transition_id=t.id,
+                type=t.type,
+                source=t.source,
+                job_id=t.job_id,
+                attempts=delivery.attempts + 1,
+            )
+
+    async def _orphaned(self, name: str, deliveries: list[PendingDelivery]) -> None:
+        log.error("delivery_dead", sink=name, reason="sink no longer configured",
+                  deliveries=len(deliveries))  # fmt: skip
+        with anyio.CancelScope(shield=True):
+            for delivery in deliveries:
+                await self.store.failed(
+                    delivery.seq,
+                    name,
+                    now=self.clock(),
+                    error="sink no longer configured",
+                    retry_at=None,
+                )
+                self._finished(name, "dead")
+
+    async def _send(
+        self, name: str, group: list[PendingDelivery], accepted: list[PendingDelivery]
     ) -> None:
+        """One message; failures are recorded here, acceptances by the caller."""
         first = group[0].envelope.transition
         bound = log.bind(
             sink=name,
@@ -161,57 +208,22 @@ class Dispatcher:
             job_id=first.job_id,
             group=len(group),
         )
-        sink = self.sinks.get(name)
-        if sink is None:
-            bound.error("delivery_dead", reason="sink no longer configured")
-            with anyio.CancelScope(shield=True):
-                for delivery in group:
-                    await self.store.failed(
-                        delivery.seq,
-                        name,
-                        now=self.clock(),
-                        error="sink no longer configured",
-                        retry_at=None,
-                    )
-                    self._finished(name, "dead")
-            return
-        async with limiter:
-            group = await self._claim(name, group)
-            if not group:
-                return
-            self._sent.setdefault(name, deque()).append(self.clock())
-            try:
-                await sink.send([delivery.envelope for delivery in group])
-            except DeliveryError as exc:
-                for delivery in group:
-                    await self._failed(delivery, str(exc), exc.retryable, exc.retry_after, bound)
-            except Exception as exc:  # a sink bug must not silence the other sinks
-                bound.exception("sink_crashed")
-                for delivery in group:
-                    await self._failed(
-                        delivery, f"sink error: {type(exc).__name__}", True, None, bound
-                    )
-            else:
-                with anyio.CancelScope(shield=True):
-                    for delivery in group:
-                        await self.store.delivered(delivery.seq, name, now=self.clock())
-                        self._attempted(name, "ok")
-                        self._finished(name, "delivered")
-                for delivery in group:
-                    t = delivery.envelope.transition
-                    log.info(
-                        "delivered",
-                        sink=name,
-                        transition_id=t.id,
-                        type=t.type,
-                        source=t.source,
-                        job_id=t.job_id,
-                        attempts=delivery.attempts + 1,
-                    )
+        self._sent.setdefault(name, deque()).append(self.clock())
+        try:
+            await self.sinks[name].send([delivery.envelope for delivery in group])
+        except DeliveryError as exc:
+            for delivery in group:
+                await self._failed(delivery, str(exc), exc.retryable, exc.retry_after, bound)
+        except Exception as exc:  # a sink bug must not silence the other sinks
+            bound.exception("sink_crashed")
+            for delivery in group:
+                await self._failed(delivery, f"sink error: {type(exc).__name__}", True, None, bound)
+        else:
+            accepted.extend(group)
 
     async def _claim(self, name: str, group: list[PendingDelivery]) -> list[PendingDelivery]:
         """The part of ``group`` this replica now holds (another replica may have taken the
-        rest since it was read: it is theirs to send)."""
+        rest since it was read: it is theirs to send). One transaction."""
         now = self.clock()
         keys = [(d.seq, name) for d in group]
         got = await self.store.claim(keys, owner=self.owner, until=now + self.lease, now=now)

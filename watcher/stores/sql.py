@@ -355,7 +355,28 @@ class SqlStore:
         return float(value) if value is not None else None
 
     async def delivered(self, seq: int, sink: str, *, now: float) -> None:
-        await self._update(seq, sink, state=DELIVERED, updated_at=now, last_error=None)
+        await self.delivered_all([(seq, sink)], now=now)
+
+    async def delivered_all(self, keys: Sequence[tuple[int, str]], *, now: float) -> None:
+        if not keys:
+            return
+        stmt = (
+            sa.update(deliveries)
+            .where(
+                sa.tuple_(deliveries.c.seq, deliveries.c.sink).in_([tuple(k) for k in keys]),
+                deliveries.c.state == PENDING,
+            )
+            .values(
+                state=DELIVERED,
+                attempts=deliveries.c.attempts + 1,
+                updated_at=now,
+                last_error=None,
+                claimed_by=None,
+                claim_until=None,
+            )
+        )
+        async with self._write, self.engine.begin() as conn:
+            await conn.execute(stmt)
 
     async def failed(
         self, seq: int, sink: str, *, now: float, error: str, retry_at: float | None
