@@ -1,0 +1,269 @@
+"""Delivery throughput: 5,000 pending deliveries drained to a loopback webhook receiver
+(issue 7, #5).
+
+5,000 transitions (500 jobs x 10: four status changes, five checkpoints, SUCCESS) are
+enqueued through the store's public ``enqueue`` into a SQLite store, bound for one webhook
+sink (``watcher.sinks.build_sink``, signed, the daemon's HTTP client limits). Then
+``Dispatcher.drain()`` sends them with the default delivery settings (concurrency 8 per
+sink). The receiver (``python -m watcher.receiver``) is a real HTTP server in its own
+process; afterwards its record is checked: every transition arrived once, with a valid
+signature, and each job's transitions arrived in the order they were enqueued. For
+reference, the same webhooks are then sent once more through the same sink without store or
+dispatcher (8 jobs at a time, each in order): what the HTTP path alone costs here.
+
+    .venv/bin/python -m benchmarks.delivery [--jobs 500] [--per-job 10] [--profile FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+
+from benchmarks._report import table, verdict, write
+from watcher.abc import Envelope, Routed, Sink
+from watcher.config import validate_config
+from watcher.dispatch import Dispatcher, SinkPolicy
+from watcher.logging import configure
+from watcher.receiver import SECRET_ENV, generate_secret
+from watcher.sinks import build_sink
+from watcher.stores import open_store
+from watcher.transitions import Transition, stable_id
+
+LIFE = ("QUEUED", "VALIDATING", "VALIDATED", "RUNNING")
+TARGET_S = 10.0
+
+
+@contextmanager
+def receiver_process(secret: str) -> Iterator[str]:
+    """``python -m watcher.receiver`` in its own process; yields its base URL."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "watcher.receiver"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, SECRET_ENV: secret},
+    )
+    try:
+        assert proc.stdout is not None
+        url: str = json.loads(proc.stdout.readline())["url"]
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def transitions(jobs: int, per_job: int, now: int) -> list[Transition]:
+    """``per_job`` transitions for each job, in the order a poller would record them."""
+    out = []
+    for n in range(jobs):
+        job_id = f"ftjob-{n:05d}"
+        job = {
+            "id": job_id,
+            "status": "RUNNING",
+            "model": "open-mistral-7b",
+            "job_type": "completion",
+            "suffix": f"bench-{n % 17}",
+            "fine_tuned_model": None,
+            "created_at": now - 3600,
+            "modified_at": now,
+        }
+        previous = None
+        for k in range(per_job):
+            if k < len(LIFE) or k == per_job - 1:
+                status = LIFE[k] if k < len(LIFE) else "SUCCESS"
+                out.append(
+                    Transition(
+                        id=stable_id("bench", job_id, "status", k, status),
+                        type=f"fine_tuning.job.{status.lower()}",
+                        source="bench",
+                        job_id=job_id,
+                        status=status,
+                        previous_status=previous,
+                        occurred_at=now - 3600 + 60 * k,
+                        job={**job, "status": status},
+                    )
+                )
+                previous = status
+                continue
+            step = 10 * (k - len(LIFE) + 1)
+            out.append(
+                Transition(
+                    id=stable_id("bench", job_id, "checkpoint", step),
+                    type="fine_tuning.job.checkpoint",
+                    source="bench",
+                    job_id=job_id,
+                    occurred_at=now - 3600 + 60 * k,
+                    job=job,
+                    details={
+                        "checkpoint": {
+                            "step_number": step,
+                            "metrics": {"train_loss": 1.0 / step, "valid_loss": 1.1 / step},
+                        }
+                    },
+                )
+            )
+    return out
+
+
+@contextmanager
+def profiled(path: Path | None) -> Iterator[None]:
+    """With ``--profile``: a pyinstrument profile of the block, as text to ``path``."""
+    if path is None:
+        yield
+        return
+    from pyinstrument import Profiler  # a development tool, only when asked for
+
+    profiler = Profiler(interval=0.001, async_mode="enabled")
+    with profiler:
+        yield
+    path.write_text(profiler.output_text(unicode=True, show_all=False))
+    print(f"profile written to {path}")
+
+
+async def run(jobs: int, per_job: int, profile: Path | None = None) -> dict[str, Any]:
+    configure("warning", "json")
+    secret = generate_secret()
+    with receiver_process(secret) as url, tempfile.TemporaryDirectory() as tmp:
+        config = validate_config(
+            {
+                "sources": [{"name": "bench", "kind": "mistral-fine-tuning", "api_key": "unused"}],
+                "state": {"url": f"sqlite:///{tmp}/state.db"},
+                "sinks": [{"name": "hook", "kind": "webhook", "url": f"{url}/h", "secret": secret}],
+            },
+            env={},
+        )
+        sink_config = config.sinks[0]
+        store = open_store(config.state.url)
+        await store.open()
+        try:
+            sent = transitions(jobs, per_job, int(time.time()))
+            started = time.perf_counter()
+            added = await store.enqueue([Routed(t, ["hook"]) for t in sent], now=time.time())
+            enqueue_s = time.perf_counter() - started
+            limits = httpx.Limits(max_connections=64, max_keepalive_connections=16)
+            async with httpx.AsyncClient(limits=limits, trust_env=False) as client:
+                sink = build_sink(sink_config, client, store)
+                dispatcher = Dispatcher(
+                    store,
+                    {"hook": sink},
+                    config.delivery,
+                    policies={"hook": SinkPolicy(*sink_config.grouping)},
+                )
+                with profiled(profile):
+                    cpu, wall = time.process_time(), time.perf_counter()
+                    await dispatcher.drain()
+                    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+                status = await store.status()
+                received = (await client.get(f"{url}/_received", timeout=60)).json()
+                await client.post(f"{url}/_control", json={"clear": True})
+                floor_s = await transport_floor(sink, sent, config.delivery.concurrency)
+        finally:
+            await store.aclose()
+    return {
+        "deliveries": len(sent),
+        "enqueued": added,
+        "jobs": jobs,
+        "concurrency": config.delivery.concurrency,
+        "enqueue_s": round(enqueue_s, 2),
+        "drain_s": round(wall, 2),
+        "drain_cpu_s": round(cpu, 2),
+        "per_second": round(len(sent) / wall),
+        "floor_s": round(floor_s, 2),
+        "left_pending": status.pending,
+        "dead": status.dead,
+        **check(sent, received),
+    }
+
+
+async def transport_floor(sink: Sink, sent: list[Transition], concurrency: int) -> float:
+    """The same webhooks through the same sink and client, without store or dispatcher:
+    each job's transitions one after the other, ``concurrency`` jobs at a time. What the
+    HTTP path alone costs on this machine (the receiver included)."""
+    by_job: dict[str, list[Transition]] = defaultdict(list)
+    for t in sent:
+        by_job[str(t.job_id)].append(t)
+    limiter = anyio.CapacityLimiter(concurrency)
+    now = time.time()
+
+    async def one_job(items: list[Transition]) -> None:
+        async with limiter:
+            for t in items:
+                await sink.send([Envelope(t, now)])
+
+    started = time.perf_counter()
+    async with anyio.create_task_group() as tg:
+        for items in by_job.values():
+            tg.start_soon(one_job, items)
+    return time.perf_counter() - started
+
+
+def check(sent: list[Transition], received: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the receiver saw against what was enqueued: missing, duplicated, out of order."""
+    accepted = [r for r in received if r["valid"] and r["status"] == 200]
+    seen: dict[str, int] = defaultdict(int)
+    for item in accepted:
+        seen[item["id"]] += 1
+    expected: dict[str, list[str]] = defaultdict(list)
+    for t in sent:
+        expected[str(t.job_id)].append(t.id)
+    arrived: dict[str, list[str]] = defaultdict(list)
+    for item in accepted:
+        arrived[item["data"]["job"]["id"]].append(item["id"])
+    return {
+        "received": len(received),
+        "invalid_or_refused": len(received) - len(accepted),
+        "missing": sum(1 for t in sent if t.id not in seen),
+        "duplicates": sum(n - 1 for n in seen.values() if n > 1),
+        "jobs_out_of_order": sum(1 for job, ids in expected.items() if arrived[job] != ids),
+    }
+
+
+COLUMNS = {
+    "deliveries": "deliveries",
+    "jobs": "jobs",
+    "concurrency": "concurrency/sink",
+    "drain_s": "drain s",
+    "per_second": "deliveries/s",
+    "drain_cpu_s": "dispatcher CPU s",
+    "floor_s": "HTTP alone s",
+    "missing": "missing",
+    "duplicates": "duplicates",
+    "jobs_out_of_order": "jobs out of order",
+}
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--jobs", type=int, default=500)
+    parser.add_argument("--per-job", type=int, default=10)
+    parser.add_argument("--profile", type=Path, help="write a pyinstrument profile of the drain")
+    args = parser.parse_args()
+    row = anyio.run(run, args.jobs, args.per_job, args.profile)
+    print(table([row], COLUMNS))
+    print()
+    correct = not (row["missing"] or row["duplicates"] or row["jobs_out_of_order"])
+    checks = [
+        verdict(
+            f"{row['deliveries']:,} deliveries drain in <= {TARGET_S:g} s",
+            row["drain_s"] <= TARGET_S,
+            f"{row['drain_s']} s ({row['per_second']}/s)",
+        ),
+        verdict(
+            "nothing missing or duplicated, order per job kept",
+            correct and row["left_pending"] == 0,
+            f"missing {row['missing']}, duplicates {row['duplicates']}, "
+            f"jobs out of order {row['jobs_out_of_order']}, left pending {row['left_pending']}",
+        ),
+    ]
+    write("delivery", {"row": row, "targets": checks})
