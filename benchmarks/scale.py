@@ -10,7 +10,7 @@ Measured from outside the process: RSS from ``/proc/PID/status`` (``VmRSS`` samp
 0.2 s; ``VmHWM`` is the peak), and the durations of both full listings from the daemon's
 ``poll_done`` log lines (``seconds``: listing, store look-ups, comparison and the commit).
 
-    .venv/bin/python -m benchmarks.scale [--jobs 100000] [--steady 30]
+    .venv/bin/python -m benchmarks.scale [--jobs 100000] [--steady 30] [--py-spy FILE]
 """
 
 from __future__ import annotations
@@ -24,12 +24,14 @@ import sys
 import tempfile
 import threading
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import httpx
 import yaml
 
+from benchmarks._pyspy import hot, recording
 from benchmarks._report import table, verdict, write
 from benchmarks._sim import simulator_process
 from benchmarks.poll_cost import ACTIVE, API_KEY
@@ -143,7 +145,7 @@ class LogReader(threading.Thread):
             return sum(1 for _, line in self.lines if line.get("event") == event)
 
 
-def run(jobs: int, steady: float) -> dict[str, Any]:
+def run(jobs: int, steady: float, profile: Path | None = None) -> dict[str, Any]:
     with simulator_process(API_KEY) as url, tempfile.TemporaryDirectory() as tmp:
         seeded = seed(url, jobs)
         print(f"{jobs:,} jobs seeded in {seeded:.1f} s")
@@ -173,6 +175,8 @@ def run(jobs: int, steady: float) -> dict[str, Any]:
         sampler, logs = Sampler(proc.pid), LogReader(proc.stderr)
         sampler.start()
         logs.start()
+        spy = ExitStack()
+        spy.enter_context(recording(proc.pid, profile))
         try:
             started_at, _ = logs.wait_for("watcher_started", 1, 60)
             first_at, first = logs.wait_for("poll_done", 1, 600)
@@ -191,6 +195,7 @@ def run(jobs: int, steady: float) -> dict[str, Any]:
             final = memory_mb(proc.pid)
             polls = [line for _, line in logs.lines if line.get("event") == "poll_done"]
         finally:
+            spy.close()
             proc.send_signal(signal.SIGTERM)
             try:
                 proc.wait(30)
@@ -232,8 +237,9 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--jobs", type=int, default=100_000)
     parser.add_argument("--steady", type=float, default=30.0, help="seconds of steady state")
+    parser.add_argument("--py-spy", type=Path, help="profile the daemon into this file (raw)")
     args = parser.parse_args()
-    row = run(args.jobs, args.steady)
+    row = run(args.jobs, args.steady, args.py_spy)
     print(table([row], COLUMNS))
     print()
     checks = [
@@ -248,6 +254,10 @@ if __name__ == "__main__":
             f"{row['resync_poll_s']} s ({row['resync_requests']} requests)",
         ),
     ]
+    if args.py_spy is not None:
+        print(f"hottest watcher frames (inclusive share of samples, {args.py_spy}):")
+        for frame, share in hot(args.py_spy, within="watcher/"):
+            print(f"  {share:6.1%}  {frame}")
     write(
         "scale",
         {
