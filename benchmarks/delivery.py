@@ -46,9 +46,15 @@ LIFE = ("QUEUED", "VALIDATING", "VALIDATED", "RUNNING")
 TARGET_S = 10.0
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far (``/proc/PID/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextmanager
-def receiver_process(secret: str) -> Iterator[str]:
-    """``python -m watcher.receiver`` in its own process; yields its base URL."""
+def receiver_process(secret: str) -> Iterator[tuple[str, int]]:
+    """``python -m watcher.receiver`` in its own process; yields its base URL and pid."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "watcher.receiver"],
         stdout=subprocess.PIPE,
@@ -58,7 +64,7 @@ def receiver_process(secret: str) -> Iterator[str]:
     try:
         assert proc.stdout is not None
         url: str = json.loads(proc.stdout.readline())["url"]
-        yield url
+        yield url, proc.pid
     finally:
         proc.terminate()
         proc.wait(10)
@@ -135,7 +141,7 @@ def profiled(path: Path | None) -> Iterator[None]:
 async def run(jobs: int, per_job: int, profile: Path | None = None) -> dict[str, Any]:
     configure("warning", "json")
     secret = generate_secret()
-    with receiver_process(secret) as url, tempfile.TemporaryDirectory() as tmp:
+    with receiver_process(secret) as (url, pid), tempfile.TemporaryDirectory() as tmp:
         config = validate_config(
             {
                 "sources": [{"name": "bench", "kind": "mistral-fine-tuning", "api_key": "unused"}],
@@ -162,13 +168,19 @@ async def run(jobs: int, per_job: int, profile: Path | None = None) -> dict[str,
                     policies={"hook": SinkPolicy(*sink_config.grouping)},
                 )
                 with profiled(profile):
+                    theirs = cpu_seconds(pid)
                     cpu, wall = time.process_time(), time.perf_counter()
                     await dispatcher.drain()
                     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+                    theirs = cpu_seconds(pid) - theirs
                 status = await store.status()
                 received = (await client.get(f"{url}/_received", timeout=60)).json()
                 await client.post(f"{url}/_control", json={"clear": True})
+                floor_theirs = cpu_seconds(pid)
+                floor_cpu = time.process_time()
                 floor_s = await transport_floor(sink, sent, config.delivery.concurrency)
+                floor_cpu = time.process_time() - floor_cpu
+                floor_theirs = cpu_seconds(pid) - floor_theirs
         finally:
             await store.aclose()
     return {
@@ -180,7 +192,10 @@ async def run(jobs: int, per_job: int, profile: Path | None = None) -> dict[str,
         "drain_s": round(wall, 2),
         "drain_cpu_s": round(cpu, 2),
         "per_second": round(len(sent) / wall),
+        "receiver_cpu_s": round(theirs, 2),
         "floor_s": round(floor_s, 2),
+        "floor_cpu_s": round(floor_cpu, 2),
+        "floor_receiver_cpu_s": round(floor_theirs, 2),
         "left_pending": status.pending,
         "dead": status.dead,
         **check(sent, received),
@@ -237,7 +252,9 @@ COLUMNS = {
     "drain_s": "drain s",
     "per_second": "deliveries/s",
     "drain_cpu_s": "dispatcher CPU s",
+    "receiver_cpu_s": "receiver CPU s",
     "floor_s": "HTTP alone s",
+    "floor_cpu_s": "HTTP alone sender CPU s",
     "missing": "missing",
     "duplicates": "duplicates",
     "jobs_out_of_order": "jobs out of order",
