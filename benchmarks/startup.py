@@ -50,7 +50,7 @@ def import_offenders(top: int = 12) -> list[dict[str, Any]]:
         capture_output=True,
         text=True,
     )
-    rows = []
+    rows: list[dict[str, Any]] = []
     for line in done.stderr.splitlines():
         found = _LINE.match(line)
         if found:
