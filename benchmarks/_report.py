@@ -53,6 +53,8 @@ def write(name: str, figures: Mapping[str, Any]) -> Path:
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
             "platform": platform.platform(),
+            # The machine is shared: a high load means slower, noisier figures.
+            "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
         },
         **figures,
     }
