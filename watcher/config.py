@@ -152,6 +152,10 @@ class SourceBaseConfig(_Model):
     retired_interval: Duration = 3600.0  # how often a retired (410) source is tried again
     # watcher.source.unreachable once a source has failed every cycle for this long.
     unreachable_after: Duration = 300.0
+    # At most this many HTTP requests to the API in any minute (pages and retries count);
+    # steady cycles then spend it where changes are likely (watcher/sources/policy.py).
+    # Unset: every cycle makes every request it needs.
+    max_requests_per_minute: Annotated[int, Field(ge=1, le=100_000)] | None = None
 
     @field_validator("base_url")
     @classmethod

@@ -14,8 +14,9 @@ job reaches the threshold, with the job's ``errors`` summary.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import anyio
 import httpx
@@ -24,6 +25,7 @@ from watcher.config import BatchSourceConfig
 from watcher.diff import Fact, JobKind, Snapshot
 from watcher.models import Job, MalformedItem, key, opt_int, opt_str, text, timestamp
 from watcher.sources.listing import ListingSource, iso
+from watcher.sources.policy import MIN_SPREAD, Policy
 
 STATUSES = (
     "QUEUED",
@@ -195,6 +197,14 @@ def batch_facts(
 class BatchSource(ListingSource):
     path = "/v1/batch/jobs"
     statuses = frozenset(STATUSES)
+    # Seconds, before any is observed (a batch waits in QUEUED until capacity frees up).
+    typical_dwell: ClassVar[Mapping[str, float]] = {
+        "QUEUED": 600.0,
+        "CANCELLATION_REQUESTED": 60.0,
+        "RUNNING": 3600.0,
+    }
+
+    moves_on_to: ClassVar[Mapping[str, tuple[str, ...]]] = {"QUEUED": ("RUNNING",)}
 
     def __init__(
         self,
@@ -202,8 +212,10 @@ class BatchSource(ListingSource):
         client: httpx.AsyncClient,
         *,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        policy: Policy | None = None,
     ) -> None:
-        super().__init__(config, client, sleep=sleep)
+        super().__init__(config, client, sleep=sleep, clock=clock, policy=policy)
         self.kind = JobKind(
             "batch.job",
             TERMINAL,
@@ -224,3 +236,23 @@ class BatchSource(ListingSource):
     def status_filters(self, statuses: Sequence[str]) -> list[dict[str, Any]]:
         # One listing for all of them: ``status=RUNNING&status=QUEUED``.
         return [{"status": list(statuses)}]
+
+    def expected_end(
+        self, snapshot: Snapshot, checked_at: float | None
+    ) -> tuple[float, float] | None:
+        """A user's ``metadata.expected_duration_seconds`` when there is one; else, for a
+        RUNNING job, the pace of its processed requests since ``started_at`` carried on to
+        the total (as of when the counters were last seen)."""
+        known = super().expected_end(snapshot, checked_at)
+        view = snapshot.job
+        started = view.get("started_at")
+        if snapshot.status != "RUNNING" or not isinstance(started, int):
+            return known
+        if known is not None:
+            return started + (known[0] - snapshot.status_since), known[1]
+        done, _, total = _processed(view)
+        seen_at = checked_at if checked_at is not None else float(snapshot.modified_at)
+        if total <= 0 or done <= 0 or done >= total or seen_at <= started:
+            return None
+        end = started + (seen_at - started) * total / done
+        return end, max(0.25 * (end - seen_at), MIN_SPREAD)

@@ -8,8 +8,9 @@ while RUNNING (``modified_at`` does not move when checkpoints are added).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import anyio
 import httpx
@@ -29,6 +30,7 @@ from watcher.models import (
     timestamp,
 )
 from watcher.sources.listing import ListingSource
+from watcher.sources.policy import Policy
 
 # Inferred from names and observed runs (the API does not document it).
 TERMINAL = frozenset(
@@ -47,6 +49,17 @@ STATUSES = (
     "CANCELLATION_REQUESTED",
 )
 KIND = JobKind("fine_tuning.job", TERMINAL)
+# Status changes that skip nothing: (before, after), None for a job first seen.
+ONE_STEP = frozenset(
+    {
+        (None, "QUEUED"),
+        ("QUEUED", "VALIDATING"),
+        ("VALIDATING", "VALIDATED"),
+        ("VALIDATED", "RUNNING"),
+        ("VALIDATED", "QUEUED"),  # /start on a job that waited for it
+        ("RUNNING", "CANCELLATION_REQUESTED"),
+    }
+)
 
 _MODELED = frozenset(
     {
@@ -60,6 +73,23 @@ class FineTuningSource(ListingSource):
     path = "/v1/fine_tuning/jobs"
     statuses = frozenset(STATUSES)
     kind = KIND
+    # Seconds, before any is observed: validation takes minutes, a queue a few more, and
+    # a RUNNING job without expected_duration_seconds an hour or so.
+    typical_dwell: ClassVar[Mapping[str, float]] = {
+        "QUEUED": 300.0,
+        "STARTED": 120.0,
+        "VALIDATING": 120.0,
+        "VALIDATED": 60.0,
+        "CANCELLATION_REQUESTED": 60.0,
+        "RUNNING": 3600.0,
+    }
+
+    moves_on_to: ClassVar[Mapping[str, tuple[str, ...]]] = {
+        # Not VALIDATING: VALIDATED lasts seconds with auto_start, and a move straight on to
+        # RUNNING (VALIDATED in between) takes a detail anyway.
+        "QUEUED": ("VALIDATING",),
+        "VALIDATED": ("RUNNING", "QUEUED"),
+    }
 
     def __init__(
         self,
@@ -67,8 +97,10 @@ class FineTuningSource(ListingSource):
         client: httpx.AsyncClient,
         *,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        policy: Policy | None = None,
     ) -> None:
-        super().__init__(config, client, sleep=sleep)
+        super().__init__(config, client, sleep=sleep, clock=clock, policy=policy)
         self.track_checkpoints = config.track_checkpoints
 
     def parse(self, raw: Any) -> Job:
@@ -81,6 +113,18 @@ class FineTuningSource(ListingSource):
         if previous.status != job.status or previous.modified_at != job.modified_at:
             return True
         return self.track_checkpoints and job.status == "RUNNING"
+
+    def needs_detail_budgeted(self, job: Job, previous: Snapshot | None) -> bool:
+        """Under a request budget a change the listing fully explains is reported from it:
+        one documented step (no status can have been skipped) into a non-terminal status.
+        Its event comes with the job's next detail, as history (the diff knows a status
+        taken from the job-level field). A RUNNING job's checkpoints come with the details
+        the budget's policy chooses, not every cycle."""
+        if previous is None:
+            return (None, job.status) not in ONE_STEP
+        if previous.status == job.status:
+            return previous.modified_at != job.modified_at
+        return (previous.status, job.status) not in ONE_STEP
 
 
 def parse_job(raw: Any) -> Job:

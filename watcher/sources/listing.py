@@ -17,11 +17,12 @@ policies; the pipeline, diff, store and sinks know nothing more of it.
 from __future__ import annotations
 
 import math
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote
 
 import anyio
@@ -34,6 +35,10 @@ from watcher.diff import JobKind, Snapshot, same_view
 from watcher.exceptions import SourceError, SourceProtocolError
 from watcher.mistral import ApiClient, NotFound
 from watcher.models import Job, MalformedItem
+from watcher.sources.policy import MIN_SPREAD, SPREAD, Policy, expected_duration
+
+if TYPE_CHECKING:
+    from watcher.sources.budgeted import Rationing
 
 log = structlog.get_logger(__name__)
 
@@ -85,6 +90,13 @@ class ListingSource(ABC):
     path: ClassVar[str]
     statuses: ClassVar[frozenset[str]]  # the documented ones: safe in a status filter
     kind: JobKind
+    # Under a request budget: how long a job typically stays in each status (a prior the
+    # source's own observations move), and the statuses usually left for a terminal one.
+    typical_dwell: ClassVar[Mapping[str, float]] = {}
+    ending: ClassVar[frozenset[str]] = frozenset({"RUNNING", "CANCELLATION_REQUESTED"})
+    initial_status: ClassVar[str | None] = "QUEUED"
+    # Where a job that leaves a status usually goes next, most likely first.
+    moves_on_to: ClassVar[Mapping[str, tuple[str, ...]]] = {}
 
     def __init__(
         self,
@@ -92,21 +104,45 @@ class ListingSource(ABC):
         client: httpx.AsyncClient,
         *,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        policy: Policy | None = None,
     ) -> None:
+        """``clock`` and ``policy`` only matter with ``max_requests_per_minute``: the
+        budget's clock, and the ranking of requests (default: the adaptive one)."""
         self.name = config.name
         self.interval = config.interval
         self.page_size = config.page_size
         self.resync_interval = config.resync_interval
         self.on_start = config.on_start
-        self.api = ApiClient(
-            source=config.name,
-            base_url=config.base_url,
-            api_key=config.api_key,
-            client=client,
-            timeout=config.timeout,
-            max_retries=config.max_retries,
-            sleep=sleep,
-        )
+        api_options: dict[str, Any] = {
+            "source": config.name,
+            "base_url": config.base_url,
+            "api_key": config.api_key,
+            "client": client,
+            "timeout": config.timeout,
+            "max_retries": config.max_retries,
+            "sleep": sleep,
+        }
+        self.rationing: Rationing | None = None
+        if config.max_requests_per_minute is None:
+            self.api = ApiClient(**api_options)
+        else:
+            from watcher.sources.budget import BudgetedApiClient, RequestBudget
+            from watcher.sources.budgeted import Rationing
+            from watcher.sources.policy import Adaptive, DwellTimes
+
+            budget = RequestBudget(
+                config.max_requests_per_minute, interval=config.interval, clock=clock, sleep=sleep
+            )
+            self.api = BudgetedApiClient(budget, **api_options)
+            dwell = DwellTimes(self.typical_dwell)
+            self.rationing = Rationing(
+                budget,
+                policy if policy is not None else Adaptive(dwell),
+                dwell,
+                interval=config.interval,
+                page_size=config.page_size,
+            )
         self._missing: set[str] = set()  # answered 404: not asked again until a full listing
         # Jobs in a status the API does not document cannot be listed by status; their detail
         # is fetched every UNKNOWN_STATUS_EVERY intervals (it might be a new terminal status,
@@ -135,10 +171,48 @@ class ListingSource(ABC):
         """Whether a listed job must be fetched whole this cycle."""
         return False
 
+    def needs_detail_budgeted(self, job: Job, previous: Snapshot | None) -> bool:
+        """Under a request budget, whether a job listed in a steady cycle must be fetched
+        whole (default: as in a whole cycle)."""
+        return self.needs_detail(job, previous, baseline=False)
+
+    def expected_end(
+        self, snapshot: Snapshot, checked_at: float | None
+    ) -> tuple[float, float] | None:
+        """When a followed job should leave its status, and how far off that may be (under a
+        request budget, checks go where changes are due). Default: a RUNNING job's
+        ``metadata.expected_duration_seconds`` after it started running."""
+        duration = expected_duration(snapshot.job) if snapshot.status == "RUNNING" else None
+        if duration is None:
+            return None
+        return snapshot.status_since + duration, max(SPREAD * duration, MIN_SPREAD)
+
     # --- the cycle ---------------------------------------------------------------------------
 
     async def aclose(self) -> None:  # noqa: B027 (nothing to close by default)
         """The shared HTTP client belongs to the daemon."""
+
+    async def _page(
+        self, params: Mapping[str, Any], page: int
+    ) -> tuple[list[Job], int, int | None, int]:
+        """One page of a listing: its jobs in the order sent, how many were malformed, the
+        ``total`` when usable, and how many items came."""
+        query = {**self.list_params(), **params, "page": page, "page_size": self.page_size}
+        body = await self.api.get_json(self.path, query, route="list")
+        if not isinstance(body, Mapping) or not isinstance(body.get("data", []), list):
+            raise SourceProtocolError(self.name, "list answer is not {data: [...], total}")
+        items = body.get("data") or []
+        jobs: list[Job] = []
+        malformed = 0
+        for raw in items:
+            try:
+                jobs.append(self.parse(raw))
+            except MalformedItem as exc:
+                malformed += 1
+                log.warning("malformed_job_skipped", source=self.name, reason=str(exc))
+        total = body.get("total")
+        usable = isinstance(total, int) and not isinstance(total, bool) and total >= 0
+        return jobs, malformed, total if usable else None, len(items)
 
     async def _list(self, params: Mapping[str, Any]) -> tuple[list[Job], int]:
         """Every page of one listing; pages are derived from ``total`` (there is no
@@ -148,26 +222,15 @@ class ListingSource(ABC):
         malformed = 0
         page, pages = 0, 1
         while page < pages:
-            query = {**self.list_params(), **params, "page": page, "page_size": size}
-            body = await self.api.get_json(self.path, query, route="list")
-            if not isinstance(body, Mapping) or not isinstance(body.get("data", []), list):
-                raise SourceProtocolError(self.name, "list answer is not {data: [...], total}")
-            items = body.get("data") or []
-            for raw in items:
-                try:
-                    job = self.parse(raw)
-                except MalformedItem as exc:
-                    malformed += 1
-                    log.warning("malformed_job_skipped", source=self.name, reason=str(exc))
-                    continue
-                jobs[job.id] = job
-            total = body.get("total")
-            if isinstance(total, int) and not isinstance(total, bool) and total >= 0:
+            found, bad, total, count = await self._page(params, page)
+            malformed += bad
+            jobs.update((job.id, job) for job in found)
+            if total is not None:
                 # Re-derived on every page: jobs created meanwhile shift the pages.
                 pages = min(max(pages, math.ceil(total / size)), 100_000)
-            elif len(items) >= size:
+            elif count >= size:
                 pages = page + 2  # no usable total: go on until a short page
-            if not items:
+            if not count:
                 break
             page += 1
         return list(jobs.values()), malformed
@@ -205,13 +268,23 @@ class ListingSource(ABC):
             or cursor.watermark is None
             or ctx.now - cursor.last_full_sync >= self.resync_interval
         )
+        if self.rationing is not None and not full:
+            return await self.rationing.steady(self, ctx)
         baseline = not cursor.baseline_done and self.on_start == "baseline"
         if full:
             self._missing.clear()
         malformed = 0
         listed: dict[str, Job] = {}
+        older: int | None = None  # jobs created up to this time are not in the listing
         if full:
             listings: list[dict[str, Any]] = [self.full_listing(ctx.now)]
+            if self.rationing is not None and cursor.baseline_done:
+                # Under a budget a resync lists the jobs created since shortly before the
+                # last one (the whole history would cost more per hour than a small budget
+                # has); followed jobs older than that are the steady cycles' to check.
+                assert cursor.last_full_sync is not None
+                older = int(cursor.last_full_sync - self.resync_interval - WATERMARK_OVERLAP)
+                listings = [{**listings[0], "created_after": iso(max(0, older))}]
         else:
             assert cursor.watermark is not None
             since = {"created_after": iso(max(0, cursor.watermark - WATERMARK_OVERLAP))}
@@ -240,6 +313,8 @@ class ListingSource(ABC):
         for job_id, snapshot in ctx.active.items():
             if job_id in listed or job_id in self._missing:
                 continue
+            if older is not None and snapshot.created_at <= older:
+                continue
             if snapshot.status not in self.statuses:
                 last = self._unknown_checked.get(job_id, float("-inf"))
                 if ctx.now - last < UNKNOWN_STATUS_EVERY * self.interval:
@@ -267,6 +342,8 @@ class ListingSource(ABC):
             baseline_at=ctx.now if baseline else cursor.baseline_at,
             retired=False,
         )
+        if self.rationing is not None:
+            self.rationing.after_full(ctx.now, [*listed, *out])
         jobs_out = sorted(out.values(), key=lambda j: (j.created_at, j.id))
         return PollResult(
             jobs=jobs_out, cursor=new_cursor, requests=self.api.requests, malformed=malformed
