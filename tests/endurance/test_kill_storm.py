@@ -26,15 +26,21 @@ pytestmark = pytest.mark.endurance
 UPTIME = (0.2, 2.5)
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture
 def state_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "postgres":
         return str(request.getfixturevalue("postgres_url"))
     return f"sqlite:///{tmp_path}/state.db"
 
 
-# The number of watcher processes is a parameter: PostgreSQL replicas will share the storm.
-@pytest.mark.parametrize("replicas", [1])
+# SQLite serves one process; on PostgreSQL three replicas share the source and the outbox
+# while the kills hit one of them at a time.
+@pytest.mark.parametrize(
+    ("state_url", "replicas"),
+    [("sqlite", 1), ("postgres", 3)],
+    ids=["sqlite", "postgres-3-replicas"],
+    indirect=["state_url"],
+)
 async def test_kill_storm_loses_nothing(
     tmp_path: Path,
     state_url: str,
