@@ -417,6 +417,12 @@ async def test_readiness_by_source(store: SqlStore) -> None:
     assert (await health.ready())["source:ft"].startswith("last successful poll 40.0s ago")
     await store.commit("ft", Cursor(retired=True), [], [], now=wall.now)
     assert {"config": "ok", "store": "ok", "source:ft": "ok"} == await health.ready()
+    store.write_error = "OperationalError: attempt to write a readonly database"
+    assert (
+        "writes failing (OperationalError: attempt to write a readonly database)"
+        == (await health.ready())["store"]
+    )
+    store.write_error = None
     health.store = BrokenStore()  # type: ignore[assignment]
     checks = await health.ready()
     assert ("unreachable (OSError)", "last") == (checks["store"], checks["source:ft"][:4])

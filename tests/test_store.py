@@ -159,3 +159,27 @@ async def test_home_relative_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     await store.open()
     await store.aclose()
     assert (tmp_path / "watcher" / "state.db").exists()
+
+
+async def test_failing_writes_are_reported_once_and_recovered(store: SqlStore) -> None:
+    """A write that fails (here: a table gone) is remembered for /readyz and logged once per
+    spell, not once per attempt; the next successful write clears it and says so."""
+    import sqlalchemy as sa
+    from structlog.testing import capture_logs
+
+    await store.commit("ft", Cursor(), [], [], now=1.0)
+    async with store.engine.begin() as conn:
+        await conn.execute(sa.text("ALTER TABLE cursors RENAME TO cursors_away"))
+    with capture_logs() as logs:
+        for _ in range(3):
+            with pytest.raises(sa.exc.DBAPIError):
+                await store.commit("ft", Cursor(watermark=2), [], [], now=2.0)
+        assert store.write_error is not None
+        assert "cursors" in store.write_error
+        async with store.engine.begin() as conn:
+            await conn.execute(sa.text("ALTER TABLE cursors_away RENAME TO cursors"))
+        await store.commit("ft", Cursor(watermark=3), [], [], now=3.0)
+    assert store.write_error is None
+    events = [e["event"] for e in logs if e["event"].startswith("store_")]
+    assert ["store_unwritable", "store_writable_again"] == events
+    assert Cursor(watermark=3) == await store.load_cursor("ft")

@@ -146,6 +146,11 @@ class StoreStatus:
 
 
 class Store(Protocol):
+    @property
+    def write_error(self) -> str | None:
+        """Why the last write transaction failed, until one succeeds (readiness)."""
+        ...
+
     async def open(self) -> None: ...
 
     async def aclose(self) -> None: ...

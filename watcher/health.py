@@ -214,7 +214,8 @@ class Health:
         except Exception as exc:
             checks["store"] = f"unreachable ({type(exc).__name__})"
         else:
-            checks["store"] = "ok"
+            failing = self.store.write_error
+            checks["store"] = "ok" if failing is None else f"writes failing ({failing})"
         cached = self.metrics.store_status
         for source in self.config.sources:
             if source.name not in cursors and cached is not None and source.name in cached.cursors:

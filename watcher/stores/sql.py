@@ -10,6 +10,7 @@ from typing import Any
 
 import anyio
 import sqlalchemy as sa
+import structlog
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -37,6 +38,14 @@ from watcher.transitions import Transition
 
 PENDING, DELIVERED, DEAD = "pending", "delivered", "dead"
 
+log = structlog.get_logger(__name__)
+
+
+def _brief(exc: sa.exc.DBAPIError) -> str:
+    """The driver's own message, without SQLAlchemy's SQL and parameters (no data leaks
+    into logs or /readyz)."""
+    return f"{type(exc.orig).__name__}: {exc.orig}"[:200]
+
 
 def _cursor(data: dict[str, Any], version: int) -> Cursor:
     state = {k: v for k, v in data.items() if k != "version"}  # the column is the truth
@@ -52,6 +61,28 @@ class SqlStore:
         # One writer at a time inside this process: SQLite has one write lock anyway, and
         # queueing here is cheaper than BUSY retries.
         self._write = anyio.Lock()
+        self.write_error: str | None = None  # why the last write failed, until one succeeds
+        self._write_failing_since: float | None = None
+
+    @asynccontextmanager
+    async def _writing(self) -> AsyncIterator[AsyncConnection]:
+        """A write transaction. A failing one (disk full or read-only, database down) is
+        remembered in :attr:`write_error` for the readiness check, and logged once per
+        spell rather than once per attempt; the first success after it says so."""
+        async with self._write:
+            try:
+                async with self.engine.begin() as conn:
+                    yield conn
+            except sa.exc.DBAPIError as exc:
+                if self.write_error is None:
+                    self._write_failing_since = time.time()
+                    log.error("store_unwritable", error=_brief(exc))
+                self.write_error = _brief(exc)
+                raise
+            if self.write_error is not None:
+                down = time.time() - (self._write_failing_since or time.time())
+                log.warning("store_writable_again", down_seconds=round(down, 1))
+                self.write_error = None
 
     def _insert(self, table: sa.Table) -> Any:
         if self.engine.dialect.name == "postgresql":
@@ -122,7 +153,7 @@ class SqlStore:
         polled: bool = True,
         expect: int | None = None,
     ) -> int:
-        async with self._write, self.engine.begin() as conn:
+        async with self._writing() as conn:
             # The cursor first: a stale cycle is refused before anything else is written,
             # and on PostgreSQL the row lock it takes orders concurrent commits of a source.
             await self._put_cursor(conn, source, cursor, now=now, polled=polled, expect=expect)
@@ -222,7 +253,7 @@ class SqlStore:
 
     async def enqueue(self, routed: Sequence[Routed], *, now: float) -> int:
         """Outbox rows that belong to no source's cycle (digest, heartbeat)."""
-        async with self._write, self.engine.begin() as conn:
+        async with self._writing() as conn:
             return await self._enqueue(conn, routed, now)
 
     async def transitions_between(self, start: float, end: float) -> list[tuple[Transition, float]]:
@@ -329,7 +360,7 @@ class SqlStore:
             .values(claimed_by=owner[:128], claim_until=until)
             .returning(deliveries.c.seq, deliveries.c.sink)
         )
-        async with self._write, self.engine.begin() as conn:
+        async with self._writing() as conn:
             return {(row.seq, row.sink) for row in await conn.execute(stmt)}
 
     async def release(self, owner: str) -> int:
@@ -338,7 +369,7 @@ class SqlStore:
             .where(deliveries.c.claimed_by == owner[:128], deliveries.c.state == PENDING)
             .values(claimed_by=None, claim_until=None)
         )
-        async with self._write, self.engine.begin() as conn:
+        async with self._writing() as conn:
             return (await conn.execute(stmt)).rowcount or 0
 
     async def next_due(self) -> float | None:
@@ -375,7 +406,7 @@ class SqlStore:
                 claim_until=None,
             )
         )
-        async with self._write, self.engine.begin() as conn:
+        async with self._writing() as conn:
             await conn.execute(stmt)
 
     async def failed(
@@ -398,14 +429,14 @@ class SqlStore:
             )
             .values(attempts=deliveries.c.attempts + 1, claimed_by=None, claim_until=None, **values)
         )
-        async with self._write, self.engine.begin() as conn:
+        async with self._writing() as conn:
             await conn.execute(stmt)
 
     async def prune(self, *, before: float) -> int:
         """Forget delivered deliveries, and transitions left with none, older than
         ``before``; dead-lettered ones stay for someone to look at. Returns the transitions
         removed."""
-        async with self._write, self.engine.begin() as conn:
+        async with self._writing() as conn:
             await conn.execute(
                 sa.delete(deliveries).where(
                     deliveries.c.state == DELIVERED, deliveries.c.updated_at < before
@@ -439,7 +470,7 @@ class SqlStore:
     async def save_alerts(
         self, source: str, states: Sequence[AlertState], routed: Sequence[Routed], *, now: float
     ) -> int:
-        async with self._write, self.engine.begin() as conn:
+        async with self._writing() as conn:
             if states:
                 stmt = self._insert(alerts)
                 await conn.execute(
@@ -479,7 +510,7 @@ class SqlStore:
 
     async def put_sink_state(self, sink: str, key: str, value: str) -> None:
         stmt = self._insert(sink_state)
-        async with self._write, self.engine.begin() as conn:
+        async with self._writing() as conn:
             await conn.execute(
                 stmt.on_conflict_do_update(
                     index_elements=[sink_state.c.sink, sink_state.c.key],
@@ -531,7 +562,7 @@ class SqlStore:
             claimed_by=None,
             claim_until=None,
         )
-        async with self._write, self.engine.begin() as conn:
+        async with self._writing() as conn:
             return (await conn.execute(stmt)).rowcount or 0
 
     async def status(self) -> StoreStatus:
