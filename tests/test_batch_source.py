@@ -315,3 +315,72 @@ async def test_success_with_failed_requests_is_reported_apart() -> None:
         harness.reported[-1].details["failed_requests"],
         harness.reported[-1].details["error_file"],
     )
+
+
+# --- under a request budget (max_requests_per_minute) ----------------------------------------
+
+
+class BudgetedHarness(Harness):
+    """The harness with a request budget whose clock is the harness's (waits move it on)."""
+
+    def __init__(self, api: FakeBatchApi, budget: int) -> None:
+        super().__init__(api)
+        self.times: list[float] = []
+        config = BatchSourceConfig(
+            name="b",
+            kind="mistral-batch",
+            base_url="http://api.test",
+            api_key=Secret(KEY),
+            page_size=10,
+            max_requests_per_minute=budget,
+        )
+
+        def handler(request: httpx.Request) -> httpx.Response:
+            self.times.append(self.now)
+            return api.handler(request)
+
+        async def sleep(seconds: float) -> None:
+            self.now += seconds
+
+        client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+        self.src = BatchSource(config, client, sleep=sleep, clock=lambda: self.now)
+
+
+def test_a_running_batch_is_expected_to_end_at_its_pace() -> None:
+    """Half the requests processed in an hour: the end is expected an hour later; a user's
+    metadata.expected_duration_seconds wins; nothing is expected of a QUEUED job."""
+    src = Harness(FakeBatchApi()).src
+    job = batch("j", "RUNNING", created_at=T0, total=100, succeeded=40, failed=10)
+    job["started_at"] = T0 + 60
+    snapshot, _ = diff(None, parse_batch_job(job), source="b", kind=src.kind)
+    end = src.expected_end(snapshot, float(T0 + 60 + 3600))
+    assert end is not None
+    assert T0 + 60 + 7200 == pytest.approx(end[0])
+    job["metadata"] = {"expected_duration_seconds": "600"}
+    snapshot, _ = diff(None, parse_batch_job(job), source="b", kind=src.kind)
+    assert (T0 + 660, 120.0) == src.expected_end(snapshot, None)
+    queued, _ = diff(None, parse_batch_job(batch("q")), source="b", kind=src.kind)
+    assert src.expected_end(queued, None) is None
+
+
+async def test_budgeted_batch_lists_one_status_at_a_time() -> None:
+    """Under a budget each status is its own listing (one value of the multi-valued
+    filter), counters moving within RUNNING are reported from the listing, and no minute
+    sees more than the budget."""
+    api = FakeBatchApi()
+    for n in range(30):
+        status = "RUNNING" if n % 3 else "QUEUED"
+        api.jobs[f"j{n}"] = batch(f"j{n}", status, created_at=T0 + n, total=100, started_at=T0)
+    harness = BudgetedHarness(api, 6)
+    await harness.poll()
+    api.jobs["j1"] = batch("j1", "RUNNING", created_at=T0 + 1, total=100, succeeded=60)
+    api.jobs["j0"] = batch("j0", "RUNNING", created_at=T0, total=100, started_at=T0 + 900)
+    api.queries.clear()
+    api.calls.clear()
+    for _ in range(10):
+        await harness.poll()
+    filters = [q.get_list("status") for q in api.queries if "status" in q]
+    assert filters
+    assert all(1 == len(f) for f in filters)
+    assert {"batch.job.progress", "batch.job.running"} <= set(harness.types())
+    assert 6 >= max(sum(1 for t in harness.times if s <= t < s + 60) for s in harness.times)

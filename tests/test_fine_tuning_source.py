@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -377,3 +378,210 @@ async def test_unknown_status_jobs_are_checked_sparingly() -> None:
     for _ in range(10):
         await harness.poll()
     assert 5 == api.calls["detail"]
+
+
+# --- under a request budget (max_requests_per_minute) ----------------------------------------
+
+
+class Budgeted(Harness):
+    """A harness whose clock is also the budget's (its waits move it on), recording when
+    each request went out, what each answer showed, and what was reported."""
+
+    def __init__(self, api: FakeApi, budget: int, **overrides: Any) -> None:
+        self.api = api
+        self.times: list[float] = []
+        self.shown: dict[str, list[float]] = {}
+        self.queries: list[httpx.QueryParams] = []
+        self.reported: list[tuple[str, str]] = []
+        config = FineTuningSourceConfig(
+            name="ft",
+            kind="mistral-fine-tuning",
+            base_url="http://api.test",
+            api_key=Secret(KEY),
+            page_size=overrides.pop("page_size", 10),
+            max_requests_per_minute=budget,
+            **overrides,
+        )
+
+        def handler(request: httpx.Request) -> httpx.Response:
+            self.times.append(self.now)
+            self.queries.append(request.url.params)
+            response = api.handler(request)
+            body = json.loads(response.content or b"null")
+            items = body.get("data", []) if isinstance(body, dict) else []
+            if isinstance(body, dict) and "data" not in body and "id" in body:
+                items = [body]
+            for item in items:
+                self.shown.setdefault(item["id"], []).append(self.now)
+            return response
+
+        async def sleep(seconds: float) -> None:
+            self.now += seconds
+
+        client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+        super().__init__(FineTuningSource(config, client, sleep=sleep, clock=lambda: self.now))
+        self.now = float(T0 + 300_000)  # a local clock in step with the API's timestamps
+
+    async def poll(self) -> PollResult:
+        active = {k: v for k, v in self.snapshots.items() if not v.terminal}
+        baseline = not self.cursor.baseline_done
+        result = await self.src.poll(PollContext(self.cursor, active, self.now, self.lookup))
+        for j in result.jobs:
+            self.snapshots[j.id], out = diff(self.snapshots.get(j.id), j, source="ft", kind=KIND)
+            if not baseline:
+                self.reported += [(t.job_id or "", t.status) for t in out if t.status]
+        self.cursor = result.cursor
+        self.now += 30
+        return result
+
+    def busiest_minute(self) -> int:
+        return max(sum(1 for t in self.times if s <= t < s + 60) for s in self.times)
+
+
+def move(api: FakeApi, job_id: str, status: str, at: int) -> None:
+    """The job enters ``status`` at ``at``, as the API would show it."""
+    job = api.jobs[job_id]
+    job["status"] = status
+    job["modified_at"] = at
+    job["events"].append({"name": "status-updated", "created_at": at, "data": {"status": status}})
+
+
+def running(job_id: str, created_at: int, *, expected: int | None = None) -> dict[str, Any]:
+    job = detailed(job_id, "RUNNING", created_at, ["QUEUED", "RUNNING"])
+    job["metadata"] = {"expected_duration_seconds": expected}
+    return job
+
+
+async def test_budget_caps_every_minute_and_loses_no_change() -> None:
+    """With 4 requests a minute for 40 active jobs, no minute sees more than 4 requests
+    (the paced baseline included), and every change is reported once, in the end."""
+    api = FakeApi()
+    fill(api, 30, 0)
+    for n in range(40):
+        status = ("QUEUED", "VALIDATING", "RUNNING", "RUNNING")[n % 4]
+        api.add(detailed(f"live-{n}", status, T0 + 100_000 + n, ["QUEUED", status]))
+    harness = Budgeted(api, 4)
+    await harness.poll()
+    changed = {"live-2": "SUCCESS", "live-3": "FAILED", "live-0": "VALIDATING", "live-7": "FAILED"}
+    for job_id, status in changed.items():
+        move(api, job_id, status, T0 + 200_000)
+    for _ in range(60):
+        await harness.poll()
+    assert 4 >= harness.busiest_minute()
+    assert sorted(changed.items()) == sorted(harness.reported)
+
+
+async def test_one_step_moves_are_reported_from_the_listing() -> None:
+    """Jobs gone from QUEUED show up on VALIDATING's first page: one step, nothing skipped,
+    so no detail is spent on them."""
+    api = FakeApi()
+    api.add(detailed("recent", "SUCCESS", T0 + 100_000, ["QUEUED", "SUCCESS"]))
+    for n in range(2):
+        api.add(detailed(f"q{n}", "QUEUED", T0 + n, ["QUEUED"]))
+    harness = Budgeted(api, 20)
+    await harness.poll()
+    for n in range(2):
+        move(api, f"q{n}", "VALIDATING", T0 + 500)
+    api.calls.clear()
+    await harness.poll()
+    assert [("q0", "VALIDATING"), ("q1", "VALIDATING")] == sorted(harness.reported)
+    assert 0 == api.calls["detail"]
+
+
+async def test_a_run_that_ended_gets_its_detail() -> None:
+    """A RUNNING job gone from its page is fetched whole: the end (and its checkpoints)
+    come with the detail."""
+    api = FakeApi()
+    api.add(detailed("recent", "SUCCESS", T0 + 100_000, ["QUEUED", "SUCCESS"]))
+    api.add(running("r", T0, expected=600))
+    harness = Budgeted(api, 20)
+    await harness.poll()
+    move(api, "r", "SUCCESS", T0 + 700)
+    api.calls.clear()
+    await harness.poll()
+    assert [("r", "SUCCESS")] == harness.reported
+    assert 1 == api.calls["detail"]
+
+
+async def test_details_the_cycle_cannot_pay_wait_for_the_next() -> None:
+    """With one request a cycle, three ended runs found by one page are fetched one per
+    cycle afterwards: no cycle spends more, none is lost."""
+    api = FakeApi()
+    api.add(detailed("recent", "SUCCESS", T0 + 100_000, ["QUEUED", "SUCCESS"]))
+    for n in range(3):
+        api.add(running(f"r{n}", T0 + n, expected=600))
+    harness = Budgeted(api, 2)
+    await harness.poll()
+    for n in range(3):
+        move(api, f"r{n}", "SUCCESS", T0 + 700)
+    costs = [(await harness.poll()).requests for _ in range(12)]
+    assert max(costs) <= 1
+    assert [("r0", "SUCCESS"), ("r1", "SUCCESS"), ("r2", "SUCCESS")] == sorted(harness.reported)
+
+
+async def test_every_job_is_seen_within_the_staleness_bound() -> None:
+    """Quiet runs far from their end are still listed at least every twice max_staleness,
+    while the QUEUED jobs (a short-lived status) are looked at far more often."""
+    api = FakeApi()
+    api.add(detailed("recent", "SUCCESS", T0 + 100_000, ["QUEUED", "SUCCESS"]))
+    for n in range(45):
+        api.add(running(f"r{n}", T0 + n, expected=10 * 86400))
+    for n in range(4):
+        api.add(detailed(f"q{n}", "QUEUED", T0 + 1000 + n, ["QUEUED"]))
+    harness = Budgeted(api, 4)
+    await harness.poll()
+    start = harness.now
+    for _ in range(240):
+        await harness.poll()
+    assert harness.src.rationing is not None
+    limit = 2 * harness.src.rationing.max_staleness(6)  # 5 RUNNING pages and 1 QUEUED
+
+    def gaps(job_id: str) -> list[float]:
+        seen = [start, *[t for t in harness.shown[job_id] if t >= start], harness.now]
+        return [b - a for a, b in itertools.pairwise(seen)]
+
+    assert max(max(gaps(f"r{n}")) for n in range(45)) <= limit
+    assert len(gaps("q0")) > 3 * max(len(gaps(f"r{n}")) for n in range(45))
+    assert 4 >= harness.busiest_minute()
+
+
+async def test_a_failed_budgeted_cycle_forgets_nothing() -> None:
+    """A cycle that fails half-way remembers no check: the next one finds the change."""
+    api = FakeApi()
+    api.add(detailed("recent", "SUCCESS", T0 + 100_000, ["QUEUED", "SUCCESS"]))
+    api.add(running("r", T0, expected=600))
+    harness = Budgeted(api, 20, max_retries=0)
+    await harness.poll()
+    move(api, "r", "FAILED", T0 + 700)
+    api.queued.append(httpx.Response(500))
+    with pytest.raises(SourceUnavailable):
+        await harness.poll()
+    harness.now += 30
+    await harness.poll()
+    assert [("r", "FAILED")] == harness.reported
+
+
+async def test_budgeted_resync_lists_recent_history_only() -> None:
+    """The periodic full listing under a budget asks only for jobs created since shortly
+    before the last one: the whole history would eat the budget every hour."""
+    api = FakeApi()
+    fill(api, 300, 3)
+    harness = Budgeted(api, 600, resync_interval=120)
+    await harness.poll()  # the baseline reads everything (30 pages)
+    baseline = len(harness.times)
+    for _ in range(5):
+        await harness.poll()
+    resyncs = [q for q in harness.queries[baseline:] if "status" not in q and "created_after" in q]
+    assert resyncs
+    assert 30 < baseline
+    assert len(harness.times) - baseline < 30
+
+
+def test_budget_must_be_positive() -> None:
+    """max_requests_per_minute is optional, and at least 1 when given."""
+    from pydantic import ValidationError
+
+    common = {"name": "ft", "kind": "mistral-fine-tuning", "api_key": Secret(KEY)}
+    assert FineTuningSourceConfig(**common).max_requests_per_minute is None  # type: ignore[arg-type]
+    with pytest.raises(ValidationError):
+        FineTuningSourceConfig(**common, max_requests_per_minute=0)  # type: ignore[arg-type]

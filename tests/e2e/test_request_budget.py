@@ -1,0 +1,55 @@
+"""max_requests_per_minute through the daemon, against the real simulator: its own counters
+say the budget holds, and jobs are still followed."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import anyio
+import pytest
+
+from watcher.config import validate_config
+from watcher.daemon import Watcher
+from watcher.simulator import JobSpec, simulator
+
+pytestmark = pytest.mark.e2e
+
+BUDGET = 5
+
+
+async def test_the_simulator_never_sees_more_than_the_budget(tmp_path: Path) -> None:
+    """Cycles back to back for a few seconds spend at most the budget (every /v1 request
+    counted by the simulator), and a job created meanwhile is followed all the same."""
+    async with simulator() as sim:
+        last_week = int(time.time()) - 7 * 86400
+        sim.sim.create_many(JobSpec(status="SUCCESS"), 30, created_at=last_week)
+        config = validate_config(
+            {
+                "sources": [
+                    {
+                        "name": "ft",
+                        "kind": "mistral-fine-tuning",
+                        "base_url": sim.base_url,
+                        "api_key": sim.api_key,
+                        "page_size": 100,
+                        "max_requests_per_minute": BUDGET,
+                    }
+                ],
+                "state": {"url": f"sqlite:///{tmp_path}/state.db"},
+                "sinks": [{"name": "console", "kind": "console"}],
+            },
+            env={},
+        )
+        async with Watcher(config) as watcher:
+            await watcher.once()  # the baseline: one page of history
+            sim.sim.create(JobSpec(status="QUEUED", frozen=True, name="fresh"))
+            with anyio.fail_after(30):
+                for _ in range(10):  # unbudgeted, 10 cycles would cost 20 requests or more
+                    await watcher.once()
+            status = await watcher.store.status()
+        requests = sim.sim.stats()["requests"]["total"]
+    assert {"QUEUED": 1} == {
+        k: v for k, v in status.jobs_by_source.get("ft", {}).items() if k != "SUCCESS"
+    }
+    assert requests <= BUDGET
