@@ -8,20 +8,29 @@ only the ranking differs: ``Adaptive`` (watcher/sources/policy.py, the default) 
 of each followed status — in turn, the one made longest ago first). Changes found in a
 listing get their detail the same way in both.
 
-The account: about 1,000 active jobs in a steady state. Jobs arrive at random, wait in
-QUEUED (exponential, 2 min mean), VALIDATING (1-3 min), VALIDATED (2-10 s), then RUNNING for
-their ``metadata.expected_duration_seconds`` (1-8 h, log-uniform) give or take ``--spread``
-(normal, default 15 %); 7 % fail and 3 % are cancelled at a random moment of the run.
-Checkpoint tracking is off: the figure is about status changes.
+The account: about 1,000 active jobs in a steady state (a 26 h warm-up comes first). Jobs
+arrive at random, wait in QUEUED (exponential, 2 min mean), VALIDATING (1-3 min), VALIDATED
+(2-10 s), then RUNNING for their ``metadata.expected_duration_seconds`` (2-24 h,
+log-uniform; the simulator's value, 60 s per planned checkpoint + 240 s) give or take
+``--spread`` (normal, default 15 %); 7 % fail and 3 % are cancelled at a random moment of
+the run. About 9 status changes a minute. Checkpoint tracking is off: the figure is about
+status changes. Pages of 100 (the default): a whole steady cycle is 14 listings and the
+details of what changed, about 34 requests a minute at a 30 s interval and 87 at 10 s
+(``--unbudgeted`` measures it); the budgets tried are a third of that and less.
 
 It runs in virtual time: the real simulator (its starlette app, through
 ``httpx.ASGITransport``) and the source share one fake clock, so hours of polling take a
-minute, and the budget's waits advance the clock instead of sleeping. The diff is the
-package's; snapshots stay in memory (the pipeline's store is not what is measured). A change's
-latency is from the moment the simulator applied it to the end of the poll whose diff
-reported it. Requests are counted by the simulator app (every ``/v1`` request), per poller.
+minute, and the budget's waits advance the clock instead of sleeping (the jobs go on living
+meanwhile). The diff is the package's; snapshots stay in memory (the pipeline's store is not
+what is measured). Polls come every interval, as the daemon's scheduler makes them. The
+watcher starts 3 h before the measured window (its silent baseline under a budget fetches
+every active job's detail, which takes a while). A change's latency is from the moment the
+simulator applied it to the end of the poll whose diff reported it; changes applied within
+the measured window count (2 h by default). Requests are counted by the simulator app (every
+``/v1`` request), per poller; "max in 60s" is the busiest sliding minute of the whole run.
 
-    .venv/bin/python -m benchmarks.adaptive [--budgets 20,30,45] [--hours 2] [--spread 0.15]
+    .venv/bin/python -m benchmarks.adaptive [--series "30:10,12,14;10:12,18,24"] [--hours 2]
+        [--spread 0.15] [--seed 7] [--unbudgeted]
 """
 
 from __future__ import annotations
@@ -282,6 +291,9 @@ def summary(run: Run) -> dict[str, Any]:
     spent = bisect.bisect_left(times, run.measure_to) - bisect.bisect_left(times, run.measure_from)
     minutes = (run.measure_to - run.measure_from) / 60
     busiest = max((bisect.bisect_left(times, t + 60) - i for i, t in enumerate(times)), default=0)
+    by_status: dict[str, list[float]] = {}
+    for (key, _), latency in zip(window, latencies, strict=True):
+        by_status.setdefault(key[1], []).append(latency)
     return {
         "policy": run.policy,
         "budget_per_minute": run.budget,
@@ -294,25 +306,36 @@ def summary(run: Run) -> dict[str, Any]:
         "mean_s": round(statistics.fmean(latencies), 1),
         "baseline_minutes": round(run.baseline_seconds / 60, 1),
         "measured_minutes": round(minutes, 1),
+        "p50_s_by_status": {
+            k: round(statistics.median(v), 1) for k, v in sorted(by_status.items())
+        },
     }
+
+
+def series(text: str) -> list[tuple[float, list[int]]]:
+    """``30:10,12,14;10:12,18,24`` -> [(30.0, [10, 12, 14]), (10.0, [12, 18, 24])]."""
+    out = []
+    for part in text.split(";"):
+        interval, _, budgets = part.partition(":")
+        out.append((float(interval), [int(b) for b in budgets.split(",")]))
+    return out
 
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     warmup = 26 * 3600.0  # longer than the longest run: the account is in a steady state
     jobs = plans(args.seed, args.hours, warmup, args.active, args.spread)
     rows: list[dict[str, Any]] = []
-    factories: list[tuple[str, Callable[[], Policy | None]]] = [
-        ("adaptive", lambda: None),
+    policies: list[tuple[str, Callable[[], Policy | None]]] = [
+        ("adaptive", lambda: None),  # the default policy of a budgeted source
         ("uniform", RoundRobin),
     ]
-    if args.unbudgeted:
-        started = time.process_time()
-        run = await play(
-            "unbudgeted", None, None, jobs, seed=args.seed, hours=args.hours, interval=args.interval
-        )
-        rows.append({**summary(run), "cpu_s": round(time.process_time() - started)})
-    for budget in args.budgets:
-        for name, factory in factories:
+    ratios: dict[str, float] = {}
+    for interval, budgets in args.series:
+        plays: list[tuple[str, Callable[[], Policy | None], int | None]] = []
+        if args.unbudgeted:
+            plays.append(("unbudgeted", lambda: None, None))
+        plays += [(name, factory, b) for b in budgets for name, factory in policies]
+        for name, factory, budget in plays:
             started = time.process_time()
             run = await play(
                 name,
@@ -321,19 +344,26 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                 jobs,
                 seed=args.seed,
                 hours=args.hours,
-                interval=args.interval,
+                interval=interval,
             )
-            rows.append({**summary(run), "cpu_s": round(time.process_time() - started)})
-    ratios = {}
-    for budget in args.budgets:
-        by = {r["policy"]: r for r in rows if r["budget_per_minute"] == budget}
-        ratios[str(budget)] = round(by["adaptive"]["p50_s"] / by["uniform"]["p50_s"], 3)
+            row = {"interval_s": interval, **summary(run)}
+            row["cpu_s"] = round(time.process_time() - started)
+            rows.append(row)
+            print(line(row), flush=True)
+        for budget in budgets:
+            by = {
+                r["policy"]: r
+                for r in rows
+                if r["budget_per_minute"] == budget and r["interval_s"] == interval
+            }
+            ratio = by["adaptive"]["p50_s"] / by["uniform"]["p50_s"]
+            ratios[f"interval {interval:g}s, {budget}/min"] = round(ratio, 3)
     return {
         "scenario": {
             "active_jobs": args.active,
             "hours_measured": args.hours,
-            "interval_s": args.interval,
             "page_size": 100,
+            "expected_durations_h": [2, 24],
             "spread": args.spread,
             "seed": args.seed,
             "track_checkpoints": False,
@@ -343,19 +373,25 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+HEAD = (
+    "interval | budget/min | policy     | spent/min | max in 60s | p50 s  | p90 s  | changes"
+    " | missed"
+)
+
+
+def line(r: dict[str, Any]) -> str:
+    budget = r["budget_per_minute"] if r["budget_per_minute"] is not None else "none"
+    return (
+        f"{r['interval_s']:>7g}s | {budget!s:>10} | {r['policy']:<10} | "
+        f"{r['requests_per_minute']:>9} | {r['max_requests_in_60s']:>10} | {r['p50_s']:>6} | "
+        f"{r['p90_s']:>6} | {r['changes']:>7} | {r['undetected']:>6}"
+    )
+
+
 def table(result: dict[str, Any]) -> str:
-    head = "budget/min | policy     | spent/min | max in 60s | p50 s  | p90 s  | changes | missed"
-    lines = [head, "-" * len(head)]
-    for r in result["rows"]:
-        budget = r["budget_per_minute"] if r["budget_per_minute"] is not None else "none"
-        lines.append(
-            f"{budget!s:>10} | {r['policy']:<10} | {r['requests_per_minute']:>9} | "
-            f"{r['max_requests_in_60s']:>10} | {r['p50_s']:>6} | {r['p90_s']:>6} | "
-            f"{r['changes']:>7} | {r['undetected']:>6}"
-        )
-    lines.append("")
-    for budget, ratio in result["p50_ratio_adaptive_over_uniform"].items():
-        lines.append(f"budget {budget}/min: median latency adaptive / uniform = {ratio}")
+    lines = [HEAD, "-" * len(HEAD), *map(line, result["rows"]), ""]
+    for key, ratio in result["p50_ratio_adaptive_over_uniform"].items():
+        lines.append(f"{key}: median latency adaptive / uniform = {ratio}")
     return "\n".join(lines)
 
 
@@ -364,16 +400,21 @@ if __name__ == "__main__":
 
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument(
-        "--budgets", type=lambda v: [int(x) for x in v.split(",")], default=[20, 30, 45]
+        "--series",
+        type=series,
+        default=series("30:10,12,14;10:12,18,24"),
+        help="interval:budget,budget;... (default 30:10,12,14;10:12,18,24)",
     )
     parser.add_argument("--hours", type=float, default=2.0)
-    parser.add_argument("--interval", type=float, default=30.0)
     parser.add_argument("--active", type=int, default=1000)
     parser.add_argument("--spread", type=float, default=0.15)
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--unbudgeted", action="store_true", help="also run without a budget")
+    parser.add_argument(
+        "--unbudgeted", action="store_true", help="also run each interval without a budget"
+    )
     args = parser.parse_args()
     result = anyio.run(main, args)
+    print()
     print(table(result))
     out = Path(__file__).parent / "results"
     out.mkdir(exist_ok=True)
