@@ -12,6 +12,9 @@ steady-state cycle whose cost does not grow with the history.
 
 A source module subclasses :class:`ListingSource` with its paths, its parser and its few
 policies; the pipeline, diff, store and sinks know nothing more of it.
+
+With ``max_requests_per_minute`` every request waits for room in the budget, and steady
+cycles pick their requests (:mod:`watcher.sources.budgeted`); unset, nothing here changes.
 """
 
 from __future__ import annotations

@@ -11,11 +11,14 @@ whole cycle would make. The requests to choose from (:class:`Probe`):
 
 :class:`Adaptive` ranks them by the changes each request is expected to find: the
 probability that a followed job changed since it was last checked, summed over what the
-probe covers, over the probe's cost (a change found by a listing costs one more request, the
-detail that tells what happened). Jobs near or past their expected end and jobs in
-short-lived statuses weigh most. :class:`RoundRobin` is the uniform alternative: every
-listing in turn, oldest first, as a whole cycle would make them, only spread over cycles.
-Both put a job unchecked for ``max_staleness`` first, so that none starves.
+probe covers, over the probe's cost (a job that left for a terminal status costs one more
+request, the detail that tells how it ended; one that moved on to another followed status
+shows in that status's listing). Jobs near or past their expected end and jobs in
+short-lived statuses weigh most; new jobs count for the new-jobs listing and, while they
+are still in their first status, for that status's first page. A job unchecked for
+``max_staleness`` comes first, so that none starves. :class:`RoundRobin` is the uniform
+alternative: every listing in turn, the one made longest ago first, as a whole cycle would
+make them, only spread over cycles.
 """
 
 from __future__ import annotations
