@@ -585,3 +585,16 @@ def test_budget_must_be_positive() -> None:
     assert FineTuningSourceConfig(**common).max_requests_per_minute is None  # type: ignore[arg-type]
     with pytest.raises(ValidationError):
         FineTuningSourceConfig(**common, max_requests_per_minute=0)  # type: ignore[arg-type]
+
+
+async def test_retries_take_their_place_in_the_budget() -> None:
+    """Every attempt counts: two 503s and the answer, at 2 requests a minute, spread over
+    more than a minute."""
+    api = FakeApi()
+    api.add(detailed("done", "SUCCESS", T0, ["QUEUED", "SUCCESS"]))
+    api.queued += [httpx.Response(503), httpx.Response(503)]
+    harness = Budgeted(api, 2)
+    await harness.poll()
+    assert 3 == len(harness.times)
+    assert 2 >= harness.busiest_minute()
+    assert harness.times[-1] - harness.times[0] >= 60
