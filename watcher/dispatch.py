@@ -41,6 +41,9 @@ log = structlog.get_logger(__name__)
 BATCH = 1000  # pending rows read per pass
 LEASE = 60.0  # seconds a claimed delivery stays ours (longer than any one send)
 IDLE_WAIT = 1.0  # seconds between passes when nothing is due and nobody woke us
+# Messages per concurrency slot claimed in one round: fewer transactions, at the price of
+# leases that long (a killed replica's claimed deliveries wait that many leases).
+ROUND_PER_SLOT = 4
 HELD_WAIT = 0.25  # seconds between passes while what is due cannot go yet
 
 
@@ -139,10 +142,10 @@ class Dispatcher:
             await self._orphaned(name, [d for group in groups for d in group])
             return
         if policy.max_per_minute is None:
-            # Rounds of up to `concurrency` messages at once: one transaction claims a
-            # round, one records what the sink accepted (a sync to disk each, not two per
-            # message), and no claim is held longer than one send.
-            size = self.config.concurrency
+            # Rounds of a few messages per slot: one transaction claims a round, one
+            # records what the sink accepted (two syncs to disk per round, not two per
+            # message), and `concurrency` messages are in flight meanwhile.
+            size = self.config.concurrency * ROUND_PER_SLOT
             for start in range(0, len(groups), size):
                 await self._round(name, groups[start : start + size])
             return
@@ -155,14 +158,23 @@ class Dispatcher:
             await self._round(name, [group])
 
     async def _round(self, name: str, groups: list[list[PendingDelivery]]) -> None:
-        """Claim ``groups``, send each claimed one as a message (concurrently), record."""
-        claimed = await self._claim(name, [d for group in groups for d in group])
+        """Claim ``groups``, send each claimed one as a message (at most `concurrency` at a
+        time), record. The claim lasts as many leases as sends follow each other in a slot."""
+        slots = self.config.concurrency
+        turns = -(-len(groups) // slots)
+        claimed = await self._claim(name, [d for group in groups for d in group], turns)
         keys = {d.seq for d in claimed}
         groups = [kept for group in groups if (kept := [d for d in group if d.seq in keys])]
         accepted: list[PendingDelivery] = []
+        limiter = anyio.CapacityLimiter(slots)
+
+        async def send(group: list[PendingDelivery]) -> None:
+            async with limiter:
+                await self._send(name, group, accepted)
+
         async with anyio.create_task_group() as tg:
             for group in groups:
-                tg.start_soon(self._send, name, group, accepted)
+                tg.start_soon(send, group)
         if not accepted:
             return
         with anyio.CancelScope(shield=True):
@@ -221,12 +233,15 @@ class Dispatcher:
         else:
             accepted.extend(group)
 
-    async def _claim(self, name: str, group: list[PendingDelivery]) -> list[PendingDelivery]:
+    async def _claim(
+        self, name: str, group: list[PendingDelivery], turns: int = 1
+    ) -> list[PendingDelivery]:
         """The part of ``group`` this replica now holds (another replica may have taken the
         rest since it was read: it is theirs to send). One transaction."""
         now = self.clock()
         keys = [(d.seq, name) for d in group]
-        got = await self.store.claim(keys, owner=self.owner, until=now + self.lease, now=now)
+        until = now + self.lease * max(1, turns)
+        got = await self.store.claim(keys, owner=self.owner, until=until, now=now)
         if len(got) < len(keys) and self.metrics is not None:
             self.metrics.claim_conflict(name, len(keys) - len(got))
         return [d for d in group if (d.seq, name) in got]
