@@ -39,6 +39,10 @@ class PollContext:
     active: Mapping[str, Snapshot]  # non-terminal jobs being followed
     now: float
     lookup: Callable[[Sequence[str]], Awaitable[Mapping[str, Snapshot]]]
+    # Record these jobs now, with this cursor, before the cycle ends: what is urgent goes
+    # out without waiting for the slow part of the cycle (checkpoint sweeps), and a long
+    # listing need not be held in memory whole. None: everything comes in the PollResult.
+    flush: Callable[[Sequence[Job], Cursor], Awaitable[None]] | None = None
 
 
 @dataclass

@@ -1,10 +1,11 @@
-"""One poll cycle of one source: poll -> diff -> route -> commit (one transaction)."""
+"""One poll cycle of one source: poll -> diff -> route -> commit (one guarded transaction, or
+one per part when the source flushes part of its cycle early)."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import anyio
@@ -14,6 +15,7 @@ from watcher.abc import Cursor, PollContext, Routed, Source, Store
 from watcher.config import RuleConfig, SourceConfig
 from watcher.diff import Snapshot, diff
 from watcher.exceptions import SourceAuthError, SourceError, SourceRetired, StaleCycle
+from watcher.models import Job
 from watcher.routing import Router
 from watcher.rules import on_change
 from watcher.transitions import source_recovered, source_retired, source_unreachable
@@ -34,6 +36,30 @@ class CycleOutcome:
     jobs: int = 0
     transitions: int = 0
     requests: int = 0
+
+
+@dataclass
+class _Cycle:
+    """One cycle of one source, possibly recorded in several commits (see
+    :attr:`~watcher.abc.PollContext.flush`)."""
+
+    name: str
+    source: Source
+    cursor: Cursor  # as the cycle found it
+    active: dict[str, Snapshot]
+    now: float
+    baseline: bool
+    looked_up: dict[str, Snapshot] = field(default_factory=dict)
+    commits: int = 0
+    jobs: int = 0
+    transitions: int = 0
+    deliveries: int = 0
+    version: int = -1
+    current: Cursor = field(default_factory=Cursor)  # as last committed (or found)
+
+    def __post_init__(self) -> None:
+        self.version = self.cursor.version
+        self.current = self.cursor
 
 
 class Pipeline:
@@ -88,72 +114,103 @@ class Pipeline:
         if cursor.retired and now - self._last_try.get(name, 0.0) < config.retired_interval:
             return CycleOutcome("skipped")
         self._last_try[name] = now
-        active = await self.store.active_snapshots(name)
-        looked_up: dict[str, Snapshot] = {}
+        cycle = _Cycle(
+            name=name,
+            source=source,
+            cursor=cursor,
+            active=await self.store.active_snapshots(name),
+            now=now,
+            baseline=not cursor.baseline_done and config.on_start == "baseline",
+        )
 
         async def lookup(job_ids: Sequence[str]) -> Mapping[str, Snapshot]:
             found = await self.store.get_snapshots(name, job_ids)
-            looked_up.update(found)
+            cycle.looked_up.update(found)
             return found
+
+        async def flush(jobs: Sequence[Job], progress: Cursor) -> None:
+            await self._record(cycle, jobs, progress, final=False)
 
         started = time.monotonic()
         try:
-            result = await source.poll(PollContext(cursor, active, now, lookup))
+            result = await source.poll(PollContext(cursor, cycle.active, now, lookup, flush))
         except SourceRetired as exc:
-            return await self._retired(name, cursor, exc, now)
+            return await self._retired(name, cycle.current, exc, now)
         except SourceAuthError as exc:
             log.error("source_auth_failed", status_code=exc.status_code, error=str(exc))
-            await self._failed(name, cursor, str(exc), now)
+            await self._failed(name, cycle.current, str(exc), now)
             return CycleOutcome("auth_error")
         except SourceError as exc:
             log.warning("poll_failed", error=str(exc))
-            await self._failed(name, cursor, str(exc), now)
+            await self._failed(name, cycle.current, str(exc), now)
             return CycleOutcome("error")
+        await self._record(cycle, result.jobs, result.cursor, final=True)
+        self.last_ok[name] = self.clock()
+        log.info(
+            "poll_done",
+            jobs=cycle.jobs,
+            transitions=cycle.transitions,
+            deliveries=cycle.deliveries,
+            commits=cycle.commits,
+            requests=result.requests,
+            malformed=result.malformed,
+            baseline=cycle.baseline,
+            seconds=round(time.monotonic() - started, 3),
+        )
+        return CycleOutcome("ok", cycle.jobs, cycle.transitions, result.requests)
 
-        baseline = not cursor.baseline_done and config.on_start == "baseline"
+    async def _record(
+        self, cycle: _Cycle, jobs: Sequence[Job], cursor: Cursor, *, final: bool
+    ) -> None:
+        """Diff ``jobs``, route their transitions and commit them with ``cursor`` (one
+        guarded transaction: refused if another replica committed the source since)."""
+        name, now = cycle.name, cycle.now
+        kind = cycle.source.kind
         snapshots: list[Snapshot] = []
         routed: list[Routed] = []
-        for job in result.jobs:
-            previous = active.get(job.id) or looked_up.get(job.id)
-            snapshot, transitions = diff(previous, job, source=name, kind=source.kind)
+        for job in jobs:
+            previous = cycle.active.get(job.id) or cycle.looked_up.pop(job.id, None)
+            snapshot, transitions = diff(previous, job, source=name, kind=kind)
             marks, alerts = on_change(
-                self.rules, previous, snapshot, transitions, prefix=source.kind.prefix
+                self.rules, previous, snapshot, transitions, prefix=kind.prefix
             )
             if marks != snapshot.marks:
                 snapshot = replace(snapshot, marks=marks)
             transitions += alerts
             snapshots.append(snapshot)
-            if baseline:
+            if cycle.baseline:
                 continue
             for transition in transitions:
                 routed.append(Routed(transition, self.router.sinks_for(transition, now)))
-        if cursor.retired:
-            log.warning("source_answers_again", reason="the API no longer answers 410")
-        new_cursor = replace(result.cursor, failing_since=None, unreachable=False)
-        if cursor.unreachable and cursor.failing_since is not None:
-            log.warning("source_recovered", down_seconds=round(now - cursor.failing_since))
-            recovered = source_recovered(name, cursor.failing_since, now)
-            routed.append(Routed(recovered, self.router.sinks_for(recovered, now)))
+        before = cycle.cursor
+        if final or cycle.commits == 0:
+            cursor = replace(cursor, failing_since=None, unreachable=False)
+        if cycle.commits == 0:  # the first commit of a good cycle tells of the recovery
+            if before.retired:
+                log.warning("source_answers_again", reason="the API no longer answers 410")
+            if before.unreachable and before.failing_since is not None:
+                log.warning("source_recovered", down_seconds=round(now - before.failing_since))
+                recovered = source_recovered(name, before.failing_since, now)
+                routed.append(Routed(recovered, self.router.sinks_for(recovered, now)))
         # Shielded: a stop request lets the commit finish instead of rolling it back.
         with anyio.CancelScope(shield=True):
             added = await self.store.commit(
-                name, new_cursor, snapshots, routed, now=now, expect=cursor.version
+                name, cursor, snapshots, routed, now=now, polled=final, expect=cycle.version
             )
-        self.last_ok[name] = self.clock()
+        cycle.version += 1
+        cycle.current = replace(cursor, version=cycle.version)
+        cycle.commits += 1
+        cycle.jobs += len(jobs)
+        cycle.transitions += len(routed)
+        cycle.deliveries += added
+        for snapshot in snapshots:  # later parts of the cycle diff against these
+            if snapshot.terminal:
+                cycle.active.pop(snapshot.job_id, None)
+            else:
+                cycle.active[snapshot.job_id] = snapshot
         self._recorded(routed)
-        log.info(
-            "poll_done",
-            jobs=len(result.jobs),
-            transitions=len(routed),
-            deliveries=added,
-            requests=result.requests,
-            malformed=result.malformed,
-            baseline=baseline,
-            seconds=round(time.monotonic() - started, 3),
-        )
         if added:
             self.wake()
-        return CycleOutcome("ok", len(result.jobs), len(routed), result.requests)
 
     async def _failed(self, name: str, cursor: Cursor, reason: str, now: float) -> None:
         """Remember since when the source fails; past ``unreachable_after``, say it once."""
