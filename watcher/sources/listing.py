@@ -22,8 +22,8 @@ from __future__ import annotations
 import math
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import replace
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote
@@ -48,6 +48,7 @@ log = structlog.get_logger(__name__)
 DETAIL_CONCURRENCY = 4
 WATERMARK_OVERLAP = 60  # seconds re-listed before the watermark each cycle
 UNKNOWN_STATUS_EVERY = 10  # cycles between detail checks of jobs in undocumented statuses
+FLUSH_EVERY = 1000  # changed jobs a long listing gathers before they are recorded
 
 
 def iso(unix_seconds: int) -> str:
@@ -151,6 +152,9 @@ class ListingSource(ABC):
         # is fetched every UNKNOWN_STATUS_EVERY intervals (it might be a new terminal status,
         # and those must not cost a request per cycle forever).
         self._unknown_checked: dict[str, float] = {}
+        # What this cycle already logged as malformed (an item may show in several
+        # listings and in its detail: one warning per cycle is enough).
+        self._rejected: set[str] = set()
 
     # --- what a source module provides -----------------------------------------------------
 
@@ -207,27 +211,51 @@ class ListingSource(ABC):
         items = body.get("data") or []
         jobs: list[Job] = []
         malformed = 0
+        anonymous: dict[int, int] = {}  # identical items without an id, counted on this page
         for raw in items:
             try:
                 jobs.append(self.parse(raw))
             except MalformedItem as exc:
                 malformed += 1
-                log.warning("malformed_job_skipped", source=self.name, reason=str(exc))
+                raw_id = raw.get("id") if isinstance(raw, Mapping) else None
+                if isinstance(raw_id, str):
+                    self._reject(raw_id, str(exc))
+                    continue
+                # No id: the n-th copy of these bytes on a page is the n-th item of them.
+                digest = hash(repr(raw)[:10_000])
+                anonymous[digest] = anonymous.get(digest, 0) + 1
+                self._reject(None, str(exc), ident=f"#{digest}:{anonymous[digest]}")
         total = body.get("total")
         usable = isinstance(total, int) and not isinstance(total, bool) and total >= 0
         return jobs, malformed, total if usable else None, len(items)
 
+    def _reject(self, job_id: str | None, reason: str, *, ident: str | None = None) -> None:
+        """Log a malformed item once per cycle (it may show in several listings and in its
+        detail), by its id when it has a readable one."""
+        ident = ident if ident is not None else str(job_id)
+        if ident in self._rejected:
+            return
+        self._rejected.add(ident)
+        named = {"job_id": job_id[:255]} if job_id is not None else {}
+        log.warning("malformed_job_skipped", source=self.name, reason=reason, **named)
+
     async def _list(self, params: Mapping[str, Any]) -> tuple[list[Job], int]:
-        """Every page of one listing; pages are derived from ``total`` (there is no
-        ``has_more``). Returns the jobs (deduplicated by id) and how many were malformed."""
-        size = self.page_size
+        """Every page of one listing, deduplicated by id, and how many items were malformed."""
         jobs: dict[str, Job] = {}
         malformed = 0
+        async for found, bad in self._pages(params):
+            malformed += bad
+            jobs.update((job.id, job) for job in found)
+        return list(jobs.values()), malformed
+
+    async def _pages(self, params: Mapping[str, Any]) -> AsyncIterator[tuple[list[Job], int]]:
+        """One listing page by page (its jobs, how many were malformed); pages are derived
+        from ``total`` (there is no ``has_more``)."""
+        size = self.page_size
         page, pages = 0, 1
         while page < pages:
             found, bad, total, count = await self._page(params, page)
-            malformed += bad
-            jobs.update((job.id, job) for job in found)
+            yield found, bad
             if total is not None:
                 # Re-derived on every page: jobs created meanwhile shift the pages.
                 pages = min(max(pages, math.ceil(total / size)), 100_000)
@@ -236,7 +264,6 @@ class ListingSource(ABC):
             if not count:
                 break
             page += 1
-        return list(jobs.values()), malformed
 
     async def _detail(self, job_id: str) -> Job | None:
         try:
@@ -251,7 +278,7 @@ class ListingSource(ABC):
         try:
             return self.parse(raw)
         except MalformedItem as exc:
-            log.warning("malformed_job_skipped", source=self.name, job_id=job_id, reason=str(exc))
+            self._reject(job_id, str(exc))
             return None
 
     @staticmethod
@@ -264,7 +291,11 @@ class ListingSource(ABC):
         )
 
     async def poll(self, ctx: PollContext) -> PollResult:
+        """One cycle. With ``ctx.flush``: a long listing is recorded every
+        :data:`FLUSH_EVERY` changed jobs (memory stays flat whatever the history), and the
+        cycle's news is recorded before the checkpoint sweep of unchanged jobs starts."""
         self.api.requests = 0
+        self._rejected.clear()
         cursor = ctx.cursor
         full = (
             cursor.last_full_sync is None
@@ -276,8 +307,6 @@ class ListingSource(ABC):
         baseline = not cursor.baseline_done and self.on_start == "baseline"
         if full:
             self._missing.clear()
-        malformed = 0
-        listed: dict[str, Job] = {}
         older: int | None = None  # jobs created up to this time are not in the listing
         if full:
             listings: list[dict[str, Any]] = [self.full_listing(ctx.now)]
@@ -293,28 +322,18 @@ class ListingSource(ABC):
             since = {"created_after": iso(max(0, cursor.watermark - WATERMARK_OVERLAP))}
             followed = sorted({s.status for s in ctx.active.values()} & self.statuses)
             listings = [since, *(self.status_filters(followed) if followed else [])]
+
+        scan = _Scan()
         for params in listings:
-            jobs, bad = await self._list(params)
-            malformed += bad
-            listed.update((j.id, j) for j in jobs)
-
-        previous: dict[str, Snapshot] = dict(ctx.active)
-        unknown = [job_id for job_id in listed if job_id not in previous]
-        previous.update(await ctx.lookup(unknown))
-
-        out: dict[str, Job] = {}
-        wanted: list[str] = []
-        for job in listed.values():
-            before = previous.get(job.id)
-            job = listed[job.id] = settle(job, before, ctx.now)
-            if self.needs_detail(job, before, baseline=baseline):
-                wanted.append(job.id)
-            elif self._changed(job, before):
-                out[job.id] = job  # the listing says all there is to say
+            async for jobs, bad in self._pages(params):
+                scan.malformed += bad
+                await self._take(ctx, scan, jobs, baseline=baseline)
+                if ctx.flush is not None and len(scan.out) >= FLUSH_EVERY:
+                    await ctx.flush(scan.drain(), cursor)  # no progress until the end
         # Followed jobs absent from their status listing have moved on (or the listing
         # drifted): the detail tells which.
-        for job_id, snapshot in ctx.active.items():
-            if job_id in listed or job_id in self._missing:
+        for job_id, snapshot in list(ctx.active.items()):
+            if job_id in scan.seen or job_id in self._missing:
                 continue
             if older is not None and snapshot.created_at <= older:
                 continue
@@ -323,20 +342,12 @@ class ListingSource(ABC):
                 if ctx.now - last < UNKNOWN_STATUS_EVERY * self.interval:
                     continue
                 self._unknown_checked[job_id] = ctx.now
-            wanted.append(job_id)
-        await self._fetch(dict.fromkeys(wanted), out)
-        for job_id, job in list(out.items()):
-            out[job_id] = settle(job, previous.get(job_id), ctx.now)
-        # A followed job the API no longer knows (404: deleted) ends as DELETED, once.
-        for job_id in wanted:
-            gone = ctx.active.get(job_id)
-            if job_id in self._missing and job_id not in out and gone is not None:
-                out[job_id] = deleted(gone, ctx.now)
+            scan.urgent.append(job_id)
+        await self._details(ctx, scan, scan.urgent)
 
-        newest = max((j.created_at for j in listed.values()), default=None)
         watermark = cursor.watermark
-        if newest is not None:
-            watermark = newest if watermark is None else max(watermark, newest)
+        if scan.newest is not None:
+            watermark = scan.newest if watermark is None else max(watermark, scan.newest)
         new_cursor = replace(
             cursor,
             watermark=watermark,
@@ -345,12 +356,52 @@ class ListingSource(ABC):
             baseline_at=ctx.now if baseline else cursor.baseline_at,
             retired=False,
         )
+        if scan.sweep and ctx.flush is not None:
+            await ctx.flush(scan.drain(), new_cursor)  # the news goes out now
+        await self._details(ctx, scan, scan.sweep)
         if self.rationing is not None:
-            self.rationing.after_full(ctx.now, [*listed, *out])
-        jobs_out = sorted(out.values(), key=lambda j: (j.created_at, j.id))
+            self.rationing.after_full(ctx.now, [*scan.seen, *scan.out])
         return PollResult(
-            jobs=jobs_out, cursor=new_cursor, requests=self.api.requests, malformed=malformed
+            jobs=scan.drain(),
+            cursor=new_cursor,
+            requests=self.api.requests,
+            malformed=scan.malformed,
         )
+
+    async def _take(
+        self, ctx: PollContext, scan: _Scan, jobs: list[Job], *, baseline: bool
+    ) -> None:
+        """One page of a listing into ``scan``: changed jobs to record, details to fetch."""
+        fresh = [job for job in jobs if job.id not in scan.seen]
+        scan.seen.update(job.id for job in fresh)
+        unknown = [job.id for job in fresh if job.id not in ctx.active]
+        found = await ctx.lookup(unknown) if unknown else {}
+        for job in fresh:
+            if scan.newest is None or job.created_at > scan.newest:
+                scan.newest = job.created_at
+            before = ctx.active.get(job.id) or found.get(job.id)
+            job = settle(job, before, ctx.now)
+            if self.needs_detail(job, before, baseline=baseline):
+                if before is not None:
+                    scan.previous[job.id] = before
+                # Unchanged in its listing: only a checkpoint can be new (the sweep).
+                quiet = before is not None and not self._changed(job, before)
+                (scan.sweep if quiet else scan.urgent).append(job.id)
+            elif self._changed(job, before):
+                scan.out[job.id] = job  # the listing says all there is to say
+
+    async def _details(self, ctx: PollContext, scan: _Scan, job_ids: list[str]) -> None:
+        """Fetch ``job_ids`` into ``scan.out``; a followed job the API no longer knows (404:
+        deleted) ends as DELETED, once."""
+        got: dict[str, Job] = {}
+        await self._fetch(dict.fromkeys(job_ids), got)
+        for job_id, job in got.items():
+            before = ctx.active.get(job_id) or scan.previous.get(job_id)
+            scan.out[job_id] = settle(job, before, ctx.now)
+        for job_id in job_ids:
+            gone = ctx.active.get(job_id)
+            if job_id in self._missing and job_id not in got and gone is not None:
+                scan.out[job_id] = deleted(gone, ctx.now)
 
     async def _fetch(self, job_ids: Mapping[str, None], out: dict[str, Job]) -> None:
         """Details of ``job_ids`` into ``out``; a cycle is all or nothing: the first source
@@ -374,3 +425,22 @@ class ListingSource(ABC):
                 tg.start_soon(fetch, job_id, tg.cancel_scope)
         if failures:
             raise failures[0]
+
+
+@dataclass
+class _Scan:
+    """What a cycle gathered so far."""
+
+    seen: set[str] = field(default_factory=set)  # ids listed this cycle
+    out: dict[str, Job] = field(default_factory=dict)  # to record
+    urgent: list[str] = field(default_factory=list)  # details the cycle's news needs
+    sweep: list[str] = field(default_factory=list)  # details of jobs listed unchanged
+    previous: dict[str, Snapshot] = field(default_factory=dict)  # of the jobs to detail
+    newest: int | None = None
+    malformed: int = 0
+
+    def drain(self) -> list[Job]:
+        """The jobs to record, oldest first; forgotten here."""
+        jobs = sorted(self.out.values(), key=lambda j: (j.created_at, j.id))
+        self.out = {}
+        return jobs
