@@ -49,7 +49,6 @@ class _Cycle:
     active: dict[str, Snapshot]
     now: float
     baseline: bool
-    looked_up: dict[str, Snapshot] = field(default_factory=dict)
     commits: int = 0
     jobs: int = 0
     transitions: int = 0
@@ -124,9 +123,7 @@ class Pipeline:
         )
 
         async def lookup(job_ids: Sequence[str]) -> Mapping[str, Snapshot]:
-            found = await self.store.get_snapshots(name, job_ids)
-            cycle.looked_up.update(found)
-            return found
+            return await self.store.get_snapshots(name, job_ids)
 
         async def flush(jobs: Sequence[Job], progress: Cursor) -> None:
             await self._record(cycle, jobs, progress, final=False)
@@ -168,8 +165,13 @@ class Pipeline:
         kind = cycle.source.kind
         snapshots: list[Snapshot] = []
         routed: list[Routed] = []
+        # What the store knows of the jobs not followed (read again rather than kept from
+        # the source's lookups: a full listing looks up the whole history).
+        known = await self.store.get_snapshots(
+            name, [job.id for job in jobs if job.id not in cycle.active]
+        )
         for job in jobs:
-            previous = cycle.active.get(job.id) or cycle.looked_up.pop(job.id, None)
+            previous = cycle.active.get(job.id) or known.get(job.id)
             snapshot, transitions = diff(previous, job, source=name, kind=kind)
             marks, alerts = on_change(
                 self.rules, previous, snapshot, transitions, prefix=kind.prefix
