@@ -40,9 +40,16 @@ sdk3: .sdk3/.installed
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --target .sdk3 -r tests/sdk3.lock
 	@touch .sdk3/.installed
 
+# Every figure of the README's benchmark table (about 45 minutes on 2 cores; each script
+# also runs alone, with --help for its options).
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.poll_cost
 	$(BIN)/python -m benchmarks.latency
+	$(BIN)/python -m benchmarks.adaptive
+	$(BIN)/python -m benchmarks.scale
+	$(BIN)/python -m benchmarks.delivery
+	$(BIN)/python -m benchmarks.startup
+	$(BIN)/python -m benchmarks.takeover
 
 # The endurance suite at the issue's full figures (50 kills, 500 transitions, 30 simulated
 # minutes of API faults, 10 of sink outage): many minutes. `make test` runs a short version.
