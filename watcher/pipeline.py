@@ -167,9 +167,8 @@ class Pipeline:
         routed: list[Routed] = []
         # What the store knows of the jobs not followed (read again rather than kept from
         # the source's lookups: a full listing looks up the whole history).
-        known = await self.store.get_snapshots(
-            name, [job.id for job in jobs if job.id not in cycle.active]
-        )
+        unknown = [job.id for job in jobs if job.id not in cycle.active]
+        known = await self.store.get_snapshots(name, unknown) if unknown else {}
         for job in jobs:
             previous = cycle.active.get(job.id) or known.get(job.id)
             snapshot, transitions = diff(previous, job, source=name, kind=kind)

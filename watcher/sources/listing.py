@@ -356,7 +356,7 @@ class ListingSource(ABC):
             baseline_at=ctx.now if baseline else cursor.baseline_at,
             retired=False,
         )
-        if scan.sweep and ctx.flush is not None:
+        if scan.sweep and scan.out and ctx.flush is not None:
             await ctx.flush(scan.drain(), new_cursor)  # the news goes out now
         await self._details(ctx, scan, scan.sweep)
         if self.rationing is not None:
