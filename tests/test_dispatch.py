@@ -277,3 +277,39 @@ async def test_waiting_deliveries_do_not_spin_the_loop(store: SqlStore) -> None:
         await dispatcher.run()
     assert [] == sink.messages  # still gathering
     assert 1 <= reads <= 10
+
+
+async def test_a_round_cut_short_records_what_the_sink_accepted(store: SqlStore) -> None:
+    """Stopped mid-round (SIGTERM, a reload): messages the sink already accepted are marked
+    delivered, not sent again after the restart; the one in flight stays pending."""
+    import anyio
+
+    class SlowForOne(FakeSink):
+        async def send(self, batch: Sequence[Envelope]) -> None:
+            if batch[0].transition.job_id == "slow":
+                await anyio.sleep_forever()
+            await super().send(batch)
+
+    clock = Clock()
+    sink = SlowForOne("a")
+    dispatcher = await setup(store, clock, [sink], [t(1, "fast1"), t(1, "slow"), t(1, "fast2")])
+    with anyio.move_on_after(0.5):
+        await dispatcher.run_once()
+    assert ["fast1-1", "fast2-1"] == sorted(sink.got)
+    rows = {r.transition_id: r.state for r in await store.list_deliveries(state=None, limit=9)}
+    assert {"fast1-1": "delivered", "fast2-1": "delivered", "slow-1": "pending"} == rows
+
+
+async def test_only_a_cleaning_replica_dead_letters_unknown_sinks(store: SqlStore) -> None:
+    """During a rolling update a replica may not know a sink a newer config added: it leaves
+    those deliveries alone unless it is the one allowed to clean up (the leader)."""
+    clock = Clock()
+    await store.commit("ft", Cursor(), [], [Routed(t(1), ["new-sink"])], now=clock.now)
+    sink = FakeSink("a")
+    config = DeliveryConfig()
+    bystander = Dispatcher(store, {"a": sink}, config, clock=clock, orphans=lambda: False)
+    assert 0 == await bystander.run_once()
+    assert ["pending"] == [r.state for r in await store.list_deliveries(state=None, limit=9)]
+    leader = Dispatcher(store, {"a": sink}, config, clock=clock)
+    await leader.run_once()
+    assert ["dead"] == [r.state for r in await store.list_deliveries(state=None, limit=9)]

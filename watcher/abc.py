@@ -216,8 +216,9 @@ class Store(Protocol):
         """Drop ``owner``'s claims on deliveries still pending (a clean stop)."""
         ...
 
-    async def next_due(self) -> float | None:
-        """When the earliest pending delivery is due (``None``: nothing pending)."""
+    async def next_due(self, *, sinks: Collection[str] | None = None) -> float | None:
+        """When the earliest pending delivery (to ``sinks`` when given) is due (``None``:
+        nothing pending)."""
         ...
 
     async def delivered(self, seq: int, sink: str, *, now: float) -> None: ...

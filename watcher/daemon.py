@@ -150,6 +150,7 @@ class Watcher:
                 owner=self.replica,
                 lease=claim_lease(self.config),
                 serves=functools.partial(self._serves, policies),
+                orphans=lambda: self.ownership.leader,
             )
             router = Router(self.config.effective_routes)
             self.pipeline = Pipeline(

@@ -73,6 +73,7 @@ class Dispatcher:
         owner: str = "watcher",
         lease: float = LEASE,
         serves: Callable[[str], bool] = lambda sink: True,
+        orphans: Callable[[], bool] = lambda: True,
     ) -> None:
         self.store = store
         self.sinks = dict(sinks)
@@ -87,6 +88,7 @@ class Dispatcher:
         self.owner = owner
         self.lease = lease
         self.serves = serves
+        self.orphans = orphans
         # Monotonic time of the last sign of progress: a turn of the loop, or a delivery
         # attempt finished (for the health checks and the systemd watchdog).
         self.last_progress = time.monotonic()
@@ -106,13 +108,7 @@ class Dispatcher:
     async def run_once(self) -> int:
         """One pass over the due deliveries; returns how many were attempted."""
         now = self.clock()
-        served = [name for name in self.sinks if self.serves(name)]
-        # Everything when we serve every sink (deliveries to sinks no longer configured too:
-        # they go to dead-letter), else only ours.
-        everything = len(served) == len(self.sinks)
-        due = await self.store.pending(
-            now=now, limit=self.batch, sinks=None if everything else served
-        )
+        due = await self.store.pending(now=now, limit=self.batch, sinks=self._served())
         by_sink: dict[str, list[PendingDelivery]] = defaultdict(list)
         for delivery in due:
             by_sink[delivery.sink].append(delivery)
@@ -135,6 +131,16 @@ class Dispatcher:
             for name, groups in plans:
                 tg.start_soon(self._deliver_sink, name, groups)
         return sum(len(group) for _, groups in plans for group in groups)
+
+    def _served(self) -> list[str] | None:
+        """The sinks this replica delivers to; ``None``: every delivery in the outbox, those
+        to sinks no longer configured included (they go to dead-letter). Only a replica
+        that serves every sink and may clean up (``orphans``) takes those: during a rolling
+        update another replica may know a sink this one does not."""
+        served = [name for name in self.sinks if self.serves(name)]
+        if len(served) == len(self.sinks) and self.orphans():
+            return None
+        return served
 
     async def _deliver_sink(self, name: str, groups: list[list[PendingDelivery]]) -> None:
         policy = self.policies.get(name, SinkPolicy())
@@ -172,9 +178,16 @@ class Dispatcher:
             async with limiter:
                 await self._send(name, group, accepted)
 
-        async with anyio.create_task_group() as tg:
-            for group in groups:
-                tg.start_soon(send, group)
+        try:
+            async with anyio.create_task_group() as tg:
+                for group in groups:
+                    tg.start_soon(send, group)
+        finally:
+            # Even when the round is cut short (a stop, a reload, a store error): what the
+            # sink accepted is recorded, not sent again.
+            await self._accepted(name, accepted)
+
+    async def _accepted(self, name: str, accepted: list[PendingDelivery]) -> None:
         if not accepted:
             return
         with anyio.CancelScope(shield=True):
@@ -320,7 +333,7 @@ class Dispatcher:
             if attempted:
                 continue
             wait = IDLE_WAIT
-            next_due = await self.store.next_due()
+            next_due = await self.store.next_due(sinks=self._served())
             if next_due is not None:
                 # Due but held back (a group gathering, a spent rate limit, a sink another
                 # replica serves): look again shortly, not in a busy loop. A wake() still

@@ -184,8 +184,9 @@ class Pipeline:
             for transition in transitions:
                 routed.append(Routed(transition, self.router.sinks_for(transition, now)))
         before = cycle.cursor
-        if final or cycle.commits == 0:
-            cursor = replace(cursor, failing_since=None, unreachable=False)
+        # The source answered: whatever part of the cycle this is, it is no longer failing
+        # (a part may carry the cursor as the cycle found it, failure marks included).
+        cursor = replace(cursor, failing_since=None, unreachable=False, retired=False)
         if cycle.commits == 0:  # the first commit of a good cycle tells of the recovery
             if before.retired:
                 log.warning("source_answers_again", reason="the API no longer answers 410")

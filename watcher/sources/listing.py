@@ -360,7 +360,7 @@ class ListingSource(ABC):
             await ctx.flush(scan.drain(), new_cursor)  # the news goes out now
         await self._details(ctx, scan, scan.sweep)
         if self.rationing is not None:
-            self.rationing.after_full(ctx.now, [*scan.seen, *scan.out])
+            self.rationing.after_full(ctx.now, [*scan.seen, *scan.reported, *scan.out])
         return PollResult(
             jobs=scan.drain(),
             cursor=new_cursor,
@@ -436,11 +436,13 @@ class _Scan:
     urgent: list[str] = field(default_factory=list)  # details the cycle's news needs
     sweep: list[str] = field(default_factory=list)  # details of jobs listed unchanged
     previous: dict[str, Snapshot] = field(default_factory=dict)  # of the jobs to detail
+    reported: set[str] = field(default_factory=set)  # ids already handed over
     newest: int | None = None
     malformed: int = 0
 
     def drain(self) -> list[Job]:
         """The jobs to record, oldest first; forgotten here."""
         jobs = sorted(self.out.values(), key=lambda j: (j.created_at, j.id))
+        self.reported.update(self.out)
         self.out = {}
         return jobs

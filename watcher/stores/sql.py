@@ -372,7 +372,7 @@ class SqlStore:
         async with self._writing() as conn:
             return (await conn.execute(stmt)).rowcount or 0
 
-    async def next_due(self) -> float | None:
+    async def next_due(self, *, sinks: Collection[str] | None = None) -> float | None:
         # A claimed delivery is due (to anyone else) when its lease runs out.
         due = sa.case(
             (deliveries.c.claim_until > deliveries.c.next_attempt_at, deliveries.c.claim_until),
@@ -381,6 +381,8 @@ class SqlStore:
         query = sa.select(sa.func.min(due)).where(
             deliveries.c.state == PENDING, ~self._waits_behind()
         )
+        if sinks is not None:
+            query = query.where(deliveries.c.sink.in_(list(sinks)))
         async with self.engine.connect() as conn:
             value = (await conn.execute(query)).scalar_one_or_none()
         return float(value) if value is not None else None
