@@ -313,3 +313,13 @@ async def test_only_a_cleaning_replica_dead_letters_unknown_sinks(store: SqlStor
     leader = Dispatcher(store, {"a": sink}, config, clock=clock)
     await leader.run_once()
     assert ["dead"] == [r.state for r in await store.list_deliveries(state=None, limit=9)]
+
+
+async def test_message_times_are_kept_only_for_paced_sinks(store: SqlStore) -> None:
+    """The times of sent messages serve the pacing of rate-limited sinks; a long-running
+    daemon must not keep one per message for the others."""
+    clock, sink = Clock(), FakeSink("a")
+    dispatcher = await setup(store, clock, [sink], [t(n, f"j{n}") for n in range(20)])
+    await dispatcher.drain()
+    assert 20 == len(sink.got)
+    assert {} == dispatcher._sent

@@ -233,7 +233,10 @@ class Dispatcher:
             job_id=first.job_id,
             group=len(group),
         )
-        self._sent.setdefault(name, deque()).append(self.clock())
+        if self.policies.get(name, SinkPolicy()).max_per_minute is not None:
+            # Message times, for the pacing of a rate-limited sink (trimmed to the minute by
+            # _allowance); kept for no other sink, or they would pile up forever.
+            self._sent.setdefault(name, deque()).append(self.clock())
         try:
             await self.sinks[name].send([delivery.envelope for delivery in group])
         except DeliveryError as exc:
