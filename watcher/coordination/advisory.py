@@ -143,7 +143,6 @@ class AdvisoryLocks:
         self.busy = busy
         self.observe = observe or (lambda source, change: None)
         self.round_seconds = round_seconds
-        self.replicas = 0  # live replicas seen in the last round
         self._conn: Any = None
         self._seen: dict[str, str | None] = dict.fromkeys(self.sources)
 
@@ -201,7 +200,6 @@ class AdvisoryLocks:
         conn = self._conn
         me = conn.get_server_pid()
         seen = await survey(conn, self.sources)
-        self.replicas = len(seen.members)
         for source in [s for s in self.owned if seen.holders.get(s) != me]:
             self._lose(source, on_lost, "the lock is no longer held")
         holders = {s: str(pid) for s, pid in seen.holders.items()}
