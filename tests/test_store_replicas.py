@@ -160,3 +160,22 @@ async def test_concurrent_claims_split_the_work(pair: tuple[SqlStore, SqlStore])
         tg.start_soon(grab, b, "b")
     assert set() == got["a"] & got["b"]
     assert set(keys) == got["a"] | got["b"]
+
+
+async def test_a_late_failure_does_not_clear_another_replicas_claim(
+    pair: tuple[SqlStore, SqlStore],
+) -> None:
+    """Replica a's lease ran out mid-send and b claimed the delivery: a's failure report
+    changes nothing, b's claim stands and b's outcome is the one recorded."""
+    a, b = pair
+    await _queue(a, (1, "j1"))
+    keys = [(p.seq, p.sink) for p in await a.pending(now=100.0, limit=10)]
+    seq = keys[0][0]
+    assert set(keys) == await a.claim(keys, owner="a", until=130.0, now=100.0)
+    assert set(keys) == await b.claim(keys, owner="b", until=200.0, now=131.0)
+    await a.failed(seq, "hook", now=140.0, error="timeout", retry_at=150.0, owner="a")
+    assert [] == await a.pending(now=160.0, limit=10)  # still b's: not due for anyone
+    rows = await a.list_deliveries(state="pending", limit=10)
+    assert [(0, None)] == [(r.attempts, r.last_error) for r in rows]
+    await b.failed(seq, "hook", now=141.0, error="503", retry_at=150.0, owner="b")
+    assert keys == [(p.seq, p.sink) for p in await a.pending(now=160.0, limit=10)]

@@ -228,9 +228,17 @@ class Store(Protocol):
         ...
 
     async def failed(
-        self, seq: int, sink: str, *, now: float, error: str, retry_at: float | None
+        self,
+        seq: int,
+        sink: str,
+        *,
+        now: float,
+        error: str,
+        retry_at: float | None,
+        owner: str | None = None,
     ) -> None:
-        """Record a failed attempt; ``retry_at=None`` moves the delivery to dead-letter."""
+        """Record a failed attempt; ``retry_at=None`` moves the delivery to dead-letter.
+        With ``owner``: only while the delivery is unclaimed or still ``owner``'s."""
         ...
 
     async def prune(self, *, before: float) -> int:

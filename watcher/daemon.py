@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -147,7 +148,9 @@ class Watcher:
                 self.config.delivery,
                 policies=policies,
                 metrics=self.metrics,
-                owner=self.replica,
+                # Unique per process even if two replicas were given one name: a clean stop
+                # releases only this process's claims.
+                owner=f"{self.replica}#{os.getpid()}",
                 lease=claim_lease(self.config),
                 serves=functools.partial(self._serves, policies),
                 orphans=lambda: self.ownership.leader,

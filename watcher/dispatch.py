@@ -303,7 +303,12 @@ class Dispatcher:
             bound.error("delivery_dead", error=error, reason=why, attempts=delivery.attempts + 1)
         with anyio.CancelScope(shield=True):
             await self.store.failed(
-                delivery.seq, delivery.sink, now=now, error=error, retry_at=retry_at
+                delivery.seq,
+                delivery.sink,
+                now=now,
+                error=error,
+                retry_at=retry_at,
+                owner=self.owner,
             )
         self._attempted(delivery.sink, "retryable_error" if retryable else "final_error")
         if retry_at is None:

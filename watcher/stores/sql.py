@@ -412,24 +412,32 @@ class SqlStore:
             await conn.execute(stmt)
 
     async def failed(
-        self, seq: int, sink: str, *, now: float, error: str, retry_at: float | None
+        self,
+        seq: int,
+        sink: str,
+        *,
+        now: float,
+        error: str,
+        retry_at: float | None,
+        owner: str | None = None,
     ) -> None:
         values: dict[str, Any] = {"updated_at": now, "last_error": error[:500]}
         if retry_at is None:
             values["state"] = DEAD
         else:
             values["next_attempt_at"] = retry_at
-        await self._update(seq, sink, **values)
-
-    async def _update(self, seq: int, sink: str, **values: Any) -> None:
-        stmt = (
-            sa.update(deliveries)
-            .where(
-                deliveries.c.seq == seq,
-                deliveries.c.sink == sink,
-                deliveries.c.state == PENDING,
-            )
-            .values(attempts=deliveries.c.attempts + 1, claimed_by=None, claim_until=None, **values)
+        stmt = sa.update(deliveries).where(
+            deliveries.c.seq == seq,
+            deliveries.c.sink == sink,
+            deliveries.c.state == PENDING,
+        )
+        if owner is not None:
+            # A replica whose lease ran out while it sent reports nothing over the claim of
+            # the replica that took the delivery since (that one will say how it went).
+            mine = sa.or_(deliveries.c.claimed_by.is_(None), deliveries.c.claimed_by == owner[:128])
+            stmt = stmt.where(mine)
+        stmt = stmt.values(
+            attempts=deliveries.c.attempts + 1, claimed_by=None, claim_until=None, **values
         )
         async with self._writing() as conn:
             await conn.execute(stmt)
