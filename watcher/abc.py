@@ -212,8 +212,10 @@ class Store(Protocol):
         those claimed. Two replicas never both claim one delivery."""
         ...
 
-    async def release(self, owner: str) -> int:
-        """Drop ``owner``'s claims on deliveries still pending (a clean stop)."""
+    async def release(self, owner: str | None) -> int:
+        """Drop ``owner``'s claims on deliveries still pending (a clean stop); ``None``:
+        everyone's (a process alone on its store, starting: claims left are a dead
+        process's)."""
         ...
 
     async def next_due(self, *, sinks: Collection[str] | None = None) -> float | None:

@@ -42,7 +42,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from watcher.abc import Ownership, Routed, Sink, Source, Store
 from watcher.alerting import Alerting
 from watcher.config import Config, SourceConfig, load_config, secrets_of
-from watcher.coordination import build_ownership, replica_name
+from watcher.coordination import SoleOwnership, build_ownership, replica_name
 from watcher.digest import digest_transition, heartbeat, summarize
 from watcher.dispatch import Dispatcher, SinkPolicy
 from watcher.exceptions import ConfigError
@@ -139,8 +139,12 @@ class Watcher:
                 observe=self.metrics.ownership_changed,
             )
             stack.push_async_callback(self.ownership.aclose)
-            for name in self.ownership.owned:  # a process alone owns everything from the start
-                self.metrics.ownership_changed(name, "acquired")
+            if isinstance(self.ownership, SoleOwnership):
+                # Alone on its store: claims left there are from a process that died
+                # (SIGKILL); waiting for their leases would only delay its deliveries.
+                await self.store.release(None)
+                for name in self.ownership.owned:  # it owns everything from the start
+                    self.metrics.ownership_changed(name, "acquired")
             policies = {c.name: SinkPolicy(*c.grouping) for c in self.config.sinks}
             self.dispatcher = Dispatcher(
                 self.store,

@@ -144,7 +144,6 @@ def check(
         # (an item may show in two listings and in its detail). A listing item without a
         # readable id cannot be matched to its job's detail: each is reported.
         named = [e["job_id"] for e in skipped if "job_id" in e]
-        assert len(set(named)) == len(named), skipped
         assert len(skipped) >= len(rejected), (verdicts, skipped)
         assert len(named) <= len(rejected), (verdicts, skipped)
     else:

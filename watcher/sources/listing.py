@@ -37,7 +37,7 @@ from watcher.config import SourceBaseConfig
 from watcher.diff import JobKind, Snapshot, same_view
 from watcher.exceptions import SourceError, SourceProtocolError
 from watcher.mistral import ApiClient, NotFound
-from watcher.models import Job, MalformedItem
+from watcher.models import Job, MalformedItem, key
 from watcher.sources.policy import MIN_SPREAD, SPREAD, Policy, expected_duration
 
 if TYPE_CHECKING:
@@ -217,9 +217,12 @@ class ListingSource(ABC):
                 jobs.append(self.parse(raw))
             except MalformedItem as exc:
                 malformed += 1
-                raw_id = raw.get("id") if isinstance(raw, Mapping) else None
-                if isinstance(raw_id, str):
-                    self._reject(raw_id, str(exc))
+                raw_id = _usable_id(raw)
+                if raw_id is not None:
+                    # The same item in another listing is the same bytes; another item
+                    # under the same id is not.
+                    digest = hash(repr(raw)[:10_000])
+                    self._reject(raw_id, str(exc), ident=f"{raw_id}\0{digest}")
                     continue
                 # No id: the n-th copy of these bytes on a page is the n-th item of them.
                 digest = hash(repr(raw)[:10_000])
@@ -233,9 +236,11 @@ class ListingSource(ABC):
         """Log a malformed item once per cycle (it may show in several listings and in its
         detail), by its id when it has a readable one."""
         ident = ident if ident is not None else str(job_id)
-        if ident in self._rejected:
-            return
+        if ident in self._rejected or (ident == job_id and f"id:{job_id}" in self._rejected):
+            return  # logged already (a detail after its listing item: by its id)
         self._rejected.add(ident)
+        if job_id is not None:
+            self._rejected.add(f"id:{job_id}")
         named = {"job_id": job_id[:255]} if job_id is not None else {}
         log.warning("malformed_job_skipped", source=self.name, reason=reason, **named)
 
@@ -425,6 +430,16 @@ class ListingSource(ABC):
                 tg.start_soon(fetch, job_id, tg.cancel_scope)
         if failures:
             raise failures[0]
+
+
+def _usable_id(raw: Any) -> str | None:
+    """The id a malformed item can be named by: only one that is a valid id itself (an
+    unusable id is no name: the item is anonymous, like one without an id)."""
+    raw_id = raw.get("id") if isinstance(raw, Mapping) else None
+    try:
+        return key(raw_id, field="id", limit=255)
+    except MalformedItem:
+        return None
 
 
 @dataclass

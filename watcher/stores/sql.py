@@ -363,12 +363,14 @@ class SqlStore:
         async with self._writing() as conn:
             return {(row.seq, row.sink) for row in await conn.execute(stmt)}
 
-    async def release(self, owner: str) -> int:
+    async def release(self, owner: str | None) -> int:
         stmt = (
             sa.update(deliveries)
-            .where(deliveries.c.claimed_by == owner[:128], deliveries.c.state == PENDING)
+            .where(deliveries.c.state == PENDING, deliveries.c.claimed_by.is_not(None))
             .values(claimed_by=None, claim_until=None)
         )
+        if owner is not None:
+            stmt = stmt.where(deliveries.c.claimed_by == owner[:128])
         async with self._writing() as conn:
             return (await conn.execute(stmt)).rowcount or 0
 
