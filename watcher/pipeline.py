@@ -53,11 +53,9 @@ class _Cycle:
     jobs: int = 0
     transitions: int = 0
     deliveries: int = 0
-    version: int = -1
     current: Cursor = field(default_factory=Cursor)  # as last committed (or found)
 
     def __post_init__(self) -> None:
-        self.version = self.cursor.version
         self.current = self.cursor
 
 
@@ -197,10 +195,9 @@ class Pipeline:
         # Shielded: a stop request lets the commit finish instead of rolling it back.
         with anyio.CancelScope(shield=True):
             added = await self.store.commit(
-                name, cursor, snapshots, routed, now=now, polled=final, expect=cycle.version
+                name, cursor, snapshots, routed, now=now, polled=final, expect=cycle.current.version
             )
-        cycle.version += 1
-        cycle.current = replace(cursor, version=cycle.version)
+        cycle.current = replace(cursor, version=cycle.current.version + 1)
         cycle.commits += 1
         cycle.jobs += len(jobs)
         cycle.transitions += len(routed)

@@ -403,10 +403,18 @@ class ListingSource(ABC):
         for job_id, job in got.items():
             before = ctx.active.get(job_id) or scan.previous.get(job_id)
             scan.out[job_id] = settle(job, before, ctx.now)
-        for job_id in job_ids:
-            gone = ctx.active.get(job_id)
-            if job_id in self._missing and job_id not in got and gone is not None:
-                scan.out[job_id] = deleted(gone, ctx.now)
+        scan.out.update(self.gone(ctx, job_ids, got))
+
+    def gone(
+        self, ctx: PollContext, asked: Sequence[str], got: Mapping[str, Job]
+    ) -> dict[str, Job]:
+        """The followed jobs among ``asked`` whose detail answered 404, as DELETED."""
+        out: dict[str, Job] = {}
+        for job_id in asked:
+            snapshot = ctx.active.get(job_id)
+            if job_id in self._missing and job_id not in got and snapshot is not None:
+                out[job_id] = deleted(snapshot, ctx.now)
+        return out
 
     async def _fetch(self, job_ids: Mapping[str, None], out: dict[str, Job]) -> None:
         """Details of ``job_ids`` into ``out``; a cycle is all or nothing: the first source

@@ -27,7 +27,7 @@ from dataclasses import replace
 from watcher.abc import PollContext, PollResult
 from watcher.diff import Snapshot
 from watcher.models import Job
-from watcher.sources.listing import WATERMARK_OVERLAP, ListingSource, deleted, iso, settle
+from watcher.sources.listing import WATERMARK_OVERLAP, ListingSource, iso, settle
 
 
 class SteadyCycle:
@@ -170,10 +170,7 @@ class SteadyCycle:
     def result(self) -> PollResult:
         now = self.ctx.now
         out = {k: settle(j, self.previous.get(k), now) for k, j in self.out.items()}
-        for job_id in self.asked:
-            gone = self.ctx.active.get(job_id)
-            if job_id in self.source._missing and job_id not in out and gone is not None:
-                out[job_id] = deleted(gone, now)
+        out.update(self.source.gone(self.ctx, self.asked, out))
         cursor = self.ctx.cursor
         watermark = cursor.watermark
         if self.newest is not None:
