@@ -30,7 +30,7 @@ typecheck: $(STAMP)
 unit: $(STAMP) sdk3
 	$(BIN)/pytest
 
-# mistralai 3.x for tests/test_sdk_batch_contract.py, in its own directory: the venv pins
+# mistralai 3.x for tests/unit/devtools/simulator/test_sdk_batch_contract.py, in its own directory: the venv pins
 # 1.x for the fine-tuning contract. Pinned whole in tests/sdk3.lock; changing it reinstalls.
 .PHONY: sdk3
 sdk3: .sdk3/.installed

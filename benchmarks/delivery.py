@@ -34,13 +34,13 @@ import httpx
 
 from benchmarks._report import table, verdict, write
 from watcher.abc import Envelope, Routed, Sink
+from watcher.app.logging import configure
 from watcher.config import validate_config
-from watcher.dispatch import Dispatcher, SinkPolicy
-from watcher.logging import configure
-from watcher.receiver import SECRET_ENV, generate_secret
+from watcher.deliver.dispatch import Dispatcher, SinkPolicy
+from watcher.devtools.receiver import SECRET_ENV, generate_secret
+from watcher.model.transitions import Transition, stable_id
 from watcher.sinks import build_sink
 from watcher.stores import open_store
-from watcher.transitions import Transition, stable_id
 
 LIFE = ("QUEUED", "VALIDATING", "VALIDATED", "RUNNING")
 TARGET_S = 10.0
@@ -56,7 +56,7 @@ def cpu_seconds(pid: int) -> float:
 def receiver_process(secret: str) -> Iterator[tuple[str, int]]:
     """``python -m watcher.receiver`` in its own process; yields its base URL and pid."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "watcher.receiver"],
+        [sys.executable, "-m", "watcher.devtools.receiver"],
         stdout=subprocess.PIPE,
         text=True,
         env={**os.environ, SECRET_ENV: secret},

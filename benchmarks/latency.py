@@ -44,7 +44,7 @@ import yaml
 
 from benchmarks._report import table, verdict, write
 from benchmarks._sim import simulator_process
-from watcher.receiver import SECRET_ENV, generate_secret
+from watcher.devtools.receiver import SECRET_ENV, generate_secret
 
 # The account at the start: RUNNING dominates (checkpoint tracking fetches each one).
 MIX = {
@@ -111,7 +111,7 @@ def child_pid(word: str) -> int:
 def receiver_process(secret: str) -> Iterator[str]:
     """``python -m watcher.receiver`` in its own process; yields its base URL."""
     env = {**os.environ, SECRET_ENV: secret}
-    cmd = [sys.executable, "-m", "watcher.receiver", "--port", "0"]
+    cmd = [sys.executable, "-m", "watcher.devtools.receiver", "--port", "0"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
     try:
         assert proc.stdout is not None

@@ -38,9 +38,9 @@ import httpx
 
 from benchmarks._report import table, verdict, write
 from benchmarks._sim import simulator_process
+from watcher.app.daemon import Watcher
+from watcher.app.logging import configure
 from watcher.config import Config, validate_config
-from watcher.daemon import Watcher
-from watcher.logging import configure
 
 API_KEY = "bench-key"
 # 50 active jobs: most wait in the queue, a fifth train (each costs a detail per cycle with

@@ -35,10 +35,10 @@ import asyncpg
 import yaml
 
 from benchmarks._report import table, verdict, write
-from watcher.coordination.advisory import current_owners
-from watcher.httpserver import serve_app
-from watcher.receiver import Receiver, generate_secret
-from watcher.simulator import RunningSimulator, random_scenario, simulator
+from watcher.app.coordination.advisory import current_owners
+from watcher.app.httpserver import serve_app
+from watcher.devtools.receiver import Receiver, generate_secret
+from watcher.devtools.simulator import RunningSimulator, random_scenario, simulator
 
 ADMIN = os.environ.get("WATCHER_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REPLICAS = ("r1", "r2", "r3")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from watcher.models import Job
+from watcher.model.jobs import Job
+from watcher.model.transitions import Transition
 from watcher.sources.fine_tuning import parse_job
 
 T0 = 1_751_010_000
@@ -55,3 +56,16 @@ def job(job_id: str = "job-1", status: str = "QUEUED", **kwargs: Any) -> Job:
 def history(*steps: str, start: int = T0, gap: int = 10) -> list[tuple[str, int]]:
     """``status-updated`` events for ``steps``, ``gap`` seconds apart."""
     return [(s, start + i * gap) for i, s in enumerate(steps)]
+
+
+def transition(n: int, job_id: str = "j1") -> Transition:
+    """A RUNNING status change numbered ``n``, for the store and outbox tests."""
+    return Transition(
+        id=f"t{n}",
+        type="fine_tuning.job.running",
+        source="ft",
+        job_id=job_id,
+        status="RUNNING",
+        previous_status="QUEUED",
+        occurred_at=T0 + n,
+    )

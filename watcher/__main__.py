@@ -69,7 +69,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from watcher import cli  # heavy imports only once the arguments are valid
+    from watcher.cli import commands as cli  # heavy imports only once the arguments are valid
 
     return cli.dispatch(args)
 

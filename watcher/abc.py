@@ -10,9 +10,9 @@ from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from watcher.diff import JobKind, Snapshot
-from watcher.models import Job
-from watcher.transitions import Transition
+from watcher.detect.diff import JobKind, Snapshot
+from watcher.model.jobs import Job
+from watcher.model.transitions import Transition
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from pydantic import (
 )
 
 from watcher.exceptions import ConfigError
-from watcher.secrets import Secret
+from watcher.model.secrets import Secret
 
 DEFAULT_PATH = Path("/etc/watcher/config.yaml")
 
@@ -222,7 +222,7 @@ class _SinkConfig(_Model):
     @model_validator(mode="after")
     def _templates_render(self) -> Self:
         if self.templates is not None:
-            from watcher.templates import MessageTemplates
+            from watcher.render.templates import MessageTemplates
 
             try:
                 MessageTemplates(self.name, self.templates.model_dump()).check()

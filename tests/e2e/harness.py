@@ -16,8 +16,8 @@ from typing import Any
 import anyio
 import yaml
 
-from watcher.receiver import Received, Receiver
-from watcher.simulator import RunningSimulator
+from watcher.devtools.receiver import Received, Receiver
+from watcher.devtools.simulator import RunningSimulator
 
 TERMINAL = {"SUCCESS", "FAILED", "FAILED_VALIDATION", "CANCELLED"}
 

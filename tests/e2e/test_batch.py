@@ -15,9 +15,9 @@ from tests.e2e.harness import (
     progress,
     wait_until,
 )
-from watcher.httpserver import serve_app
-from watcher.receiver import Receiver, generate_secret
-from watcher.simulator import BatchSpec, simulator
+from watcher.app.httpserver import serve_app
+from watcher.devtools.receiver import Receiver, generate_secret
+from watcher.devtools.simulator import BatchSpec, simulator
 
 pytestmark = pytest.mark.e2e
 

@@ -19,9 +19,9 @@ from tests.e2e.harness import (
     wait_until,
     write_config,
 )
-from watcher.httpserver import serve_app
-from watcher.receiver import Receiver, generate_secret
-from watcher.simulator import JobSpec, RunningSimulator, random_scenario, simulator
+from watcher.app.httpserver import serve_app
+from watcher.devtools.receiver import Receiver, generate_secret
+from watcher.devtools.simulator import JobSpec, RunningSimulator, random_scenario, simulator
 
 pytestmark = pytest.mark.e2e
 
@@ -76,7 +76,7 @@ async def test_sigkill_at_several_points_loses_nothing(rig: Rig) -> None:
 
     # 1. mid-poll: the API holds the answer, the watcher dies waiting for it.
     await wait_until(lambda: len(sim.sim.log) >= 4, 20, "some progress")
-    from watcher.simulator import Fault
+    from watcher.devtools.simulator import Fault
 
     sim.sim.add_fault(Fault(mode="slow", delay=5.0, count=None, route="all"))
     await wait_until(lambda: sim.sim.in_flight > 0, 10, "a request in flight")
@@ -113,7 +113,7 @@ async def test_sigkill_at_several_points_loses_nothing(rig: Rig) -> None:
 async def test_api_faults_report_nothing_false(rig: Rig) -> None:
     """With 429, 5xx, slow answers, malformed bodies and an unknown status injected, the
     watcher keeps running, reports nothing false, and delivers every real change."""
-    from watcher.simulator import Fault
+    from watcher.devtools.simulator import Fault
 
     sim, receiver, watcher = rig.sim, rig.receiver, rig.watcher
     watcher.start()

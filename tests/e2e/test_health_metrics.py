@@ -17,9 +17,9 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.harness import WatcherProcess, write_config
-from watcher.httpserver import serve_app
-from watcher.receiver import Receiver, generate_secret
-from watcher.simulator import Fault, JobSpec, RunningSimulator, simulator
+from watcher.app.httpserver import serve_app
+from watcher.devtools.receiver import Receiver, generate_secret
+from watcher.devtools.simulator import Fault, JobSpec, RunningSimulator, simulator
 
 pytestmark = pytest.mark.e2e
 

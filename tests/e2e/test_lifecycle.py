@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
+from watcher.app.daemon import Watcher
+from watcher.app.httpserver import serve_app
 from watcher.config import Config, validate_config
-from watcher.daemon import Watcher
-from watcher.httpserver import serve_app
-from watcher.receiver import Receiver, generate_secret
-from watcher.simulator import JobSpec, RunningSimulator, simulator
+from watcher.devtools.receiver import Receiver, generate_secret
+from watcher.devtools.simulator import JobSpec, RunningSimulator, simulator
 
 pytestmark = pytest.mark.e2e
 

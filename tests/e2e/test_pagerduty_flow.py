@@ -12,12 +12,12 @@ import anyio
 import pytest
 import yaml
 
-from tests.test_pagerduty_sink import ROUTING_KEY, FakePagerDuty
+from tests.fakes.pagerduty import ROUTING_KEY, FakePagerDuty
+from tests.fakes.slack import FakeSlack
+from watcher.app.daemon import Watcher
+from watcher.app.httpserver import serve_app
 from watcher.config import validate_config
-from watcher.daemon import Watcher
-from watcher.httpserver import serve_app
-from watcher.simulator import JobSpec, simulator
-from watcher.sinks.slackfake import FakeSlack
+from watcher.devtools.simulator import JobSpec, simulator
 
 pytestmark = pytest.mark.e2e
 

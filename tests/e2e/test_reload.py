@@ -12,9 +12,9 @@ import yaml
 
 from tests.e2e.harness import WatcherProcess, wait_until
 from tests.e2e.test_health_metrics import NotifySocket
-from watcher.httpserver import serve_app
-from watcher.receiver import Receiver, generate_secret
-from watcher.simulator import JobSpec, simulator
+from watcher.app.httpserver import serve_app
+from watcher.devtools.receiver import Receiver, generate_secret
+from watcher.devtools.simulator import JobSpec, simulator
 
 pytestmark = pytest.mark.e2e
 

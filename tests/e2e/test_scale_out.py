@@ -30,10 +30,10 @@ from tests.e2e.harness import (
     status_keys,
     wait_until,
 )
-from watcher.coordination.advisory import current_owners
-from watcher.httpserver import serve_app
-from watcher.receiver import Receiver, generate_secret
-from watcher.simulator import RunningSimulator, random_scenario, simulator
+from watcher.app.coordination.advisory import current_owners
+from watcher.app.httpserver import serve_app
+from watcher.devtools.receiver import Receiver, generate_secret
+from watcher.devtools.simulator import RunningSimulator, random_scenario, simulator
 
 pytestmark = pytest.mark.e2e
 

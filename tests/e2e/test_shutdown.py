@@ -9,9 +9,9 @@ from typing import Any
 import anyio
 import pytest
 
+from watcher.app.daemon import Watcher
 from watcher.config import validate_config
-from watcher.daemon import Watcher
-from watcher.simulator import JobSpec, simulator
+from watcher.devtools.simulator import JobSpec, simulator
 
 pytestmark = pytest.mark.e2e
 

@@ -9,11 +9,11 @@ from typing import Any
 import anyio
 import pytest
 
+from tests.fakes.slack import FakeSlack
+from watcher.app.daemon import Watcher
+from watcher.app.httpserver import serve_app
 from watcher.config import Config, validate_config
-from watcher.daemon import Watcher
-from watcher.httpserver import serve_app
-from watcher.simulator import JobSpec, RunningSimulator, simulator
-from watcher.sinks.slackfake import FakeSlack
+from watcher.devtools.simulator import JobSpec, RunningSimulator, simulator
 
 pytestmark = pytest.mark.e2e
 

@@ -8,11 +8,11 @@ from typing import Any
 import anyio
 import pytest
 
+from watcher.app.daemon import Watcher
+from watcher.app.httpserver import serve_app
 from watcher.config import validate_config
-from watcher.daemon import Watcher
-from watcher.httpserver import serve_app
-from watcher.receiver import Receiver, generate_secret
-from watcher.simulator import Fault, JobSpec, simulator
+from watcher.devtools.receiver import Receiver, generate_secret
+from watcher.devtools.simulator import Fault, JobSpec, simulator
 
 pytestmark = pytest.mark.e2e
 

@@ -10,8 +10,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from watcher.receiver import Received
-from watcher.simulator import JobSpec, Simulator, random_scenario
+from watcher.devtools.receiver import Received
+from watcher.devtools.simulator import JobSpec, Simulator, random_scenario
 
 # A fact about a job, whatever the wire: ("status", job, previous, status),
 # ("checkpoint", job, step) or ("model", job, fine-tuned model).

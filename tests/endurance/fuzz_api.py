@@ -20,9 +20,9 @@ import httpx
 from hypothesis import strategies as st
 
 from watcher.config import BatchSourceConfig, FineTuningSourceConfig
-from watcher.models import Job, MalformedItem
-from watcher.secrets import Secret
-from watcher.simulator import BatchSpec, JobSpec, Simulator
+from watcher.devtools.simulator import BatchSpec, JobSpec, Simulator
+from watcher.model.jobs import Job, MalformedItem
+from watcher.model.secrets import Secret
 from watcher.sources.batch import BatchSource, parse_batch_job
 from watcher.sources.fine_tuning import FineTuningSource, parse_job
 from watcher.sources.listing import ListingSource

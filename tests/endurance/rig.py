@@ -18,10 +18,10 @@ import httpx
 import yaml
 
 from tests.e2e.harness import WatcherProcess
-from watcher.httpserver import serve_app
-from watcher.receiver import Receiver, generate_secret
-from watcher.simulator import DEFAULT_API_KEY, RunningSimulator, Simulator, create_app
-from watcher.simulator.engine import Fault, Route
+from watcher.app.httpserver import serve_app
+from watcher.devtools.receiver import Receiver, generate_secret
+from watcher.devtools.simulator import DEFAULT_API_KEY, RunningSimulator, Simulator, create_app
+from watcher.devtools.simulator.engine import Fault, Route
 
 from .scale import SPEED
 

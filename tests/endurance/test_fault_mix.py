@@ -16,7 +16,7 @@ import anyio
 import pytest
 
 from tests.e2e.harness import wait_until
-from watcher.simulator import Fault, JobSpec, Simulator
+from watcher.devtools.simulator import Fault, JobSpec, Simulator
 
 from .facts import (
     UNKNOWN_STATUSES,

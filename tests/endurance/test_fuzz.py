@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
 from watcher.abc import Cursor, PollContext, PollResult
-from watcher.diff import Snapshot, diff
+from watcher.detect.diff import Snapshot, diff
 from watcher.exceptions import SourceError
 
 from .fuzz_api import (

@@ -14,7 +14,7 @@ from watcher.config import (
     SlackSinkConfig,
     WebhookSinkConfig,
 )
-from watcher.templates import MessageTemplates
+from watcher.render.templates import MessageTemplates
 
 
 def build_sink(config: SinkConfig, client: httpx.AsyncClient, state: SinkState) -> Sink:

@@ -20,7 +20,7 @@ import anyio.to_thread
 
 from watcher.abc import Envelope
 from watcher.exceptions import DeliveryError
-from watcher.transitions import Transition, rfc3339
+from watcher.model.transitions import Transition, rfc3339
 
 # ESC/CSI sequences (7- and 8-bit), OSC strings and two-character ESC sequences.
 _ESCAPES = re.compile(

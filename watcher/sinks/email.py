@@ -41,9 +41,9 @@ import structlog
 
 from watcher.abc import Envelope
 from watcher.exceptions import DeliveryError
-from watcher.secrets import Secret
-from watcher.templates import MessageTemplates
-from watcher.transitions import Transition, rfc3339
+from watcher.model.secrets import Secret
+from watcher.model.transitions import Transition, rfc3339
+from watcher.render.templates import MessageTemplates
 
 log = structlog.get_logger(__name__)
 
@@ -328,7 +328,7 @@ def loss_series(job: Mapping[str, Any]) -> dict[str, list[tuple[float, float]]]:
 def _chart_function(name: str) -> Callable[..., Any] | None:
     """``watcher.charts.<name>`` when that module is there (charts are optional)."""
     try:
-        module = importlib.import_module("watcher.charts")
+        module = importlib.import_module("watcher.render.charts")
     except ImportError:
         return None
     function = getattr(module, name, None)

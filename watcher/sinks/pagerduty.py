@@ -46,12 +46,12 @@ import structlog
 
 from watcher import __version__
 from watcher.abc import Envelope
+from watcher.deliver.exchange import exchange
+from watcher.deliver.redact import redact_url
+from watcher.deliver.retry import Verdict, classify, parse_retry_after
 from watcher.exceptions import DeliveryError
-from watcher.exchange import exchange
-from watcher.redact import redact_url
-from watcher.retry import Verdict, classify, parse_retry_after
-from watcher.secrets import Secret
-from watcher.transitions import Transition
+from watcher.model.secrets import Secret
+from watcher.model.transitions import Transition
 
 log = structlog.get_logger(__name__)
 

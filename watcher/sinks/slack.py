@@ -43,13 +43,13 @@ import structlog
 
 from watcher import __version__
 from watcher.abc import Envelope, SinkState
+from watcher.deliver.exchange import exchange
+from watcher.deliver.redact import redact_url
+from watcher.deliver.retry import Verdict, classify, parse_retry_after
 from watcher.exceptions import DeliveryError
-from watcher.exchange import exchange
-from watcher.redact import redact_url
-from watcher.retry import Verdict, classify, parse_retry_after
-from watcher.secrets import Secret
-from watcher.templates import MessageTemplates
-from watcher.transitions import Transition, rfc3339
+from watcher.model.secrets import Secret
+from watcher.model.transitions import Transition, rfc3339
+from watcher.render.templates import MessageTemplates
 
 log = structlog.get_logger(__name__)
 
@@ -206,7 +206,7 @@ def duration(seconds: float) -> str:
 def _sparkline() -> Callable[[Sequence[float]], str] | None:
     """``watcher.charts.sparkline`` when that module is installed (it is optional)."""
     try:
-        module = importlib.import_module("watcher.charts")
+        module = importlib.import_module("watcher.render.charts")
     except ImportError:
         return None
     draw = getattr(module, "sparkline", None)

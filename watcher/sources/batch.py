@@ -22,8 +22,8 @@ import anyio
 import httpx
 
 from watcher.config import BatchSourceConfig
-from watcher.diff import Fact, JobKind, Snapshot
-from watcher.models import Job, MalformedItem, key, opt_int, opt_str, text, timestamp
+from watcher.detect.diff import Fact, JobKind, Snapshot
+from watcher.model.jobs import Job, MalformedItem, key, opt_int, opt_str, text, timestamp
 from watcher.sources.listing import ListingSource, iso
 from watcher.sources.policy import MIN_SPREAD, Policy
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import anyio
 
-from watcher.mistral import ApiClient
+from watcher.sources.mistral import ApiClient
 
 WINDOW = 60.0
 

@@ -16,8 +16,8 @@ import anyio
 import httpx
 
 from watcher.config import FineTuningSourceConfig
-from watcher.diff import JobKind, Snapshot
-from watcher.models import (
+from watcher.detect.diff import JobKind, Snapshot
+from watcher.model.jobs import (
     Checkpoint,
     Event,
     Job,

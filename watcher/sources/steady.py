@@ -25,8 +25,8 @@ from collections.abc import Iterable
 from dataclasses import replace
 
 from watcher.abc import PollContext, PollResult
-from watcher.diff import Snapshot
-from watcher.models import Job
+from watcher.detect.diff import Snapshot
+from watcher.model.jobs import Job
 from watcher.sources.listing import WATERMARK_OVERLAP, ListingSource, iso, settle
 
 

@@ -23,8 +23,9 @@ from watcher.abc import (
     Routed,
     StoreStatus,
 )
-from watcher.diff import Snapshot
+from watcher.detect.diff import Snapshot
 from watcher.exceptions import StaleCycle
+from watcher.model.transitions import Transition
 from watcher.stores import migrations
 from watcher.stores.schema import (
     alerts,
@@ -34,7 +35,6 @@ from watcher.stores.schema import (
     snapshots,
     transitions,
 )
-from watcher.transitions import Transition
 
 PENDING, DELIVERED, DEAD = "pending", "delivered", "dead"
 

@@ -1,0 +1,1 @@
+"""Test doubles that speak a real protocol on loopback (e.g. a fake Slack Web API)."""

@@ -1,0 +1,294 @@
+"""Prometheus metrics (``watcher_`` prefix), in a registry of each daemon's own.
+
+Label values are bounded: sources, sinks and routes come from the config or the code;
+whatever comes from the API (HTTP status codes, job statuses, transition types derived from
+statuses, a sink's reasons) is capped to known values, else ``other``. No job id is ever a
+label.
+
+Counters move as things happen; what lives in the store (jobs by status, the outbox) is read
+by :meth:`Metrics.refresh_store` on a schedule and rendered from that cache at scrape time,
+so that a scrape never waits for the database.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+from prometheus_client.process_collector import ProcessCollector
+
+from watcher import __version__
+from watcher.abc import StoreStatus
+from watcher.model.transitions import Transition, status_slug
+from watcher.sources import batch, fine_tuning
+
+# The documented statuses, and the terminal ones (which include watcher's own DELETED).
+JOB_STATUSES = frozenset(
+    {*fine_tuning.STATUSES, *fine_tuning.TERMINAL, *batch.STATUSES, *batch.TERMINAL}
+)
+JOB_PREFIXES = ("fine_tuning.job", "batch.job")
+# What follows a job prefix: one per documented status, the diff's facts, the sources'
+# facts and the rules' alerts.
+JOB_SUFFIXES = frozenset(
+    {status_slug(s) for s in JOB_STATUSES}
+    | {"event", "checkpoint", "model_ready", "progress", "errors_rising", "completed_with_errors"}
+    | {"cost_exceeded", "metric_regressed"}
+    | {f"{kind}{end}" for kind in ("stalled", "overrun") for end in ("", ".resolved")}
+)
+WATCHER_TYPES = frozenset(
+    {
+        "watcher.source.retired",
+        "watcher.source.unreachable",
+        "watcher.source.recovered",
+        "watcher.digest",
+        "watcher.heartbeat",
+        "watcher.test",
+    }
+)
+POLL_OUTCOMES = ("ok", "skipped", "retired", "auth_error", "error", "stale")
+MAX_REASONS = 20  # distinct final-error reasons per sink before the rest count as "other"
+# Poll cycles last from milliseconds (nothing changed) to minutes (a full resync of a large
+# history with retries).
+POLL_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+
+
+def status_label(status: str) -> str:
+    """A job status as a label value: documented ones as they are, the rest ``other``."""
+    return status if status in JOB_STATUSES else "other"
+
+
+def type_label(type_: str, prefixes: Collection[str] = JOB_PREFIXES) -> str:
+    """A transition type as a label value: ``<prefix>.<known suffix>`` or a known
+    ``watcher.*`` type as it is; an unknown suffix (e.g. an undocumented status) becomes
+    ``<prefix>.other``, anything else ``other``."""
+    if type_ in WATCHER_TYPES:
+        return type_
+    for prefix in prefixes:
+        if type_.startswith(prefix + "."):
+            return type_ if type_[len(prefix) + 1 :] in JOB_SUFFIXES else f"{prefix}.other"
+    if type_.startswith("watcher."):
+        return "watcher.other"
+    return "other"
+
+
+def code_label(status: int | None) -> str:
+    """An HTTP status as a label value; ``None`` (no answer: transport error or timeout)
+    is ``error``."""
+    if status is None:
+        return "error"
+    return str(status) if 100 <= status <= 599 else "other"
+
+
+class _StoreCollector:
+    """Jobs and outbox gauges from the last :class:`StoreStatus` read (no I/O at scrape)."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def describe(self) -> Iterable[Metric]:
+        return self._families(None, 0.0)
+
+    def collect(self) -> Iterable[Metric]:
+        return self._families(self._metrics.store_status, self._metrics.clock())
+
+    def _families(self, status: StoreStatus | None, now: float) -> Iterator[Metric]:
+        jobs = GaugeMetricFamily(
+            "watcher_jobs",
+            "Jobs tracked, by source and last seen status (undocumented statuses: other).",
+            labels=["source", "status"],
+        )
+        retired = GaugeMetricFamily(
+            "watcher_source_retired",
+            "1 when the source's API answered 410 Gone (an expected, reported state).",
+            labels=["source"],
+        )
+        pending = GaugeMetricFamily(
+            "watcher_outbox_pending", "Deliveries waiting for their sink (pending)."
+        )
+        oldest = GaugeMetricFamily(
+            "watcher_outbox_oldest_pending_age_seconds",
+            "Age of the oldest pending delivery (0 when none is pending).",
+        )
+        dead = GaugeMetricFamily("watcher_outbox_dead", "Dead-lettered deliveries.")
+        refreshed = GaugeMetricFamily(
+            "watcher_store_stats_timestamp_seconds",
+            "When the jobs and outbox gauges were last read from the store.",
+        )
+        if status is not None:
+            for source in self._metrics.sources:
+                counts: dict[str, int] = {}
+                for raw, count in status.jobs_by_source.get(source, {}).items():
+                    label = status_label(raw)
+                    counts[label] = counts.get(label, 0) + count
+                for label, count in sorted(counts.items()):
+                    jobs.add_metric([source, label], count)
+                cursor = status.cursors.get(source)
+                retired.add_metric([source], 1.0 if cursor is not None and cursor.retired else 0.0)
+            pending.add_metric([], status.pending)
+            age = now - status.oldest_pending_at if status.oldest_pending_at else 0.0
+            oldest.add_metric([], max(0.0, age) if status.pending else 0.0)
+            dead.add_metric([], status.dead)
+            refreshed.add_metric([], self._metrics.store_status_at)
+        yield from (jobs, retired, pending, oldest, dead, refreshed)
+
+
+class _SinkErrorsCollector:
+    """``watcher_sink_final_errors_total{sink,reason}`` from the sinks that count their
+    final errors by reason (``final_errors``, e.g. Slack)."""
+
+    def __init__(self, sinks: Mapping[str, object]) -> None:
+        self._sinks = dict(sinks)
+
+    def describe(self) -> Iterable[Metric]:
+        return [self._family()]
+
+    def _family(self) -> CounterMetricFamily:
+        return CounterMetricFamily(
+            "watcher_sink_final_errors",
+            f"Final (not retried) errors by sink and the sink's reason (first {MAX_REASONS}"
+            " reasons per sink, then other).",
+            labels=["sink", "reason"],
+        )
+
+    def collect(self) -> Iterable[Metric]:
+        family = self._family()
+        for name, sink in self._sinks.items():
+            counts = getattr(sink, "final_errors", None)
+            if not isinstance(counts, Mapping):
+                continue
+            other = 0
+            # A Counter keeps insertion order: the first reasons keep their own series, so
+            # every series only ever grows.
+            for index, (reason, count) in enumerate(counts.items()):
+                if index < MAX_REASONS and isinstance(reason, str):
+                    family.add_metric([name, reason[:64]], float(count))
+                else:
+                    other += int(count)
+            if other:
+                family.add_metric([name, "other"], float(other))
+        return [family]
+
+
+class Metrics:
+    """Every metric of one daemon, registered in :attr:`registry` (not the global one)."""
+
+    def __init__(
+        self,
+        sources: Iterable[str] = (),
+        *,
+        sinks: Mapping[str, object] | None = None,
+        prefixes: Iterable[str] = (),
+        clock: Callable[[], float] = time.time,
+        process: bool = True,
+    ) -> None:
+        self.sources = list(sources)
+        self.clock = clock
+        self.prefixes = tuple(dict.fromkeys([*JOB_PREFIXES, *prefixes]))
+        self.store_status: StoreStatus | None = None
+        self.store_status_at = 0.0
+        self.registry = registry = CollectorRegistry(auto_describe=True)
+        common: dict[str, Any] = {"namespace": "watcher", "registry": registry}
+        self.polls = Counter(
+            "polls", "Poll cycles by source and outcome.", ["source", "outcome"], **common
+        )
+        self.poll_duration = Histogram(
+            "poll_duration_seconds",
+            "Duration of poll cycles that reached the API, by source.",
+            ["source"],
+            buckets=POLL_BUCKETS,
+            **common,
+        )
+        self.last_success = Gauge(
+            "last_successful_poll_timestamp_seconds",
+            "When each source was last polled successfully (Unix time).",
+            ["source"],
+            **common,
+        )
+        self.api_requests = Counter(
+            "api_requests",
+            "HTTP requests to the APIs by source, route and status code (error: no answer).",
+            ["source", "route", "code"],
+            **common,
+        )
+        self.transitions = Counter(
+            "transitions",
+            "Transitions recorded, by type (unknown suffixes: <prefix>.other).",
+            ["type"],
+            **common,
+        )
+        self.deliveries = Counter(
+            "deliveries",
+            "Deliveries finished, by sink and final outcome (delivered or dead).",
+            ["sink", "outcome"],
+            **common,
+        )
+        self.delivery_attempts = Counter(
+            "delivery_attempts",
+            "Delivery attempts (one per transition and sink tried), by sink and result.",
+            ["sink", "result"],
+            **common,
+        )
+        self.ownership_changes = Counter(
+            "ownership_changes",
+            "Sources taken or given up by this replica (acquired, released, lost).",
+            ["source", "change"],
+            **common,
+        )
+        self.owned = Gauge(
+            "source_owned", "1 while this replica polls the source, else 0.", ["source"], **common
+        )
+        self.claim_conflicts = Counter(
+            "delivery_claim_conflicts",
+            "Deliveries another replica claimed between our read and our claim, by sink.",
+            ["sink"],
+            **common,
+        )
+        Info("build", "The running watcher.", **common).info({"version": __version__})
+        registry.register(_StoreCollector(self))
+        registry.register(_SinkErrorsCollector(sinks or {}))
+        if process:
+            ProcessCollector(registry=registry)
+        for source in self.sources:
+            for outcome in POLL_OUTCOMES:
+                self.polls.labels(source, outcome)  # every series exists from the start
+
+    # --- what the daemon's parts report ----------------------------------------------------
+
+    def poll_done(self, source: str, outcome: str, seconds: float) -> None:
+        self.polls.labels(source, outcome if outcome in POLL_OUTCOMES else "error").inc()
+        if outcome not in ("skipped", "stale"):
+            self.poll_duration.labels(source).observe(seconds)
+        if outcome == "ok":
+            self.last_success.labels(source).set(self.clock())
+
+    def ownership_changed(self, source: str, change: str) -> None:
+        """``change``: acquired, released or lost."""
+        self.ownership_changes.labels(source, change).inc()
+        self.owned.labels(source).set(1 if change == "acquired" else 0)
+
+    def claim_conflict(self, sink: str, count: int) -> None:
+        self.claim_conflicts.labels(sink).inc(count)
+
+    def api_request(self, source: str, route: str, status: int | None) -> None:
+        self.api_requests.labels(source, route, code_label(status)).inc()
+
+    def transitions_recorded(self, transitions: Iterable[Transition]) -> None:
+        for transition in transitions:
+            self.transitions.labels(type_label(transition.type, self.prefixes)).inc()
+
+    def delivery_attempt(self, sink: str, result: str) -> None:
+        """``result``: ok, retryable_error or final_error."""
+        self.delivery_attempts.labels(sink, result).inc()
+
+    def delivery_finished(self, sink: str, outcome: str) -> None:
+        """``outcome``: delivered or dead."""
+        self.deliveries.labels(sink, outcome).inc()
+
+    def refreshed(self, status: StoreStatus) -> None:
+        """A fresh read of the store for the jobs and outbox gauges."""
+        self.store_status = status
+        self.store_status_at = self.clock()

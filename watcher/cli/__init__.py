@@ -1,0 +1,3 @@
+"""The command line: ``watcher run|once|check-config|status|…`` (``commands``) and the JSON
+Schemas it prints (``schema``). Parses, loads, calls the app; the top of the layers.
+"""

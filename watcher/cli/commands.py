@@ -1,0 +1,376 @@
+"""The commands behind ``watcher``; each returns its exit code."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import anyio
+
+if TYPE_CHECKING:
+    from watcher.abc import Envelope
+    from watcher.model.transitions import Transition
+import structlog
+
+from watcher.app.logging import configure
+from watcher.config import (
+    Config,
+    ConsoleSinkConfig,
+    PagerDutySinkConfig,
+    SinkConfig,
+    load_config,
+    resolve_path,
+    secrets_of,
+    summary,
+)
+from watcher.exceptions import ConfigError
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+
+def _load(args: argparse.Namespace) -> Config | None:
+    path = resolve_path(args.config)
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        print(f"watcher: config error: {exc}", file=sys.stderr)
+        return None
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    command: str = args.command
+    if command == "simulate":
+        return simulate(args)
+    if command == "schema":
+        import json
+
+        from watcher.cli.schema import config_schema, events_schema
+
+        chosen = config_schema() if args.what == "config" else events_schema()
+        print(json.dumps(chosen, indent=2, sort_keys=True))
+        return EXIT_OK
+    if command == "demo":
+        from watcher.devtools.demo import run_demo
+
+        return run_demo(speed=args.speed, timeout=args.timeout)
+    config = _load(args)
+    if config is None:
+        return EXIT_USAGE
+    if command == "check-config":
+        print(f"config OK: {resolve_path(args.config)}")
+        print(summary(config))
+        return EXIT_OK
+    if command == "routes":
+        return explain_routes(config, args.transition)
+    if command == "render":
+        return render(config, args.sink, args.sample)
+    configure(config.logging.level, config.logging.format, secrets=secrets_of(config))
+    try:
+        if command == "test-sink":
+            return anyio.run(_test_sink, config, args.sink)
+        if command == "deliveries":
+            return anyio.run(_deliveries, config, args)
+        if command == "run":
+            return anyio.run(_run, config, resolve_path(args.config))
+        if command == "once":
+            return anyio.run(_once, config)
+        if command == "status":
+            return anyio.run(_status, config)
+        if command == "migrate":
+            from watcher.stores import migrate
+
+            revision = anyio.run(migrate, config.state.url)
+            print(f"state schema at revision {revision}")
+            return EXIT_OK
+    except KeyboardInterrupt:
+        return EXIT_OK
+    except Exception:
+        structlog.get_logger(__name__).exception("watcher_failed")
+        return EXIT_FAILURE
+    raise AssertionError(f"unhandled command {command}")  # argparse only lets known ones in
+
+
+async def _run(config: Config, path: Path) -> int:
+    from watcher.app.daemon import run
+
+    await run(config, path)
+    return EXIT_OK
+
+
+async def _once(config: Config) -> int:
+    from watcher.app.daemon import Watcher
+
+    async with Watcher(config) as watcher:
+        outcomes = await watcher.once()
+    failed = [name for name, o in outcomes.items() if o.outcome in ("error", "auth_error")]
+    return EXIT_FAILURE if failed else EXIT_OK
+
+
+async def _status(config: Config) -> int:
+    """``watcher status``: sources, tracked jobs by status, deliveries. Reads the store the
+    daemon uses (SQLite in WAL mode: safe while it runs)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from watcher.stores import POSTGRES_PREFIXES, open_store
+
+    store = open_store(config.state.url)
+    await store.open()
+    try:
+        status = await store.status()
+    finally:
+        await store.aclose()
+    owners: dict[str, str | None] | None = None
+    if config.state.url.startswith(POSTGRES_PREFIXES):  # replicas: who polls what
+        from watcher.app.coordination.advisory import current_owners
+
+        owners = await current_owners(config.state.url, [s.name for s in config.sources])
+    now = time.time()
+    console = Console(highlight=False, soft_wrap=True)
+    sources = Table(title="sources", title_justify="left")
+    columns = ["source", "kind", "interval", "last poll", "state", "jobs by status"]
+    if owners is not None:
+        columns.append("polled by")
+    for column in columns:
+        sources.add_column(column)
+    for source in config.sources:
+        jobs = status.jobs_by_source.get(source.name, {})
+        last = status.last_poll_at.get(source.name)
+        cursor = status.cursors.get(source.name)
+        state = "ok"
+        if cursor is not None and cursor.retired:
+            state = "retired (410 Gone)"
+        elif cursor is not None and cursor.failing_since is not None:
+            state = f"failing for {now - cursor.failing_since:.0f}s"
+        elif not last:
+            state = "never polled"
+        by_status = ", ".join(f"{name} {count}" for name, count in sorted(jobs.items())) or "-"
+        row = [
+            source.name,
+            source.kind,
+            f"{source.interval:g}s",
+            f"{now - last:.0f}s ago" if last else "never",
+            state,
+            f"{sum(jobs.values())}: {by_status}" if jobs else "0",
+        ]
+        if owners is not None:
+            row.append(owners.get(source.name) or "nobody (no replica running?)")
+        sources.add_row(*row)
+    console.print(sources)
+    oldest = f", oldest {now - status.oldest_pending_at:.0f}s" if status.oldest_pending_at else ""
+    console.print(
+        f"deliveries: {status.pending} pending{oldest}, {status.dead} dead, "
+        f"{status.delivered} delivered"
+        + ("  (see: watcher deliveries --state dead)" if status.dead else "")
+    )
+    return EXIT_OK
+
+
+def simulate(args: argparse.Namespace) -> int:
+    from watcher.devtools.simulator import format_banner, run_simulator
+
+    configure("warning", "auto")
+    scenario = Path(args.scenario) if args.scenario else None
+
+    def ready(base_url: str) -> None:
+        print(format_banner(base_url, args.api_key), flush=True)
+
+    try:
+        anyio.run(
+            lambda: run_simulator(
+                host=args.host,
+                port=args.port,
+                scenario=scenario,
+                speed=args.speed,
+                seed=args.seed,
+                api_key=args.api_key,
+                ready=ready,
+            )
+        )
+    except KeyboardInterrupt:
+        return EXIT_OK
+    except (ValueError, OSError) as exc:
+        print(f"watcher simulate: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return EXIT_OK
+
+
+def _transition_from(text: str) -> Transition:
+    """A transition from a webhook payload or a stored transition, as a file or JSON."""
+    import json
+
+    from watcher.model.transitions import Transition
+
+    path = Path(text)
+    raw = json.loads(path.read_text(encoding="utf-8") if path.is_file() else text)
+    if not isinstance(raw, dict):
+        raise ValueError("not a JSON object")
+    if "data" in raw and "type" in raw:  # a webhook payload
+        data = raw["data"]
+        job = data.get("job") or {}
+        return Transition(
+            id=str(raw.get("id", "explain")),
+            type=raw["type"],
+            source=data.get("source", ""),
+            job_id=job.get("id"),
+            status=data.get("status"),
+            previous_status=data.get("previous_status"),
+            job=job,
+        )
+    return Transition.from_json({"id": "explain", "source": "", **raw})
+
+
+def explain_routes(config: Config, text: str) -> int:
+    """``watcher routes explain``: which routes and sinks a transition reaches, and why."""
+    from watcher.detect.routing import Router
+
+    try:
+        transition = _transition_from(text)
+    except (ValueError, KeyError, TypeError, OSError) as exc:
+        print(f"watcher: cannot read a transition from the argument: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    now = time.time()
+    router = Router(config.effective_routes)
+    print(
+        f"transition: {transition.type} (source {transition.source or '-'}, "
+        f"status {transition.status or '-'}, previous {transition.previous_status or '-'})"
+    )
+    decisions = router.decide(transition, now)
+    for decision in decisions:
+        head = f"route {decision.index} -> {', '.join(decision.route.sinks)}:"
+        if not decision.matched:
+            print(f"  {head} no match ({'; '.join(decision.why)})")
+            continue
+        state = "matches, muted now" if decision.muted else "matches"
+        stop = "; continue: false, routing stops here" if not decision.route.continue_ else ""
+        print(f"  {head} {state}{stop}")
+    stopped = len(decisions) < len(router.routes)
+    if stopped:
+        print(f"  routes {len(decisions)}..{len(router.routes) - 1}: not considered")
+    sinks = router.sinks_for(transition, now)
+    print(f"sinks: {', '.join(sinks) if sinks else 'none (recorded, sent nowhere)'}")
+    return EXIT_OK
+
+
+def render(config: Config, sink_name: str, sample: str) -> int:
+    """``watcher render``: what a sink would send for a sample transition (nothing is sent)."""
+    import json
+
+    from watcher.render.templates import SAMPLES, MessageTemplates, sample_envelopes
+
+    sink = next((s for s in config.sinks if s.name == sink_name), None)
+    if sink is None:
+        print(f"watcher: no sink named {sink_name!r}", file=sys.stderr)
+        return EXIT_USAGE
+    if sample not in SAMPLES:
+        print(f"watcher: no sample {sample!r} (one of {', '.join(SAMPLES)})", file=sys.stderr)
+        return EXIT_USAGE
+    batch = sample_envelopes(sample)
+    templates = MessageTemplates(sink.name, sink.templates.model_dump() if sink.templates else {})
+    for part in MessageTemplates.PARTS:
+        rendered = templates.render(part, batch)
+        if rendered is not None:
+            print(f"--- {part} (template) ---\n{rendered}")
+    built = _built_in(sink, batch)
+    print(f"--- {sink.kind} message ---")
+    print(built if isinstance(built, str) else json.dumps(built, indent=2, ensure_ascii=False))
+    return EXIT_OK
+
+
+def _built_in(sink: SinkConfig, batch: list[Envelope]) -> object:
+    """The sink's own rendering of ``batch``, without sending it."""
+    import httpx
+
+    from watcher.sinks import build_sink
+
+    class _NoState:
+        async def get_sink_state(self, sink: str, key: str) -> str | None:
+            return None
+
+        async def put_sink_state(self, sink: str, key: str, value: str) -> None:
+            return None
+
+    built = build_sink(sink, httpx.AsyncClient(), _NoState())
+    compose = getattr(built, "compose", None)  # slack
+    if callable(compose):
+        return compose(batch).payload()
+    build = getattr(built, "build", None)  # email
+    if callable(build):
+        return str(build(batch).as_string())
+    if isinstance(sink, PagerDutySinkConfig):
+        from watcher.sinks.pagerduty import DEFAULT_RESOLVE_ON
+        from watcher.sinks.pagerduty import decide as pd_decide
+
+        resolve_on = frozenset(s.upper() for s in (sink.resolve_on or DEFAULT_RESOLVE_ON))
+        decision = pd_decide(batch[0].transition, resolve_on)
+        if decision is None:
+            return "(not sent: PagerDuty only hears about failures, stalls and their ends)"
+        event = built.event(batch[0], decision)  # type: ignore[attr-defined]
+        event["routing_key"] = "<secret>"
+        return event
+    if isinstance(sink, ConsoleSinkConfig):
+        from watcher.sinks.console import format_line
+
+        return format_line(batch[0])
+    return batch[0].transition.payload(batch[0].detected_at)
+
+
+async def _test_sink(config: Config, sink_name: str) -> int:
+    """``watcher test-sink``: a clearly labelled test message through one sink."""
+    from watcher.abc import Envelope
+    from watcher.app.daemon import Watcher
+    from watcher.exceptions import DeliveryError
+    from watcher.model.transitions import Transition, stable_id
+
+    if sink_name not in {s.name for s in config.sinks}:
+        print(f"watcher: no sink named {sink_name!r}", file=sys.stderr)
+        return EXIT_USAGE
+    now = time.time()
+    transition = Transition(
+        id=stable_id("watcher.test", sink_name, now),
+        type="watcher.test",
+        source="watcher",
+        occurred_at=int(now),
+        details={"reason": "TEST MESSAGE from `watcher test-sink`: no job is concerned"},
+    )
+    async with Watcher(config) as watcher:
+        try:
+            await watcher.sinks[sink_name].send([Envelope(transition, now)])
+        except DeliveryError as exc:
+            print(f"sink {sink_name!r} refused the test message: {exc}")
+            return EXIT_FAILURE
+    print(f"sink {sink_name!r} accepted the test message")
+    return EXIT_OK
+
+
+async def _deliveries(config: Config, args: argparse.Namespace) -> int:
+    """``watcher deliveries``: list them, or ``retry`` dead ones."""
+    from watcher.stores import open_store
+
+    store = open_store(config.state.url)
+    await store.open()
+    try:
+        if args.action == "retry":
+            if not args.id and not args.all_dead:
+                print(
+                    "watcher: deliveries retry needs a transition ID or --all-dead", file=sys.stderr
+                )
+                return EXIT_USAGE
+            count = await store.retry_dead(None if args.all_dead else args.id, now=time.time())
+            print(f"{count} dead deliveries back in the queue")
+            return EXIT_OK
+        rows = await store.list_deliveries(state=args.state, limit=args.limit)
+    finally:
+        await store.aclose()
+    for row in rows:
+        error = f"  {row.last_error}" if row.last_error else ""
+        print(
+            f"{row.transition_id}  {row.sink:<12} {row.state:<9} attempts={row.attempts}  "
+            f"{row.type}  {row.source}/{row.job_id or '-'}{error}"
+        )
+    if not rows:
+        print("no deliveries")
+    return EXIT_OK

@@ -1,0 +1,424 @@
+"""Scenarios: fine-tuning and batch job lifecycles from a YAML file, or generated from a seed.
+
+A scenario file::
+
+    jobs:
+      - name: support-bot              # optional, unique
+        job_type: completion           # completion | classifier | any other string
+        model: open-mistral-7b         # any string
+        suffix: support-bot            # any string or null
+        create_after: 2                # seconds after the simulator starts
+        steps: [[VALIDATING, 2], [VALIDATED, 4], [RUNNING, 6], [SUCCESS, 14]]
+        checkpoints: 3                 # spread over the RUNNING phase
+        auto_start: true
+        events_order: oldest_first     # or newest_first (as in 2024)
+    batches:                           # optional; batch jobs (``jobs`` may then be left out)
+      - name: nightly-eval             # optional, unique among batches
+        endpoint: /v1/chat/completions # any string
+        model: mistral-small-latest    # any string, or null (agent jobs)
+        agent_id: null
+        metadata: {team: ml}           # a mapping or null
+        create_after: 1
+        steps: [[RUNNING, 2], [SUCCESS, 12]]  # counters move linearly while RUNNING
+        total_requests: 100
+        failure_rate: 0.05             # fraction of the requests that fail
+        errors: [Invalid request body] # messages of the job's errors once it ends with failures
+        progress: 0.5                  # share done by a run that does not succeed
+        total_while_queued: false      # total_requests is 0 while QUEUED unless true
+        frozen: false
+        created_by_me: true
+
+Step times are seconds after the job's creation. Errors are :class:`ValueError` naming the
+field (``jobs[1].steps[2]: ...``).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, cast
+
+import yaml
+
+from watcher.devtools.simulator.batch import (
+    DEFAULT_BATCH_MODEL,
+    DEFAULT_ENDPOINT,
+    DEFAULT_PROGRESS,
+    DEFAULT_TOTAL_REQUESTS,
+    BatchSpec,
+)
+from watcher.devtools.simulator.jobs import EVENTS_ORDERS, EventsOrder, JobSpec
+
+_FIELDS = frozenset(
+    {
+        "name", "job_type", "model", "suffix", "status", "create_after", "steps",
+        "checkpoints", "auto_start", "events_order", "frozen", "created_by_me",
+        "wandb_project", "wandb_name", "repository",
+    }
+)  # fmt: skip
+_BATCH_FIELDS = frozenset(
+    {
+        "name", "endpoint", "model", "agent_id", "metadata", "status", "create_after", "steps",
+        "total_requests", "failure_rate", "errors", "progress", "total_while_queued", "frozen",
+        "created_by_me",
+    }
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """Everything a scenario file scripts: fine-tuning jobs and batch jobs."""
+
+    jobs: tuple[JobSpec, ...] = ()
+    batches: tuple[BatchSpec, ...] = ()
+
+
+def load_scenario(path: Path | str) -> list[JobSpec]:
+    """The job specs of a scenario file; :class:`ValueError` names the file and the field."""
+    return list(load_full_scenario(path).jobs)
+
+
+def load_full_scenario(path: Path | str) -> Scenario:
+    """The fine-tuning and batch job specs of a scenario file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read scenario: {exc.strerror or exc}") from None
+    return parse_full_scenario(text, source=str(path))
+
+
+def load_demo() -> list[JobSpec]:
+    """The built-in demo scenario (``scenarios/demo.yaml``)."""
+    demo = resources.files("watcher.devtools.simulator").joinpath("scenarios", "demo.yaml")
+    text = demo.read_text("utf-8")
+    return parse_scenario(text, source="demo.yaml")
+
+
+def parse_scenario(text: str, *, source: str = "scenario") -> list[JobSpec]:
+    """The job specs of a scenario given as YAML text (its batches are checked, not kept)."""
+    return list(parse_full_scenario(text, source=source).jobs)
+
+
+def parse_full_scenario(text: str, *, source: str = "scenario") -> Scenario:
+    """The fine-tuning and batch job specs of a scenario given as YAML text.
+
+    ``jobs`` is required unless ``batches`` is given.
+    """
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{source}: not valid YAML: {exc}") from None
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{source}: a scenario is a mapping with a 'jobs' list")
+    unknown = sorted(str(k) for k in data if k not in ("jobs", "batches"))
+    if unknown:
+        raise ValueError(f"{source}: {unknown[0]}: unknown field")
+    jobs = data.get("jobs", [] if "batches" in data else None)
+    if not isinstance(jobs, list):
+        raise ValueError(f"{source}: jobs: must be a list")
+    batches = data.get("batches", [])
+    if not isinstance(batches, list):
+        raise ValueError(f"{source}: batches: must be a list")
+    specs = [job_spec(raw, where=f"{source}: jobs[{i}]") for i, raw in enumerate(jobs)]
+    batch_specs = [
+        batch_spec(raw, where=f"{source}: batches[{i}]") for i, raw in enumerate(batches)
+    ]
+    _unique_names([spec.name for spec in specs], f"{source}: jobs")
+    _unique_names([spec.name for spec in batch_specs], f"{source}: batches")
+    return Scenario(jobs=tuple(specs), batches=tuple(batch_specs))
+
+
+def _unique_names(names: list[str | None], where: str) -> None:
+    seen: set[str] = set()
+    for i, name in enumerate(names):
+        if name is not None:
+            if name in seen:
+                raise ValueError(f"{where}[{i}].name: duplicate name {name!r}")
+            seen.add(name)
+
+
+def job_spec(raw: Any, *, where: str = "") -> JobSpec:
+    """One :class:`JobSpec` from a mapping (scenario entry or admin request body).
+
+    ``where`` prefixes the field names in errors (``jobs[0]`` gives ``jobs[0].steps``).
+    """
+    if not isinstance(raw, Mapping):
+        raise ValueError(f"{where or 'job'}: must be a mapping")
+    for key in raw:
+        if key not in _FIELDS:
+            raise ValueError(f"{_prefix(where)}{key}: unknown field")
+    status = _string(raw, "status", where, default="QUEUED")
+    steps = _steps(raw.get("steps"), f"{_prefix(where)}steps")
+    events_order = raw.get("events_order", "oldest_first")
+    if events_order not in EVENTS_ORDERS:
+        raise ValueError(f"{_prefix(where)}events_order: must be one of {', '.join(EVENTS_ORDERS)}")
+    return JobSpec(
+        name=_optional_string(raw, "name", where),
+        job_type=_string(raw, "job_type", where, default="completion"),
+        model=_optional_string(raw, "model", where),
+        suffix=_optional_string(raw, "suffix", where),
+        status=status or "QUEUED",
+        create_after=_seconds(raw.get("create_after", 0), f"{_prefix(where)}create_after"),
+        steps=steps,
+        checkpoints=_count(raw.get("checkpoints", 0), f"{_prefix(where)}checkpoints"),
+        auto_start=_bool(raw, "auto_start", where, default=True),
+        events_order=cast(EventsOrder, events_order),
+        frozen=_bool(raw, "frozen", where, default=False),
+        created_by_me=_bool(raw, "created_by_me", where, default=True),
+        wandb_project=_optional_string(raw, "wandb_project", where),
+        wandb_name=_optional_string(raw, "wandb_name", where),
+        repository=_optional_string(raw, "repository", where),
+    )
+
+
+def batch_spec(raw: Any, *, where: str = "") -> BatchSpec:
+    """One :class:`BatchSpec` from a mapping (scenario entry or admin request body).
+
+    A missing ``model`` is the default model; ``model: null`` sends null.
+    """
+    if not isinstance(raw, Mapping):
+        raise ValueError(f"{where or 'batch'}: must be a mapping")
+    for key in raw:
+        if key not in _BATCH_FIELDS:
+            raise ValueError(f"{_prefix(where)}{key}: unknown field")
+    metadata = raw.get("metadata")
+    if metadata is not None and (
+        not isinstance(metadata, Mapping) or not all(isinstance(k, str) for k in metadata)
+    ):
+        raise ValueError(f"{_prefix(where)}metadata: must be a mapping with string keys, or null")
+    errors = raw.get("errors", [])
+    if not isinstance(errors, list) or not all(isinstance(e, str) and e for e in errors):
+        raise ValueError(f"{_prefix(where)}errors: must be a list of non-empty strings")
+    return BatchSpec(
+        name=_optional_string(raw, "name", where),
+        endpoint=_string(raw, "endpoint", where, default=DEFAULT_ENDPOINT),
+        model=_optional_string(raw, "model", where) if "model" in raw else DEFAULT_BATCH_MODEL,
+        agent_id=_optional_string(raw, "agent_id", where),
+        metadata=dict(metadata) if metadata is not None else None,
+        status=_string(raw, "status", where, default="QUEUED"),
+        create_after=_seconds(raw.get("create_after", 0), f"{_prefix(where)}create_after"),
+        steps=_steps(raw.get("steps"), f"{_prefix(where)}steps"),
+        total_requests=_count(
+            raw.get("total_requests", DEFAULT_TOTAL_REQUESTS), f"{_prefix(where)}total_requests"
+        ),
+        failure_rate=_fraction(raw.get("failure_rate", 0.0), f"{_prefix(where)}failure_rate"),
+        errors=tuple(errors),
+        progress=_fraction(raw.get("progress", DEFAULT_PROGRESS), f"{_prefix(where)}progress"),
+        total_while_queued=_bool(raw, "total_while_queued", where, default=False),
+        frozen=_bool(raw, "frozen", where, default=False),
+        created_by_me=_bool(raw, "created_by_me", where, default=True),
+    )
+
+
+def steps_from(raw: Any, *, where: str = "steps") -> tuple[tuple[str, float], ...]:
+    """``[[STATUS, seconds], ...]`` validated: statuses non-empty, times non-decreasing."""
+    return _steps(raw, where)
+
+
+def _prefix(where: str) -> str:
+    return f"{where}." if where else ""
+
+
+def _steps(raw: Any, where: str) -> tuple[tuple[str, float], ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise ValueError(f"{where}: must be a list of [STATUS, seconds] pairs")
+    steps: list[tuple[str, float]] = []
+    for i, item in enumerate(raw):
+        here = f"{where}[{i}]"
+        if not isinstance(item, list | tuple) or len(item) != 2:
+            raise ValueError(f"{here}: must be a [STATUS, seconds] pair")
+        status, after = item
+        if not isinstance(status, str) or not status:
+            raise ValueError(f"{here}: the status must be a non-empty string")
+        seconds = _seconds(after, here)
+        if steps and seconds < steps[-1][1]:
+            raise ValueError(f"{here}: steps must be in time order ({seconds} < {steps[-1][1]})")
+        steps.append((status, seconds))
+    return tuple(steps)
+
+
+def _seconds(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"{where}: must be a number of seconds")
+    if value < 0:
+        raise ValueError(f"{where}: must not be negative")
+    return float(value)
+
+
+def _fraction(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+        raise ValueError(f"{where}: must be a number between 0 and 1")
+    return float(value)
+
+
+def _count(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{where}: must be a non-negative integer")
+    return value
+
+
+def _bool(raw: Mapping[str, Any], key: str, where: str, *, default: bool) -> bool:
+    value = raw.get(key, default)
+    if not isinstance(value, bool):
+        raise ValueError(f"{_prefix(where)}{key}: must be true or false")
+    return value
+
+
+def _string(raw: Mapping[str, Any], key: str, where: str, *, default: str) -> str:
+    value = raw.get(key, default)
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{_prefix(where)}{key}: must be a non-empty string")
+    return value
+
+
+def _optional_string(raw: Mapping[str, Any], key: str, where: str) -> str | None:
+    value = raw.get(key)
+    if value is not None and not isinstance(value, str):
+        raise ValueError(f"{_prefix(where)}{key}: must be a string or null")
+    return value
+
+
+# -- seeded random scenarios ---------------------------------------------------------------
+
+_V = ("VALIDATING", "VALIDATED")
+_CANCEL = ("CANCELLATION_REQUESTED", "CANCELLED")
+# (job_type, auto_start, statuses after QUEUED, checkpoints wanted, events order)
+_LIFECYCLES: tuple[tuple[str, bool, tuple[str, ...], bool, str], ...] = (
+    ("completion", True, (*_V, "RUNNING", "SUCCESS"), True, "oldest_first"),
+    ("completion", True, ("RUNNING", "SUCCESS"), True, "newest_first"),  # 2024 style
+    ("completion", True, (*_V, "RUNNING", "FAILED"), True, "oldest_first"),
+    ("completion", True, ("VALIDATING", "FAILED_VALIDATION"), False, "oldest_first"),
+    ("completion", True, (*_V, "RUNNING", *_CANCEL), True, "oldest_first"),
+    ("classifier", False, (*_V, "QUEUED", "RUNNING", "SUCCESS"), True, "oldest_first"),
+    ("classifier", False, _V, False, "oldest_first"),  # parked until someone calls /start
+    ("classifier", True, (*_V, "RUNNING", "FAILED"), True, "oldest_first"),
+    ("completion", True, _CANCEL, False, "oldest_first"),  # cancelled while QUEUED
+)
+_HOSTILE = (
+    "<script>alert(1)</script>",
+    "*bold* _it_ `code` <!channel>",
+    "line\nbreak",
+    "ünïcödé-🚀",
+    "'; DROP TABLE jobs; --",
+    "x" * 300,
+    "{{ 7*7 }}",
+    "",
+)
+
+
+def random_scenario(
+    seed: int,
+    jobs: int = 8,
+    *,
+    start_within: float = 10.0,
+    step_gap: tuple[float, float] = (2.0, 5.0),
+    hostile: bool = False,
+) -> list[JobSpec]:
+    """``jobs`` varied lifecycles, the same for the same arguments.
+
+    Jobs appear within ``start_within`` seconds, their steps ``step_gap`` seconds apart.
+    ``hostile`` gives them suffixes and models a watcher must escape.
+    """
+    rng = random.Random(seed)
+    specs: list[JobSpec] = []
+    for i in range(jobs):
+        job_type, auto_start, statuses, with_checkpoints, order = rng.choice(_LIFECYCLES)
+        at = 0.0
+        steps: list[tuple[str, float]] = []
+        for status in statuses:
+            at += round(rng.uniform(*step_gap), 1)
+            steps.append((status, at))
+        suffix: str | None = rng.choice(_HOSTILE) if hostile else f"sim-{i}"
+        model = rng.choice(_HOSTILE) if hostile and rng.random() < 0.5 else None
+        specs.append(
+            JobSpec(
+                name=f"job-{i}",
+                job_type=job_type,
+                model=model,
+                suffix=suffix,
+                create_after=round(rng.uniform(0.0, start_within), 1),
+                steps=tuple(steps),
+                checkpoints=rng.randint(1, 4) if with_checkpoints else 0,
+                auto_start=auto_start,
+                events_order=cast(EventsOrder, order),
+                wandb_project="sim-project" if rng.random() < 0.3 else None,
+                repository="mistralai/sim-data" if rng.random() < 0.2 else None,
+            )
+        )
+    return specs
+
+
+_BATCH_CANCEL = ("CANCELLATION_REQUESTED", "CANCELLED")
+# (statuses after QUEUED, with failed requests): every ending the reference §5 describes.
+_BATCH_LIFECYCLES: tuple[tuple[tuple[str, ...], bool], ...] = (
+    (("RUNNING", "SUCCESS"), False),
+    (("RUNNING", "SUCCESS"), True),  # SUCCESS with failed requests, even all of them
+    (("RUNNING", "TIMEOUT_EXCEEDED"), True),
+    (("RUNNING", *_BATCH_CANCEL), False),
+    (("RUNNING", "FAILED"), True),
+    (("SUCCESS",), False),  # a fast job skips RUNNING between two polls
+    (_BATCH_CANCEL, False),  # cancelled while QUEUED
+)
+# (endpoint, model): agent jobs have no model.
+_BATCH_TARGETS: tuple[tuple[str, str | None], ...] = (
+    ("/v1/chat/completions", "mistral-small-latest"),
+    ("/v1/embeddings", "mistral-embed"),
+    ("/v1/ocr", "mistral-ocr-latest"),
+    ("/v1/fim/completions", "codestral-latest"),
+    ("/v1/moderations", "mistral-moderation-latest"),
+    ("/v1/agents/completions", None),
+)
+_BATCH_ERRORS = (
+    "Request body is not valid JSON",
+    "The maximum context length was exceeded",
+    "Document exceeds the maximum size",
+)
+
+
+def random_batch_scenario(
+    seed: int,
+    jobs: int = 8,
+    *,
+    start_within: float = 10.0,
+    step_gap: tuple[float, float] = (2.0, 5.0),
+) -> list[BatchSpec]:
+    """``jobs`` batch jobs with varied lifecycles, the same for the same arguments.
+
+    Jobs appear within ``start_within`` seconds, their steps ``step_gap`` seconds apart.
+    """
+    rng = random.Random(seed)
+    specs: list[BatchSpec] = []
+    for i in range(jobs):
+        statuses, with_failures = rng.choice(_BATCH_LIFECYCLES)
+        at = 0.0
+        steps: list[tuple[str, float]] = []
+        for status in statuses:
+            at += round(rng.uniform(*step_gap), 1)
+            steps.append((status, at))
+        endpoint, model = rng.choice(_BATCH_TARGETS)
+        failure_rate = rng.choice((0.01, 0.1, 0.5, 1.0)) if with_failures else 0.0
+        progress = round(rng.uniform(0.1, 0.9), 2)
+        specs.append(
+            BatchSpec(
+                name=f"batch-{i}",
+                endpoint=endpoint,
+                model=model,
+                agent_id=f"ag_sim_{i}" if model is None else None,
+                metadata={"pipeline": "sim", "run": str(i)} if rng.random() < 0.5 else None,
+                create_after=round(rng.uniform(0.0, start_within), 1),
+                steps=tuple(steps),
+                total_requests=rng.choice((1, 10, 100, 500, 20_000)),
+                failure_rate=failure_rate,
+                progress=progress,
+                errors=tuple(rng.sample(_BATCH_ERRORS, rng.randint(1, 2))) if with_failures else (),
+                total_while_queued=rng.random() < 0.5,
+            )
+        )
+    return specs

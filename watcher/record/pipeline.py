@@ -1,0 +1,253 @@
+"""One poll cycle of one source: poll -> diff -> route -> commit (one guarded transaction, or
+one per part when the source flushes part of its cycle early)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
+
+import anyio
+import structlog
+
+from watcher.abc import Cursor, PollContext, Routed, Source, Store
+from watcher.config import RuleConfig, SourceConfig
+from watcher.detect.diff import Snapshot, diff
+from watcher.detect.routing import Router
+from watcher.detect.rules import on_change
+from watcher.exceptions import SourceAuthError, SourceError, SourceRetired, StaleCycle
+from watcher.model.jobs import Job
+from watcher.model.transitions import source_recovered, source_retired, source_unreachable
+
+if TYPE_CHECKING:
+    from watcher.app.metrics import Metrics
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class CycleOutcome:
+    """What one cycle did (for ``once``, tests and benchmarks)."""
+
+    # ok | skipped | retired | auth_error | error | stale (another replica committed the
+    # source meanwhile: this cycle was discarded) | standby (another replica's source)
+    outcome: str
+    jobs: int = 0
+    transitions: int = 0
+    requests: int = 0
+
+
+@dataclass
+class _Cycle:
+    """One cycle of one source, possibly recorded in several commits (see
+    :attr:`~watcher.abc.PollContext.flush`)."""
+
+    name: str
+    source: Source
+    cursor: Cursor  # as the cycle found it
+    active: dict[str, Snapshot]
+    now: float
+    baseline: bool
+    commits: int = 0
+    jobs: int = 0
+    transitions: int = 0
+    deliveries: int = 0
+    current: Cursor = field(default_factory=Cursor)  # as last committed (or found)
+
+    def __post_init__(self) -> None:
+        self.current = self.cursor
+
+
+class Pipeline:
+    def __init__(
+        self,
+        store: Store,
+        router: Router,
+        sources: Mapping[str, tuple[Source, SourceConfig]],
+        *,
+        rules: Sequence[RuleConfig] = (),
+        wake: Callable[[], None] = lambda: None,
+        clock: Callable[[], float] = time.time,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.rules = list(rules)
+        self.store = store
+        self.router = router
+        self.sources = dict(sources)
+        self.wake = wake
+        self.clock = clock
+        self.metrics = metrics
+        self.last_ok: dict[str, float] = {}
+        self._last_try: dict[str, float] = {}
+
+    async def poll(self, name: str) -> CycleOutcome:
+        """One cycle of source ``name``; never raises for a source's own failures."""
+        started = time.monotonic()
+        with structlog.contextvars.bound_contextvars(source=name):
+            try:
+                outcome = await self._poll(name)
+            except StaleCycle as exc:
+                # The source changed hands during the cycle: the new owner's state stands.
+                log.warning("cycle_discarded", reason=str(exc))
+                outcome = CycleOutcome("stale")
+            except Exception:
+                # The store or a bug, not the source: log it, keep the schedule going.
+                log.exception("poll_crashed")
+                outcome = CycleOutcome("error")
+        if self.metrics is not None:
+            self.metrics.poll_done(name, outcome.outcome, time.monotonic() - started)
+        return outcome
+
+    def _recorded(self, routed: Sequence[Routed]) -> None:
+        """Count transitions once their commit is done."""
+        if self.metrics is not None:
+            self.metrics.transitions_recorded(r.transition for r in routed)
+
+    async def _poll(self, name: str) -> CycleOutcome:
+        source, config = self.sources[name]
+        now = self.clock()
+        cursor = await self.store.load_cursor(name)
+        if cursor.retired and now - self._last_try.get(name, 0.0) < config.retired_interval:
+            return CycleOutcome("skipped")
+        self._last_try[name] = now
+        cycle = _Cycle(
+            name=name,
+            source=source,
+            cursor=cursor,
+            active=await self.store.active_snapshots(name),
+            now=now,
+            baseline=not cursor.baseline_done and config.on_start == "baseline",
+        )
+
+        async def lookup(job_ids: Sequence[str]) -> Mapping[str, Snapshot]:
+            return await self.store.get_snapshots(name, job_ids)
+
+        async def flush(jobs: Sequence[Job], progress: Cursor) -> None:
+            await self._record(cycle, jobs, progress, final=False)
+
+        started = time.monotonic()
+        try:
+            result = await source.poll(PollContext(cursor, cycle.active, now, lookup, flush))
+        except SourceRetired as exc:
+            return await self._retired(name, cycle.current, exc, now)
+        except SourceAuthError as exc:
+            log.error("source_auth_failed", status_code=exc.status_code, error=str(exc))
+            await self._failed(name, cycle.current, str(exc), now)
+            return CycleOutcome("auth_error")
+        except SourceError as exc:
+            log.warning("poll_failed", error=str(exc))
+            await self._failed(name, cycle.current, str(exc), now)
+            return CycleOutcome("error")
+        await self._record(cycle, result.jobs, result.cursor, final=True)
+        self.last_ok[name] = self.clock()
+        log.info(
+            "poll_done",
+            jobs=cycle.jobs,
+            transitions=cycle.transitions,
+            deliveries=cycle.deliveries,
+            commits=cycle.commits,
+            requests=result.requests,
+            malformed=result.malformed,
+            baseline=cycle.baseline,
+            seconds=round(time.monotonic() - started, 3),
+        )
+        return CycleOutcome("ok", cycle.jobs, cycle.transitions, result.requests)
+
+    async def _record(
+        self, cycle: _Cycle, jobs: Sequence[Job], cursor: Cursor, *, final: bool
+    ) -> None:
+        """Diff ``jobs``, route their transitions and commit them with ``cursor`` (one
+        guarded transaction: refused if another replica committed the source since)."""
+        name, now = cycle.name, cycle.now
+        kind = cycle.source.kind
+        snapshots: list[Snapshot] = []
+        routed: list[Routed] = []
+        # What the store knows of the jobs not followed (read again rather than kept from
+        # the source's lookups: a full listing looks up the whole history).
+        unknown = [job.id for job in jobs if job.id not in cycle.active]
+        known = await self.store.get_snapshots(name, unknown) if unknown else {}
+        for job in jobs:
+            previous = cycle.active.get(job.id) or known.get(job.id)
+            snapshot, transitions = diff(previous, job, source=name, kind=kind)
+            marks, alerts = on_change(
+                self.rules, previous, snapshot, transitions, prefix=kind.prefix
+            )
+            if marks != snapshot.marks:
+                snapshot = replace(snapshot, marks=marks)
+            transitions += alerts
+            snapshots.append(snapshot)
+            if cycle.baseline:
+                continue
+            for transition in transitions:
+                routed.append(Routed(transition, self.router.sinks_for(transition, now)))
+        before = cycle.cursor
+        # The source answered: whatever part of the cycle this is, it is no longer failing
+        # (a part may carry the cursor as the cycle found it, failure marks included).
+        cursor = replace(cursor, failing_since=None, unreachable=False, retired=False)
+        if cycle.commits == 0:  # the first commit of a good cycle tells of the recovery
+            if before.retired:
+                log.warning("source_answers_again", reason="the API no longer answers 410")
+            if before.unreachable and before.failing_since is not None:
+                log.warning("source_recovered", down_seconds=round(now - before.failing_since))
+                recovered = source_recovered(name, before.failing_since, now)
+                routed.append(Routed(recovered, self.router.sinks_for(recovered, now)))
+        # Shielded: a stop request lets the commit finish instead of rolling it back.
+        with anyio.CancelScope(shield=True):
+            added = await self.store.commit(
+                name, cursor, snapshots, routed, now=now, polled=final, expect=cycle.current.version
+            )
+        cycle.current = replace(cursor, version=cycle.current.version + 1)
+        cycle.commits += 1
+        cycle.jobs += len(jobs)
+        cycle.transitions += len(routed)
+        cycle.deliveries += added
+        for snapshot in snapshots:  # later parts of the cycle diff against these
+            if snapshot.terminal:
+                cycle.active.pop(snapshot.job_id, None)
+            else:
+                cycle.active[snapshot.job_id] = snapshot
+        self._recorded(routed)
+        if added:
+            self.wake()
+
+    async def _failed(self, name: str, cursor: Cursor, reason: str, now: float) -> None:
+        """Remember since when the source fails; past ``unreachable_after``, say it once."""
+        _, config = self.sources[name]
+        since = cursor.failing_since if cursor.failing_since is not None else now
+        updated = replace(cursor, failing_since=since)
+        routed: list[Routed] = []
+        if not cursor.unreachable and now - since >= config.unreachable_after:
+            log.error("source_unreachable", since_seconds=round(now - since), error=reason)
+            transition = source_unreachable(name, since, reason)
+            routed.append(Routed(transition, self.router.sinks_for(transition, now)))
+            updated = replace(updated, unreachable=True)
+        if updated == cursor:
+            return
+        with anyio.CancelScope(shield=True):
+            added = await self.store.commit(
+                name, updated, [], routed, now=now, polled=False, expect=cursor.version
+            )
+        self._recorded(routed)
+        if added:
+            self.wake()
+
+    async def _retired(
+        self, name: str, cursor: Cursor, exc: SourceRetired, now: float
+    ) -> CycleOutcome:
+        # A retired source counts as healthy: it is an expected, already reported state.
+        self.last_ok[name] = self.clock()
+        if cursor.retired:
+            log.debug("source_still_retired", route=exc.route)
+            return CycleOutcome("retired")
+        log.error("source_retired", route=exc.route, error=str(exc))
+        transition = source_retired(name, exc.route)
+        routed = [Routed(transition, self.router.sinks_for(transition, now))]
+        with anyio.CancelScope(shield=True):
+            added = await self.store.commit(
+                name, replace(cursor, retired=True), [], routed, now=now, expect=cursor.version
+            )
+        self._recorded(routed)
+        if added:
+            self.wake()
+        return CycleOutcome("retired", transitions=1)

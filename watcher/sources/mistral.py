@@ -1,0 +1,164 @@
+"""HTTP access to a Mistral API: bearer auth, explicit timeouts, retries with backoff.
+
+Converts httpx errors and HTTP statuses into watcher's own exceptions:
+429/5xx/timeouts/connection errors are retried (``Retry-After`` honoured) and then become
+:class:`SourceUnavailable`; 401/403 :class:`SourceAuthError`; 410 :class:`SourceRetired`;
+an answer that is not JSON :class:`SourceProtocolError`; 404 :class:`NotFound`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import anyio
+import httpx
+import structlog
+
+from watcher import __version__
+from watcher.deliver.retry import Verdict, backoff, classify, parse_retry_after
+from watcher.exceptions import (
+    SourceAuthError,
+    SourceProtocolError,
+    SourceRetired,
+    SourceUnavailable,
+)
+from watcher.model.secrets import Secret
+
+log = structlog.get_logger(__name__)
+
+# Longer waits than this give up the cycle instead of holding it (the next cycle retries).
+MAX_WAIT = 60.0
+# An answer larger than this is refused rather than buffered (a detail with thousands of
+# checkpoints is a few MB).
+MAX_BODY = 64 * 1024 * 1024
+
+
+class NotFound(SourceProtocolError):
+    """404: the thing asked for does not exist (a job deleted or never there)."""
+
+
+class ApiClient:
+    """GETs JSON from one API, counting requests (polling cost is a feature to measure)."""
+
+    def __init__(
+        self,
+        *,
+        source: str,
+        base_url: str,
+        api_key: Secret,
+        client: httpx.AsyncClient,
+        timeout: float,
+        max_retries: int,
+        backoff_base: float = 0.5,
+        backoff_cap: float = 30.0,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+    ) -> None:
+        self.source = source
+        self.base_url = base_url.rstrip("/")
+        self._api_key = api_key
+        self._client = client
+        self._timeout = httpx.Timeout(timeout, connect=min(timeout, 5.0))
+        self._deadline = timeout  # for the whole exchange: httpx's timeouts are per read
+        self._max_retries = max_retries
+        self._backoff_base = backoff_base
+        self._backoff_cap = backoff_cap
+        self._sleep = sleep
+        self.requests = 0
+        # A peer that asked for a long pause (Retry-After beyond MAX_WAIT) gets it: no
+        # request goes out before this time, whichever cycle asks.
+        self.not_before = 0.0
+        # Told of every request sent: (route, HTTP status, or None when no answer came).
+        self.observe: Callable[[str, int | None], None] | None = None
+
+    async def get_json(self, path: str, params: Mapping[str, Any], *, route: str) -> Any:
+        """The decoded JSON body of ``GET path``; ``route`` names it in logs and errors."""
+        headers = {
+            "Authorization": f"Bearer {self._api_key.get()}",
+            "Accept": "application/json",
+            "User-Agent": f"watcher/{__version__}",
+        }
+        problem = ""
+        wait = self.not_before - time.time()
+        if wait > 0:
+            raise SourceUnavailable(self.source, f"the API asked to wait {wait:.0f}s more")
+        for attempt in range(self._max_retries + 1):
+            retry_after: float | None = None
+            self.requests += 1
+            try:
+                with anyio.fail_after(self._deadline):
+                    status, retry_header, body = await self._get(path, params, headers)
+            except TimeoutError:
+                self._observe(route, None)
+                problem = f"timeout on {route}"
+            except httpx.TransportError as exc:
+                self._observe(route, None)
+                problem = f"{type(exc).__name__} on {route}"
+            else:
+                self._observe(route, status)
+                if status == 410:
+                    raise SourceRetired(self.source, route)
+                if status in (401, 403):
+                    raise SourceAuthError(self.source, status)
+                verdict = classify(status)
+                if verdict is Verdict.DONE:
+                    if body is None:
+                        raise SourceProtocolError(self.source, f"answer from {route} is too large")
+                    try:
+                        return json.loads(body)
+                    except ValueError:
+                        problem = f"malformed JSON from {route}"
+                    except RecursionError:  # nested past what any decoder reads
+                        raise SourceProtocolError(
+                            self.source, f"answer from {route} is nested too deep"
+                        ) from None
+                elif verdict is Verdict.RETRY:
+                    problem = f"HTTP {status} from {route}"
+                    retry_after = parse_retry_after(retry_header, now=time.time())
+                elif status == 404:
+                    raise NotFound(self.source, f"HTTP 404 from {route}")
+                else:
+                    raise SourceProtocolError(self.source, f"HTTP {status} from {route}")
+            if attempt == self._max_retries:
+                break
+            delay = backoff(
+                attempt, base=self._backoff_base, cap=self._backoff_cap, retry_after=retry_after
+            )
+            if delay > MAX_WAIT:
+                problem += f" (asked to wait {delay:.0f}s)"
+                self.not_before = time.time() + delay
+                break
+            log.debug(
+                "api_retry",
+                source=self.source,
+                route=route,
+                problem=problem,
+                attempt=attempt + 1,
+                delay=round(delay, 3),
+            )
+            await self._sleep(delay)
+        raise SourceUnavailable(self.source, problem or f"{route} failed")
+
+    def _observe(self, route: str, status: int | None) -> None:
+        if self.observe is not None:
+            self.observe(route, status)
+
+    async def _get(
+        self, path: str, params: Mapping[str, Any], headers: Mapping[str, str]
+    ) -> tuple[int, str | None, bytes | None]:
+        """Status, Retry-After and body (``None`` when larger than ``MAX_BODY``)."""
+        request = self._client.build_request(
+            "GET", self.base_url + path, params=params, headers=headers, timeout=self._timeout
+        )
+        response = await self._client.send(request, stream=True)
+        try:
+            body = bytearray()
+            async for chunk in response.aiter_bytes():
+                body += chunk
+                if len(body) > MAX_BODY:
+                    return response.status_code, None, None
+            return response.status_code, response.headers.get("retry-after"), bytes(body)
+        finally:
+            await response.aclose()
