@@ -52,10 +52,11 @@ import httpx
 
 from watcher.abc import Cursor, PollContext
 from watcher.config import FineTuningSourceConfig
-from watcher.detect.diff import Snapshot, diff
+from watcher.detect.diff import diff
 from watcher.devtools.simulator.app import create_app
 from watcher.devtools.simulator.engine import Simulator
 from watcher.model.secrets import Secret
+from watcher.model.snapshot import Snapshot
 from watcher.sources.fine_tuning import KIND, FineTuningSource
 from watcher.sources.policy import Policy, RoundRobin
 

@@ -10,8 +10,8 @@ from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from watcher.detect.diff import JobKind, Snapshot
 from watcher.model.jobs import Job
+from watcher.model.snapshot import JobKind, Snapshot
 from watcher.model.transitions import Transition
 
 

@@ -30,6 +30,7 @@ from pydantic import (
 
 from watcher.exceptions import ConfigError
 from watcher.model.secrets import Secret
+from watcher.model.webhooks import check_headers, decode_secret
 
 DEFAULT_PATH = Path("/etc/watcher/config.yaml")
 
@@ -247,8 +248,6 @@ class WebhookSinkConfig(_SinkConfig):
     @field_validator("headers")
     @classmethod
     def _headers(cls, value: dict[str, str]) -> dict[str, str]:
-        from watcher.sinks.webhook import check_headers
-
         check_headers(value)
         return value
 
@@ -256,8 +255,6 @@ class WebhookSinkConfig(_SinkConfig):
     @classmethod
     def _whsec(cls, value: Secret | None) -> Secret | None:
         if value is not None:
-            from watcher.sinks.webhook import decode_secret
-
             decode_secret(value.get())  # the sink's own rule, so check-config agrees with it
         return value
 

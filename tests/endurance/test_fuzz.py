@@ -22,8 +22,9 @@ from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
 from watcher.abc import Cursor, PollContext, PollResult
-from watcher.detect.diff import Snapshot, diff
+from watcher.detect.diff import diff
 from watcher.exceptions import SourceError
+from watcher.model.snapshot import Snapshot
 
 from .fuzz_api import (
     FAMILIES,

@@ -23,7 +23,7 @@ import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import anyio
 import structlog
@@ -33,8 +33,16 @@ from watcher.config import DeliveryConfig
 from watcher.deliver.retry import backoff
 from watcher.exceptions import DeliveryError
 
-if TYPE_CHECKING:
-    from watcher.app.metrics import Metrics
+
+class DeliveryMetrics(Protocol):
+    """What the dispatcher counts (:class:`watcher.app.metrics.Metrics` provides it)."""
+
+    def claim_conflict(self, sink: str, count: int) -> None: ...
+
+    def delivery_attempt(self, sink: str, result: str) -> None: ...
+
+    def delivery_finished(self, sink: str, outcome: str) -> None: ...
+
 
 log = structlog.get_logger(__name__)
 
@@ -69,7 +77,7 @@ class Dispatcher:
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
         batch: int = BATCH,
-        metrics: Metrics | None = None,
+        metrics: DeliveryMetrics | None = None,
         owner: str = "watcher",
         lease: float = LEASE,
         serves: Callable[[str], bool] = lambda sink: True,

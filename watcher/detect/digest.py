@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from watcher.abc import Cursor
-from watcher.detect.diff import Snapshot
+from watcher.model.snapshot import Snapshot
 from watcher.model.transitions import Transition, rfc3339, stable_id
 
 SUCCEEDED = {"SUCCESS"}

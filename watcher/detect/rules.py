@@ -29,7 +29,7 @@ from watcher.config import (
     StalledRuleConfig,
     TimeRuleConfig,
 )
-from watcher.detect.diff import Snapshot
+from watcher.model.snapshot import Snapshot
 from watcher.model.transitions import Transition, rfc3339, stable_id
 
 

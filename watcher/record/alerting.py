@@ -28,9 +28,9 @@ from watcher.config import (
     StalledRuleConfig,
     TimeRuleConfig,
 )
-from watcher.detect.diff import Snapshot
 from watcher.detect.routing import Router
 from watcher.detect.rules import Condition, conditions
+from watcher.model.snapshot import Snapshot
 from watcher.model.transitions import Transition, stable_id
 
 log = structlog.get_logger(__name__)

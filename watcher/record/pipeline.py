@@ -4,24 +4,36 @@ one per part when the source flushes part of its cycle early)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import anyio
 import structlog
 
 from watcher.abc import Cursor, PollContext, Routed, Source, Store
 from watcher.config import RuleConfig, SourceConfig
-from watcher.detect.diff import Snapshot, diff
+from watcher.detect.diff import diff
 from watcher.detect.routing import Router
 from watcher.detect.rules import on_change
 from watcher.exceptions import SourceAuthError, SourceError, SourceRetired, StaleCycle
 from watcher.model.jobs import Job
-from watcher.model.transitions import source_recovered, source_retired, source_unreachable
+from watcher.model.snapshot import Snapshot
+from watcher.model.transitions import (
+    Transition,
+    source_recovered,
+    source_retired,
+    source_unreachable,
+)
 
-if TYPE_CHECKING:
-    from watcher.app.metrics import Metrics
+
+class CycleMetrics(Protocol):
+    """What a cycle counts (:class:`watcher.app.metrics.Metrics` provides it)."""
+
+    def poll_done(self, source: str, outcome: str, seconds: float) -> None: ...
+
+    def transitions_recorded(self, transitions: Iterable[Transition]) -> None: ...
+
 
 log = structlog.get_logger(__name__)
 
@@ -69,7 +81,7 @@ class Pipeline:
         rules: Sequence[RuleConfig] = (),
         wake: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.time,
-        metrics: Metrics | None = None,
+        metrics: CycleMetrics | None = None,
     ) -> None:
         self.rules = list(rules)
         self.store = store

@@ -22,8 +22,8 @@ import anyio
 import httpx
 
 from watcher.config import BatchSourceConfig
-from watcher.detect.diff import Fact, JobKind, Snapshot
 from watcher.model.jobs import Job, MalformedItem, key, opt_int, opt_str, text, timestamp
+from watcher.model.snapshot import Fact, JobKind, Snapshot
 from watcher.sources.listing import ListingSource, iso
 from watcher.sources.policy import MIN_SPREAD, Policy
 

@@ -19,7 +19,7 @@ import math
 from collections.abc import Iterable, Mapping
 
 from watcher.abc import PollContext, PollResult
-from watcher.detect.diff import Snapshot
+from watcher.model.snapshot import Snapshot
 from watcher.sources.budget import WINDOW, RequestBudget
 from watcher.sources.listing import UNKNOWN_STATUS_EVERY, ListingSource
 from watcher.sources.policy import (

@@ -16,7 +16,6 @@ import anyio
 import httpx
 
 from watcher.config import FineTuningSourceConfig
-from watcher.detect.diff import JobKind, Snapshot
 from watcher.model.jobs import (
     Checkpoint,
     Event,
@@ -29,6 +28,7 @@ from watcher.model.jobs import (
     parse_event,
     timestamp,
 )
+from watcher.model.snapshot import JobKind, Snapshot
 from watcher.sources.listing import ListingSource
 from watcher.sources.policy import Policy
 

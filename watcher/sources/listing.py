@@ -34,9 +34,10 @@ import structlog
 
 from watcher.abc import PollContext, PollResult
 from watcher.config import SourceBaseConfig
-from watcher.detect.diff import JobKind, Snapshot, same_view
+from watcher.detect.diff import same_view
 from watcher.exceptions import SourceError, SourceProtocolError
 from watcher.model.jobs import Job, MalformedItem, key
+from watcher.model.snapshot import JobKind, Snapshot
 from watcher.sources.mistral import ApiClient, NotFound
 from watcher.sources.policy import MIN_SPREAD, SPREAD, Policy, expected_duration
 

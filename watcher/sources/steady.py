@@ -25,8 +25,8 @@ from collections.abc import Iterable
 from dataclasses import replace
 
 from watcher.abc import PollContext, PollResult
-from watcher.detect.diff import Snapshot
 from watcher.model.jobs import Job
+from watcher.model.snapshot import Snapshot
 from watcher.sources.listing import WATERMARK_OVERLAP, ListingSource, iso, settle
 
 

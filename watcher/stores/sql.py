@@ -23,8 +23,8 @@ from watcher.abc import (
     Routed,
     StoreStatus,
 )
-from watcher.detect.diff import Snapshot
 from watcher.exceptions import StaleCycle
+from watcher.model.snapshot import Snapshot
 from watcher.model.transitions import Transition
 from watcher.stores import migrations
 from watcher.stores.schema import (

@@ -10,8 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.factories import T0, history, job, raw_job
-from watcher.detect.diff import Snapshot, chronological, diff
+from watcher.detect.diff import chronological, diff
 from watcher.model.jobs import Job
+from watcher.model.snapshot import Snapshot
 from watcher.model.transitions import Transition
 from watcher.sources.fine_tuning import KIND, STATUSES, parse_job
 

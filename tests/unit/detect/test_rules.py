@@ -14,9 +14,10 @@ from watcher.config import (
     RuleConfig,
     StalledRuleConfig,
 )
-from watcher.detect.diff import Snapshot, diff
+from watcher.detect.diff import diff
 from watcher.detect.rules import conditions, on_change
 from watcher.model.jobs import Job
+from watcher.model.snapshot import Snapshot
 from watcher.model.transitions import Transition
 from watcher.sources.fine_tuning import KIND
 

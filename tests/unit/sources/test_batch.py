@@ -14,9 +14,10 @@ import pytest
 from tests.factories import T0
 from watcher.abc import Cursor, PollContext, PollResult
 from watcher.config import BatchSourceConfig
-from watcher.detect.diff import Snapshot, diff
+from watcher.detect.diff import diff
 from watcher.model.jobs import MalformedItem
 from watcher.model.secrets import Secret
+from watcher.model.snapshot import Snapshot
 from watcher.model.transitions import Transition
 from watcher.sources.batch import BatchSource, parse_batch_job
 

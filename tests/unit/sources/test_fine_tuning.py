@@ -17,9 +17,10 @@ import pytest
 from tests.factories import T0, history, raw_job
 from watcher.abc import Cursor, PollContext, PollResult
 from watcher.config import FineTuningSourceConfig
-from watcher.detect.diff import Snapshot, diff
+from watcher.detect.diff import diff
 from watcher.exceptions import SourceAuthError, SourceRetired, SourceUnavailable
 from watcher.model.secrets import Secret
+from watcher.model.snapshot import Snapshot
 from watcher.sources.fine_tuning import KIND, FineTuningSource, parse_job
 
 KEY = "sk-test-key-123"

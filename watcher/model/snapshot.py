@@ -1,0 +1,89 @@
+"""What watcher remembers of a job (:class:`Snapshot`) and what differs between job
+families (:class:`JobKind`, :class:`Fact`): the values the diff, the stores and the sources
+share."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from watcher.model.jobs import Job
+
+
+@dataclass(frozen=True)
+class Fact:
+    """A source-specific fact about a job (a progress milestone, rising errors): reported
+    once, under the id derived from ``key``."""
+
+    key: tuple[str | int | float, ...]
+    type: str  # appended to the kind's prefix: ``batch.job.progress``
+    occurred_at: int | None
+    details: Mapping[str, Any]
+
+
+def _no_facts(previous: Snapshot | None, current: Job) -> Sequence[Fact]:
+    return ()
+
+
+@dataclass(frozen=True)
+class JobKind:
+    """What differs between job families: the type prefix, the terminal statuses, and the
+    family's own facts (computed from the previous snapshot and the current job)."""
+
+    prefix: str
+    terminal: frozenset[str]
+    facts: Callable[[Snapshot | None, Job], Sequence[Fact]] = _no_facts
+
+
+@dataclass(frozen=True, kw_only=True)
+class Snapshot:
+    """The last state of a job that watcher has seen (persisted by the store)."""
+
+    source: str
+    job_id: str
+    status: str
+    created_at: int
+    modified_at: int
+    status_since: int
+    terminal: bool
+    job: dict[str, Any]
+    fine_tuned_model: str | None = None
+    detailed: bool = False
+    seen_events: frozenset[str] = field(default_factory=frozenset)
+    seen_checkpoints: frozenset[int] = field(default_factory=frozenset)
+    marks: Mapping[str, Any] = field(default_factory=dict)  # what rules remember of the job
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "created_at": self.created_at,
+            "modified_at": self.modified_at,
+            "status_since": self.status_since,
+            "job": self.job,
+            "fine_tuned_model": self.fine_tuned_model,
+            "detailed": self.detailed,
+            "seen_events": sorted(self.seen_events),
+            "seen_checkpoints": sorted(self.seen_checkpoints),
+            "marks": dict(self.marks),
+        }
+
+    @classmethod
+    def from_json(
+        cls, source: str, job_id: str, raw: dict[str, Any], *, terminal: bool
+    ) -> Snapshot:
+        return cls(
+            source=source,
+            job_id=job_id,
+            status=raw["status"],
+            created_at=raw["created_at"],
+            modified_at=raw["modified_at"],
+            status_since=raw.get("status_since", raw["modified_at"]),
+            terminal=terminal,
+            job=raw.get("job", {}),
+            fine_tuned_model=raw.get("fine_tuned_model"),
+            detailed=raw.get("detailed", False),
+            seen_events=frozenset(raw.get("seen_events", ())),
+            seen_checkpoints=frozenset(raw.get("seen_checkpoints", ())),
+            marks=raw.get("marks") or {},
+        )
