@@ -6,6 +6,9 @@ import sqlalchemy as sa
 
 metadata = sa.MetaData()
 
+# The states of a delivery (``deliveries.state``).
+PENDING, DELIVERED, DEAD = "pending", "delivered", "dead"
+
 snapshots = sa.Table(
     "snapshots",
     metadata,
@@ -50,7 +53,7 @@ deliveries = sa.Table(
     sa.Column("sink", sa.String(64), primary_key=True),
     # source + job (or the transition itself when it concerns no job): the unit of ordering.
     sa.Column("job_key", sa.String(330), nullable=False),
-    sa.Column("state", sa.String(16), nullable=False),  # pending | delivered | dead
+    sa.Column("state", sa.String(16), nullable=False),  # PENDING | DELIVERED | DEAD
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
     sa.Column("next_attempt_at", sa.Float, nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),
@@ -88,5 +91,16 @@ sink_state = sa.Table(
     sa.Column("sink", sa.String(64), primary_key=True),
     sa.Column("key", sa.String(330), primary_key=True),
     sa.Column("value", sa.String(1000), nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+
+# Where each digest's last period ended, so that the next one starts there. One digest today
+# (its row is named DIGEST); the name leaves room for more.
+DIGEST = "digest"
+digest_log = sa.Table(
+    "digest_log",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("last_end", sa.Float, nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),
 )
