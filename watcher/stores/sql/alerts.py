@@ -31,17 +31,8 @@ class SqlAlerts(SqlBase):
     ) -> int:
         async with self._writing() as conn:
             if states:
-                stmt = self._insert(alerts)
-                await conn.execute(
-                    stmt.on_conflict_do_update(
-                        index_elements=[alerts.c.id],
-                        set_={
-                            "last_sent_at": stmt.excluded.last_sent_at,
-                            "repeats": stmt.excluded.repeats,
-                            "resolved_at": stmt.excluded.resolved_at,
-                            "data": stmt.excluded.data,
-                        },
-                    ),
-                    [_row(a) for a in states],
+                stmt = self._upsert(
+                    alerts, keys=["id"], updates=["last_sent_at", "repeats", "resolved_at", "data"]
                 )
+                await conn.execute(stmt, [_row(a) for a in states])
             return await self._enqueue(conn, routed, now)

@@ -70,6 +70,14 @@ class SqlBase:
             return postgresql.insert(table)
         return sqlite.insert(table)
 
+    def _upsert(self, table: sa.Table, *, keys: Sequence[str], updates: Sequence[str]) -> Any:
+        """``INSERT … ON CONFLICT (keys) DO UPDATE``: ``updates`` take the inserted values."""
+        stmt = self._insert(table)
+        return stmt.on_conflict_do_update(
+            index_elements=[table.c[key] for key in keys],
+            set_={name: stmt.excluded[name] for name in updates},
+        )
+
     async def open(self) -> None:
         await self.migrate()
 

@@ -22,15 +22,10 @@ class SqlSinkState(SqlBase):
         return str(value) if value is not None else None
 
     async def put_sink_state(self, sink: str, key: str, value: str) -> None:
-        stmt = self._insert(sink_state)
+        stmt = self._upsert(sink_state, keys=["sink", "key"], updates=["value", "updated_at"])
+        row = {"sink": sink, "key": key[:330], "value": value[:1000], "updated_at": time.time()}
         async with self._writing() as conn:
-            await conn.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=[sink_state.c.sink, sink_state.c.key],
-                    set_={"value": stmt.excluded.value, "updated_at": stmt.excluded.updated_at},
-                ),
-                {"sink": sink, "key": key[:330], "value": value[:1000], "updated_at": time.time()},
-            )
+            await conn.execute(stmt, row)
 
 
 class SqlDigestLog(SqlBase):
@@ -51,15 +46,7 @@ class SqlDigestLog(SqlBase):
         return float(value) if value is not None else None
 
     async def record_digest_end(self, end: float) -> None:
-        stmt = self._insert(digest_log)
+        stmt = self._upsert(digest_log, keys=["name"], updates=["last_end", "updated_at"])
+        row = {"name": DIGEST, "last_end": end, "updated_at": time.time()}
         async with self._writing() as conn:
-            await conn.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=[digest_log.c.name],
-                    set_={
-                        "last_end": stmt.excluded.last_end,
-                        "updated_at": stmt.excluded.updated_at,
-                    },
-                ),
-                {"name": DIGEST, "last_end": end, "updated_at": time.time()},
-            )
+            await conn.execute(stmt, row)

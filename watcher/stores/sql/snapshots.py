@@ -64,15 +64,10 @@ class SqlSnapshots(SqlBase):
             # and on PostgreSQL the row lock it takes orders concurrent commits of a source.
             await self._put_cursor(conn, source, cursor, now=now, polled=polled, expect=expect)
             if snapshot_list:
-                stmt = self._insert(snapshots)
-                stmt = stmt.on_conflict_do_update(
-                    index_elements=[snapshots.c.source, snapshots.c.job_id],
-                    set_={
-                        "status": stmt.excluded.status,
-                        "terminal": stmt.excluded.terminal,
-                        "data": stmt.excluded.data,
-                        "updated_at": stmt.excluded.updated_at,
-                    },
+                stmt = self._upsert(
+                    snapshots,
+                    keys=["source", "job_id"],
+                    updates=["status", "terminal", "data", "updated_at"],
                 )
                 await conn.execute(
                     stmt,

@@ -47,10 +47,9 @@ def _float(text: str) -> float | None:
 def upgrade() -> None:
     op.create_table(
         "digest_log",
-        sa.Column("name", sa.String(length=64), nullable=False),
+        sa.Column("name", sa.String(length=64), primary_key=True),
         sa.Column("last_end", sa.Float(), nullable=False),
         sa.Column("updated_at", sa.Float(), nullable=False),
-        sa.PrimaryKeyConstraint("name"),
     )
     old = (sink_state.c.sink == OLD_SINK) & (sink_state.c.key == OLD_KEY)
     bind = op.get_bind()
