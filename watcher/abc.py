@@ -151,10 +151,6 @@ class StoreStatus:
     oldest_pending_at: float | None = None
 
 
-# The store, split by client: each client is typed with the narrowest protocol it uses, and
-# :class:`Store` is all of them together (what ``watcher.stores.open_store`` returns).
-
-
 class CursorReader(Protocol):
     async def load_cursor(self, source: str) -> Cursor:
         """The source's cursor as last committed, with the row version it was read at (a
@@ -359,7 +355,8 @@ class Store(
     StoreLifecycle,
     Protocol,
 ):
-    """Everything the daemon's state store does: the protocols above, together."""
+    """Everything a state store does (what :func:`watcher.stores.open_store` returns):
+    the protocols above, split by client so that each client is typed with the narrowest."""
 
 
 class Ownership(Protocol):
