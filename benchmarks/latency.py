@@ -440,8 +440,8 @@ def summarise(
 PHASES = (
     ("detail fetches", "ListingSource._fetch"),
     ("listing pages", "ListingSource._page"),
-    ("store: load active snapshots", "SqlStore.active_snapshots"),
-    ("store: cycle commit", "SqlStore.commit"),
+    ("store: load active snapshots", "SqlSnapshots.active_snapshots"),
+    ("store: cycle commit", "SqlSnapshots.commit"),
     ("diff", "diff (watcher/diff.py"),
     ("dispatcher: claims", "Dispatcher._claim"),
     ("dispatcher: send and mark delivered", "Dispatcher."),

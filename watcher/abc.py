@@ -140,6 +140,8 @@ class AlertState:
 
 @dataclass
 class StoreStatus:
+    """What ``watcher status`` and the gauges show: jobs by status, cursors, the outbox."""
+
     jobs_by_source: dict[str, dict[str, int]] = field(default_factory=dict)
     cursors: dict[str, Cursor] = field(default_factory=dict)
     last_poll_at: dict[str, float] = field(default_factory=dict)
@@ -149,21 +151,27 @@ class StoreStatus:
     oldest_pending_at: float | None = None
 
 
-class Store(Protocol):
-    @property
-    def write_error(self) -> str | None:
-        """Why the last write transaction failed, until one succeeds (readiness)."""
+class CursorReader(Protocol):
+    async def load_cursor(self, source: str) -> Cursor:
+        """The source's cursor as last committed, with the row version it was read at (a
+        fresh :class:`Cursor` for a source never committed)."""
         ...
 
-    async def open(self) -> None: ...
 
-    async def aclose(self) -> None: ...
+class SnapshotReader(CursorReader, Protocol):
+    """What the store remembers of each source's jobs."""
 
-    async def load_cursor(self, source: str) -> Cursor: ...
+    async def active_snapshots(self, source: str) -> dict[str, Snapshot]:
+        """Job id -> snapshot of the source's jobs that are not terminal (those followed)."""
+        ...
 
-    async def active_snapshots(self, source: str) -> dict[str, Snapshot]: ...
+    async def get_snapshots(self, source: str, job_ids: Sequence[str]) -> dict[str, Snapshot]:
+        """The snapshots of those of ``job_ids`` the store knows, terminal or not."""
+        ...
 
-    async def get_snapshots(self, source: str, job_ids: Sequence[str]) -> dict[str, Snapshot]: ...
+
+class SnapshotStore(SnapshotReader, Protocol):
+    """The poll pipeline's side: the past of a source, and each cycle's commit."""
 
     async def commit(
         self,
@@ -188,12 +196,14 @@ class Store(Protocol):
         """
         ...
 
-    async def enqueue(self, routed: Sequence[Routed], *, now: float) -> int:
-        """Outbox rows that belong to no source's cycle (digest, heartbeat)."""
-        ...
 
-    async def transitions_between(self, start: float, end: float) -> list[tuple[Transition, float]]:
-        """Transitions detected in ``[start, end)``, in detection order, with that time."""
+class Outbox(Protocol):
+    """The dispatcher's side (and the daemon's chores): each (transition, sink) delivery,
+    from pending to delivered or dead."""
+
+    async def enqueue(self, routed: Sequence[Routed], *, now: float) -> int:
+        """Outbox rows that belong to no source's cycle (digest, heartbeat); returns how
+        many deliveries became pending."""
         ...
 
     async def pending(
@@ -215,7 +225,7 @@ class Store(Protocol):
     async def release(self, owner: str | None) -> int:
         """Drop ``owner``'s claims on deliveries still pending (a clean stop); ``None``:
         everyone's (a process alone on its store, starting: claims left are a dead
-        process's)."""
+        process's). Returns how many."""
         ...
 
     async def next_due(self, *, sinks: Collection[str] | None = None) -> float | None:
@@ -223,7 +233,9 @@ class Store(Protocol):
         nothing pending)."""
         ...
 
-    async def delivered(self, seq: int, sink: str, *, now: float) -> None: ...
+    async def delivered(self, seq: int, sink: str, *, now: float) -> None:
+        """The sink accepted this delivery."""
+        ...
 
     async def delivered_all(self, keys: Sequence[tuple[int, str]], *, now: float) -> None:
         """The sink accepted these (seq, sink) deliveries: one transaction."""
@@ -244,8 +256,14 @@ class Store(Protocol):
         ...
 
     async def prune(self, *, before: float) -> int:
-        """Forget delivered (not dead) outbox rows older than ``before``."""
+        """Forget delivered deliveries, and transitions left with none, older than
+        ``before``; dead-lettered ones stay for someone to look at. Returns the transitions
+        removed."""
         ...
+
+
+class AlertStore(SnapshotReader, Protocol):
+    """Time-rule alerting's side: the jobs it watches and the alerts it has fired."""
 
     async def open_alerts(self, source: str) -> list[AlertState]:
         """The source's alerts that are not resolved."""
@@ -254,27 +272,91 @@ class Store(Protocol):
     async def save_alerts(
         self, source: str, alerts: Sequence[AlertState], routed: Sequence[Routed], *, now: float
     ) -> int:
-        """Alert states and the outbox rows of ``routed``, in ONE transaction."""
+        """Alert states and the outbox rows of ``routed``, in ONE transaction; returns how
+        many deliveries became pending."""
         ...
-
-    async def get_sink_state(self, sink: str, key: str) -> str | None: ...
-
-    async def put_sink_state(self, sink: str, key: str, value: str) -> None: ...
-
-    async def list_deliveries(self, *, state: str | None, limit: int) -> list[DeliveryRow]: ...
-
-    async def retry_dead(self, transition_id: str | None, *, now: float) -> int: ...
-
-    async def status(self) -> StoreStatus: ...
 
 
 class SinkState(Protocol):
     """Small durable memory for sinks (e.g. the Slack thread of each job), kept in the
     store so that it survives restarts. Keys and values are short strings."""
 
-    async def get_sink_state(self, sink: str, key: str) -> str | None: ...
+    async def get_sink_state(self, sink: str, key: str) -> str | None:
+        """The value ``sink`` last put under ``key`` (``None``: never put)."""
+        ...
 
-    async def put_sink_state(self, sink: str, key: str, value: str) -> None: ...
+    async def put_sink_state(self, sink: str, key: str, value: str) -> None:
+        """Remember ``value`` under ``key`` for ``sink`` (replacing what was there)."""
+        ...
+
+
+class DigestLog(Protocol):
+    """The digest's side: what was detected over a period, and where the last digest ended
+    (so that the next one starts there)."""
+
+    async def transitions_between(self, start: float, end: float) -> list[tuple[Transition, float]]:
+        """Transitions detected in ``[start, end)``, in detection order, with that time."""
+        ...
+
+    async def last_digest_end(self) -> float | None:
+        """The end of the period the last digest covered (``None``: no digest yet)."""
+        ...
+
+    async def record_digest_end(self, end: float) -> None:
+        """A digest covering up to ``end`` is queued."""
+        ...
+
+
+class AdminViews(Protocol):
+    """What operators see and do: ``watcher status``, ``watcher deliveries``, the gauges."""
+
+    async def list_deliveries(self, *, state: str | None, limit: int) -> list[DeliveryRow]:
+        """Deliveries, newest first, optionally of one state (pending, delivered, dead)."""
+        ...
+
+    async def retry_dead(self, transition_id: str | None, *, now: float) -> int:
+        """Put dead-lettered deliveries (of one transition, or all) back in the queue, with a
+        fresh max age. Returns how many."""
+        ...
+
+    async def status(self) -> StoreStatus:
+        """Tracked jobs by source and status, each source's cursor and last poll, and the
+        outbox's counts."""
+        ...
+
+
+class Readiness(CursorReader, Protocol):
+    """What ``/readyz`` asks the store: does it answer, and do its writes go through."""
+
+    @property
+    def write_error(self) -> str | None:
+        """Why the last write transaction failed, until one succeeds."""
+        ...
+
+
+class StoreLifecycle(Protocol):
+    async def open(self) -> None:
+        """Ready the database (apply pending migrations); before any other call."""
+        ...
+
+    async def aclose(self) -> None:
+        """Close the connections."""
+        ...
+
+
+class Store(
+    SnapshotStore,
+    Outbox,
+    AlertStore,
+    SinkState,
+    DigestLog,
+    AdminViews,
+    Readiness,
+    StoreLifecycle,
+    Protocol,
+):
+    """Everything a state store does (what :func:`watcher.stores.open_store` returns):
+    the protocols above, split by client so that each client is typed with the narrowest."""
 
 
 class Ownership(Protocol):

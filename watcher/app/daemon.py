@@ -226,7 +226,7 @@ class Watcher:
             return
         end = time.time() if now is None else now
         start = end - self.config.digest.period
-        last = await self.store.get_sink_state("watcher", "digest.last_end")
+        last = await self.store.last_digest_end()
         if last is not None and start < float(last) < end:
             start = float(last)  # since the previous digest: no gap over weekends or DST
         elif last is not None and float(last) <= start:
@@ -239,7 +239,7 @@ class Watcher:
         added = await self.store.enqueue(
             [Routed(transition, list(self.config.digest.sinks))], now=time.time()
         )
-        await self.store.put_sink_state("watcher", "digest.last_end", repr(end))
+        await self.store.record_digest_end(end)
         self.metrics.transitions_recorded([transition])
         log.info("digest_queued", deliveries=added)
         if added:

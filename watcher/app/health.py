@@ -28,7 +28,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from watcher.abc import Cursor, Ownership, Store
+from watcher.abc import Cursor, Ownership, Readiness
 from watcher.app.metrics import Metrics
 from watcher.config import Config
 from watcher.deliver.dispatch import IDLE_WAIT, Dispatcher
@@ -122,7 +122,7 @@ class Health:
     def __init__(
         self,
         config: Config,
-        store: Store,
+        store: Readiness,
         dispatcher: Dispatcher,
         last_ok: Mapping[str, float],
         metrics: Metrics,

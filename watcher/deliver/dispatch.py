@@ -28,7 +28,7 @@ from typing import Protocol
 import anyio
 import structlog
 
-from watcher.abc import PendingDelivery, Sink, Store
+from watcher.abc import Outbox, PendingDelivery, Sink
 from watcher.config import DeliveryConfig
 from watcher.deliver.retry import backoff
 from watcher.exceptions import DeliveryError
@@ -69,7 +69,7 @@ class SinkPolicy:
 class Dispatcher:
     def __init__(
         self,
-        store: Store,
+        store: Outbox,
         sinks: Mapping[str, Sink],
         config: DeliveryConfig,
         *,

@@ -20,7 +20,7 @@ from dataclasses import replace
 
 import structlog
 
-from watcher.abc import AlertState, Routed, Source, Store
+from watcher.abc import AlertState, AlertStore, Routed, Source
 from watcher.config import (
     OverrunRuleConfig,
     RuleConfig,
@@ -39,7 +39,7 @@ log = structlog.get_logger(__name__)
 class Alerting:
     def __init__(
         self,
-        store: Store,
+        store: AlertStore,
         router: Router,
         sources: Mapping[str, tuple[Source, SourceConfig]],
         rules: Sequence[RuleConfig],

@@ -11,7 +11,7 @@ from typing import Protocol
 import anyio
 import structlog
 
-from watcher.abc import Cursor, PollContext, Routed, Source, Store
+from watcher.abc import Cursor, PollContext, Routed, SnapshotStore, Source
 from watcher.config import RuleConfig, SourceConfig
 from watcher.detect.diff import diff
 from watcher.detect.routing import Router
@@ -74,7 +74,7 @@ class _Cycle:
 class Pipeline:
     def __init__(
         self,
-        store: Store,
+        store: SnapshotStore,
         router: Router,
         sources: Mapping[str, tuple[Source, SourceConfig]],
         *,

@@ -2,28 +2,54 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 
 metadata = sa.MetaData()
 
+# The states of a delivery (``deliveries.state``).
+PENDING, DELIVERED, DEAD = "pending", "delivered", "dead"
+
+
+def _time(name: str, *, optional: bool = False) -> sa.Column[float]:
+    """A point in time: Unix seconds, as every table keeps them."""
+    return sa.Column(name, sa.Float, nullable=optional)
+
+
+def _source(*, key: bool = False) -> sa.Column[str]:
+    """A source's name, as the config gives it."""
+    return sa.Column("source", sa.String(64), primary_key=key, nullable=False)
+
+
+def _job_id(*, key: bool = False, optional: bool = False) -> sa.Column[str]:
+    """A job's id, as its API gives it."""
+    return sa.Column("job_id", sa.String(255), primary_key=key, nullable=optional)
+
+
+def _json(name: str) -> sa.Column[Any]:
+    """A document (JSON on SQLite, json on PostgreSQL)."""
+    return sa.Column(name, sa.JSON, nullable=False)
+
+
 snapshots = sa.Table(
     "snapshots",
     metadata,
-    sa.Column("source", sa.String(64), primary_key=True),
-    sa.Column("job_id", sa.String(255), primary_key=True),
+    _source(key=True),
+    _job_id(key=True),
     sa.Column("status", sa.String(128), nullable=False),
     sa.Column("terminal", sa.Boolean, nullable=False),
-    sa.Column("data", sa.JSON, nullable=False),
-    sa.Column("updated_at", sa.Float, nullable=False),
+    _json("data"),
+    _time("updated_at"),
     sa.Index("ix_snapshots_active", "source", "terminal"),
 )
 
 cursors = sa.Table(
     "cursors",
     metadata,
-    sa.Column("source", sa.String(64), primary_key=True),
-    sa.Column("data", sa.JSON, nullable=False),
-    sa.Column("last_poll_at", sa.Float, nullable=False),
+    _source(key=True),
+    _json("data"),
+    _time("last_poll_at"),
     # Bumped by every commit of the source's cycle; a commit names the version its cycle
     # started from, so a replica that lost the source cannot overwrite newer state.
     sa.Column("version", sa.Integer, nullable=False, server_default="0"),
@@ -35,11 +61,11 @@ transitions = sa.Table(
     metadata,
     sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("id", sa.String(64), nullable=False, unique=True),
-    sa.Column("source", sa.String(64), nullable=False),
-    sa.Column("job_id", sa.String(255)),
+    _source(),
+    _job_id(optional=True),
     sa.Column("type", sa.String(128), nullable=False),
-    sa.Column("body", sa.JSON, nullable=False),
-    sa.Column("detected_at", sa.Float, nullable=False),
+    _json("body"),
+    _time("detected_at"),
 )
 
 # One row per (transition, sink) the routes chose.
@@ -50,16 +76,16 @@ deliveries = sa.Table(
     sa.Column("sink", sa.String(64), primary_key=True),
     # source + job (or the transition itself when it concerns no job): the unit of ordering.
     sa.Column("job_key", sa.String(330), nullable=False),
-    sa.Column("state", sa.String(16), nullable=False),  # pending | delivered | dead
+    sa.Column("state", sa.String(16), nullable=False),  # PENDING | DELIVERED | DEAD
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
-    sa.Column("next_attempt_at", sa.Float, nullable=False),
-    sa.Column("created_at", sa.Float, nullable=False),
-    sa.Column("updated_at", sa.Float, nullable=False),
+    _time("next_attempt_at"),
+    _time("created_at"),
+    _time("updated_at"),
     sa.Column("last_error", sa.String(500)),
     # A replica sending the delivery holds it until claim_until (a lease: a replica killed
     # mid-send leaves it to expire, then another one retries).
     sa.Column("claimed_by", sa.String(128)),
-    sa.Column("claim_until", sa.Float),
+    _time("claim_until", optional=True),
     sa.Index("ix_deliveries_due", "state", "next_attempt_at"),
     sa.Index("ix_deliveries_order", "sink", "job_key", "state", "seq"),
 )
@@ -70,14 +96,14 @@ alerts = sa.Table(
     "alerts",
     metadata,
     sa.Column("id", sa.String(64), primary_key=True),  # the firing transition's id
-    sa.Column("source", sa.String(64), nullable=False),
-    sa.Column("job_id", sa.String(255), nullable=False),
+    _source(),
+    _job_id(),
     sa.Column("rule", sa.String(64), nullable=False),
-    sa.Column("fired_at", sa.Float, nullable=False),
-    sa.Column("last_sent_at", sa.Float, nullable=False),
+    _time("fired_at"),
+    _time("last_sent_at"),
     sa.Column("repeats", sa.Integer, nullable=False),
-    sa.Column("resolved_at", sa.Float),
-    sa.Column("data", sa.JSON, nullable=False),
+    _time("resolved_at", optional=True),
+    _json("data"),
     sa.Index("ix_alerts_open", "source", "resolved_at"),
 )
 
@@ -88,5 +114,16 @@ sink_state = sa.Table(
     sa.Column("sink", sa.String(64), primary_key=True),
     sa.Column("key", sa.String(330), primary_key=True),
     sa.Column("value", sa.String(1000), nullable=False),
-    sa.Column("updated_at", sa.Float, nullable=False),
+    _time("updated_at"),
+)
+
+# Where each digest's last period ended, so that the next one starts there. One digest today
+# (its row is named DIGEST); the name leaves room for more.
+DIGEST = "digest"
+digest_log = sa.Table(
+    "digest_log",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    _time("last_end"),
+    _time("updated_at"),
 )

@@ -1,5 +1,6 @@
 """Alembic migrations: empty databases reach head, reruns are no-ops, replicas starting at
-once on PostgreSQL take turns, and the migrated schema is the one schema.py declares."""
+once on PostgreSQL take turns, the migrated schema is the one schema.py declares, and data
+moved by a migration (the digest's last end) survives the upgrade."""
 
 from __future__ import annotations
 
@@ -176,3 +177,80 @@ def _create_all_with_a_cursor(conn: sa.Connection) -> None:
         {"source": "ft", "data": {"watermark": 3}, "last_poll_at": 1.0},
     )
     conn.commit()
+
+
+def _at_0002(conn: sa.Connection) -> None:
+    command.upgrade(migrations_pkg.alembic_config(conn), "0002")
+    conn.commit()
+
+
+def _at_0002_with_a_digest_end(conn: sa.Connection) -> None:
+    # A database a watcher before 0003 ran: the end of its last digest in sink_state,
+    # under the fake sink "watcher", beside a real sink's state.
+    _at_0002(conn)
+    conn.execute(
+        sa.text("INSERT INTO sink_state (sink, key, value, updated_at) VALUES (:s, :k, :v, 9.0)"),
+        [
+            {"s": "watcher", "k": "digest.last_end", "v": repr(1_751_010_000.123456)},
+            {"s": "slack", "k": "thread:j1", "v": "1700000000.000100"},
+        ],
+    )
+    conn.commit()
+
+
+def sink_state_rows(conn: sa.Connection) -> list[tuple[str, str, str]]:
+    return [
+        (row.sink, row.key, row.value)
+        for row in conn.execute(sa.text("SELECT sink, key, value FROM sink_state ORDER BY sink"))
+    ]
+
+
+async def test_upgrade_moves_the_last_digest_end(store_url: str) -> None:
+    """A database from before the digest log keeps where its last digest ended: the row
+    moves from sink_state to the digest log, and the sinks' own state stays."""
+    await inspect(store_url, _at_0002_with_a_digest_end)
+    assert ["0002"] == await inspect(store_url, versions)
+    assert migrations_pkg.head() == await migrate(store_url)
+    assert [("slack", "thread:j1", "1700000000.000100")] == await inspect(
+        store_url, sink_state_rows
+    )
+    store = open_store(store_url)
+    await store.open()
+    try:
+        assert 1_751_010_000.123456 == await store.last_digest_end()
+    finally:
+        await store.aclose()
+
+
+async def test_upgrade_without_a_digest_end(store_url: str) -> None:
+    """A database that never sent a digest upgrades to an empty digest log."""
+    await inspect(store_url, _at_0002)
+    assert ["0002"] == await inspect(store_url, versions)
+    assert migrations_pkg.head() == await migrate(store_url)
+    store = open_store(store_url)
+    await store.open()
+    try:
+        assert await store.last_digest_end() is None
+    finally:
+        await store.aclose()
+
+
+def _downgrade_to_0002(conn: sa.Connection) -> None:
+    command.downgrade(migrations_pkg.alembic_config(conn), "0002")
+    conn.commit()
+
+
+async def test_downgrade_puts_the_digest_end_back(store_url: str) -> None:
+    """Downgrading below the digest log writes the last digest end back where the older
+    watcher looks for it."""
+    store = open_store(store_url)
+    await store.open()
+    try:
+        await store.record_digest_end(1_751_010_000.5)
+    finally:
+        await store.aclose()
+    await inspect(store_url, _downgrade_to_0002)
+    assert ["0002"] == await inspect(store_url, versions)
+    assert [("watcher", "digest.last_end", "1751010000.5")] == await inspect(
+        store_url, sink_state_rows
+    )

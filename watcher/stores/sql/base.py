@@ -1,0 +1,140 @@
+"""What every part of the SQL store shares: the engine, the one-writer transaction that
+readiness watches, the dialect's upsert, and the outbox rows every write path adds."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import sqlalchemy as sa
+import structlog
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from watcher.abc import Cursor, Routed
+from watcher.stores import migrations
+from watcher.stores.schema import PENDING, deliveries, transitions
+
+log = structlog.get_logger(__name__)
+
+
+def _brief(exc: sa.exc.DBAPIError) -> str:
+    """The driver's own message, without SQLAlchemy's SQL and parameters (no data leaks
+    into logs or /readyz)."""
+    return f"{type(exc.orig).__name__}: {exc.orig}"[:200]
+
+
+def cursor_of(data: dict[str, Any], version: int) -> Cursor:
+    """The :class:`Cursor` of a ``cursors`` row."""
+    state = {k: v for k, v in data.items() if k != "version"}  # the column is the truth
+    return Cursor(**state, version=version)
+
+
+class SqlBase:
+    """The engine and the write path of :class:`~watcher.stores.sql.SqlStore`; its parts
+    (snapshots, outbox, alerts, …) build on it."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        # One writer at a time inside this process: SQLite has one write lock anyway, and
+        # queueing here is cheaper than BUSY retries.
+        self._write = anyio.Lock()
+        self.write_error: str | None = None  # why the last write failed, until one succeeds
+        self._write_failing_since: float | None = None
+
+    @asynccontextmanager
+    async def _writing(self) -> AsyncIterator[AsyncConnection]:
+        """A write transaction. A failing one (disk full or read-only, database down) is
+        remembered in :attr:`write_error` for the readiness check, and logged once per
+        spell rather than once per attempt; the first success after it says so."""
+        async with self._write:
+            try:
+                async with self.engine.begin() as conn:
+                    yield conn
+            except sa.exc.DBAPIError as exc:
+                if self.write_error is None:
+                    self._write_failing_since = time.time()
+                    log.error("store_unwritable", error=_brief(exc))
+                self.write_error = _brief(exc)
+                raise
+            if self.write_error is not None:
+                down = time.time() - (self._write_failing_since or time.time())
+                log.warning("store_writable_again", down_seconds=round(down, 1))
+                self.write_error = None
+
+    def _insert(self, table: sa.Table) -> Any:
+        if self.engine.dialect.name == "postgresql":
+            return postgresql.insert(table)
+        return sqlite.insert(table)
+
+    def _upsert(self, table: sa.Table, *, keys: Sequence[str], updates: Sequence[str]) -> Any:
+        """``INSERT … ON CONFLICT (keys) DO UPDATE``: ``updates`` take the inserted values."""
+        stmt = self._insert(table)
+        return stmt.on_conflict_do_update(
+            index_elements=[table.c[key] for key in keys],
+            set_={name: stmt.excluded[name] for name in updates},
+        )
+
+    async def open(self) -> None:
+        await self.migrate()
+
+    async def migrate(self) -> str:
+        """Bring the schema to the newest revision (Alembic ``upgrade head``) in one
+        transaction; returns that revision."""
+        async with self.engine.begin() as conn, self._migrating(conn):
+            return await conn.run_sync(migrations.upgrade)
+
+    @asynccontextmanager
+    async def _migrating(self, conn: AsyncConnection) -> AsyncIterator[None]:
+        """Keep other migrations of this database out while ``conn`` migrates it. SQLite
+        serves one process: only other stores of this process, which must not interleave
+        anyway (Alembic keeps its running context in module globals)."""
+        async with migrations.process_lock():
+            yield
+
+    async def aclose(self) -> None:
+        await self.engine.dispose()
+
+    async def _enqueue(self, conn: AsyncConnection, routed: Sequence[Routed], now: float) -> int:
+        """The outbox rows of ``routed`` inside the caller's transaction; returns how many
+        deliveries became pending."""
+        added = 0
+        for item in routed:
+            t = item.transition
+            stmt = (
+                self._insert(transitions)
+                .values(
+                    id=t.id,
+                    source=t.source,
+                    job_id=t.job_id,
+                    type=t.type[:128],
+                    body=t.to_json(),
+                    detected_at=now,
+                )
+                .on_conflict_do_nothing(index_elements=[transitions.c.id])
+                .returning(transitions.c.seq)
+            )
+            seq = (await conn.execute(stmt)).scalar_one_or_none()
+            if seq is None or not item.sinks:
+                continue  # already in the outbox (re-detected after a crash), or unrouted
+            await conn.execute(
+                sa.insert(deliveries),
+                [
+                    {
+                        "seq": seq,
+                        "sink": sink,
+                        "job_key": f"{t.source}/{t.job_id or t.id}",
+                        "state": PENDING,
+                        "attempts": 0,
+                        "next_attempt_at": now,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                    for sink in item.sinks
+                ],
+            )
+            added += len(item.sinks)
+        return added
