@@ -16,6 +16,7 @@ from pydantic import Field, field_validator, model_validator
 from watcher.config.fields import ConfigModel, Duration, Name, StrList, Wait, check_http_url
 from watcher.model.secrets import Secret
 from watcher.model.webhooks import check_headers, decode_secret
+from watcher.render.templates import MessageTemplates
 
 
 class TemplatesConfig(ConfigModel):
@@ -52,8 +53,6 @@ class _SinkConfig(ConfigModel):
     @model_validator(mode="after")
     def _templates_render(self) -> Self:
         if self.templates is not None:
-            from watcher.render.templates import MessageTemplates
-
             try:
                 MessageTemplates(self.name, self.templates.model_dump()).check()
             except ValueError as exc:
