@@ -2,8 +2,8 @@
 
 ``dispatch`` looks the subcommand up in three tables, one per way a command runs: without a
 config, on a config without logging (it prints), or as async work with logging configured.
-The imports inside the handlers load the daemon, the stores, the simulator, the sinks and
-rich only for the command that needs them, so the light commands stay fast.
+The imports inside the handlers load the daemon, the stores, the simulator and the sinks
+only for the command that needs them, so the light commands stay fast.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from pathlib import Path
 
 import anyio
 import structlog
+from rich.console import Console
+from rich.table import Table
 
 from watcher.abc import Envelope
 from watcher.app.logging import configure
@@ -117,11 +119,7 @@ async def _once(config: Config, args: argparse.Namespace) -> int:
 async def _status(config: Config, args: argparse.Namespace) -> int:
     """``watcher status``: sources, tracked jobs by status, deliveries. Reads the store the
     daemon uses (SQLite in WAL mode: safe while it runs)."""
-    # heavy: rich's tables and the stores (SQLAlchemy)
-    from rich.console import Console
-    from rich.table import Table
-
-    from watcher.stores import POSTGRES_PREFIXES, open_store
+    from watcher.stores import POSTGRES_PREFIXES, open_store  # heavy: SQLAlchemy
 
     store = open_store(config.state.url)
     await store.open()
