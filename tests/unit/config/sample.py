@@ -39,6 +39,7 @@ ENV = {"MISTRAL_API_KEY": "sk-very-secret-key"}
 
 
 def write(tmp_path: Path, text: str) -> Path:
+    """``text`` as ``config.yaml`` in ``tmp_path``, beside the webhook secret file it names."""
     (tmp_path / "whsec").write_text(SECRET + "\n")
     path = tmp_path / "config.yaml"
     path.write_text(textwrap.dedent(text).replace("{tmp}", str(tmp_path)))
