@@ -1,21 +1,28 @@
-"""The commands behind ``watcher``; each returns its exit code."""
+"""The commands behind ``watcher``; each returns its exit code.
+
+``dispatch`` looks the subcommand up in three tables, one per way a command runs: without a
+config, on a config without logging (it prints), or as async work with logging configured.
+The imports inside the handlers load the daemon, the stores, the simulator and the sinks
+only for the command that needs them, so the light commands stay fast.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import anyio
-
-if TYPE_CHECKING:
-    from watcher.abc import Envelope
-    from watcher.model.transitions import Transition
 import structlog
+from rich.console import Console
+from rich.table import Table
 
+from watcher.abc import Envelope
 from watcher.app.logging import configure
+from watcher.cli.schema import config_schema, events_schema
 from watcher.config import (
     Config,
     ConsoleSinkConfig,
@@ -26,7 +33,10 @@ from watcher.config import (
     secrets_of,
     summary,
 )
-from watcher.exceptions import ConfigError
+from watcher.detect.routing import Router
+from watcher.exceptions import ConfigError, DeliveryError
+from watcher.model.transitions import Transition, stable_id
+from watcher.render.templates import SAMPLES, MessageTemplates, sample_envelopes
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
@@ -42,66 +52,63 @@ def _load(args: argparse.Namespace) -> Config | None:
 
 def dispatch(args: argparse.Namespace) -> int:
     command: str = args.command
-    if command == "simulate":
-        return simulate(args)
-    if command == "schema":
-        import json
-
-        from watcher.cli.schema import config_schema, events_schema
-
-        chosen = config_schema() if args.what == "config" else events_schema()
-        print(json.dumps(chosen, indent=2, sort_keys=True))
-        return EXIT_OK
-    if command == "demo":
-        from watcher.devtools.demo import run_demo
-
-        return run_demo(speed=args.speed, timeout=args.timeout)
+    standalone = _STANDALONE.get(command)
+    if standalone is not None:
+        return standalone(args)
     config = _load(args)
     if config is None:
         return EXIT_USAGE
-    if command == "check-config":
-        print(f"config OK: {resolve_path(args.config)}")
-        print(summary(config))
-        return EXIT_OK
-    if command == "routes":
-        return explain_routes(config, args.transition)
-    if command == "render":
-        return render(config, args.sink, args.sample)
+    printing = _PRINTING.get(command)
+    if printing is not None:
+        return printing(config, args)
+    work = _WORK.get(command)
+    if work is None:  # argparse only lets known commands in
+        raise AssertionError(f"unhandled command {command}")
     configure(config.logging.level, config.logging.format, secrets=secrets_of(config))
     try:
-        if command == "test-sink":
-            return anyio.run(_test_sink, config, args.sink)
-        if command == "deliveries":
-            return anyio.run(_deliveries, config, args)
-        if command == "run":
-            return anyio.run(_run, config, resolve_path(args.config))
-        if command == "once":
-            return anyio.run(_once, config)
-        if command == "status":
-            return anyio.run(_status, config)
-        if command == "migrate":
-            from watcher.stores import migrate
-
-            revision = anyio.run(migrate, config.state.url)
-            print(f"state schema at revision {revision}")
-            return EXIT_OK
+        return anyio.run(work, config, args)
     except KeyboardInterrupt:
         return EXIT_OK
     except Exception:
         structlog.get_logger(__name__).exception("watcher_failed")
         return EXIT_FAILURE
-    raise AssertionError(f"unhandled command {command}")  # argparse only lets known ones in
 
 
-async def _run(config: Config, path: Path) -> int:
-    from watcher.app.daemon import run
-
-    await run(config, path)
+def _schema(args: argparse.Namespace) -> int:
+    chosen = config_schema() if args.what == "config" else events_schema()
+    print(json.dumps(chosen, indent=2, sort_keys=True))
     return EXIT_OK
 
 
-async def _once(config: Config) -> int:
-    from watcher.app.daemon import Watcher
+def _demo(args: argparse.Namespace) -> int:
+    from watcher.devtools.demo import run_demo  # heavy: the simulator, receiver and daemon
+
+    return run_demo(speed=args.speed, timeout=args.timeout)
+
+
+def _check_config(config: Config, args: argparse.Namespace) -> int:
+    print(f"config OK: {resolve_path(args.config)}")
+    print(summary(config))
+    return EXIT_OK
+
+
+async def _migrate(config: Config, args: argparse.Namespace) -> int:
+    from watcher.stores import migrate  # heavy: SQLAlchemy and Alembic
+
+    revision = await migrate(config.state.url)
+    print(f"state schema at revision {revision}")
+    return EXIT_OK
+
+
+async def _run(config: Config, args: argparse.Namespace) -> int:
+    from watcher.app.daemon import run  # heavy: the whole daemon
+
+    await run(config, resolve_path(args.config))
+    return EXIT_OK
+
+
+async def _once(config: Config, args: argparse.Namespace) -> int:
+    from watcher.app.daemon import Watcher  # heavy: the whole daemon
 
     async with Watcher(config) as watcher:
         outcomes = await watcher.once()
@@ -109,13 +116,10 @@ async def _once(config: Config) -> int:
     return EXIT_FAILURE if failed else EXIT_OK
 
 
-async def _status(config: Config) -> int:
+async def _status(config: Config, args: argparse.Namespace) -> int:
     """``watcher status``: sources, tracked jobs by status, deliveries. Reads the store the
     daemon uses (SQLite in WAL mode: safe while it runs)."""
-    from rich.console import Console
-    from rich.table import Table
-
-    from watcher.stores import POSTGRES_PREFIXES, open_store
+    from watcher.stores import POSTGRES_PREFIXES, open_store  # heavy: SQLAlchemy
 
     store = open_store(config.state.url)
     await store.open()
@@ -125,7 +129,7 @@ async def _status(config: Config) -> int:
         await store.aclose()
     owners: dict[str, str | None] | None = None
     if config.state.url.startswith(POSTGRES_PREFIXES):  # replicas: who polls what
-        from watcher.app.coordination.advisory import current_owners
+        from watcher.app.coordination.advisory import current_owners  # heavy: asyncpg
 
         owners = await current_owners(config.state.url, [s.name for s in config.sources])
     now = time.time()
@@ -170,7 +174,7 @@ async def _status(config: Config) -> int:
 
 
 def simulate(args: argparse.Namespace) -> int:
-    from watcher.devtools.simulator import format_banner, run_simulator
+    from watcher.devtools.simulator import format_banner, run_simulator  # heavy: starlette
 
     configure("warning", "auto")
     scenario = Path(args.scenario) if args.scenario else None
@@ -200,10 +204,6 @@ def simulate(args: argparse.Namespace) -> int:
 
 def _transition_from(text: str) -> Transition:
     """A transition from a webhook payload or a stored transition, as a file or JSON."""
-    import json
-
-    from watcher.model.transitions import Transition
-
     path = Path(text)
     raw = json.loads(path.read_text(encoding="utf-8") if path.is_file() else text)
     if not isinstance(raw, dict):
@@ -225,8 +225,6 @@ def _transition_from(text: str) -> Transition:
 
 def explain_routes(config: Config, text: str) -> int:
     """``watcher routes explain``: which routes and sinks a transition reaches, and why."""
-    from watcher.detect.routing import Router
-
     try:
         transition = _transition_from(text)
     except (ValueError, KeyError, TypeError, OSError) as exc:
@@ -257,10 +255,6 @@ def explain_routes(config: Config, text: str) -> int:
 
 def render(config: Config, sink_name: str, sample: str) -> int:
     """``watcher render``: what a sink would send for a sample transition (nothing is sent)."""
-    import json
-
-    from watcher.render.templates import SAMPLES, MessageTemplates, sample_envelopes
-
     sink = next((s for s in config.sinks if s.name == sink_name), None)
     if sink is None:
         print(f"watcher: no sink named {sink_name!r}", file=sys.stderr)
@@ -282,6 +276,7 @@ def render(config: Config, sink_name: str, sample: str) -> int:
 
 def _built_in(sink: SinkConfig, batch: list[Envelope]) -> object:
     """The sink's own rendering of ``batch``, without sending it."""
+    # heavy: httpx and every sink with its client library
     import httpx
 
     from watcher.sinks import build_sink
@@ -318,13 +313,11 @@ def _built_in(sink: SinkConfig, batch: list[Envelope]) -> object:
     return batch[0].transition.payload(batch[0].detected_at)
 
 
-async def _test_sink(config: Config, sink_name: str) -> int:
+async def _test_sink(config: Config, args: argparse.Namespace) -> int:
     """``watcher test-sink``: a clearly labelled test message through one sink."""
-    from watcher.abc import Envelope
-    from watcher.app.daemon import Watcher
-    from watcher.exceptions import DeliveryError
-    from watcher.model.transitions import Transition, stable_id
+    from watcher.app.daemon import Watcher  # heavy: the whole daemon
 
+    sink_name: str = args.sink
     if sink_name not in {s.name for s in config.sinks}:
         print(f"watcher: no sink named {sink_name!r}", file=sys.stderr)
         return EXIT_USAGE
@@ -348,7 +341,7 @@ async def _test_sink(config: Config, sink_name: str) -> int:
 
 async def _deliveries(config: Config, args: argparse.Namespace) -> int:
     """``watcher deliveries``: list them, or ``retry`` dead ones."""
-    from watcher.stores import open_store
+    from watcher.stores import open_store  # heavy: SQLAlchemy
 
     store = open_store(config.state.url)
     await store.open()
@@ -374,3 +367,26 @@ async def _deliveries(config: Config, args: argparse.Namespace) -> int:
     if not rows:
         print("no deliveries")
     return EXIT_OK
+
+
+# Commands that need no config file.
+_STANDALONE: dict[str, Callable[[argparse.Namespace], int]] = {
+    "simulate": simulate,
+    "schema": _schema,
+    "demo": _demo,
+}
+# Commands that read the config and print, with logging left as it is.
+_PRINTING: dict[str, Callable[[Config, argparse.Namespace], int]] = {
+    "check-config": _check_config,
+    "routes": lambda config, args: explain_routes(config, args.transition),
+    "render": lambda config, args: render(config, args.sink, args.sample),
+}
+# Commands that run async work with logging configured; a crash is logged, exit 1.
+_WORK: dict[str, Callable[[Config, argparse.Namespace], Awaitable[int]]] = {
+    "test-sink": _test_sink,
+    "deliveries": _deliveries,
+    "run": _run,
+    "once": _once,
+    "status": _status,
+    "migrate": _migrate,
+}

@@ -1,10 +1,11 @@
 """A built-in simulator of Mistral's fine-tuning and batch jobs APIs, for ``watcher
 simulate``, the demo and end-to-end tests.
 
-It speaks ``/v1/fine_tuning/jobs`` and ``/v1/batch/jobs`` as the references describe them,
-moves jobs through scripted or seeded-random lifecycles (:mod:`.scenario`), and exposes an
-admin API under ``/_sim/`` (:mod:`.admin`) to create jobs, force statuses and progress,
-inject faults and read counters.
+It speaks ``/v1/fine_tuning/jobs`` and ``/v1/batch/jobs`` as the references describe them
+(:mod:`.app`), moves jobs through scripted (:mod:`.scenario`) or seeded-random
+(:mod:`.random_scenarios`) lifecycles (:mod:`.engine`), and exposes an admin API under
+``/_sim/`` (:mod:`.admin`) to create jobs, force statuses and progress, inject faults and
+read counters.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from watcher.devtools.simulator.app import create_app
 from watcher.devtools.simulator.batch import BATCH_STATUSES, BatchSpec, SimBatch
 from watcher.devtools.simulator.engine import Clock, Fault, Simulator
 from watcher.devtools.simulator.jobs import STATUSES, JobSpec, SimJob
+from watcher.devtools.simulator.random_scenarios import random_batch_scenario, random_scenario
 from watcher.devtools.simulator.scenario import (
     Scenario,
     load_demo,
@@ -29,8 +31,6 @@ from watcher.devtools.simulator.scenario import (
     load_scenario,
     parse_full_scenario,
     parse_scenario,
-    random_batch_scenario,
-    random_scenario,
 )
 
 __all__ = [

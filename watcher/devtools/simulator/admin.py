@@ -35,14 +35,14 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import math
 from collections.abc import Awaitable, Callable
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from watcher.devtools.simulator.batch import BatchSpec
 from watcher.devtools.simulator.engine import (
     FAULT_MODES,
     FAULT_ROUTES,
@@ -51,152 +51,171 @@ from watcher.devtools.simulator.engine import (
     JobNotFound,
     Simulator,
 )
-from watcher.devtools.simulator.scenario import batch_spec, job_spec, steps_from
+from watcher.devtools.simulator.jobs import JobSpec
+from watcher.devtools.simulator.scenario import (
+    BATCH_FIELDS,
+    JOB_FIELDS,
+    batch_spec,
+    job_spec,
+    seconds_from,
+    steps_from,
+)
 
-_SPEC_KEYS = frozenset(
-    {
-        "job_type", "model", "suffix", "status", "steps", "checkpoints", "auto_start",
-        "events_order", "frozen", "created_by_me", "wandb_project", "wandb_name",
-        "repository", "name",
-    }
-)  # fmt: skip
-_CREATE_KEYS = _SPEC_KEYS | {"count", "created_at", "log"}
-_BATCH_SPEC_KEYS = frozenset(
-    {
-        "name", "endpoint", "model", "agent_id", "metadata", "status", "steps",
-        "total_requests", "failure_rate", "errors", "progress", "total_while_queued", "frozen",
-        "created_by_me",
-    }
-)  # fmt: skip
-_BATCH_CREATE_KEYS = _BATCH_SPEC_KEYS | {"count", "created_at", "log"}
+# The admin API creates jobs now: a spec's ``create_after`` has no meaning there.
+_SPEC_KEYS = JOB_FIELDS - {"create_after"}
+_BATCH_SPEC_KEYS = BATCH_FIELDS - {"create_after"}
+_BULK_KEYS = frozenset({"count", "created_at", "log"})
 MAX_BULK = 100_000
+
+
+_Spec = TypeVar("_Spec", JobSpec, BatchSpec)
 
 
 class _BadRequest(ValueError):
     """The admin request body is not usable; the message names the field."""
 
 
+Handler = Callable[[Simulator, Request], Awaitable[Any]]
+
+
 def admin_routes(sim: Simulator) -> list[Route]:
     """The ``/_sim/`` routes over ``sim``."""
-
-    def admin(
-        handler: Callable[[Request], Awaitable[Any]],
-    ) -> Callable[[Request], Awaitable[Response]]:
-        async def endpoint(request: Request) -> Response:
-            if not _is_loopback(request):
-                return JSONResponse({"detail": "admin API is loopback only"}, status_code=403)
-            sim.advance()
-            try:
-                return JSONResponse(await handler(request))
-            except (_BadRequest, ValueError) as exc:
-                return JSONResponse({"detail": str(exc)}, status_code=400)
-            except JobNotFound as exc:
-                return JSONResponse({"detail": f"no job {exc.args[0]!r}"}, status_code=404)
-
-        return endpoint
-
-    async def stats(request: Request) -> Any:
-        return sim.stats()
-
-    async def reset_stats(request: Request) -> Any:
-        sim.reset_stats()
-        return sim.stats()
-
-    async def all_jobs(request: Request) -> Any:
-        return {"jobs": [job.detailed() for job in sim.jobs.values()], "names": dict(sim.names)}
-
-    async def create_jobs(request: Request) -> Any:
-        return {"ids": _create_jobs(sim, await _body(request))}
-
-    async def clear_jobs(request: Request) -> Any:
-        sim.clear()
-        return {"jobs": []}
-
-    async def one_job(request: Request) -> Any:
-        return sim.get(request.path_params["job_id"]).detailed()
-
-    async def set_status(request: Request) -> Any:
-        body = await _body(request)
-        _only(body, {"status", "steps", "checkpoints"})
-        status = body.get("status")
-        if not isinstance(status, str) or not status:
-            raise _BadRequest("status: must be a non-empty string")
-        job = sim.set_status(
-            request.path_params["job_id"],
-            status,
-            steps=steps_from(body.get("steps"), where="steps"),
-            checkpoints=_count(body, "checkpoints", 0),
-        )
-        return job.detailed()
-
-    async def add_checkpoint(request: Request) -> Any:
-        return sim.add_checkpoint(request.path_params["job_id"]).detailed()
-
-    async def all_batches(request: Request) -> Any:
-        return {
-            "jobs": [batch.to_json() for batch in sim.batch_jobs.values()],
-            "names": dict(sim.batch_names),
-        }
-
-    async def create_batches(request: Request) -> Any:
-        return {"ids": _create_batches(sim, await _body(request))}
-
-    async def one_batch(request: Request) -> Any:
-        return sim.get_batch(request.path_params["job_id"]).to_json()
-
-    async def set_batch_status(request: Request) -> Any:
-        body = await _body(request)
-        _only(body, {"status", "steps"})
-        status = body.get("status")
-        if not isinstance(status, str) or not status:
-            raise _BadRequest("status: must be a non-empty string")
-        batch = sim.set_batch_status(
-            request.path_params["job_id"],
-            status,
-            steps=steps_from(body.get("steps"), where="steps"),
-        )
-        return batch.to_json()
-
-    async def set_batch_progress(request: Request) -> Any:
-        body = await _body(request)
-        _only(body, {"completed", "failed"})
-        batch = sim.get_batch(request.path_params["job_id"])
-        completed = _count(body, "completed", batch.completed_requests)
-        failed = _count(body, "failed", batch.failed_requests) if "failed" in body else None
-        return sim.set_batch_progress(batch.id, completed, failed).to_json()
-
-    async def log(request: Request) -> Any:
-        return {"log": list(sim.log)}
-
-    async def faults(request: Request) -> Any:
-        if request.method == "POST":
-            sim.add_fault(_fault(await _body(request)))
-        elif request.method == "DELETE":
-            sim.faults.clear()
-        return {"faults": [fault.to_json() for fault in sim.faults]}
-
-    async def retire(request: Request) -> Any:
-        sim.retired = request.method == "POST"
-        return {"retired": sim.retired}
-
     return [
-        Route("/_sim/stats", admin(stats), methods=["GET"]),
-        Route("/_sim/stats/reset", admin(reset_stats), methods=["POST"]),
-        Route("/_sim/jobs", admin(all_jobs), methods=["GET"]),
-        Route("/_sim/jobs", admin(create_jobs), methods=["POST"]),
-        Route("/_sim/jobs", admin(clear_jobs), methods=["DELETE"]),
-        Route("/_sim/jobs/{job_id}", admin(one_job), methods=["GET"]),
-        Route("/_sim/jobs/{job_id}/status", admin(set_status), methods=["POST"]),
-        Route("/_sim/jobs/{job_id}/checkpoint", admin(add_checkpoint), methods=["POST"]),
-        Route("/_sim/batch/jobs", admin(all_batches), methods=["GET"]),
-        Route("/_sim/batch/jobs", admin(create_batches), methods=["POST"]),
-        Route("/_sim/batch/jobs/{job_id}", admin(one_batch), methods=["GET"]),
-        Route("/_sim/batch/jobs/{job_id}/status", admin(set_batch_status), methods=["POST"]),
-        Route("/_sim/batch/jobs/{job_id}/progress", admin(set_batch_progress), methods=["POST"]),
-        Route("/_sim/log", admin(log), methods=["GET"]),
-        Route("/_sim/faults", admin(faults), methods=["GET", "POST", "DELETE"]),
-        Route("/_sim/retire", admin(retire), methods=["POST", "DELETE"]),
+        Route(path, _admin(sim, handler), methods=list(methods))
+        for path, methods, handler in _TABLE
     ]
+
+
+def _admin(sim: Simulator, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    """``handler`` for loopback clients only, after the simulator caught up with time; its
+    answer as JSON, a bad body 400, an unknown job 404."""
+
+    async def endpoint(request: Request) -> Response:
+        if not _is_loopback(request):
+            return JSONResponse({"detail": "admin API is loopback only"}, status_code=403)
+        sim.advance()
+        try:
+            return JSONResponse(await handler(sim, request))
+        except (_BadRequest, ValueError) as exc:
+            return JSONResponse({"detail": str(exc)}, status_code=400)
+        except JobNotFound as exc:
+            return JSONResponse({"detail": f"no job {exc.args[0]!r}"}, status_code=404)
+
+    return endpoint
+
+
+async def _stats(sim: Simulator, request: Request) -> Any:
+    return sim.stats()
+
+
+async def _reset_stats(sim: Simulator, request: Request) -> Any:
+    sim.reset_stats()
+    return sim.stats()
+
+
+async def _all_jobs(sim: Simulator, request: Request) -> Any:
+    return {"jobs": [job.detailed() for job in sim.jobs.values()], "names": dict(sim.names)}
+
+
+async def _post_jobs(sim: Simulator, request: Request) -> Any:
+    return {"ids": _create_jobs(sim, await _body(request))}
+
+
+async def _clear_jobs(sim: Simulator, request: Request) -> Any:
+    sim.clear()
+    return {"jobs": []}
+
+
+async def _one_job(sim: Simulator, request: Request) -> Any:
+    return sim.get(request.path_params["job_id"]).detailed()
+
+
+async def _set_status(sim: Simulator, request: Request) -> Any:
+    body = await _body(request)
+    _only(body, {"status", "steps", "checkpoints"})
+    job = sim.set_status(
+        request.path_params["job_id"],
+        _status(body),
+        steps=steps_from(body.get("steps"), where="steps"),
+        checkpoints=_count(body, "checkpoints", 0),
+    )
+    return job.detailed()
+
+
+async def _add_checkpoint(sim: Simulator, request: Request) -> Any:
+    return sim.add_checkpoint(request.path_params["job_id"]).detailed()
+
+
+async def _all_batches(sim: Simulator, request: Request) -> Any:
+    return {
+        "jobs": [batch.to_json() for batch in sim.batch_jobs.values()],
+        "names": dict(sim.batch_names),
+    }
+
+
+async def _post_batches(sim: Simulator, request: Request) -> Any:
+    return {"ids": _create_batches(sim, await _body(request))}
+
+
+async def _one_batch(sim: Simulator, request: Request) -> Any:
+    return sim.get_batch(request.path_params["job_id"]).to_json()
+
+
+async def _set_batch_status(sim: Simulator, request: Request) -> Any:
+    body = await _body(request)
+    _only(body, {"status", "steps"})
+    batch = sim.set_batch_status(
+        request.path_params["job_id"],
+        _status(body),
+        steps=steps_from(body.get("steps"), where="steps"),
+    )
+    return batch.to_json()
+
+
+async def _set_batch_progress(sim: Simulator, request: Request) -> Any:
+    body = await _body(request)
+    _only(body, {"completed", "failed"})
+    batch = sim.get_batch(request.path_params["job_id"])
+    completed = _count(body, "completed", batch.completed_requests)
+    failed = _count(body, "failed", batch.failed_requests) if "failed" in body else None
+    return sim.set_batch_progress(batch.id, completed, failed).to_json()
+
+
+async def _log(sim: Simulator, request: Request) -> Any:
+    return {"log": list(sim.log)}
+
+
+async def _faults(sim: Simulator, request: Request) -> Any:
+    if request.method == "POST":
+        sim.add_fault(_fault(await _body(request)))
+    elif request.method == "DELETE":
+        sim.faults.clear()
+    return {"faults": [fault.to_json() for fault in sim.faults]}
+
+
+async def _retire(sim: Simulator, request: Request) -> Any:
+    sim.retired = request.method == "POST"
+    return {"retired": sim.retired}
+
+
+_TABLE: tuple[tuple[str, tuple[str, ...], Handler], ...] = (
+    ("/_sim/stats", ("GET",), _stats),
+    ("/_sim/stats/reset", ("POST",), _reset_stats),
+    ("/_sim/jobs", ("GET",), _all_jobs),
+    ("/_sim/jobs", ("POST",), _post_jobs),
+    ("/_sim/jobs", ("DELETE",), _clear_jobs),
+    ("/_sim/jobs/{job_id}", ("GET",), _one_job),
+    ("/_sim/jobs/{job_id}/status", ("POST",), _set_status),
+    ("/_sim/jobs/{job_id}/checkpoint", ("POST",), _add_checkpoint),
+    ("/_sim/batch/jobs", ("GET",), _all_batches),
+    ("/_sim/batch/jobs", ("POST",), _post_batches),
+    ("/_sim/batch/jobs/{job_id}", ("GET",), _one_batch),
+    ("/_sim/batch/jobs/{job_id}/status", ("POST",), _set_batch_status),
+    ("/_sim/batch/jobs/{job_id}/progress", ("POST",), _set_batch_progress),
+    ("/_sim/log", ("GET",), _log),
+    ("/_sim/faults", ("GET", "POST", "DELETE"), _faults),
+    ("/_sim/retire", ("POST", "DELETE"), _retire),
+)
 
 
 def _create_jobs(sim: Simulator, body: dict[str, Any]) -> list[str]:
@@ -208,13 +227,7 @@ def _create_jobs(sim: Simulator, body: dict[str, Any]) -> list[str]:
     ``created_by_me``, ``wandb_project``, ``wandb_name``, ``repository`` ("owner/name"),
     ``name``, ``log`` (false: bulk jobs stay out of the applied log; default true for one job).
     """
-    _only(body, _CREATE_KEYS)
-    count, created_at, log = _bulk(body)
-    spec = job_spec({k: v for k, v in body.items() if k in _SPEC_KEYS})
-    if spec.name is not None and count > 1:
-        raise _BadRequest("name: only for a single job (count 1)")
-    if count == 1:
-        return [sim.create(spec, created_at=created_at, log=log).id]
+    spec, count, created_at, log = _creation(body, _SPEC_KEYS, job_spec)
     return sim.create_many(spec, count, created_at=created_at, log=log)
 
 
@@ -229,14 +242,27 @@ def _create_batches(sim: Simulator, body: dict[str, Any]) -> list[str]:
     Unix seconds), ``log`` (false: bulk jobs stay out of the applied log; default true for
     one job). See :class:`~watcher.simulator.batch.BatchSpec`.
     """
-    _only(body, _BATCH_CREATE_KEYS)
+    spec, count, created_at, log = _creation(body, _BATCH_SPEC_KEYS, batch_spec)
+    return sim.create_batches(spec, count, created_at=created_at, log=log)
+
+
+def _creation(
+    body: dict[str, Any], spec_keys: frozenset[str], parse: Callable[[dict[str, Any]], _Spec]
+) -> tuple[_Spec, int, int | None, bool]:
+    """The spec of a creation body, and how many jobs alike to create, when and logged how."""
+    _only(body, spec_keys | _BULK_KEYS)
     count, created_at, log = _bulk(body)
-    spec = batch_spec({k: v for k, v in body.items() if k in _BATCH_SPEC_KEYS})
+    spec = parse({k: v for k, v in body.items() if k in spec_keys})
     if spec.name is not None and count > 1:
         raise _BadRequest("name: only for a single job (count 1)")
-    if count == 1:
-        return [sim.create_batch(spec, created_at=created_at, log=log).id]
-    return sim.create_batches(spec, count, created_at=created_at, log=log)
+    return spec, count, created_at, log
+
+
+def _status(body: dict[str, Any]) -> str:
+    status = body.get("status")
+    if not isinstance(status, str) or not status:
+        raise _BadRequest("status: must be a non-empty string")
+    return status
 
 
 def _bulk(body: dict[str, Any]) -> tuple[int, int | None, bool]:
@@ -266,7 +292,7 @@ def _fault(body: dict[str, Any]) -> Fault:
         raise _BadRequest(f"route: must be one of {', '.join(FAULT_ROUTES)}")
     retry_after = body.get("retry_after")
     if retry_after is not None:
-        retry_after = _seconds(retry_after, "retry_after")
+        retry_after = seconds_from(retry_after, "retry_after")
     rate = body.get("rate", 1.0)
     if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 < rate <= 1:
         raise _BadRequest("rate: must be a number above 0 and at most 1")
@@ -274,7 +300,7 @@ def _fault(body: dict[str, Any]) -> Fault:
         mode=mode,
         count=count,
         retry_after=retry_after,
-        delay=_seconds(body.get("delay", 1.0), "delay"),
+        delay=seconds_from(body.get("delay", 1.0), "delay"),
         route=cast(FaultRoute, route),
         rate=float(rate),
     )
@@ -304,14 +330,6 @@ def _count(body: dict[str, Any], key: str, default: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise _BadRequest(f"{key}: must be a non-negative integer")
     return value
-
-
-def _seconds(value: Any, key: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise _BadRequest(f"{key}: must be a number of seconds")
-    if value < 0:
-        raise _BadRequest(f"{key}: must not be negative")
-    return float(value)
 
 
 def _is_loopback(request: Request) -> bool:

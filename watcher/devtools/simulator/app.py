@@ -14,7 +14,7 @@ import math
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import anyio
 from starlette.applications import Starlette
@@ -23,7 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from watcher.devtools.simulator.admin import admin_routes
-from watcher.devtools.simulator.batch import BATCH_ORDERS, BATCH_STATUSES, BatchOrder
+from watcher.devtools.simulator.batch import BATCH_ORDERS, BATCH_STATUSES, BatchOrder, SimBatch
 from watcher.devtools.simulator.engine import (
     BatchJobNotFound,
     Conflict,
@@ -32,9 +32,10 @@ from watcher.devtools.simulator.engine import (
     Simulator,
 )
 from watcher.devtools.simulator.engine import Route as RouteKind
-from watcher.devtools.simulator.jobs import STATUSES
+from watcher.devtools.simulator.jobs import STATUSES, SimJob
 
 Answer = tuple[int, Any]
+_Item = TypeVar("_Item")
 Handler = Callable[[Request], Awaitable[Answer]]
 
 MAX_PAGE_SIZE = 1000  # larger requests are capped silently (the real maximum is unconfirmed)
@@ -92,12 +93,7 @@ def create_app(sim: Simulator, api_key: str) -> Starlette:
             wandb_name=query.params.get("wandb_name"),
             suffix=query.params.get("suffix"),
         )
-        page = query.integer("page", 0, minimum=0)
-        size = min(query.integer("page_size", 100, minimum=1), MAX_PAGE_SIZE)
-        query.raise_errors()
-        start = page * size
-        data = [job.summary() for job in jobs[start : start + size]]
-        return 200, {"object": "list", "total": len(jobs), "data": data}
+        return query.page(jobs, SimJob.summary)
 
     async def get_job(request: Request) -> Answer:
         return 200, sim.get(request.path_params["job_id"]).detailed()
@@ -116,9 +112,6 @@ def create_app(sim: Simulator, api_key: str) -> Starlette:
         order_by = query.choice("order_by", BATCH_ORDERS, "-created")
         created_after = query.timestamp("created_after")
         created_by_me = query.boolean("created_by_me")
-        page = query.integer("page", 0, minimum=0)
-        size = min(query.integer("page_size", 100, minimum=1), MAX_PAGE_SIZE)
-        query.raise_errors()
         batches = sim.list_batches(
             model=query.params.get("model"),
             agent_id=query.params.get("agent_id"),
@@ -127,9 +120,7 @@ def create_app(sim: Simulator, api_key: str) -> Starlette:
             created_by_me=created_by_me,
             order_by=cast(BatchOrder, order_by),
         )
-        start = page * size
-        data = [batch.to_json() for batch in batches[start : start + size]]
-        return 200, {"object": "list", "total": len(batches), "data": data}
+        return query.page(batches, SimBatch.to_json)
 
     async def get_batch(request: Request) -> Answer:
         # ``inline`` is accepted and ignored: the simulator has no results to inline.
@@ -263,6 +254,15 @@ class _ListQuery:
     def raise_errors(self) -> None:
         if self.errors:
             raise _Invalid(self.errors)
+
+    def page(self, items: Sequence[_Item], shown: Callable[[_Item], Any]) -> Answer:
+        """The ``page``-th page of ``page_size`` items, once the whole query is valid."""
+        page = self.integer("page", 0, minimum=0)
+        size = min(self.integer("page_size", 100, minimum=1), MAX_PAGE_SIZE)
+        self.raise_errors()
+        start = page * size
+        data = [shown(item) for item in items[start : start + size]]
+        return 200, {"object": "list", "total": len(items), "data": data}
 
     def _error(self, name: str, kind: str, msg: str, value: str, **ctx: Any) -> None:
         error: dict[str, Any] = {"type": kind, "loc": ["query", name], "msg": msg, "input": value}

@@ -1,4 +1,5 @@
-"""Scenarios: fine-tuning and batch job lifecycles from a YAML file, or generated from a seed.
+"""Scenarios: fine-tuning and batch job lifecycles from a YAML file (seeded random ones are
+in :mod:`.random_scenarios`).
 
 A scenario file::
 
@@ -35,7 +36,6 @@ field (``jobs[1].steps[2]: ...``).
 from __future__ import annotations
 
 import math
-import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
@@ -53,14 +53,14 @@ from watcher.devtools.simulator.batch import (
 )
 from watcher.devtools.simulator.jobs import EVENTS_ORDERS, EventsOrder, JobSpec
 
-_FIELDS = frozenset(
+JOB_FIELDS = frozenset(
     {
         "name", "job_type", "model", "suffix", "status", "create_after", "steps",
         "checkpoints", "auto_start", "events_order", "frozen", "created_by_me",
         "wandb_project", "wandb_name", "repository",
     }
 )  # fmt: skip
-_BATCH_FIELDS = frozenset(
+BATCH_FIELDS = frozenset(
     {
         "name", "endpoint", "model", "agent_id", "metadata", "status", "create_after", "steps",
         "total_requests", "failure_rate", "errors", "progress", "total_while_queued", "frozen",
@@ -150,7 +150,7 @@ def job_spec(raw: Any, *, where: str = "") -> JobSpec:
     if not isinstance(raw, Mapping):
         raise ValueError(f"{where or 'job'}: must be a mapping")
     for key in raw:
-        if key not in _FIELDS:
+        if key not in JOB_FIELDS:
             raise ValueError(f"{_prefix(where)}{key}: unknown field")
     status = _string(raw, "status", where, default="QUEUED")
     steps = _steps(raw.get("steps"), f"{_prefix(where)}steps")
@@ -163,7 +163,7 @@ def job_spec(raw: Any, *, where: str = "") -> JobSpec:
         model=_optional_string(raw, "model", where),
         suffix=_optional_string(raw, "suffix", where),
         status=status or "QUEUED",
-        create_after=_seconds(raw.get("create_after", 0), f"{_prefix(where)}create_after"),
+        create_after=seconds_from(raw.get("create_after", 0), f"{_prefix(where)}create_after"),
         steps=steps,
         checkpoints=_count(raw.get("checkpoints", 0), f"{_prefix(where)}checkpoints"),
         auto_start=_bool(raw, "auto_start", where, default=True),
@@ -184,7 +184,7 @@ def batch_spec(raw: Any, *, where: str = "") -> BatchSpec:
     if not isinstance(raw, Mapping):
         raise ValueError(f"{where or 'batch'}: must be a mapping")
     for key in raw:
-        if key not in _BATCH_FIELDS:
+        if key not in BATCH_FIELDS:
             raise ValueError(f"{_prefix(where)}{key}: unknown field")
     metadata = raw.get("metadata")
     if metadata is not None and (
@@ -201,7 +201,7 @@ def batch_spec(raw: Any, *, where: str = "") -> BatchSpec:
         agent_id=_optional_string(raw, "agent_id", where),
         metadata=dict(metadata) if metadata is not None else None,
         status=_string(raw, "status", where, default="QUEUED"),
-        create_after=_seconds(raw.get("create_after", 0), f"{_prefix(where)}create_after"),
+        create_after=seconds_from(raw.get("create_after", 0), f"{_prefix(where)}create_after"),
         steps=_steps(raw.get("steps"), f"{_prefix(where)}steps"),
         total_requests=_count(
             raw.get("total_requests", DEFAULT_TOTAL_REQUESTS), f"{_prefix(where)}total_requests"
@@ -237,14 +237,15 @@ def _steps(raw: Any, where: str) -> tuple[tuple[str, float], ...]:
         status, after = item
         if not isinstance(status, str) or not status:
             raise ValueError(f"{here}: the status must be a non-empty string")
-        seconds = _seconds(after, here)
+        seconds = seconds_from(after, here)
         if steps and seconds < steps[-1][1]:
             raise ValueError(f"{here}: steps must be in time order ({seconds} < {steps[-1][1]})")
         steps.append((status, seconds))
     return tuple(steps)
 
 
-def _seconds(value: Any, where: str) -> float:
+def seconds_from(value: Any, where: str) -> float:
+    """A finite, non-negative number of seconds; :class:`ValueError` names ``where``."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise ValueError(f"{where}: must be a number of seconds")
     if value < 0:
@@ -283,142 +284,3 @@ def _optional_string(raw: Mapping[str, Any], key: str, where: str) -> str | None
     if value is not None and not isinstance(value, str):
         raise ValueError(f"{_prefix(where)}{key}: must be a string or null")
     return value
-
-
-# -- seeded random scenarios ---------------------------------------------------------------
-
-_V = ("VALIDATING", "VALIDATED")
-_CANCEL = ("CANCELLATION_REQUESTED", "CANCELLED")
-# (job_type, auto_start, statuses after QUEUED, checkpoints wanted, events order)
-_LIFECYCLES: tuple[tuple[str, bool, tuple[str, ...], bool, str], ...] = (
-    ("completion", True, (*_V, "RUNNING", "SUCCESS"), True, "oldest_first"),
-    ("completion", True, ("RUNNING", "SUCCESS"), True, "newest_first"),  # 2024 style
-    ("completion", True, (*_V, "RUNNING", "FAILED"), True, "oldest_first"),
-    ("completion", True, ("VALIDATING", "FAILED_VALIDATION"), False, "oldest_first"),
-    ("completion", True, (*_V, "RUNNING", *_CANCEL), True, "oldest_first"),
-    ("classifier", False, (*_V, "QUEUED", "RUNNING", "SUCCESS"), True, "oldest_first"),
-    ("classifier", False, _V, False, "oldest_first"),  # parked until someone calls /start
-    ("classifier", True, (*_V, "RUNNING", "FAILED"), True, "oldest_first"),
-    ("completion", True, _CANCEL, False, "oldest_first"),  # cancelled while QUEUED
-)
-_HOSTILE = (
-    "<script>alert(1)</script>",
-    "*bold* _it_ `code` <!channel>",
-    "line\nbreak",
-    "ünïcödé-🚀",
-    "'; DROP TABLE jobs; --",
-    "x" * 300,
-    "{{ 7*7 }}",
-    "",
-)
-
-
-def random_scenario(
-    seed: int,
-    jobs: int = 8,
-    *,
-    start_within: float = 10.0,
-    step_gap: tuple[float, float] = (2.0, 5.0),
-    hostile: bool = False,
-) -> list[JobSpec]:
-    """``jobs`` varied lifecycles, the same for the same arguments.
-
-    Jobs appear within ``start_within`` seconds, their steps ``step_gap`` seconds apart.
-    ``hostile`` gives them suffixes and models a watcher must escape.
-    """
-    rng = random.Random(seed)
-    specs: list[JobSpec] = []
-    for i in range(jobs):
-        job_type, auto_start, statuses, with_checkpoints, order = rng.choice(_LIFECYCLES)
-        at = 0.0
-        steps: list[tuple[str, float]] = []
-        for status in statuses:
-            at += round(rng.uniform(*step_gap), 1)
-            steps.append((status, at))
-        suffix: str | None = rng.choice(_HOSTILE) if hostile else f"sim-{i}"
-        model = rng.choice(_HOSTILE) if hostile and rng.random() < 0.5 else None
-        specs.append(
-            JobSpec(
-                name=f"job-{i}",
-                job_type=job_type,
-                model=model,
-                suffix=suffix,
-                create_after=round(rng.uniform(0.0, start_within), 1),
-                steps=tuple(steps),
-                checkpoints=rng.randint(1, 4) if with_checkpoints else 0,
-                auto_start=auto_start,
-                events_order=cast(EventsOrder, order),
-                wandb_project="sim-project" if rng.random() < 0.3 else None,
-                repository="mistralai/sim-data" if rng.random() < 0.2 else None,
-            )
-        )
-    return specs
-
-
-_BATCH_CANCEL = ("CANCELLATION_REQUESTED", "CANCELLED")
-# (statuses after QUEUED, with failed requests): every ending the reference §5 describes.
-_BATCH_LIFECYCLES: tuple[tuple[tuple[str, ...], bool], ...] = (
-    (("RUNNING", "SUCCESS"), False),
-    (("RUNNING", "SUCCESS"), True),  # SUCCESS with failed requests, even all of them
-    (("RUNNING", "TIMEOUT_EXCEEDED"), True),
-    (("RUNNING", *_BATCH_CANCEL), False),
-    (("RUNNING", "FAILED"), True),
-    (("SUCCESS",), False),  # a fast job skips RUNNING between two polls
-    (_BATCH_CANCEL, False),  # cancelled while QUEUED
-)
-# (endpoint, model): agent jobs have no model.
-_BATCH_TARGETS: tuple[tuple[str, str | None], ...] = (
-    ("/v1/chat/completions", "mistral-small-latest"),
-    ("/v1/embeddings", "mistral-embed"),
-    ("/v1/ocr", "mistral-ocr-latest"),
-    ("/v1/fim/completions", "codestral-latest"),
-    ("/v1/moderations", "mistral-moderation-latest"),
-    ("/v1/agents/completions", None),
-)
-_BATCH_ERRORS = (
-    "Request body is not valid JSON",
-    "The maximum context length was exceeded",
-    "Document exceeds the maximum size",
-)
-
-
-def random_batch_scenario(
-    seed: int,
-    jobs: int = 8,
-    *,
-    start_within: float = 10.0,
-    step_gap: tuple[float, float] = (2.0, 5.0),
-) -> list[BatchSpec]:
-    """``jobs`` batch jobs with varied lifecycles, the same for the same arguments.
-
-    Jobs appear within ``start_within`` seconds, their steps ``step_gap`` seconds apart.
-    """
-    rng = random.Random(seed)
-    specs: list[BatchSpec] = []
-    for i in range(jobs):
-        statuses, with_failures = rng.choice(_BATCH_LIFECYCLES)
-        at = 0.0
-        steps: list[tuple[str, float]] = []
-        for status in statuses:
-            at += round(rng.uniform(*step_gap), 1)
-            steps.append((status, at))
-        endpoint, model = rng.choice(_BATCH_TARGETS)
-        failure_rate = rng.choice((0.01, 0.1, 0.5, 1.0)) if with_failures else 0.0
-        progress = round(rng.uniform(0.1, 0.9), 2)
-        specs.append(
-            BatchSpec(
-                name=f"batch-{i}",
-                endpoint=endpoint,
-                model=model,
-                agent_id=f"ag_sim_{i}" if model is None else None,
-                metadata={"pipeline": "sim", "run": str(i)} if rng.random() < 0.5 else None,
-                create_after=round(rng.uniform(0.0, start_within), 1),
-                steps=tuple(steps),
-                total_requests=rng.choice((1, 10, 100, 500, 20_000)),
-                failure_rate=failure_rate,
-                progress=progress,
-                errors=tuple(rng.sample(_BATCH_ERRORS, rng.randint(1, 2))) if with_failures else (),
-                total_while_queued=rng.random() < 0.5,
-            )
-        )
-    return specs

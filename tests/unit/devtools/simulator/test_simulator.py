@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +13,7 @@ import anyio
 import httpx
 import pytest
 
+from tests.waiting import wait_until
 from watcher.devtools.simulator import (
     JobSpec,
     RunningSimulator,
@@ -67,15 +68,6 @@ async def create(client: httpx.AsyncClient, **body: Any) -> list[str]:
 async def add_fault(client: httpx.AsyncClient, **body: Any) -> None:
     response = await client.post("/_sim/faults", json=body)
     assert response.status_code == 200, response.text
-
-
-async def wait_for(check: Callable[[], Awaitable[bool]]) -> None:
-    """Poll ``check`` until it holds (the simulator has no push channel)."""
-    with anyio.fail_after(5):
-        while True:
-            if await check():
-                return
-            await anyio.sleep(0.02)
 
 
 def statuses(job: dict[str, Any]) -> list[str]:
@@ -537,12 +529,14 @@ async def test_slow_fault_delays_the_answer(client: httpx.AsyncClient) -> None:
     async def slow_request() -> None:
         results.append((await client.get(JOBS)).status_code)
 
+    async def one_in_flight() -> bool:
+        return 1 == (await client.get("/_sim/stats")).json()["in_flight"]
+
     with anyio.fail_after(5):
         async with anyio.create_task_group() as tg:
             started = time.monotonic()
             tg.start_soon(slow_request)
-            await anyio.sleep(0.2)
-            assert 1 == (await client.get("/_sim/stats")).json()["in_flight"]
+            await wait_until(one_in_flight, within=5, what="the slow request in flight")
     assert [200] == results
     assert time.monotonic() - started >= 0.5
 
@@ -647,17 +641,20 @@ async def test_admin_api_is_loopback_only() -> None:
 
 async def test_scheduled_jobs_appear_over_http() -> None:
     """Jobs handed to simulator() are created after their delay (scaled by speed)."""
+    clock = FakeClock()
     spec = JobSpec(name="late", create_after=0.5, steps=(("RUNNING", 0.5),))
-    async with simulator(jobs=[spec], speed=5, api_key=KEY) as served:
+    async with simulator(jobs=[spec], speed=5, api_key=KEY, clock=clock) as served:
         headers = {"Authorization": f"Bearer {KEY}"}
         async with httpx.AsyncClient(base_url=served.base_url, headers=headers) as c:
-            assert 0 == (await c.get(JOBS)).json()["total"]
 
-            async def running_job_listed() -> bool:
-                data = (await c.get(JOBS)).json()["data"]
-                return bool(data) and "RUNNING" == data[0]["status"]
+            async def listed() -> list[str]:
+                return [job["status"] for job in (await c.get(JOBS)).json()["data"]]
 
-            await wait_for(running_job_listed)
+            seen = [await listed()]
+            for now in (T0 + 0.09, T0 + 0.11, T0 + 0.25):
+                clock.now = now
+                seen.append(await listed())
+    assert [[], [], ["QUEUED"], ["RUNNING"]] == seen
 
 
 async def test_run_simulator_serves_until_cancelled() -> None:
@@ -689,7 +686,7 @@ async def test_run_simulator_serves_until_cancelled() -> None:
                 async def demo_jobs_listed() -> bool:
                     return 3 == (await c.get(JOBS)).json()["total"]
 
-                await wait_for(demo_jobs_listed)
+                await wait_until(demo_jobs_listed, within=10, what="the demo jobs")
             tg.cancel_scope.cancel()
     banner = format_banner(urls[0], KEY)
     assert urls[0] in banner

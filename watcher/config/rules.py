@@ -1,0 +1,98 @@
+"""The ``rules:``, ``digest:`` and ``heartbeat:`` sections: alerts watcher raises itself
+(stalled, overrun, cost, metric), the scheduled summary, and the dead-man's switch."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+
+from watcher.config.fields import ConfigModel, Duration, Name, StrList, TimeZone
+
+
+class _RuleConfig(ConfigModel):
+    name: Name | None = None  # default: the kind; needed when two rules share a kind
+    sources: StrList | None = None  # default: every source
+
+    @property
+    def key(self) -> str:
+        return self.name or str(getattr(self, "kind", "rule"))
+
+
+class StalledRuleConfig(_RuleConfig):
+    """A job stays in one non-terminal status longer than its limit."""
+
+    kind: Literal["stalled"]
+    after: Annotated[dict[str, Duration], Field(min_length=1)]  # status -> limit
+
+    @field_validator("after")
+    @classmethod
+    def _statuses(cls, value: dict[str, float]) -> dict[str, float]:
+        return {status.strip().upper(): limit for status, limit in value.items()}
+
+    repeat_interval: Duration | None = None
+    resolved: bool = True
+
+
+class OverrunRuleConfig(_RuleConfig):
+    """A RUNNING job outlasts ``metadata.expected_duration_seconds`` x ``factor``."""
+
+    kind: Literal["overrun"]
+    factor: Annotated[float, Field(gt=0)] = 1.5
+    repeat_interval: Duration | None = None
+    resolved: bool = True
+
+
+class CostRuleConfig(_RuleConfig):
+    """``metadata.cost`` is above ``limit`` when it becomes known."""
+
+    kind: Literal["cost"]
+    limit: Annotated[float, Field(ge=0)]
+
+
+class MetricRuleConfig(_RuleConfig):
+    """A new checkpoint's ``valid_loss`` rose more than ``valid_loss_rise`` percent over the
+    best so far, or its ``train_loss`` is NaN or infinite."""
+
+    kind: Literal["metric"]
+    valid_loss_rise: Annotated[float, Field(gt=0)] = 10.0
+    non_finite: bool = True
+
+
+RuleConfig = Annotated[
+    StalledRuleConfig | OverrunRuleConfig | CostRuleConfig | MetricRuleConfig,
+    Field(discriminator="kind"),
+]
+TimeRuleConfig = StalledRuleConfig | OverrunRuleConfig
+
+
+class DigestConfig(ConfigModel):
+    """A summary of the last ``period`` per source, sent on a cron schedule."""
+
+    cron: str  # crontab: minute hour day month day-of-week, e.g. "0 9 * * MON-FRI"
+    timezone: TimeZone = "UTC"
+    period: Duration = 86400.0
+    sinks: Annotated[StrList, Field(min_length=1)]
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        from apscheduler.triggers.cron import CronTrigger  # lazy: APScheduler is heavy
+
+        try:
+            CronTrigger.from_crontab(value, timezone="UTC")
+        except (ValueError, KeyError) as exc:
+            raise ValueError(f"not a crontab expression: {exc}") from None
+        fields = value.split()
+        if len(fields) == 5 and re.search(r"\d", fields[4]):
+            # APScheduler 3 counts weekdays from 0 = Monday, crontab from 0 = Sunday: a
+            # number would silently mean another day. Names mean the same everywhere.
+            raise ValueError("write the day of week with names (MON-FRI, SAT,SUN), not numbers")
+        return value
+
+
+class HeartbeatConfig(ConfigModel):
+    """``watcher.heartbeat`` every ``interval``, for a dead-man's switch."""
+
+    interval: Duration = 300.0

@@ -1,0 +1,70 @@
+"""How the daemon itself runs: ``state:`` (the database), ``logging:`` and ``http:``."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import field_validator
+
+from watcher.config.fields import ConfigModel
+
+
+class StateConfig(ConfigModel):
+    url: str = "sqlite:///watcher-state.db"
+
+    @field_validator("url")
+    @classmethod
+    def _supported(cls, value: str) -> str:
+        if value.startswith("sqlite:///"):
+            return value
+        if value.startswith(("postgresql://", "postgresql+asyncpg://")):
+            # lazy: SQLAlchemy is heavy and only a PostgreSQL URL needs its parser
+            from sqlalchemy.engine import make_url
+            from sqlalchemy.exc import ArgumentError
+
+            try:
+                url = make_url(value)
+            except (ArgumentError, ValueError) as e:
+                raise ValueError(f"not a valid PostgreSQL URL: {e}") from None
+            if not url.database:
+                raise ValueError("names no database: postgresql://USER@HOST:PORT/DATABASE")
+            return value
+        raise ValueError(
+            "must be sqlite:///PATH or postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE"
+        )
+
+
+class LoggingConfig(ConfigModel):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+_LISTEN = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^\s:\[\]]*)):(?P<port>\d{1,5})$")
+
+
+class HttpConfig(ConfigModel):
+    """``/healthz``, ``/readyz`` and ``/metrics`` on ``listen`` (``HOST:PORT``,
+    ``[::1]:PORT``, or ``:PORT`` for every interface); off when ``listen`` is absent."""
+
+    listen: str | None = None
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        match = _LISTEN.match(value.strip())
+        if match is None or not 1 <= int(match["port"]) <= 65535:
+            raise ValueError("must be HOST:PORT, e.g. 127.0.0.1:9464 (IPv6: [::1]:9464)")
+        return value.strip()
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        """``(host, port)`` to bind, or ``None`` when off."""
+        if self.listen is None:
+            return None
+        match = _LISTEN.match(self.listen)
+        assert match is not None  # validated above
+        host = match["v6"] or match["host"] or "0.0.0.0"  # noqa: S104 (":PORT" asks for it)
+        return host, int(match["port"])

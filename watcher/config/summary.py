@@ -1,0 +1,69 @@
+"""What a loaded config says, told to a human (``check-config``) or to the log redactor
+(its secret values)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+from watcher.config.model import Config
+from watcher.config.sinks import WebhookSinkConfig
+from watcher.config.sources import FineTuningSourceConfig
+from watcher.model.secrets import Secret
+
+
+def summary(config: Config) -> str:
+    """A short human summary for ``check-config`` (no secrets)."""
+    lines = [f"state: {config.state.url}"]
+    lines.append(f"sources ({len(config.sources)}):")
+    for source in config.sources:
+        if isinstance(source, FineTuningSourceConfig):
+            extra = f"checkpoints={'on' if source.track_checkpoints else 'off'}"
+        else:
+            milestones = ", ".join(f"{m:g}%" for m in source.progress_milestones)
+            extra = f"milestones=[{milestones}], errors_rising at {source.error_ratio:.0%}"
+        lines.append(
+            f"  - {source.name}: {source.kind} at {source.base_url},"
+            f" every {source.interval:g}s, on_start={source.on_start}, {extra}"
+        )
+    lines.append(f"sinks ({len(config.sinks)}):")
+    for sink in config.sinks:
+        extra = ""
+        if isinstance(sink, WebhookSinkConfig):
+            extra = f" (signed: {'yes' if sink.secret else 'no'})"
+        lines.append(f"  - {sink.name}: {sink.kind}{extra}")
+    routes = config.effective_routes
+    implicit = (
+        " (implicit: no routes given, everything goes to every sink)"
+        if config.routes is None
+        else ""
+    )
+    lines.append(f"routes ({len(routes)}){implicit}:")
+    for route in routes:
+        conds = [
+            f"{key} in {vals}" for key, vals in route.match.model_dump(exclude_none=True).items()
+        ]
+        stop = ", stop" if not route.continue_ else ""
+        lines.append(f"  - {' and '.join(conds) or 'everything'} -> {', '.join(route.sinks)}{stop}")
+    return "\n".join(lines)
+
+
+def secrets_of(config: object) -> list[str]:
+    """Every secret value in the config (API keys, webhook secrets, URLs, tokens, passwords),
+    for the log redactor."""
+    found: list[str] = []
+
+    def walk(node: object) -> None:
+        if isinstance(node, Secret):
+            found.append(node.get())
+        elif isinstance(node, BaseModel):
+            for name in type(node).model_fields:
+                walk(getattr(node, name))
+        elif isinstance(node, list | tuple):
+            for item in node:
+                walk(item)
+        elif isinstance(node, dict):
+            for item in node.values():
+                walk(item)
+
+    walk(config)
+    return found

@@ -1,0 +1,115 @@
+"""What the simulator's HTTP side counts and breaks: request counters per route, and the
+queued faults (429, 5xx, slow, malformed, gone, truncated) the next requests will meet."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any, Literal
+
+Route = Literal["list", "detail", "other", "batch_list", "batch_detail"]
+FaultRoute = Literal["list", "detail", "batch_list", "batch_detail", "all"]
+
+FAULT_MODES = frozenset({"429", "500", "502", "503", "slow", "malformed", "gone", "truncated"})
+FAULT_ROUTES: tuple[FaultRoute, ...] = ("list", "detail", "batch_list", "batch_detail", "all")
+_BATCH_ROUTES: tuple[Route, ...] = ("batch_list", "batch_detail")
+_ROUTES: tuple[Route, ...] = ("list", "detail", "other", "batch_list", "batch_detail")
+
+
+@dataclass(kw_only=True)
+class Fault:
+    """One queued fault; ``count`` None means until cleared.
+
+    ``rate`` below 1 makes it hit only that share of the matching requests (a fault mix for
+    endurance runs: ``rate=0.1`` is 10 % of them); see :meth:`Simulator.take_fault`.
+    """
+
+    mode: str
+    count: int | None = 1
+    retry_after: float | None = None
+    delay: float = 1.0
+    route: FaultRoute = "all"
+    rate: float = 1.0
+
+    def matches(self, route: Route) -> bool:
+        return self.route == "all" or self.route == route
+
+    def to_json(self) -> dict[str, Any]:
+        shown = {
+            "mode": self.mode,
+            "count": self.count,
+            "retry_after": self.retry_after,
+            "delay": self.delay,
+            "route": self.route,
+        }
+        return shown if self.rate == 1.0 else {**shown, "rate": self.rate}
+
+
+class Traffic:
+    """Request counters, requests in flight, queued faults and the retired (410) switch."""
+
+    requests: dict[Route, int]
+    in_flight: int
+    faults: list[Fault]
+    retired: bool
+    _fault_draws: random.Random
+    _batch_used: bool  # set by the batch engine too: a batch job exists
+
+    def _start_traffic(self, seed: int | None) -> None:
+        self.requests = dict.fromkeys(_ROUTES, 0)
+        self.in_flight = 0
+        self.faults = []
+        self._fault_draws = random.Random(seed)  # apart: a fault mix leaves job ids alone
+        self.retired = False
+        self._batch_used = False  # shows the batch request counters in stats()
+
+    def count_request(self, route: Route) -> None:
+        self.requests[route] += 1
+        if route in _BATCH_ROUTES:
+            self._batch_used = True
+
+    def stats(self) -> dict[str, Any]:
+        """Request counters; ``total`` counts every ``/v1`` request.
+
+        ``batch_list`` and ``batch_detail`` appear once the batch API is in use (a batch
+        job was created or a batch route requested), so the fine-tuning-only shape stays.
+        """
+        shown = {
+            route: count
+            for route, count in self.requests.items()
+            if self._batch_used or route not in _BATCH_ROUTES
+        }
+        return {
+            "requests": {**shown, "total": sum(self.requests.values())},
+            "in_flight": self.in_flight,
+        }
+
+    def reset_stats(self) -> None:
+        self.requests = dict.fromkeys(_ROUTES, 0)
+
+    def add_fault(self, fault: Fault) -> None:
+        if fault.mode not in FAULT_MODES:
+            raise ValueError(f"mode: unknown fault mode {fault.mode!r}")
+        if not 0.0 < fault.rate <= 1.0:
+            raise ValueError(f"rate: must be above 0 and at most 1, not {fault.rate!r}")
+        self.faults.append(fault)
+
+    def take_fault(self, route: Route) -> Fault | None:
+        """Consume the first queued fault that applies to ``route``.
+
+        The faults with a ``rate`` below 1 share one draw per request, each taking its own
+        slice of it: rates 0.10 and 0.05 hit 10 % and 5 % of the requests, never the same
+        one (independent draws would skew the mix).
+        """
+        draw = self._fault_draws.random()
+        for index, fault in enumerate(self.faults):
+            if fault.matches(route):
+                if fault.rate < 1.0 and draw >= fault.rate:
+                    draw -= fault.rate
+                    continue
+                if fault.count is not None:
+                    fault.count -= 1
+                    if fault.count <= 0:
+                        del self.faults[index]
+                return fault
+        return None
