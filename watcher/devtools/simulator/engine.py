@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from watcher.devtools.simulator.batch import (
-    BATCH_TERMINAL,
     BatchOrder,
     BatchSpec,
     SimBatch,
@@ -28,6 +27,7 @@ from watcher.devtools.simulator.batch import (
     new_batch,
 )
 from watcher.devtools.simulator.jobs import JobSpec, SimJob, history_path, new_job
+from watcher.model.statuses import BATCH_TERMINAL
 
 Clock = Callable[[], float]
 Route = Literal["list", "detail", "other", "batch_list", "batch_detail"]
