@@ -323,6 +323,7 @@ async def _test_sink(config: Config, sink_name: str) -> int:
     from watcher.abc import Envelope
     from watcher.app.daemon import Watcher
     from watcher.exceptions import DeliveryError
+    from watcher.model import types
     from watcher.model.transitions import Transition, stable_id
 
     if sink_name not in {s.name for s in config.sinks}:
@@ -330,8 +331,8 @@ async def _test_sink(config: Config, sink_name: str) -> int:
         return EXIT_USAGE
     now = time.time()
     transition = Transition(
-        id=stable_id("watcher.test", sink_name, now),
-        type="watcher.test",
+        id=stable_id(types.TEST, sink_name, now),
+        type=types.TEST,
         source="watcher",
         occurred_at=int(now),
         details={"reason": "TEST MESSAGE from `watcher test-sink`: no job is concerned"},
