@@ -13,10 +13,11 @@ steady-state cycle whose cost does not grow with the history.
 A source module subclasses :class:`ListingSource` with its paths, its parser and its few
 policies; the pipeline, diff, store and sinks know nothing more of it.
 
-With ``max_requests_per_minute`` every request waits for room in the budget (``budget``);
-the choice of each steady cycle's requests is :mod:`watcher.sources.budgeted`'s, which
-drives a listing source through its public methods (:meth:`ListingSource.page`,
-:meth:`~ListingSource.fetch`, :meth:`~ListingSource.whole`, …). Nothing here knows of it.
+With ``max_requests_per_minute`` the API client waits for room in a request budget
+(the ``budget`` option); everything else about budgets is :mod:`watcher.sources.budgeted`'s,
+which composes its cycles around a listing source through its public methods
+(:meth:`ListingSource.page`, :meth:`~ListingSource.fetch`, :meth:`~ListingSource.whole`, …)
+and is built by :func:`watcher.sources.budgeted.budgeted`. Nothing here imports it.
 """
 
 from __future__ import annotations
