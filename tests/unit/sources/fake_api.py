@@ -23,9 +23,8 @@ KEY = "sk-test-key-123"
 NOW = float(T0 + 100_000)  # the local clock, in step with the API's timestamps
 PATH = "/v1/fine_tuning/jobs"
 
-Asked = (
-    tuple[str, str, int] | tuple[str, str]
-)  # ("list", status or "new" or "all", page), ("detail", id)
+# What was asked: ("list", a status or "new" or "all", page) or ("detail", job id).
+Asked = tuple[str, str, int] | tuple[str, str]
 
 
 def ft_job(job_id: str, status: str, created_at: int) -> dict[str, Any]:
@@ -35,6 +34,8 @@ def ft_job(job_id: str, status: str, created_at: int) -> dict[str, Any]:
 
 
 class Api:
+    """The jobs, as the API holds them, and what it was asked."""
+
     def __init__(self, *jobs: dict[str, Any]) -> None:
         self.jobs = {job["id"]: job for job in jobs}
         self.asked: list[Asked] = []
