@@ -57,6 +57,7 @@ from watcher.devtools.simulator.app import create_app
 from watcher.devtools.simulator.engine import Simulator
 from watcher.model.secrets import Secret
 from watcher.model.snapshot import Snapshot
+from watcher.sources.budgeted import budgeted
 from watcher.sources.fine_tuning import KIND, FineTuningSource
 from watcher.sources.policy import Policy, RoundRobin
 
@@ -187,7 +188,9 @@ async def play(
             track_checkpoints=False,
             max_requests_per_minute=budget,
         )
-        source = FineTuningSource(config, client, sleep=clock.sleep, clock=clock, policy=policy)
+        source = budgeted(
+            FineTuningSource, config, client, sleep=clock.sleep, clock=clock, policy=policy
+        )
         snapshots: dict[str, Snapshot] = {}
         cursor = Cursor()
 

@@ -438,8 +438,8 @@ def summarise(
 
 # Where the watcher's CPU samples fall: the first of these frames found in a stack names it.
 PHASES = (
-    ("detail fetches", "ListingSource._fetch"),
-    ("listing pages", "ListingSource._page"),
+    ("detail fetches", "ListingSource.fetch"),
+    ("listing pages", "ListingSource.page"),
     ("store: load active snapshots", "SqlSnapshots.active_snapshots"),
     ("store: cycle commit", "SqlSnapshots.commit"),
     ("diff", "diff (watcher/diff.py"),

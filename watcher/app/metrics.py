@@ -23,32 +23,12 @@ from prometheus_client.process_collector import ProcessCollector
 
 from watcher import __version__
 from watcher.abc import StoreStatus
-from watcher.model.transitions import Transition, status_slug
-from watcher.sources import batch, fine_tuning
+from watcher.model.statuses import KNOWN_STATUSES
+from watcher.model.transitions import Transition
+from watcher.model.types import JOB_PREFIXES, JOB_SUFFIXES, WATCHER_TYPES
 
-# The documented statuses, and the terminal ones (which include watcher's own DELETED).
-JOB_STATUSES = frozenset(
-    {*fine_tuning.STATUSES, *fine_tuning.TERMINAL, *batch.STATUSES, *batch.TERMINAL}
-)
-JOB_PREFIXES = ("fine_tuning.job", "batch.job")
-# What follows a job prefix: one per documented status, the diff's facts, the sources'
-# facts and the rules' alerts.
-JOB_SUFFIXES = frozenset(
-    {status_slug(s) for s in JOB_STATUSES}
-    | {"event", "checkpoint", "model_ready", "progress", "errors_rising", "completed_with_errors"}
-    | {"cost_exceeded", "metric_regressed"}
-    | {f"{kind}{end}" for kind in ("stalled", "overrun") for end in ("", ".resolved")}
-)
-WATCHER_TYPES = frozenset(
-    {
-        "watcher.source.retired",
-        "watcher.source.unreachable",
-        "watcher.source.recovered",
-        "watcher.digest",
-        "watcher.heartbeat",
-        "watcher.test",
-    }
-)
+# The documented statuses and watcher's own DELETED; the rest is "other".
+JOB_STATUSES = KNOWN_STATUSES
 POLL_OUTCOMES = ("ok", "skipped", "retired", "auth_error", "error", "stale")
 MAX_REASONS = 20  # distinct final-error reasons per sink before the rest count as "other"
 # Poll cycles last from milliseconds (nothing changed) to minutes (a full resync of a large

@@ -35,6 +35,7 @@ from watcher.config import (
 )
 from watcher.detect.routing import Router
 from watcher.exceptions import ConfigError, DeliveryError
+from watcher.model import types
 from watcher.model.transitions import Transition, stable_id
 from watcher.render.templates import SAMPLES, MessageTemplates, sample_envelopes
 
@@ -323,8 +324,8 @@ async def _test_sink(config: Config, args: argparse.Namespace) -> int:
         return EXIT_USAGE
     now = time.time()
     transition = Transition(
-        id=stable_id("watcher.test", sink_name, now),
-        type="watcher.test",
+        id=stable_id(types.TEST, sink_name, now),
+        type=types.TEST,
         source="watcher",
         occurred_at=int(now),
         details={"reason": "TEST MESSAGE from `watcher test-sink`: no job is concerned"},

@@ -19,9 +19,10 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from watcher.model import types
 from watcher.model.jobs import Checkpoint, Event, Job
 from watcher.model.snapshot import JobKind, Snapshot
-from watcher.model.transitions import Transition, json_safe, stable_id, status_slug
+from watcher.model.transitions import Transition, json_safe, stable_id
 
 # Keys the diff adds to a job's view from what only a detailed answer carries.
 DERIVED_VIEW_KEYS = frozenset({"loss_curve"})
@@ -85,97 +86,115 @@ def fingerprints(events: Sequence[Event]) -> list[str]:
 _RANK_CHECKPOINT, _RANK_STATUS, _RANK_EVENT, _RANK_MODEL = 0, 1, 2, 3
 
 
-def diff(
-    previous: Snapshot | None, current: Job, *, source: str, kind: JobKind
-) -> tuple[Snapshot, list[Transition]]:
-    """The new snapshot of ``current`` and the transitions since ``previous``.
+class _Found:
+    """The transitions of one diff so far, each with what orders it: (time, rank, order)."""
 
-    ``previous`` is ``None`` for a job never seen before: each status it passed through is
-    reported, the first with ``previous_status=None``.
-    """
-    job_view = current.summary()
-    if current.checkpoints:
-        job_view["loss_curve"] = loss_curve(current.checkpoints)
-    elif previous is not None and "loss_curve" in previous.job:
-        job_view["loss_curve"] = previous.job["loss_curve"]  # a list item knows none
-    found: list[tuple[int, int, int, Transition]] = []  # (time, rank, order, transition)
+    def __init__(self, current: Job, *, source: str, prefix: str, job: dict[str, Any]) -> None:
+        self.current = current
+        self.source = source
+        self.prefix = prefix
+        self.job = job
+        self.items: list[tuple[int, int, int, Transition]] = []
+        self.last_status_time = 0
 
-    def add(when: int | None, rank: int, transition: Transition) -> None:
-        found.append(
-            (when if when is not None else current.modified_at, rank, len(found), transition)
-        )
-
-    def status_change(prev: str | None, new: str, when: int, key: object) -> Transition:
-        return Transition(
-            id=stable_id(source, current.id, "status", prev, new, key),
-            type=f"{kind.prefix}.{status_slug(new)}",
-            source=source,
-            job_id=current.id,
-            status=new,
-            previous_status=prev,
+    def _add(
+        self,
+        at: int,
+        rank: int,
+        id_parts: tuple[object, ...],
+        type_: str,
+        when: int | None,
+        **fields: Any,
+    ) -> None:
+        transition = Transition(
+            id=stable_id(self.source, self.current.id, *id_parts),
+            type=type_,
+            source=self.source,
+            job_id=self.current.id,
             occurred_at=when,
-            job=job_view,
+            job=self.job,
+            **fields,
         )
+        self.items.append((at, rank, len(self.items), transition))
 
-    def job_fact(
+    def status(self, previous: str | None, new: str, when: int, key: object) -> None:
+        """``previous`` -> ``new`` at ``when``; ``key`` tells this entry from a later one."""
+        # Status transitions keep their walk order whatever their timestamps say.
+        self.last_status_time = max(self.last_status_time, when)
+        type_ = types.status_type(self.prefix, new)
+        parts = ("status", previous, new, key)
+        self._add(
+            self.last_status_time, _RANK_STATUS, parts, type_, when,
+            status=new, previous_status=previous,
+        )  # fmt: skip
+
+    def fact(
+        self,
         when: int | None,
         rank: int,
         suffix: str,
         id_parts: tuple[object, ...],
         details: Mapping[str, Any],
     ) -> None:
-        add(when, rank, Transition(
-            id=stable_id(source, current.id, *id_parts),
-            type=f"{kind.prefix}.{suffix}",
-            source=source,
-            job_id=current.id,
-            occurred_at=when,
-            job=job_view,
-            details=details,
-        ))  # fmt: skip
+        """A fact of the job (``<prefix>.<suffix>``), at ``when`` or else its modified_at."""
+        at = when if when is not None else self.current.modified_at
+        self._add(at, rank, id_parts, types.job_type(self.prefix, suffix), when, details=details)
 
-    last_status_time = [0]
+    def ordered(self) -> list[Transition]:
+        return [item[3] for item in sorted(self.items, key=lambda item: item[:3])]
 
-    def status_time(when: int) -> int:
-        # Status transitions keep their walk order whatever their timestamps say.
-        last_status_time[0] = max(last_status_time[0], when)
-        return last_status_time[0]
 
+def _view(previous: Snapshot | None, current: Job) -> dict[str, Any]:
+    """The job as transitions show it, with the loss curve of its checkpoints."""
+    job_view = current.summary()
+    if current.checkpoints:
+        job_view["loss_curve"] = loss_curve(current.checkpoints)
+    elif previous is not None and "loss_curve" in previous.job:
+        job_view["loss_curve"] = previous.job["loss_curve"]  # a list item knows none
+    return job_view
+
+
+_Prints = list[tuple[str, Event]]
+
+
+def _new_events(previous: Snapshot | None, current: Job) -> tuple[set[str], _Prints]:
+    """The fingerprints of the events already seen, and the events that are news, oldest
+    first."""
     seen_events = set(previous.seen_events) if previous else set()
     events = chronological(current.events or (), current.status)
     prints = fingerprints(events)
     new_events = [(fp, e) for fp, e in zip(prints, events, strict=True) if fp not in seen_events]
-    if previous is not None and not previous.detailed:
+    if previous is None:
+        return seen_events, new_events
+    if not previous.detailed:
         # A snapshot made from a list item knows no events: those up to its last
         # modification are history, not news.
         seen_events.update(fp for fp, e in new_events if e.created_at <= previous.modified_at)
-        new_events = [(fp, e) for fp, e in new_events if e.created_at > previous.modified_at]
+        return seen_events, [(fp, e) for fp, e in new_events if e.created_at > previous.modified_at]
+    # When the previous poll took its status from the job-level field because the status's
+    # own event had not appeared yet, that event and the ones before it are history arriving
+    # late, not news.
+    known = [
+        e.status
+        for fp, e in zip(prints, events, strict=True)
+        if fp in previous.seen_events and e.status is not None
+    ]
+    if known and known[-1] == previous.status:
+        return seen_events, new_events
+    late = next((i for i, (_, e) in enumerate(new_events) if e.status == previous.status), None)
+    if late is None:
+        return seen_events, new_events
+    seen_events.update(fp for fp, e in new_events[: late + 1] if e.status is not None)
+    return seen_events, [
+        (fp, e) for i, (fp, e) in enumerate(new_events) if i > late or e.status is None
+    ]
 
-    if previous is not None and previous.detailed:
-        # When the previous poll took its status from the job-level field because the
-        # status's own event had not appeared yet, that event and the ones before it are
-        # history arriving late, not news.
-        known = [
-            e.status
-            for fp, e in zip(prints, events, strict=True)
-            if fp in previous.seen_events and e.status is not None
-        ]
-        if not known or known[-1] != previous.status:
-            late = next(
-                (i for i, (_, e) in enumerate(new_events) if e.status == previous.status), None
-            )
-            if late is not None:
-                for fp, e in new_events[: late + 1]:
-                    if e.status is not None:
-                        seen_events.add(fp)
-                new_events = [
-                    (fp, e) for i, (fp, e) in enumerate(new_events) if i > late or e.status is None
-                ]
 
-    # Status events newer than the job's own modified_at are ahead of the job-level status
-    # (the authority): they wait, unseen, for the poll that agrees with them. In the
-    # ambiguous same-second case, events after the last one announcing the current status
-    # wait too.
+def _consumable(new_events: _Prints, current: Job) -> set[int]:
+    """Which new status events the walk takes. Those newer than the job's own modified_at are
+    ahead of the job-level status (the authority): they wait, unseen, for the poll that
+    agrees with them. In the ambiguous same-second case, events after the last one
+    announcing the current status wait too."""
     horizon = current.modified_at
     consumable = [
         i for i, (_, e) in enumerate(new_events) if e.status is not None and e.created_at <= horizon
@@ -185,8 +204,16 @@ def diff(
         new_events[i][1].created_at == horizon for i in consumable if i > agreeing[-1]
     ):
         consumable = [i for i in consumable if i <= agreeing[-1]]
-    take = set(consumable)
+    return set(consumable)
 
+
+def _walk(
+    found: _Found, previous: Snapshot | None, new_events: _Prints, seen_events: set[str]
+) -> int:
+    """Status changes (from the events, then the job-level status) and other new events
+    into ``found``; returns since when the job is in its current status."""
+    current = found.current
+    take = _consumable(new_events, current)
     walked = previous.status if previous else None
     status_since = previous.status_since if previous else current.created_at
     for index, (fp, event) in enumerate(new_events):
@@ -196,34 +223,30 @@ def diff(
             if event.name != "status-updated":
                 event_details = {"name": event.name, "created_at": event.created_at,
                                  "data": event.data}  # fmt: skip
-                job_fact(
-                    event.created_at, _RANK_EVENT, "event", ("event", fp), {"event": event_details}
-                )
+                found.fact(
+                    event.created_at, _RANK_EVENT, types.EVENT, ("event", fp),
+                    {"event": event_details},
+                )  # fmt: skip
             continue
         if index not in take:
             continue
         seen_events.add(fp)
         if status == walked:
             continue
-        add(
-            status_time(event.created_at),
-            _RANK_STATUS,
-            status_change(walked, status, event.created_at, fp),
-        )
+        found.status(walked, status, event.created_at, fp)
         walked = status
         status_since = event.created_at
     if current.status != walked:
         # Entered without (or before) its own event: modified_at is the best time known.
-        when = current.modified_at
-        add(
-            status_time(when),
-            _RANK_STATUS,
-            status_change(walked, current.status, when, current.modified_at),
-        )
-        status_since = when
+        found.status(walked, current.status, current.modified_at, current.modified_at)
+        status_since = current.modified_at
+    return status_since
 
+
+def _checkpoints(found: _Found, previous: Snapshot | None) -> set[int]:
+    """New checkpoints into ``found``; returns the step numbers now seen."""
     seen_checkpoints = set(previous.seen_checkpoints) if previous else set()
-    for checkpoint in sorted(current.checkpoints or (), key=lambda c: c.step_number):
+    for checkpoint in sorted(found.current.checkpoints or (), key=lambda c: c.step_number):
         if checkpoint.step_number in seen_checkpoints:
             continue
         seen_checkpoints.add(checkpoint.step_number)
@@ -236,27 +259,31 @@ def diff(
         checkpoint_details = {"step_number": checkpoint.step_number,
                               "created_at": checkpoint.created_at,
                               "metrics": dict(checkpoint.metrics)}  # fmt: skip
-        job_fact(
+        found.fact(
             checkpoint.created_at,
             _RANK_CHECKPOINT,
-            "checkpoint",
+            types.CHECKPOINT,
             ("checkpoint", checkpoint.step_number),
             {"checkpoint": checkpoint_details},
         )
+    return seen_checkpoints
 
-    model = current.fine_tuned_model
-    known_model = previous.fine_tuned_model if previous else None
-    if model and model != known_model:
-        job_fact(
-            current.modified_at,
+
+def _model_ready(found: _Found, previous: Snapshot | None) -> None:
+    model = found.current.fine_tuned_model
+    if model and model != (previous.fine_tuned_model if previous else None):
+        found.fact(
+            found.current.modified_at,
             _RANK_MODEL,
-            "model_ready",
+            types.MODEL_READY,
             ("model", model),
             {"fine_tuned_model": model},
         )
 
-    for fact in kind.facts(previous, current):
-        job_fact(
+
+def _family_facts(found: _Found, previous: Snapshot | None, kind: JobKind) -> None:
+    for fact in kind.facts(previous, found.current):
+        found.fact(
             fact.occurred_at,
             _RANK_EVENT,
             fact.type,
@@ -264,7 +291,22 @@ def diff(
             dict(fact.details),
         )
 
-    found.sort(key=lambda item: item[:3])
+
+def diff(
+    previous: Snapshot | None, current: Job, *, source: str, kind: JobKind
+) -> tuple[Snapshot, list[Transition]]:
+    """The new snapshot of ``current`` and the transitions since ``previous``.
+
+    ``previous`` is ``None`` for a job never seen before: each status it passed through is
+    reported, the first with ``previous_status=None``.
+    """
+    job_view = _view(previous, current)
+    found = _Found(current, source=source, prefix=kind.prefix, job=job_view)
+    seen_events, new_events = _new_events(previous, current)
+    status_since = _walk(found, previous, new_events, seen_events)
+    seen_checkpoints = _checkpoints(found, previous)
+    _model_ready(found, previous)
+    _family_facts(found, previous, kind)
     snapshot = Snapshot(
         source=source,
         job_id=current.id,
@@ -274,10 +316,11 @@ def diff(
         status_since=status_since,
         terminal=current.status.upper() in kind.terminal,
         job=job_view,
-        fine_tuned_model=model or known_model,
+        fine_tuned_model=current.fine_tuned_model
+        or (previous.fine_tuned_model if previous else None),
         detailed=(previous.detailed if previous else False) or current.detailed,
         seen_events=frozenset(seen_events),
         seen_checkpoints=frozenset(seen_checkpoints),
         marks=previous.marks if previous else {},
     )
-    return snapshot, [item[3] for item in found]
+    return snapshot, found.ordered()

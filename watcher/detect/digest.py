@@ -7,12 +7,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from watcher.abc import Cursor
+from watcher.model import types
 from watcher.model.snapshot import Snapshot
+from watcher.model.statuses import CANCELLED, FAILED, SUCCEEDED
 from watcher.model.transitions import Transition, rfc3339, stable_id
 
-SUCCEEDED = {"SUCCESS"}
-FAILED = {"FAILED", "FAILED_VALIDATION", "TIMEOUT_EXCEEDED"}
-CANCELLED = {"CANCELLED"}
 ENDED = SUCCEEDED | FAILED | CANCELLED
 
 
@@ -101,8 +100,8 @@ def summarize(
 def digest_transition(summary: Mapping[str, Any], end: float) -> Transition:
     """``watcher.digest`` for the period ending at ``end`` (one id per period)."""
     return Transition(
-        id=stable_id("watcher.digest", int(end)),
-        type="watcher.digest",
+        id=stable_id(types.DIGEST, int(end)),
+        type=types.DIGEST,
         source="watcher",
         occurred_at=int(end),
         details={"digest": dict(summary)},
@@ -115,8 +114,8 @@ def heartbeat(
     """``watcher.heartbeat`` for the current ``interval`` slot (one id per slot)."""
     slot = int(now // interval)
     return Transition(
-        id=stable_id("watcher.heartbeat", slot),
-        type="watcher.heartbeat",
+        id=stable_id(types.HEARTBEAT, slot),
+        type=types.HEARTBEAT,
         source="watcher",
         occurred_at=int(now),
         details={

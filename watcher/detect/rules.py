@@ -29,6 +29,7 @@ from watcher.config import (
     StalledRuleConfig,
     TimeRuleConfig,
 )
+from watcher.model import types
 from watcher.model.snapshot import Snapshot
 from watcher.model.transitions import Transition, rfc3339, stable_id
 
@@ -61,7 +62,7 @@ def on_change(
     marks = dict(snapshot.marks)
     out: list[Transition] = []
     source, job_id = snapshot.source, snapshot.job_id
-    checkpoints = [t for t in transitions if t.type.endswith(".checkpoint")]
+    checkpoints = [t for t in transitions if t.type.endswith(f".{types.CHECKPOINT}")]
     for rule in rules:
         if not applies(rule, source):
             continue
@@ -76,7 +77,7 @@ def on_change(
                 out.append(
                     Transition(
                         id=stable_id(source, job_id, "rule", rule.key),
-                        type=f"{prefix}.cost_exceeded",
+                        type=types.job_type(prefix, types.COST_EXCEEDED),
                         source=source,
                         job_id=job_id,
                         job=snapshot.job,
@@ -130,7 +131,7 @@ def _metric(
             out.append(
                 Transition(
                     id=stable_id(snapshot.source, snapshot.job_id, "rule", rule.key, what),
-                    type=f"{prefix}.metric_regressed",
+                    type=types.job_type(prefix, types.METRIC_REGRESSED),
                     source=snapshot.source,
                     job_id=snapshot.job_id,
                     occurred_at=checkpoint.get("created_at"),

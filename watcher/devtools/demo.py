@@ -21,8 +21,7 @@ from watcher.app.logging import configure
 from watcher.config import validate_config
 from watcher.devtools.receiver import Received, Receiver, generate_secret
 from watcher.devtools.simulator import load_demo, simulator
-
-TERMINAL = {"SUCCESS", "FAILED", "FAILED_VALIDATION", "CANCELLED"}
+from watcher.model.statuses import FINE_TUNING_TERMINAL
 
 
 def _say(text: str = "") -> None:
@@ -93,7 +92,7 @@ async def _demo(speed: float, limit: float, state_dir: Path) -> int:
                 while True:
                     await anyio.sleep(0.5)
                     settled = len(sim.sim.jobs) == len(jobs) and all(
-                        j.status in TERMINAL for j in sim.sim.jobs.values()
+                        j.status in FINE_TUNING_TERMINAL for j in sim.sim.jobs.values()
                     )
                     arrived, missing = _delivered(sim.sim.log, receiver.received)
                     if settled and not missing:

@@ -10,21 +10,14 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from watcher.model import types
+
 SCHEMA_VERSION = 1
-
-_SLUG = re.compile(r"[^a-z0-9]+")
-
-
-def status_slug(status: str) -> str:
-    """The lowercase, dotted-type-safe form of an API status (``PAUSED`` -> ``paused``)."""
-    slug = _SLUG.sub("_", status.lower()).strip("_")[:64]
-    return slug or "unknown"
 
 
 def stable_id(*parts: object) -> str:
@@ -128,33 +121,39 @@ class Transition:
         )
 
 
+def _about_source(
+    type_: str, source: str, spell: float | None, at: float | None, /, **details: Any
+) -> Transition:
+    """A fact about a source itself, one id per source, type and spell (when it began)."""
+    return Transition(
+        id=stable_id(source, type_) if spell is None else stable_id(source, type_, spell),
+        type=type_,
+        source=source,
+        occurred_at=int(at) if at is not None else None,
+        details=details,
+    )
+
+
 def source_retired(source: str, route: str) -> Transition:
     """``watcher.source.retired``: the source's API answers 410 Gone (reported once)."""
-    return Transition(
-        id=stable_id(source, "watcher.source.retired"),
-        type="watcher.source.retired",
-        source=source,
-        details={"reason": f"{route} answers 410 Gone: the API was retired"},
-    )
+    reason = f"{route} answers 410 Gone: the API was retired"
+    return _about_source(types.SOURCE_RETIRED, source, None, None, reason=reason)
 
 
 def source_unreachable(source: str, since: float, reason: str) -> Transition:
     """``watcher.source.unreachable``: the source has failed every cycle since ``since``."""
-    return Transition(
-        id=stable_id(source, "watcher.source.unreachable", since),
-        type="watcher.source.unreachable",
-        source=source,
-        occurred_at=int(since),
-        details={"reason": reason[:500], "since": rfc3339(since)},
+    return _about_source(
+        types.SOURCE_UNREACHABLE, source, since, since, reason=reason[:500], since=rfc3339(since)
     )
 
 
 def source_recovered(source: str, since: float, at: float) -> Transition:
     """``watcher.source.recovered``: polling works again after an unreachable spell."""
-    return Transition(
-        id=stable_id(source, "watcher.source.recovered", since),
-        type="watcher.source.recovered",
-        source=source,
-        occurred_at=int(at),
-        details={"since": rfc3339(since), "down_seconds": round(at - since)},
+    return _about_source(
+        types.SOURCE_RECOVERED,
+        source,
+        since,
+        at,
+        since=rfc3339(since),
+        down_seconds=round(at - since),
     )

@@ -30,6 +30,7 @@ from watcher.config import (
 )
 from watcher.detect.routing import Router
 from watcher.detect.rules import Condition, conditions
+from watcher.model import types
 from watcher.model.snapshot import Snapshot
 from watcher.model.transitions import Transition, stable_id
 
@@ -92,7 +93,7 @@ class Alerting:
         for alert_id, (condition, snapshot) in holding.items():
             alert = open_alerts.get(alert_id)
             rule = condition.rule
-            kind = f"{prefix}.{rule.kind}"
+            kind = types.job_type(prefix, rule.kind)
             if alert is None:
                 # A spell that began before a silent first start is part of the baseline:
                 # remembered (so it never fires later), never sent, repeated or resolved.
@@ -143,13 +144,13 @@ class Alerting:
             latest = active.get(alert.job_id) or (
                 await self.store.get_snapshots(name, [alert.job_id])
             ).get(alert.job_id)
-            kind = str(alert.data.get("type", f"{prefix}.{known_rule.kind}"))
+            kind = str(alert.data.get("type", types.job_type(prefix, known_rule.kind)))
             facts = {k: v for k, v in alert.data.items() if k not in ("type", "silent")}
             facts["resolved_after_seconds"] = round(now - alert.fired_at)
             out.append(
                 self._transition(
                     stable_id(alert_id, "resolved"),
-                    f"{kind}.resolved",
+                    types.resolved(kind),
                     known_rule,
                     latest,
                     facts,

@@ -20,6 +20,7 @@ import anyio.to_thread
 
 from watcher.abc import Envelope
 from watcher.exceptions import DeliveryError
+from watcher.model import types
 from watcher.model.transitions import Transition, rfc3339
 
 # ESC/CSI sequences (7- and 8-bit), OSC strings and two-character ESC sequences.
@@ -110,7 +111,7 @@ def _describe(transition: Transition) -> str:
         return f"errors rising: {share} of requests failed" + (
             f" ({clean(message, 120)})" if message else ""
         )
-    if kind == "watcher.source.retired":
+    if kind == types.SOURCE_RETIRED:
         return f"source retired: {clean(details.get('reason', 'the API answers 410 Gone'), 200)}"
     if kind.endswith(".event"):
         event = details.get("event")

@@ -50,14 +50,16 @@ from watcher.deliver.exchange import exchange
 from watcher.deliver.redact import redact_url
 from watcher.deliver.retry import Verdict, classify, parse_retry_after
 from watcher.exceptions import DeliveryError
+from watcher.model import types
 from watcher.model.secrets import Secret
+from watcher.model.statuses import FAILED
 from watcher.model.transitions import Transition
 
 log = structlog.get_logger(__name__)
 
 EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
 SEVERITIES = frozenset({"critical", "error", "warning", "info"})
-TRIGGER_STATUSES = frozenset({"FAILED", "FAILED_VALIDATION", "TIMEOUT_EXCEEDED"})
+TRIGGER_STATUSES = FAILED
 DEFAULT_RESOLVE_ON = ("SUCCESS", "CANCELLED")
 DEFAULT_SEVERITY: Mapping[str, str] = {
     "failed": "error",
@@ -68,9 +70,9 @@ DEFAULT_SEVERITY: Mapping[str, str] = {
     "unreachable": "critical",
     "retired": "info",
 }
-TIME_ALERTS = ("stalled", "overrun")
-SOURCE_TRIGGERS = {"watcher.source.unreachable": "unreachable", "watcher.source.retired": "retired"}
-SOURCE_RESOLVE = "watcher.source.recovered"
+TIME_ALERTS = types.TIME_ALERTS
+SOURCE_TRIGGERS = {types.SOURCE_UNREACHABLE: "unreachable", types.SOURCE_RETIRED: "retired"}
+SOURCE_RESOLVE = types.SOURCE_RECOVERED
 
 MAX_SUMMARY = 1024  # PagerDuty's limit for payload.summary
 MAX_DEDUP_KEY = 255  # PagerDuty's limit for dedup_key

@@ -14,31 +14,20 @@ job reaches the threshold, with the job's ``errors`` summary.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, ClassVar
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar, Unpack
 
-import anyio
 import httpx
 
 from watcher.config import BatchSourceConfig
+from watcher.model import types
 from watcher.model.jobs import Job, MalformedItem, key, opt_int, opt_str, text, timestamp
 from watcher.model.snapshot import Fact, JobKind, Snapshot
-from watcher.sources.listing import ListingSource, iso
-from watcher.sources.policy import MIN_SPREAD, Policy
+from watcher.model.statuses import BATCH_ENDS, BATCH_STATUSES
+from watcher.sources.jobs import iso
+from watcher.sources.listing import ListingSource, SourceOptions
+from watcher.sources.policy import MIN_SPREAD
 
-STATUSES = (
-    "QUEUED",
-    "RUNNING",
-    "SUCCESS",
-    "FAILED",
-    "TIMEOUT_EXCEEDED",
-    "CANCELLATION_REQUESTED",
-    "CANCELLED",
-)
-TERMINAL = frozenset(
-    {"SUCCESS", "FAILED", "TIMEOUT_EXCEEDED", "CANCELLED", "DELETED"}
-)  # DELETED: watcher's, for a 404
 RESYNC_WINDOW = 168 * 3600 + 86400  # the longest timeout, and a day to spare
 COUNTERS = ("total_requests", "completed_requests", "succeeded_requests", "failed_requests")
 
@@ -134,7 +123,7 @@ def batch_facts(
             return (
                 Fact(
                     key=(),
-                    type="completed_with_errors",
+                    type=types.COMPLETED_WITH_ERRORS,
                     occurred_at=None,
                     details={
                         "failed_requests": failed,
@@ -145,7 +134,7 @@ def batch_facts(
                     },
                 ),
             )
-        if current.status.upper() in TERMINAL:
+        if current.status.upper() in BATCH_ENDS:
             return ()  # the final status says it; no progress news after the end
         out: list[Fact] = []
         view = current.view
@@ -157,7 +146,7 @@ def batch_facts(
                 out.append(
                     Fact(
                         key=(milestone,),
-                        type="progress",
+                        type=types.PROGRESS,
                         occurred_at=None,
                         details={
                             "progress": {
@@ -179,7 +168,7 @@ def batch_facts(
             out.append(
                 Fact(
                     key=(),
-                    type="errors_rising",
+                    type=types.ERRORS_RISING,
                     occurred_at=None,
                     details={
                         "failed_ratio": round(rising, 4),
@@ -196,7 +185,7 @@ def batch_facts(
 
 class BatchSource(ListingSource):
     path = "/v1/batch/jobs"
-    statuses = frozenset(STATUSES)
+    statuses = frozenset(BATCH_STATUSES)
     # Seconds, before any is observed (a batch waits in QUEUED until capacity frees up).
     typical_dwell: ClassVar[Mapping[str, float]] = {
         "QUEUED": 600.0,
@@ -207,18 +196,12 @@ class BatchSource(ListingSource):
     moves_on_to: ClassVar[Mapping[str, tuple[str, ...]]] = {"QUEUED": ("RUNNING",)}
 
     def __init__(
-        self,
-        config: BatchSourceConfig,
-        client: httpx.AsyncClient,
-        *,
-        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
-        clock: Callable[[], float] = time.monotonic,
-        policy: Policy | None = None,
+        self, config: BatchSourceConfig, client: httpx.AsyncClient, **options: Unpack[SourceOptions]
     ) -> None:
-        super().__init__(config, client, sleep=sleep, clock=clock, policy=policy)
+        super().__init__(config, client, **options)
         self.kind = JobKind(
-            "batch.job",
-            TERMINAL,
+            types.BATCH_JOB,
+            BATCH_ENDS,
             batch_facts(config.progress_milestones, config.error_ratio, config.error_min_requests),
         )
 

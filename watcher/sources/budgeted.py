@@ -11,20 +11,29 @@ the requests a :class:`~watcher.sources.policy.Policy` ranks first.
 
 One cycle's requests and findings are :class:`~watcher.sources.steady.SteadyCycle`'s. Full
 cycles (the baseline, the periodic resync) stay whole cycles, paced by the budget.
+
+:class:`BudgetedSource` composes the two around a listing source, which knows nothing of
+them: :func:`budgeted` builds one from a family and its config.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+
+import anyio
+import httpx
 
 from watcher.abc import PollContext, PollResult
-from watcher.model.snapshot import Snapshot
-from watcher.sources.budget import WINDOW, RequestBudget
-from watcher.sources.listing import UNKNOWN_STATUS_EVERY, ListingSource
+from watcher.config import SourceBaseConfig
+from watcher.model.snapshot import JobKind, Snapshot
+from watcher.sources.budget import WINDOW, BudgetedApiClient, RequestBudget
+from watcher.sources.jobs import WATERMARK_OVERLAP
+from watcher.sources.listing import ListingSource
 from watcher.sources.policy import (
     MIN_SPREAD,
     NEW,
+    Adaptive,
     DwellTimes,
     Followed,
     Policy,
@@ -86,7 +95,7 @@ class Rationing:
         now = ctx.now
         if self.started_at is None:
             self.started_at = now
-        active = {k: v for k, v in ctx.active.items() if k not in source._missing}
+        active = {k: v for k, v in ctx.active.items() if k not in source.missing}
         for job_id in [k for k in self.checked if k not in active]:
             del self.checked[job_id]
         cycle = SteadyCycle(source, ctx, self.budget.allowance())
@@ -197,9 +206,7 @@ class Rationing:
         for job_id, snapshot in active.items():
             if snapshot.status in source.statuses or job_id in self.pending:
                 continue
-            last = source._unknown_checked.get(job_id, -math.inf)
-            if now - last >= UNKNOWN_STATUS_EVERY * self.interval:
-                source._unknown_checked[job_id] = now
+            if source.unknown_due(job_id, now):
                 owed.append(job_id)
         start = self.started_at if self.started_at is not None else now
         stale = sorted(
@@ -209,3 +216,65 @@ class Rationing:
         )
         hard = [k for t, k in stale if now - t >= HARD_STALE * stale_after]
         return owed + hard[: max(1, allowance // 4)]
+
+
+class BudgetedSource:
+    """A listing source under ``max_requests_per_minute``: its full cycles stay whole (paced
+    by the budget its API client waits on), its steady cycles are :class:`Rationing`'s."""
+
+    def __init__(self, source: ListingSource, rationing: Rationing) -> None:
+        self.source = source
+        self.rationing = rationing
+        self.name = source.name
+        self.interval = source.interval
+        self.kind: JobKind = source.kind
+
+    @property
+    def api(self) -> BudgetedApiClient:
+        api = self.source.api
+        assert isinstance(api, BudgetedApiClient)
+        return api
+
+    async def aclose(self) -> None:
+        await self.source.aclose()
+
+    async def poll(self, ctx: PollContext) -> PollResult:
+        source, cursor = self.source, ctx.cursor
+        if not source.full_due(cursor, ctx.now):
+            return await self.rationing.steady(source, ctx)
+        older: int | None = None
+        if cursor.baseline_done:
+            # A resync lists the jobs created since shortly before the last one (the whole
+            # history would cost more per hour than a small budget has); followed jobs older
+            # than that are the steady cycles' to check.
+            assert cursor.last_full_sync is not None
+            older = int(cursor.last_full_sync - source.resync_interval - WATERMARK_OVERLAP)
+        result, shown = await source.whole(ctx, full=True, older=older)
+        self.rationing.after_full(ctx.now, shown)
+        return result
+
+
+def budgeted(
+    family: type[ListingSource],
+    config: SourceBaseConfig,
+    client: httpx.AsyncClient,
+    *,
+    sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+    clock: Callable[[], float] = time.monotonic,
+    policy: Policy | None = None,
+) -> BudgetedSource:
+    """A source of ``family`` under its config's ``max_requests_per_minute``; ``clock`` is
+    the budget's, ``policy`` ranks the requests (default: the adaptive one)."""
+    per_minute = config.max_requests_per_minute
+    assert per_minute is not None
+    budget = RequestBudget(per_minute, interval=config.interval, clock=clock, sleep=sleep)
+    source = family(config, client, sleep=sleep, budget=budget)
+    dwell = DwellTimes(source.typical_dwell)
+    rationing = Rationing(
+        budget,
+        policy if policy is not None else Adaptive(dwell),
+        dwell,
+        interval=config.interval,
+        page_size=config.page_size,
+    )
+    return BudgetedSource(source, rationing)

@@ -8,11 +8,9 @@ while RUNNING (``modified_at`` does not move when checkpoints are added).
 
 from __future__ import annotations
 
-import time
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, ClassVar
+from collections.abc import Mapping
+from typing import Any, ClassVar, Unpack
 
-import anyio
 import httpx
 
 from watcher.config import FineTuningSourceConfig
@@ -29,26 +27,11 @@ from watcher.model.jobs import (
     timestamp,
 )
 from watcher.model.snapshot import JobKind, Snapshot
-from watcher.sources.listing import ListingSource
-from watcher.sources.policy import Policy
+from watcher.model.statuses import FINE_TUNING_ENDS, FINE_TUNING_STATUSES
+from watcher.model.types import FINE_TUNING_JOB
+from watcher.sources.listing import ListingSource, SourceOptions
 
-# Inferred from names and observed runs (the API does not document it).
-TERMINAL = frozenset(
-    {"SUCCESS", "FAILED", "FAILED_VALIDATION", "CANCELLED", "DELETED"}
-)  # DELETED: watcher's, for a 404
-STATUSES = (
-    "QUEUED",
-    "STARTED",
-    "VALIDATING",
-    "VALIDATED",
-    "RUNNING",
-    "FAILED_VALIDATION",
-    "FAILED",
-    "SUCCESS",
-    "CANCELLED",
-    "CANCELLATION_REQUESTED",
-)
-KIND = JobKind("fine_tuning.job", TERMINAL)
+KIND = JobKind(FINE_TUNING_JOB, FINE_TUNING_ENDS)
 # Status changes that skip nothing: (before, after), None for a job first seen.
 ONE_STEP = frozenset(
     {
@@ -71,7 +54,7 @@ _MODELED = frozenset(
 
 class FineTuningSource(ListingSource):
     path = "/v1/fine_tuning/jobs"
-    statuses = frozenset(STATUSES)
+    statuses = frozenset(FINE_TUNING_STATUSES)
     kind = KIND
     # Seconds, before any is observed: validation takes minutes, a queue a few more, and
     # a RUNNING job without expected_duration_seconds an hour or so.
@@ -95,12 +78,9 @@ class FineTuningSource(ListingSource):
         self,
         config: FineTuningSourceConfig,
         client: httpx.AsyncClient,
-        *,
-        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
-        clock: Callable[[], float] = time.monotonic,
-        policy: Policy | None = None,
+        **options: Unpack[SourceOptions],
     ) -> None:
-        super().__init__(config, client, sleep=sleep, clock=clock, policy=policy)
+        super().__init__(config, client, **options)
         self.track_checkpoints = config.track_checkpoints
 
     def parse(self, raw: Any) -> Job:

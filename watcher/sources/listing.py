@@ -13,80 +13,50 @@ steady-state cycle whose cost does not grow with the history.
 A source module subclasses :class:`ListingSource` with its paths, its parser and its few
 policies; the pipeline, diff, store and sinks know nothing more of it.
 
-With ``max_requests_per_minute`` every request waits for room in the budget, and steady
-cycles pick their requests (:mod:`watcher.sources.budgeted`); unset, nothing here changes.
+With ``max_requests_per_minute`` the API client waits for room in a request budget
+(the ``budget`` option); everything else about budgets is :mod:`watcher.sources.budgeted`'s,
+which composes its cycles around a listing source through its public methods
+(:meth:`ListingSource.page`, :meth:`~ListingSource.fetch`, :meth:`~ListingSource.whole`, …)
+and is built by :func:`watcher.sources.budgeted.budgeted`. Nothing here imports it.
 """
 
 from __future__ import annotations
 
 import math
-import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar, TypedDict, Unpack
 from urllib.parse import quote
 
 import anyio
 import httpx
 import structlog
 
-from watcher.abc import PollContext, PollResult
+from watcher.abc import Cursor, PollContext, PollResult
 from watcher.config import SourceBaseConfig
 from watcher.detect.diff import same_view
 from watcher.exceptions import SourceError, SourceProtocolError
-from watcher.model.jobs import Job, MalformedItem, key
+from watcher.model.jobs import Job, MalformedItem
 from watcher.model.snapshot import JobKind, Snapshot
+from watcher.sources.budget import BudgetedApiClient, RequestBudget
+from watcher.sources.jobs import created_since, deleted, iso, settle
+from watcher.sources.malformed import Rejections
 from watcher.sources.mistral import ApiClient, NotFound
-from watcher.sources.policy import MIN_SPREAD, SPREAD, Policy, expected_duration
-
-if TYPE_CHECKING:
-    from watcher.sources.budgeted import Rationing
+from watcher.sources.policy import MIN_SPREAD, SPREAD, expected_duration
 
 log = structlog.get_logger(__name__)
 
 DETAIL_CONCURRENCY = 4
-WATERMARK_OVERLAP = 60  # seconds re-listed before the watermark each cycle
 UNKNOWN_STATUS_EVERY = 10  # cycles between detail checks of jobs in undocumented statuses
 FLUSH_EVERY = 1000  # changed jobs a long listing gathers before they are recorded
 
 
-def iso(unix_seconds: int) -> str:
-    return datetime.fromtimestamp(unix_seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+class SourceOptions(TypedDict, total=False):
+    """What a source is built with besides its config and the shared HTTP client."""
 
-
-DELETED = "DELETED"  # watcher's own status for a job the API answers 404 for
-
-
-def settle(job: Job, previous: Snapshot | None, now: float) -> Job:
-    """``modified_at`` that never goes back, and moves when the status does: a batch job has
-    no ``modified_at`` (its stand-in is the latest of its timestamps, which a change to
-    CANCELLATION_REQUESTED does not move), and a status change needs its own time."""
-    if previous is None:
-        return job
-    if job.status != previous.status and job.modified_at <= previous.modified_at:
-        return job.model_copy(update={"modified_at": max(int(now), previous.modified_at + 1)})
-    if job.modified_at < previous.modified_at:
-        return job.model_copy(update={"modified_at": previous.modified_at})
-    return job
-
-
-def deleted(snapshot: Snapshot, now: float) -> Job:
-    """The last state of a job that disappeared from the API, now DELETED."""
-    view = {
-        k: v
-        for k, v in snapshot.job.items()
-        if k not in ("id", "status", "created_at", "modified_at", "loss_curve")
-    }
-    return Job(
-        id=snapshot.job_id,
-        status=DELETED,
-        created_at=snapshot.created_at,
-        modified_at=max(int(now), snapshot.modified_at + 1),
-        view=view,
-        fine_tuned_model=snapshot.fine_tuned_model,
-    )
+    sleep: Callable[[float], Awaitable[None]]  # the retries' backoff (and the budget's wait)
+    budget: RequestBudget | None  # every request takes a place in it first
 
 
 class ListingSource(ABC):
@@ -104,16 +74,8 @@ class ListingSource(ABC):
     moves_on_to: ClassVar[Mapping[str, tuple[str, ...]]] = {}
 
     def __init__(
-        self,
-        config: SourceBaseConfig,
-        client: httpx.AsyncClient,
-        *,
-        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
-        clock: Callable[[], float] = time.monotonic,
-        policy: Policy | None = None,
+        self, config: SourceBaseConfig, client: httpx.AsyncClient, **options: Unpack[SourceOptions]
     ) -> None:
-        """``clock`` and ``policy`` only matter with ``max_requests_per_minute``: the
-        budget's clock, and the ranking of requests (default: the adaptive one)."""
         self.name = config.name
         self.interval = config.interval
         self.page_size = config.page_size
@@ -126,36 +88,18 @@ class ListingSource(ABC):
             "client": client,
             "timeout": config.timeout,
             "max_retries": config.max_retries,
-            "sleep": sleep,
+            "sleep": options.get("sleep", anyio.sleep),
         }
-        self.rationing: Rationing | None = None
-        if config.max_requests_per_minute is None:
-            self.api = ApiClient(**api_options)
-        else:
-            from watcher.sources.budget import BudgetedApiClient, RequestBudget
-            from watcher.sources.budgeted import Rationing
-            from watcher.sources.policy import Adaptive, DwellTimes
-
-            budget = RequestBudget(
-                config.max_requests_per_minute, interval=config.interval, clock=clock, sleep=sleep
-            )
-            self.api = BudgetedApiClient(budget, **api_options)
-            dwell = DwellTimes(self.typical_dwell)
-            self.rationing = Rationing(
-                budget,
-                policy if policy is not None else Adaptive(dwell),
-                dwell,
-                interval=config.interval,
-                page_size=config.page_size,
-            )
-        self._missing: set[str] = set()  # answered 404: not asked again until a full listing
+        budget = options.get("budget")
+        self.api = (
+            ApiClient(**api_options) if budget is None else BudgetedApiClient(budget, **api_options)
+        )
+        self.missing: set[str] = set()  # answered 404: not asked again until a full listing
         # Jobs in a status the API does not document cannot be listed by status; their detail
         # is fetched every UNKNOWN_STATUS_EVERY intervals (it might be a new terminal status,
         # and those must not cost a request per cycle forever).
         self._unknown_checked: dict[str, float] = {}
-        # What this cycle already logged as malformed (an item may show in several
-        # listings and in its detail: one warning per cycle is enough).
-        self._rejected: set[str] = set()
+        self._rejections = Rejections(config.name)
 
     # --- what a source module provides -----------------------------------------------------
 
@@ -200,7 +144,7 @@ class ListingSource(ABC):
     async def aclose(self) -> None:  # noqa: B027 (nothing to close by default)
         """The shared HTTP client belongs to the daemon."""
 
-    async def _page(
+    async def page(
         self, params: Mapping[str, Any], page: int
     ) -> tuple[list[Job], int, int | None, int]:
         """One page of a listing: its jobs in the order sent, how many were malformed, the
@@ -210,42 +154,12 @@ class ListingSource(ABC):
         if not isinstance(body, Mapping) or not isinstance(body.get("data", []), list):
             raise SourceProtocolError(self.name, "list answer is not {data: [...], total}")
         items = body.get("data") or []
-        jobs: list[Job] = []
-        malformed = 0
-        anonymous: dict[int, int] = {}  # identical items without an id, counted on this page
-        for raw in items:
-            try:
-                jobs.append(self.parse(raw))
-            except MalformedItem as exc:
-                malformed += 1
-                raw_id = _usable_id(raw)
-                if raw_id is not None:
-                    # The same item in another listing is the same bytes; another item
-                    # under the same id is not.
-                    digest = hash(repr(raw)[:10_000])
-                    self._reject(raw_id, str(exc), ident=f"{raw_id}\0{digest}")
-                    continue
-                # No id: the n-th copy of these bytes on a page is the n-th item of them.
-                digest = hash(repr(raw)[:10_000])
-                anonymous[digest] = anonymous.get(digest, 0) + 1
-                self._reject(None, str(exc), ident=f"#{digest}:{anonymous[digest]}")
+        jobs, malformed = self._rejections.parse_page(items, self.parse)
         total = body.get("total")
         usable = isinstance(total, int) and not isinstance(total, bool) and total >= 0
         return jobs, malformed, total if usable else None, len(items)
 
-    def _reject(self, job_id: str | None, reason: str, *, ident: str | None = None) -> None:
-        """Log a malformed item once per cycle (it may show in several listings and in its
-        detail), by its id when it has a readable one."""
-        ident = ident if ident is not None else str(job_id)
-        if ident in self._rejected or (ident == job_id and f"id:{job_id}" in self._rejected):
-            return  # logged already (a detail after its listing item: by its id)
-        self._rejected.add(ident)
-        if job_id is not None:
-            self._rejected.add(f"id:{job_id}")
-        named = {"job_id": job_id[:255]} if job_id is not None else {}
-        log.warning("malformed_job_skipped", source=self.name, reason=reason, **named)
-
-    async def _list(self, params: Mapping[str, Any]) -> tuple[list[Job], int]:
+    async def listing(self, params: Mapping[str, Any]) -> tuple[list[Job], int]:
         """Every page of one listing, deduplicated by id, and how many items were malformed."""
         jobs: dict[str, Job] = {}
         malformed = 0
@@ -260,7 +174,7 @@ class ListingSource(ABC):
         size = self.page_size
         page, pages = 0, 1
         while page < pages:
-            found, bad, total, count = await self._page(params, page)
+            found, bad, total, count = await self.page(params, page)
             yield found, bad
             if total is not None:
                 # Re-derived on every page: jobs created meanwhile shift the pages.
@@ -279,16 +193,16 @@ class ListingSource(ABC):
             )
         except NotFound:
             log.warning("job_not_found", source=self.name, job_id=job_id)
-            self._missing.add(job_id)
+            self.missing.add(job_id)
             return None
         try:
             return self.parse(raw)
         except MalformedItem as exc:
-            self._reject(job_id, str(exc))
+            self._rejections.reject(job_id, str(exc))
             return None
 
     @staticmethod
-    def _changed(job: Job, previous: Snapshot | None) -> bool:
+    def changed(job: Job, previous: Snapshot | None) -> bool:
         return (
             previous is None
             or previous.status != job.status
@@ -296,61 +210,50 @@ class ListingSource(ABC):
             or not same_view(previous.job, job.summary())
         )
 
+    def full_due(self, cursor: Cursor, now: float) -> bool:
+        """Whether the cycle at ``now`` is a full one (the first, or a periodic resync)."""
+        return (
+            cursor.last_full_sync is None
+            or cursor.watermark is None
+            or now - cursor.last_full_sync >= self.resync_interval
+        )
+
+    def unknown_due(self, job_id: str, now: float) -> bool:
+        """Whether a job in an undocumented status is due its detail (then counted as
+        checked at ``now``)."""
+        last = self._unknown_checked.get(job_id, -math.inf)
+        if now - last < UNKNOWN_STATUS_EVERY * self.interval:
+            return False
+        self._unknown_checked[job_id] = now
+        return True
+
     async def poll(self, ctx: PollContext) -> PollResult:
-        """One cycle. With ``ctx.flush``: a long listing is recorded every
+        result, _ = await self.whole(ctx, full=self.full_due(ctx.cursor, ctx.now))
+        return result
+
+    async def whole(
+        self, ctx: PollContext, *, full: bool, older: int | None = None
+    ) -> tuple[PollResult, list[str]]:
+        """One whole cycle, and the ids its answers showed. A full cycle lists the jobs
+        created after ``older`` when given (else every job), and leaves followed jobs created
+        up to ``older`` alone. With ``ctx.flush``: a long listing is recorded every
         :data:`FLUSH_EVERY` changed jobs (memory stays flat whatever the history), and the
         cycle's news is recorded before the checkpoint sweep of unchanged jobs starts."""
         self.api.requests = 0
-        self._rejected.clear()
+        self._rejections.clear()
         cursor = ctx.cursor
-        full = (
-            cursor.last_full_sync is None
-            or cursor.watermark is None
-            or ctx.now - cursor.last_full_sync >= self.resync_interval
-        )
-        if self.rationing is not None and not full:
-            return await self.rationing.steady(self, ctx)
         baseline = not cursor.baseline_done and self.on_start == "baseline"
         if full:
-            self._missing.clear()
-        older: int | None = None  # jobs created up to this time are not in the listing
-        if full:
-            listings: list[dict[str, Any]] = [self.full_listing(ctx.now)]
-            if self.rationing is not None and cursor.baseline_done:
-                # Under a budget a resync lists the jobs created since shortly before the
-                # last one (the whole history would cost more per hour than a small budget
-                # has); followed jobs older than that are the steady cycles' to check.
-                assert cursor.last_full_sync is not None
-                older = int(cursor.last_full_sync - self.resync_interval - WATERMARK_OVERLAP)
-                listings = [{**listings[0], "created_after": iso(max(0, older))}]
-        else:
-            assert cursor.watermark is not None
-            since = {"created_after": iso(max(0, cursor.watermark - WATERMARK_OVERLAP))}
-            followed = sorted({s.status for s in ctx.active.values()} & self.statuses)
-            listings = [since, *(self.status_filters(followed) if followed else [])]
-
+            self.missing.clear()
         scan = _Scan()
-        for params in listings:
+        for params in self._listings(ctx, full=full, older=older):
             async for jobs, bad in self._pages(params):
                 scan.malformed += bad
                 await self._take(ctx, scan, jobs, baseline=baseline)
                 if ctx.flush is not None and len(scan.out) >= FLUSH_EVERY:
                     await ctx.flush(scan.drain(), cursor)  # no progress until the end
-        # Followed jobs absent from their status listing have moved on (or the listing
-        # drifted): the detail tells which.
-        for job_id, snapshot in list(ctx.active.items()):
-            if job_id in scan.seen or job_id in self._missing:
-                continue
-            if older is not None and snapshot.created_at <= older:
-                continue
-            if snapshot.status not in self.statuses:
-                last = self._unknown_checked.get(job_id, float("-inf"))
-                if ctx.now - last < UNKNOWN_STATUS_EVERY * self.interval:
-                    continue
-                self._unknown_checked[job_id] = ctx.now
-            scan.urgent.append(job_id)
+        scan.urgent += self._unlisted(ctx, scan, older)
         await self._details(ctx, scan, scan.urgent)
-
         watermark = cursor.watermark
         if scan.newest is not None:
             watermark = scan.newest if watermark is None else max(watermark, scan.newest)
@@ -365,14 +268,41 @@ class ListingSource(ABC):
         if scan.sweep and scan.out and ctx.flush is not None:
             await ctx.flush(scan.drain(), new_cursor)  # the news goes out now
         await self._details(ctx, scan, scan.sweep)
-        if self.rationing is not None:
-            self.rationing.after_full(ctx.now, [*scan.seen, *scan.reported, *scan.out])
-        return PollResult(
+        shown = [*scan.seen, *scan.reported, *scan.out]
+        result = PollResult(
             jobs=scan.drain(),
             cursor=new_cursor,
             requests=self.api.requests,
             malformed=scan.malformed,
         )
+        return result, shown
+
+    def _listings(self, ctx: PollContext, *, full: bool, older: int | None) -> list[dict[str, Any]]:
+        """The listings of a whole cycle: everything (from ``older`` on when given), or the
+        new jobs and the statuses of the followed ones."""
+        if full:
+            listing = self.full_listing(ctx.now)
+            return [listing if older is None else {**listing, "created_after": iso(max(0, older))}]
+        assert ctx.cursor.watermark is not None
+        followed = sorted({s.status for s in ctx.active.values()} & self.statuses)
+        return [
+            created_since(ctx.cursor.watermark),
+            *(self.status_filters(followed) if followed else []),
+        ]
+
+    def _unlisted(self, ctx: PollContext, scan: _Scan, older: int | None) -> list[str]:
+        """Followed jobs absent from their status listing: they have moved on (or the listing
+        drifted), the detail tells which."""
+        out: list[str] = []
+        for job_id, snapshot in list(ctx.active.items()):
+            if job_id in scan.seen or job_id in self.missing:
+                continue
+            if older is not None and snapshot.created_at <= older:
+                continue
+            if snapshot.status not in self.statuses and not self.unknown_due(job_id, ctx.now):
+                continue
+            out.append(job_id)
+        return out
 
     async def _take(
         self, ctx: PollContext, scan: _Scan, jobs: list[Job], *, baseline: bool
@@ -391,16 +321,16 @@ class ListingSource(ABC):
                 if before is not None:
                     scan.previous[job.id] = before
                 # Unchanged in its listing: only a checkpoint can be new (the sweep).
-                quiet = before is not None and not self._changed(job, before)
+                quiet = before is not None and not self.changed(job, before)
                 (scan.sweep if quiet else scan.urgent).append(job.id)
-            elif self._changed(job, before):
+            elif self.changed(job, before):
                 scan.out[job.id] = job  # the listing says all there is to say
 
     async def _details(self, ctx: PollContext, scan: _Scan, job_ids: list[str]) -> None:
         """Fetch ``job_ids`` into ``scan.out``; a followed job the API no longer knows (404:
         deleted) ends as DELETED, once."""
         got: dict[str, Job] = {}
-        await self._fetch(dict.fromkeys(job_ids), got)
+        await self.fetch(dict.fromkeys(job_ids), got)
         for job_id, job in got.items():
             before = ctx.active.get(job_id) or scan.previous.get(job_id)
             scan.out[job_id] = settle(job, before, ctx.now)
@@ -413,11 +343,11 @@ class ListingSource(ABC):
         out: dict[str, Job] = {}
         for job_id in asked:
             snapshot = ctx.active.get(job_id)
-            if job_id in self._missing and job_id not in got and snapshot is not None:
+            if job_id in self.missing and job_id not in got and snapshot is not None:
                 out[job_id] = deleted(snapshot, ctx.now)
         return out
 
-    async def _fetch(self, job_ids: Mapping[str, None], out: dict[str, Job]) -> None:
+    async def fetch(self, job_ids: Mapping[str, None], out: dict[str, Job]) -> None:
         """Details of ``job_ids`` into ``out``; a cycle is all or nothing: the first source
         error stops the other fetches and is raised."""
         limiter = anyio.CapacityLimiter(DETAIL_CONCURRENCY)
@@ -439,16 +369,6 @@ class ListingSource(ABC):
                 tg.start_soon(fetch, job_id, tg.cancel_scope)
         if failures:
             raise failures[0]
-
-
-def _usable_id(raw: Any) -> str | None:
-    """The id a malformed item can be named by: only one that is a valid id itself (an
-    unusable id is no name: the item is anonymous, like one without an id)."""
-    raw_id = raw.get("id") if isinstance(raw, Mapping) else None
-    try:
-        return key(raw_id, field="id", limit=255)
-    except MalformedItem:
-        return None
 
 
 @dataclass

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import anyio
 import httpx
@@ -38,6 +38,13 @@ MAX_BODY = 64 * 1024 * 1024
 
 class NotFound(SourceProtocolError):
     """404: the thing asked for does not exist (a job deleted or never there)."""
+
+
+class _Retryable(NamedTuple):
+    """Why an attempt got no usable answer, when another attempt may get one."""
+
+    problem: str
+    retry_after: float | None = None
 
 
 class ApiClient:
@@ -85,46 +92,18 @@ class ApiClient:
         if wait > 0:
             raise SourceUnavailable(self.source, f"the API asked to wait {wait:.0f}s more")
         for attempt in range(self._max_retries + 1):
-            retry_after: float | None = None
             self.requests += 1
-            try:
-                with anyio.fail_after(self._deadline):
-                    status, retry_header, body = await self._get(path, params, headers)
-            except TimeoutError:
-                self._observe(route, None)
-                problem = f"timeout on {route}"
-            except httpx.TransportError as exc:
-                self._observe(route, None)
-                problem = f"{type(exc).__name__} on {route}"
-            else:
-                self._observe(route, status)
-                if status == 410:
-                    raise SourceRetired(self.source, route)
-                if status in (401, 403):
-                    raise SourceAuthError(self.source, status)
-                verdict = classify(status)
-                if verdict is Verdict.DONE:
-                    if body is None:
-                        raise SourceProtocolError(self.source, f"answer from {route} is too large")
-                    try:
-                        return json.loads(body)
-                    except ValueError:
-                        problem = f"malformed JSON from {route}"
-                    except RecursionError:  # nested past what any decoder reads
-                        raise SourceProtocolError(
-                            self.source, f"answer from {route} is nested too deep"
-                        ) from None
-                elif verdict is Verdict.RETRY:
-                    problem = f"HTTP {status} from {route}"
-                    retry_after = parse_retry_after(retry_header, now=time.time())
-                elif status == 404:
-                    raise NotFound(self.source, f"HTTP 404 from {route}")
-                else:
-                    raise SourceProtocolError(self.source, f"HTTP {status} from {route}")
+            outcome = await self._attempt(path, params, headers, route)
+            if not isinstance(outcome, _Retryable):
+                return outcome
+            problem = outcome.problem
             if attempt == self._max_retries:
                 break
             delay = backoff(
-                attempt, base=self._backoff_base, cap=self._backoff_cap, retry_after=retry_after
+                attempt,
+                base=self._backoff_base,
+                cap=self._backoff_cap,
+                retry_after=outcome.retry_after,
             )
             if delay > MAX_WAIT:
                 problem += f" (asked to wait {delay:.0f}s)"
@@ -140,6 +119,48 @@ class ApiClient:
             )
             await self._sleep(delay)
         raise SourceUnavailable(self.source, problem or f"{route} failed")
+
+    async def _attempt(
+        self, path: str, params: Mapping[str, Any], headers: Mapping[str, str], route: str
+    ) -> Any:
+        """One request: its decoded body, or :class:`_Retryable` saying why it is worth
+        another; final errors raise."""
+        try:
+            with anyio.fail_after(self._deadline):
+                status, retry_header, body = await self._get(path, params, headers)
+        except TimeoutError:
+            self._observe(route, None)
+            return _Retryable(f"timeout on {route}")
+        except httpx.TransportError as exc:
+            self._observe(route, None)
+            return _Retryable(f"{type(exc).__name__} on {route}")
+        self._observe(route, status)
+        return self._answer(status, retry_header, body, route)
+
+    def _answer(self, status: int, retry_header: str | None, body: bytes | None, route: str) -> Any:
+        """What an HTTP answer means: its decoded body, :class:`_Retryable`, or an error."""
+        if status == 410:
+            raise SourceRetired(self.source, route)
+        if status in (401, 403):
+            raise SourceAuthError(self.source, status)
+        verdict = classify(status)
+        if verdict is Verdict.RETRY:
+            retry_after = parse_retry_after(retry_header, now=time.time())
+            return _Retryable(f"HTTP {status} from {route}", retry_after)
+        if verdict is not Verdict.DONE:
+            if status == 404:
+                raise NotFound(self.source, f"HTTP 404 from {route}")
+            raise SourceProtocolError(self.source, f"HTTP {status} from {route}")
+        if body is None:
+            raise SourceProtocolError(self.source, f"answer from {route} is too large")
+        try:
+            return json.loads(body)
+        except ValueError:
+            return _Retryable(f"malformed JSON from {route}")
+        except RecursionError:  # nested past what any decoder reads
+            raise SourceProtocolError(
+                self.source, f"answer from {route} is nested too deep"
+            ) from None
 
     def _observe(self, route: str, status: int | None) -> None:
         if self.observe is not None:

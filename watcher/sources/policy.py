@@ -187,6 +187,88 @@ def is_stale(job: Followed, situation: Situation) -> bool:
     return job.checked_at is None or situation.now - job.checked_at >= situation.max_staleness
 
 
+class _Greedy:
+    """The state of one greedy ranking: what each job is worth, which page shows it, what
+    is already covered and how much allowance is left."""
+
+    def __init__(self, s: Situation, dwell: DwellTimes) -> None:
+        self.weight: dict[str, float] = {}  # what checking each job is worth now
+        self.chance: dict[str, float] = {}  # the follow-up detail each job may cost
+        for job in s.jobs:
+            p = likelihood(job, s.now, dwell)
+            self.weight[job.job_id] = p + (FORCE if is_stale(job, s) else 0.0)
+            # Leaving a status for another followed one shows in that status's listing;
+            # leaving for a terminal one takes a detail.
+            self.chance[job.job_id] = p if job.status in s.ending else 0.0
+        self.members: dict[Probe, list[str]] = {}
+        self.page_of: dict[str, Probe] = {}
+        for status, chunks in s.layout.items():
+            for k, chunk in enumerate(chunks):
+                probe = Probe("page", status, k)
+                self.members[probe] = [j.job_id for j in chunk]
+                self.page_of.update((j.job_id, probe) for j in chunk)
+        self.bonus: dict[Probe, float] = {}
+        self.new_value = self._new_listing(s, dwell)
+        self.new_taken = False
+        self.covered: set[str] = set()
+        self.details = [(-w, job_id) for job_id, w in self.weight.items() if w > 0]
+        heapq.heapify(self.details)
+        self.left = float(s.allowance)
+
+    def _new_listing(self, s: Situation, dwell: DwellTimes) -> float:
+        """What the new-jobs listing is worth. New jobs since the last listing of them; those
+        still in their first status show on that status's first page too (its bonus)."""
+        since = None if s.new_checked_at is None else s.now - s.new_checked_at
+        if since is None or since >= s.max_staleness:
+            return FORCE  # the watermark moves only with this listing
+        new_value = s.new_rate * since
+        if s.initial is not None and since > 0:
+            first = Probe("page", s.initial, 0)
+            mean = dwell.mean(s.initial)
+            self.bonus[first] = new_value * mean / since * (1.0 - math.exp(-since / mean))
+            self.members.setdefault(first, [])
+        return new_value
+
+    def best(self) -> Probe | None:
+        """The request worth most per request it costs, or ``None`` when none is worth any."""
+        best: tuple[float, Probe] | None = None
+        if self.new_value > 0 and not self.new_taken:
+            best = (self.new_value, NEW)
+        for probe, ids in self.members.items():
+            value = sum(self.weight[i] for i in ids if i not in self.covered)
+            value += self.bonus.get(probe, 0.0)
+            if value > 0:
+                cost = 1.0 + sum(self.chance[i] for i in ids if i not in self.covered)
+                if best is None or value / cost > best[0]:
+                    best = (value / cost, probe)
+        details = self.details
+        while details and details[0][1] in self.covered:
+            heapq.heappop(details)
+        if details and (best is None or -details[0][0] > best[0]):
+            best = (-details[0][0], Probe("detail", job_id=details[0][1]))
+        return best[1] if best is not None else None
+
+    def take(self, probe: Probe) -> None:
+        """``probe`` is made: what it covers is worth nothing more, its cost is spent."""
+        if probe.kind == "page":
+            ids = [i for i in self.members.pop(probe) if i not in self.covered]
+            self.left -= 1.0 + sum(self.chance[i] for i in ids)
+            self.covered.update(ids)
+            if self.new_value < FORCE:
+                self.new_value -= self.bonus.pop(probe, 0.0)
+        elif probe.kind == "detail":
+            heapq.heappop(self.details)
+            self.covered.add(probe.job_id)
+            self.left -= 1.0
+            page = self.page_of.get(probe.job_id)
+            if page is not None and page in self.members:
+                self.members[page] = [i for i in self.members[page] if i != probe.job_id]
+        else:
+            self.new_taken = True
+            self.left -= 1.0
+            self.bonus.clear()
+
+
 class Adaptive:
     """Greedy by expected changes found per request, with what is already covered removed."""
 
@@ -194,74 +276,14 @@ class Adaptive:
         self.dwell = dwell
 
     def rank(self, situation: Situation) -> list[Probe]:
-        s = situation
-        weight: dict[str, float] = {}  # what checking each job is worth now
-        chance: dict[str, float] = {}  # the follow-up detail each job may cost
-        for job in s.jobs:
-            p = likelihood(job, s.now, self.dwell)
-            weight[job.job_id] = p + (FORCE if is_stale(job, s) else 0.0)
-            # Leaving a status for another followed one shows in that status's listing;
-            # leaving for a terminal one takes a detail.
-            chance[job.job_id] = p if job.status in s.ending else 0.0
-        members: dict[Probe, list[str]] = {}
-        page_of: dict[str, Probe] = {}
-        for status, chunks in s.layout.items():
-            for k, chunk in enumerate(chunks):
-                probe = Probe("page", status, k)
-                members[probe] = [j.job_id for j in chunk]
-                page_of.update((j.job_id, probe) for j in chunk)
-        # New jobs since the last listing of them; those still in their first status show
-        # on that status's first page too.
-        since = None if s.new_checked_at is None else s.now - s.new_checked_at
-        bonus: dict[Probe, float] = {}
-        if since is None or since >= s.max_staleness:
-            new_value = FORCE  # the watermark moves only with this listing
-        else:
-            new_value = s.new_rate * since
-            if s.initial is not None and since > 0:
-                first = Probe("page", s.initial, 0)
-                mean = self.dwell.mean(s.initial)
-                bonus[first] = new_value * mean / since * (1.0 - math.exp(-since / mean))
-                members.setdefault(first, [])
-        covered: set[str] = set()
-        details = [(-w, job_id) for job_id, w in weight.items() if w > 0]
-        heapq.heapify(details)
+        plan = _Greedy(situation, self.dwell)
         chosen: list[Probe] = []
-        left = float(s.allowance)
-        while left > 0:
-            best: tuple[float, Probe] | None = None
-            if new_value > 0 and NEW not in chosen:
-                best = (new_value, NEW)
-            for probe, ids in members.items():
-                value = sum(weight[i] for i in ids if i not in covered) + bonus.get(probe, 0.0)
-                if value > 0:
-                    cost = 1.0 + sum(chance[i] for i in ids if i not in covered)
-                    if best is None or value / cost > best[0]:
-                        best = (value / cost, probe)
-            while details and details[0][1] in covered:
-                heapq.heappop(details)
-            if details and (best is None or -details[0][0] > best[0]):
-                best = (-details[0][0], Probe("detail", job_id=details[0][1]))
-            if best is None:
+        while plan.left > 0:
+            probe = plan.best()
+            if probe is None:
                 break
-            probe = best[1]
             chosen.append(probe)
-            if probe.kind == "page":
-                ids = [i for i in members.pop(probe) if i not in covered]
-                left -= 1.0 + sum(chance[i] for i in ids)
-                covered.update(ids)
-                if new_value < FORCE:
-                    new_value -= bonus.pop(probe, 0.0)
-            elif probe.kind == "detail":
-                heapq.heappop(details)
-                covered.add(probe.job_id)
-                left -= 1.0
-                page = page_of.get(probe.job_id)
-                if page is not None and page in members:
-                    members[page] = [i for i in members[page] if i != probe.job_id]
-            else:
-                left -= 1.0
-                bonus.clear()
+            plan.take(probe)
         return chosen
 
 

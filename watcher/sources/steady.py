@@ -27,7 +27,8 @@ from dataclasses import replace
 from watcher.abc import PollContext, PollResult
 from watcher.model.jobs import Job
 from watcher.model.snapshot import Snapshot
-from watcher.sources.listing import WATERMARK_OVERLAP, ListingSource, iso, settle
+from watcher.sources.jobs import created_since, settle
+from watcher.sources.listing import ListingSource
 
 
 class SteadyCycle:
@@ -63,7 +64,7 @@ class SteadyCycle:
 
     def owe(self, job_ids: Iterable[str]) -> None:
         for job_id in job_ids:
-            if job_id not in self.handled and job_id not in self.source._missing:
+            if job_id not in self.handled and job_id not in self.source.missing:
                 self.wanted[job_id] = None
 
     async def take(self, jobs: list[Job]) -> None:
@@ -84,14 +85,13 @@ class SteadyCycle:
             if self.source.needs_detail_budgeted(job, before):
                 self.handled.discard(job.id)
                 self.wanted[job.id] = None
-            elif self.source._changed(job, before):
+            elif self.source.changed(job, before):
                 self.out[job.id] = job
 
     async def new_jobs(self) -> None:
         cursor = self.ctx.cursor
         assert cursor.watermark is not None
-        since = {"created_after": iso(max(0, cursor.watermark - WATERMARK_OVERLAP))}
-        jobs, bad = await self.source._list(since)
+        jobs, bad = await self.source.listing(created_since(cursor.watermark))
         self.malformed += bad
         if jobs:
             newest = max(j.created_at for j in jobs)
@@ -100,7 +100,7 @@ class SteadyCycle:
 
     async def page(self, status: str, page: int) -> None:
         params = self.source.status_filters([status])[0]
-        jobs, bad, total, _ = await self.source._page(params, page)
+        jobs, bad, total, _ = await self.source.page(params, page)
         self.malformed += bad
         await self.take(jobs)
         self.listed_in.setdefault(status, set()).update(j.id for j in jobs)
@@ -159,7 +159,7 @@ class SteadyCycle:
             return
         got: dict[str, Job] = {}
         self.asked.extend(batch)
-        await self.source._fetch(dict.fromkeys(batch), got)
+        await self.source.fetch(dict.fromkeys(batch), got)
         for job_id in batch:
             self.wanted.pop(job_id, None)
             self.handled.add(job_id)

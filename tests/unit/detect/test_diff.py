@@ -13,8 +13,9 @@ from tests.factories import T0, history, job, raw_job
 from watcher.detect.diff import chronological, diff
 from watcher.model.jobs import Job
 from watcher.model.snapshot import Snapshot
+from watcher.model.statuses import FINE_TUNING_STATUSES as STATUSES
 from watcher.model.transitions import Transition
-from watcher.sources.fine_tuning import KIND, STATUSES, parse_job
+from watcher.sources.fine_tuning import KIND, parse_job
 
 
 def seen(current: Job, previous: Snapshot | None = None) -> tuple[Snapshot, list[Transition]]:

@@ -20,6 +20,7 @@ from watcher.model.secrets import Secret
 from watcher.model.snapshot import Snapshot
 from watcher.model.transitions import Transition
 from watcher.sources.batch import BatchSource, parse_batch_job
+from watcher.sources.budgeted import BudgetedSource, budgeted
 
 KEY = "sk-batch-key"
 
@@ -84,7 +85,7 @@ class Harness:
             **overrides,
         )
         client = httpx.AsyncClient(transport=httpx.MockTransport(api.handler))
-        self.src = BatchSource(config, client)
+        self.src: BatchSource | BudgetedSource = BatchSource(config, client)
         self.snapshots: dict[str, Snapshot] = {}
         self.cursor = Cursor()
         self.now = float(T0 + 3600)
@@ -344,7 +345,7 @@ class BudgetedHarness(Harness):
             self.now += seconds
 
         client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
-        self.src = BatchSource(config, client, sleep=sleep, clock=lambda: self.now)
+        self.src = budgeted(BatchSource, config, client, sleep=sleep, clock=lambda: self.now)
 
 
 def test_a_running_batch_is_expected_to_end_at_its_pace() -> None:

@@ -21,6 +21,7 @@ from watcher.detect.diff import diff
 from watcher.exceptions import SourceAuthError, SourceRetired, SourceUnavailable
 from watcher.model.secrets import Secret
 from watcher.model.snapshot import Snapshot
+from watcher.sources.budgeted import BudgetedSource, budgeted
 from watcher.sources.fine_tuning import KIND, FineTuningSource, parse_job
 
 KEY = "sk-test-key-123"
@@ -84,7 +85,7 @@ def source(api: FakeApi, delays: list[float] | None = None, **overrides: Any) ->
 class Harness:
     """Runs polls the way the pipeline does, keeping snapshots in memory."""
 
-    def __init__(self, src: FineTuningSource) -> None:
+    def __init__(self, src: FineTuningSource | BudgetedSource) -> None:
         self.src = src
         self.snapshots: dict[str, Snapshot] = {}
         self.cursor = Cursor()
@@ -420,7 +421,9 @@ class Budgeted(Harness):
             self.now += seconds
 
         client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
-        super().__init__(FineTuningSource(config, client, sleep=sleep, clock=lambda: self.now))
+        super().__init__(
+            budgeted(FineTuningSource, config, client, sleep=sleep, clock=lambda: self.now)
+        )
         self.now = float(T0 + 300_000)  # a local clock in step with the API's timestamps
 
     async def poll(self) -> PollResult:
@@ -534,7 +537,7 @@ async def test_every_job_is_seen_within_the_staleness_bound() -> None:
     start = harness.now
     for _ in range(240):
         await harness.poll()
-    assert harness.src.rationing is not None
+    assert isinstance(harness.src, BudgetedSource)
     limit = 2 * harness.src.rationing.max_staleness(6)  # 5 RUNNING pages and 1 QUEUED
 
     def gaps(job_id: str) -> list[float]:

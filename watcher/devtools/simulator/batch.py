@@ -17,17 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-# The statuses the API documents (reference §5), unchanged since 2024-11.
-BATCH_STATUSES = (
-    "QUEUED",
-    "RUNNING",
-    "SUCCESS",
-    "FAILED",
-    "TIMEOUT_EXCEEDED",
-    "CANCELLATION_REQUESTED",
-    "CANCELLED",
-)
-BATCH_TERMINAL = frozenset({"SUCCESS", "FAILED", "TIMEOUT_EXCEEDED", "CANCELLED"})
+from watcher.model.statuses import BATCH_STATUSES as BATCH_STATUSES  # the API's (§5)
+from watcher.model.statuses import BATCH_TERMINAL
 
 BatchOrder = Literal["created", "-created"]
 BATCH_ORDERS: tuple[BatchOrder, ...] = ("created", "-created")

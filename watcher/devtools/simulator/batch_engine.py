@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 
 from watcher.devtools.simulator.batch import (
-    BATCH_TERMINAL,
     BatchOrder,
     BatchSpec,
     SimBatch,
@@ -22,6 +21,7 @@ from watcher.devtools.simulator.timeline import (
     history_times,
     log_entry,
 )
+from watcher.model.statuses import BATCH_TERMINAL
 
 
 class BatchEngine(Timeline):

@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from watcher.sources.fine_tuning import STATUSES as FINE_TUNING_STATUSES
-from watcher.sources.fine_tuning import TERMINAL as FINE_TUNING_TERMINAL
+from watcher.model.statuses import FINE_TUNING_STATUSES, FINE_TUNING_TERMINAL
 
-# The statuses the API documents (reference §5), shared with the watcher's models.
+# The simulator speaks for the API: its statuses and its terminal set (without watcher's
+# own DELETED, a word the API never sends).
 STATUSES = FINE_TUNING_STATUSES
-TERMINAL = FINE_TUNING_TERMINAL - {"DELETED"}  # DELETED is watcher's word, not the API's
+TERMINAL = FINE_TUNING_TERMINAL
 
 EventsOrder = Literal["oldest_first", "newest_first"]
 EVENTS_ORDERS: tuple[EventsOrder, ...] = ("oldest_first", "newest_first")
