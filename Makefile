@@ -23,6 +23,7 @@ test: lint typecheck unit
 lint: $(STAMP)
 	$(BIN)/ruff check watcher tests benchmarks
 	$(BIN)/ruff format --check watcher tests benchmarks
+	$(BIN)/lint-imports  # the layers of docs/architecture.md
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
