@@ -13,8 +13,8 @@ from tests.e2e.harness import (
     assert_exactly_the_applied_changes,
     assert_in_order_per_job,
     progress,
-    wait_until,
 )
+from tests.waiting import wait_until
 from watcher.app.httpserver import serve_app
 from watcher.devtools.receiver import Receiver, generate_secret
 from watcher.devtools.simulator import BatchSpec, simulator
@@ -54,7 +54,9 @@ async def test_batch_lifecycles_arrive_once_with_milestones(tmp_path: Path) -> N
         watcher.start()
         try:
             await wait_until(
-                lambda: sim.sim.stats()["requests"].get("batch_list", 0) > 0, 15, "first poll"
+                lambda: sim.sim.stats()["requests"].get("batch_list", 0) > 0,
+                within=15,
+                what="first poll",
             )
             slow = sim.sim.create_batch(
                 BatchSpec(
@@ -81,7 +83,10 @@ async def test_batch_lifecycles_arrive_once_with_milestones(tmp_path: Path) -> N
                 )
 
             await wait_until(
-                done, 40, "both batch jobs to end and be reported", lambda: progress(sim, receiver)
+                done,
+                within=40,
+                what="both batch jobs to end and be reported",
+                diagnose=lambda: progress(sim, receiver),
             )
             assert 0 == watcher.stop()
         finally:

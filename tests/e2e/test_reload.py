@@ -62,17 +62,17 @@ async def test_reload_good_and_bad(tmp_path: Path, monkeypatch: pytest.MonkeyPat
             watcher = WatcherProcess(path)
             watcher.start()
             try:
-                await wait_until(lambda: notify.first("READY=1") >= 0, 20, "READY=1")
+                await wait_until(lambda: notify.first("READY=1") >= 0, within=20, what="READY=1")
                 # A second listing means the first (the silent baseline) is committed: the
                 # change below is news, not part of the baseline.
                 await wait_until(
-                    lambda: sim.sim.stats()["requests"]["list"] >= 2, 20, "the baseline"
+                    lambda: sim.sim.stats()["requests"]["list"] >= 2, within=20, what="the baseline"
                 )
                 sim.sim.set_status(job.id, "RUNNING")
                 await wait_until(
                     lambda: any(r.status == 503 for r in old.received),
-                    20,
-                    "the delivery to fail against the dead receiver",
+                    within=20,
+                    what="the delivery to fail against the dead receiver",
                 )
                 path.write_text(
                     yaml.safe_dump(
@@ -82,8 +82,8 @@ async def test_reload_good_and_bad(tmp_path: Path, monkeypatch: pytest.MonkeyPat
                 watcher.proc.send_signal(signal.SIGHUP)  # type: ignore[union-attr]
                 await wait_until(
                     lambda: any(r.type == "fine_tuning.job.running" for r in new.accepted()),
-                    20,
-                    "the pending delivery at the new URL",
+                    within=20,
+                    what="the pending delivery at the new URL",
                 )
                 lines = notify.drain()
                 reloading = notify.first("RELOADING=1")
@@ -93,13 +93,15 @@ async def test_reload_good_and_bad(tmp_path: Path, monkeypatch: pytest.MonkeyPat
                 path.write_text("sources: [\n")  # broken
                 watcher.proc.send_signal(signal.SIGHUP)  # type: ignore[union-attr]
                 await wait_until(
-                    lambda: "reload_refused" in watcher.output(), 20, "the refusal in the log"
+                    lambda: "reload_refused" in watcher.output(),
+                    within=20,
+                    what="the refusal in the log",
                 )
                 sim.sim.set_status(job.id, "FAILED")
                 await wait_until(
                     lambda: any(r.type == "fine_tuning.job.failed" for r in new.accepted()),
-                    20,
-                    "delivery to go on with the old config",
+                    within=20,
+                    what="delivery to go on with the old config",
                 )
                 assert watcher.alive()
                 assert 0 == watcher.stop()

@@ -28,8 +28,8 @@ from tests.e2e.harness import (
     assert_in_order_per_job,
     received_keys,
     status_keys,
-    wait_until,
 )
+from tests.waiting import wait_until
 from watcher.app.coordination.advisory import current_owners
 from watcher.app.httpserver import serve_app
 from watcher.devtools.receiver import Receiver, generate_secret
@@ -146,7 +146,7 @@ async def start_all(cluster: Cluster) -> None:
         assert '"event": "watcher_started"' in replica.output(), name
     # The silent baseline: every source polled (twice) before the scenario starts.
     await wait_until(
-        lambda: all(cluster.list_requests(s) >= 2 for s in names), 30, "the first polls"
+        lambda: all(cluster.list_requests(s) >= 2 for s in names), within=30, what="the first polls"
     )
 
 
@@ -184,9 +184,9 @@ async def test_three_replicas_deliver_every_change_once(cluster: Cluster) -> Non
     schedule(cluster, seed=100)
     await wait_until(
         lambda: cluster.settled() and not cluster.missing(),
-        120,
-        "every change to arrive",
-        lambda: f"missing {len(cluster.missing())} of {sum(cluster.wanted().values())}",
+        within=120,
+        what="every change to arrive",
+        diagnose=lambda: f"missing {len(cluster.missing())} of {sum(cluster.wanted().values())}",
     )
     await anyio.sleep(1.5)  # anything extra would arrive now
     wanted = cluster.wanted()
@@ -224,8 +224,8 @@ async def test_replicas_killed_one_at_a_time_lose_nothing(cluster: Cluster) -> N
         for source in orphans:
             await wait_until(
                 lambda s=source, b=before: cluster.list_requests(s) > b[s],
-                TAKEOVER_LIMIT + 5,
-                f"{source} to be polled again after {victim_name} was killed",
+                within=TAKEOVER_LIMIT + 5,
+                what=f"{source} to be polled again after {victim_name} was killed",
             )
             takeovers.append(time.monotonic() - killed_at)
         await anyio.sleep(rng.uniform(0.5, 1.5))
@@ -234,9 +234,9 @@ async def test_replicas_killed_one_at_a_time_lose_nothing(cluster: Cluster) -> N
             break
     await wait_until(
         lambda: cluster.settled() and not cluster.missing(),
-        120,
-        "every change to arrive after the kills",
-        lambda: f"missing {len(cluster.missing())} of {sum(cluster.wanted().values())}",
+        within=120,
+        what="every change to arrive after the kills",
+        diagnose=lambda: f"missing {len(cluster.missing())} of {sum(cluster.wanted().values())}",
     )
     wanted = cluster.wanted()
     got = received_keys(cluster.receiver.received)

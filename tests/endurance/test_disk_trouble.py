@@ -25,7 +25,7 @@ from typing import Any
 import anyio
 import pytest
 
-from tests.e2e.harness import wait_until
+from tests.waiting import wait_until
 from watcher.stores import open_store
 
 from .facts import all_arrived, scenario, settled, tally
@@ -123,7 +123,9 @@ async def test_read_only_database_is_reported_and_recovered(
             )
 
         try:
-            await wait_until(fleet.baselined, 30, "the baseline poll", fleet.raw_output)
+            await wait_until(
+                fleet.baselined, within=30, what="the baseline poll", diagnose=fleet.raw_output
+            )
             async with anyio.create_task_group() as tg:
                 tg.start_soon(watch_readiness)
                 p.counting.schedule(early)

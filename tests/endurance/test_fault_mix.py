@@ -15,7 +15,7 @@ from typing import Any
 import anyio
 import pytest
 
-from tests.e2e.harness import wait_until
+from tests.waiting import wait_until
 from watcher.devtools.simulator import Fault, JobSpec, Simulator
 
 from .facts import (
@@ -85,7 +85,9 @@ async def test_fault_mix_reports_nothing_false(
         fleet = Fleet(tmp_path, config)
         fleet.start()
         try:
-            await wait_until(fleet.baselined, 30, "the baseline poll", fleet.raw_output)
+            await wait_until(
+                fleet.baselined, within=30, what="the baseline poll", diagnose=fleet.raw_output
+            )
             requests_before = p.counting.stats()["requests"]["total"]
             for fault in MIX:
                 p.counting.add_fault(replace(fault))
@@ -101,9 +103,9 @@ async def test_fault_mix_reports_nothing_false(
             p.counting.faults.clear()
             await wait_until(
                 lambda: settled(p.counting) and all_arrived(p.counting, p.receiver.received),
-                60,
-                "every fact to arrive once the faults stop",
-                lambda: f"missing {missing(p.counting, p.receiver.received)[:10]}",
+                within=60,
+                what="every fact to arrive once the faults stop",
+                diagnose=lambda: f"missing {missing(p.counting, p.receiver.received)[:10]}",
             )
             alive = fleet.alive()
         finally:
