@@ -8,12 +8,14 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from watcher.app.daemon import Watcher
 from watcher.devtools.receiver import Received, Receiver
 from watcher.devtools.simulator import RunningSimulator
 
@@ -103,6 +105,30 @@ def write_config(
             logging={**JSON_LOGS, "level": level},
         ),
     )
+
+
+class SkippingClock:
+    """The wall clock plus the time a test skipped: the daemon's deadlines (stalled,
+    overrun, unreachable_after) see the time pass without the test sleeping through it.
+    Skipping only moves forward, so whatever was stamped earlier stays in the past."""
+
+    def __init__(self) -> None:
+        self.skipped = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.skipped
+
+    def skip(self, seconds: float) -> None:
+        self.skipped += seconds
+
+
+def on_clock(watcher: Watcher, clock: SkippingClock) -> Watcher:
+    """``watcher`` (entered) with its cycles, time rules and deliveries all reading ``clock``
+    (one clock for the three, so a delivery committed at a skipped time is due at once)."""
+    watcher.pipeline.clock = clock
+    watcher.alerting.clock = clock
+    watcher.dispatcher.clock = clock
+    return watcher
 
 
 class WatcherProcess:
