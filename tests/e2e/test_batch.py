@@ -5,14 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import yaml
 
 from tests.e2e.harness import (
     WatcherProcess,
     all_arrived,
     assert_exactly_the_applied_changes,
     assert_in_order_per_job,
+    config,
     progress,
+    source,
+    webhook,
+    write,
 )
 from tests.waiting import wait_until
 from watcher.app.httpserver import serve_app
@@ -30,26 +33,25 @@ async def test_batch_lifecycles_arrive_once_with_milestones(tmp_path: Path) -> N
     secret = generate_secret()
     receiver = Receiver(secret)
     async with serve_app(receiver.app) as url, simulator(speed=2.0) as sim:
-        config = {
-            "sources": [
-                {
-                    "name": "batch",
-                    "kind": "mistral-batch",
-                    "base_url": sim.base_url,
-                    "api_key": sim.api_key,
-                    "interval": "300ms",
-                    "jitter": "30ms",
-                    "progress_milestones": [50, 90],
-                    "error_ratio": 0.2,
-                    "error_min_requests": 10,
-                }
-            ],
-            "state": {"url": f"sqlite:///{tmp_path}/state.db"},
-            "sinks": [{"name": "hooks", "kind": "webhook", "url": f"{url}/h", "secret": secret}],
-            "delivery": {"initial_backoff": "200ms"},
-        }
-        path = tmp_path / "config.yaml"
-        path.write_text(yaml.safe_dump(config))
+        batches = source(
+            sim,
+            name="batch",
+            kind="mistral-batch",
+            interval="300ms",
+            jitter="30ms",
+            progress_milestones=[50, 90],
+            error_ratio=0.2,
+            error_min_requests=10,
+        )
+        path = write(
+            tmp_path / "config.yaml",
+            config(
+                tmp_path,
+                sources=[batches],
+                sinks=[webhook(f"{url}/h", secret)],
+                delivery={"initial_backoff": "200ms"},
+            ),
+        )
         watcher = WatcherProcess(path)
         watcher.start()
         try:

@@ -8,37 +8,25 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from tests.e2e.harness import WatcherProcess, wait_until
+from tests.e2e.harness import JSON_LOGS, WatcherProcess, config, source, webhook, write
 from tests.e2e.test_health_metrics import NotifySocket
+from tests.waiting import wait_until
 from watcher.app.httpserver import serve_app
 from watcher.devtools.receiver import Receiver, generate_secret
-from watcher.devtools.simulator import JobSpec, simulator
+from watcher.devtools.simulator import JobSpec, RunningSimulator, simulator
 
 pytestmark = pytest.mark.e2e
 
 
-def config_for(tmp_path: Path, sim_url: str, key: str, hook: str, secret: str) -> dict[str, Any]:
-    return {
-        "sources": [
-            {
-                "name": "ft",
-                "kind": "mistral-fine-tuning",
-                "base_url": sim_url,
-                "api_key": key,
-                "interval": "300ms",
-                "jitter": "30ms",
-                "track_checkpoints": False,
-            }
-        ],
-        "state": {"url": f"sqlite:///{tmp_path}/state.db"},
-        "sinks": [
-            {"name": "hooks", "kind": "webhook", "url": hook, "secret": secret, "timeout": "2s"}
-        ],
-        "delivery": {"initial_backoff": "200ms", "max_backoff": "500ms"},
-        "logging": {"level": "info", "format": "json"},
-    }
+def config_for(tmp_path: Path, sim: RunningSimulator, hook: str, secret: str) -> dict[str, Any]:
+    return config(
+        tmp_path,
+        sources=[source(sim, interval="300ms", jitter="30ms", track_checkpoints=False)],
+        sinks=[webhook(hook, secret, timeout="2s")],
+        delivery={"initial_backoff": "200ms", "max_backoff": "500ms"},
+        logging=JSON_LOGS,
+    )
 
 
 async def test_reload_good_and_bad(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -54,11 +42,7 @@ async def test_reload_good_and_bad(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         async with serve_app(old.app) as old_url, serve_app(new.app) as new_url, \
                 simulator() as sim:  # fmt: skip
             job = sim.sim.create(JobSpec(status="QUEUED", frozen=True))
-            path.write_text(
-                yaml.safe_dump(
-                    config_for(tmp_path, sim.base_url, sim.api_key, f"{old_url}/h", secret)
-                )
-            )
+            write(path, config_for(tmp_path, sim, f"{old_url}/h", secret))
             watcher = WatcherProcess(path)
             watcher.start()
             try:
@@ -74,11 +58,7 @@ async def test_reload_good_and_bad(tmp_path: Path, monkeypatch: pytest.MonkeyPat
                     within=20,
                     what="the delivery to fail against the dead receiver",
                 )
-                path.write_text(
-                    yaml.safe_dump(
-                        config_for(tmp_path, sim.base_url, sim.api_key, f"{new_url}/h", secret)
-                    )
-                )
+                write(path, config_for(tmp_path, sim, f"{new_url}/h", secret))
                 watcher.proc.send_signal(signal.SIGHUP)  # type: ignore[union-attr]
                 await wait_until(
                     lambda: any(r.type == "fine_tuning.job.running" for r in new.accepted()),

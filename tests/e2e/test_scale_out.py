@@ -73,8 +73,8 @@ class Cluster:
             for sim in self.sims.values()
         )
 
-    def list_requests(self, source: str) -> int:
-        return int(self.sims[source].sim.stats()["requests"]["list"])
+    def list_requests(self, name: str) -> int:
+        return int(self.sims[name].sim.stats()["requests"]["list"])
 
 
 def write_config(
