@@ -3,6 +3,7 @@ separate process, SIGKILLed where it hurts."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,13 @@ from tests.e2e.harness import (
 from tests.waiting import wait_until
 from watcher.app.httpserver import serve_app
 from watcher.devtools.receiver import Receiver, generate_secret
-from watcher.devtools.simulator import JobSpec, RunningSimulator, random_scenario, simulator
+from watcher.devtools.simulator import (
+    Fault,
+    JobSpec,
+    RunningSimulator,
+    random_scenario,
+    simulator,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -78,8 +85,6 @@ async def test_sigkill_at_several_points_loses_nothing(rig: Rig) -> None:
 
     # 1. mid-poll: the API holds the answer, the watcher dies waiting for it.
     await wait_until(lambda: len(sim.sim.log) >= 4, within=20, what="some progress")
-    from watcher.devtools.simulator import Fault
-
     sim.sim.add_fault(Fault(mode="slow", delay=5.0, count=None, route="all"))
     await wait_until(lambda: sim.sim.in_flight > 0, within=10, what="a request in flight")
     watcher.kill()
@@ -117,8 +122,6 @@ async def test_sigkill_at_several_points_loses_nothing(rig: Rig) -> None:
 async def test_api_faults_report_nothing_false(rig: Rig) -> None:
     """With 429, 5xx, slow answers, malformed bodies and an unknown status injected, the
     watcher keeps running, reports nothing false, and delivers every real change."""
-    from watcher.devtools.simulator import Fault
-
     sim, receiver, watcher = rig.sim, rig.receiver, rig.watcher
     watcher.start()
     await wait_until(lambda: sim.sim.stats()["requests"]["list"] > 0, within=15, what="first poll")
@@ -207,8 +210,6 @@ async def test_retired_api_is_reported_once(rig: Rig) -> None:
 async def test_sigterm_during_a_delivery_exits_cleanly(rig: Rig) -> None:
     """SIGTERM while a delivery is in flight exits 0 within the grace period, and the
     delivery is either done or still pending: a restart sends it, under the same id."""
-    import time
-
     sim, receiver, watcher = rig.sim, rig.receiver, rig.watcher
     watcher.start()
     await wait_until(lambda: sim.sim.stats()["requests"]["list"] > 0, within=15, what="first poll")

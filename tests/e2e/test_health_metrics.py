@@ -14,7 +14,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.harness import WatcherProcess, write_config
+from tests.e2e.harness import WatcherProcess, free_port, write_config
 from tests.waiting import wait_until
 from watcher.app.httpserver import serve_app
 from watcher.devtools.receiver import Receiver, generate_secret
@@ -73,13 +73,6 @@ class Daemon:
 
 # The daemon is another process: each look may be an HTTP scrape, ten a second is plenty.
 PATIENCE: dict[str, Any] = {"within": 15, "every": 0.1}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @pytest.fixture
