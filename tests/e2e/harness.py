@@ -1,5 +1,7 @@
 """Real peers on loopback for end-to-end tests: the simulator and the receiver served in the
-test's event loop, and ``watcher`` itself as a separate process that can be SIGKILLed."""
+test's event loop, and ``watcher`` itself as a separate process that can be SIGKILLed; the
+one builder of their config files (:func:`config`, :func:`source`, :func:`webhook`), and a
+clock the in-process daemon's deadlines read, which a test skips ahead instead of sleeping."""
 
 from __future__ import annotations
 

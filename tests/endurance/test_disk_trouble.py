@@ -14,11 +14,10 @@ SQLite could report.
 
 from __future__ import annotations
 
-import contextlib
 import subprocess
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -26,11 +25,12 @@ from typing import Any
 import anyio
 import pytest
 
+from tests.e2e.harness import free_port
 from tests.waiting import wait_until
 from watcher.stores import open_store
 
 from .facts import all_arrived, scenario, settled, tally
-from .rig import Fleet, free_port, peers, readyz, watcher_config
+from .rig import Fleet, peers, readyz, watcher_config
 from .scale import MINUTE, SPEED, Scale, real
 
 pytestmark = pytest.mark.endurance
@@ -146,7 +146,7 @@ async def test_read_only_database_is_reported_and_recovered(
                     await anyio.sleep(real(read_only) / 2)
                     writable_at = time.time()
                 # Bounded but not fatal here: the assertions below say what did not recover.
-                with contextlib.suppress(AssertionError):
+                with suppress(AssertionError):
                     await wait_until(
                         recovered, within=RECOVERY_WAIT, what="the recovery", every=0.2
                     )
