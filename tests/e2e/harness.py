@@ -1,25 +1,86 @@
 """Real peers on loopback for end-to-end tests: the simulator and the receiver served in the
-test's event loop, and ``watcher`` itself as a separate process that can be SIGKILLed."""
+test's event loop, and ``watcher`` itself as a separate process that can be SIGKILLed; the
+one builder of their config files (:func:`config`, :func:`source`, :func:`webhook`), and a
+clock the in-process daemon's deadlines read, which a test skips ahead instead of sleeping."""
 
 from __future__ import annotations
 
 import itertools
 import os
 import signal
+import socket
 import subprocess
 import sys
+import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import anyio
 import yaml
 
+from watcher.app.daemon import Watcher
 from watcher.devtools.receiver import Received, Receiver
 from watcher.devtools.simulator import RunningSimulator
 
 TERMINAL = {"SUCCESS", "FAILED", "FAILED_VALIDATION", "CANCELLED"}
+
+
+QUICK_SOURCE: dict[str, Any] = {
+    "interval": "500ms",
+    "jitter": "50ms",
+    "timeout": "2s",
+    "max_retries": 2,
+}
+QUICK_DELIVERY: dict[str, Any] = {"initial_backoff": "200ms", "max_backoff": "1s"}
+JSON_LOGS: dict[str, Any] = {"level": "info", "format": "json"}
+CONSOLE: dict[str, Any] = {"name": "console", "kind": "console"}
+
+
+def source(
+    sim: RunningSimulator | None = None,
+    *,
+    name: str = "ft",
+    kind: str = "mistral-fine-tuning",
+    **options: Any,
+) -> dict[str, Any]:
+    """One source of the config, pointed at ``sim`` unless ``options`` say where."""
+    at = {"base_url": sim.base_url, "api_key": sim.api_key} if sim is not None else {}
+    return {"name": name, "kind": kind, **at, **options}
+
+
+def webhook(url: str, secret: str, *, name: str = "hooks", **options: Any) -> dict[str, Any]:
+    """One webhook sink of the config."""
+    return {"name": name, "kind": "webhook", "url": url, "secret": secret, **options}
+
+
+def config(
+    state: Path | str | None,
+    *,
+    sources: list[dict[str, Any]],
+    sinks: list[dict[str, Any]],
+    routes: list[dict[str, Any]] | None = None,
+    rules: list[dict[str, Any]] | None = None,
+    http: dict[str, Any] | None = None,
+    **sections: Any,
+) -> dict[str, Any]:
+    """The content of a config file: ``state`` is the directory of a SQLite ``state.db`` or
+    a database URL; ``routes``, ``rules``, ``http`` and any other section (``delivery``,
+    ``logging``, ``digest``…) appear only when given."""
+    out: dict[str, Any] = {"sources": sources}
+    if state is not None:
+        url = state if isinstance(state, str) else f"sqlite:///{state}/state.db"
+        out["state"] = {"url": url}
+    out["sinks"] = sinks
+    optional = {"routes": routes, "rules": rules, "http": http, **sections}
+    out.update({key: value for key, value in optional.items() if value is not None})
+    return out
+
+
+def write(path: Path, content: dict[str, Any]) -> Path:
+    """``content`` as the YAML file ``path`` (its directory made if need be)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(content))
+    return path
 
 
 def write_config(
@@ -30,37 +91,55 @@ def write_config(
     *,
     interval: str = "500ms",
     level: str = "info",
-    **source: Any,
+    http: dict[str, Any] | None = None,
+    **options: Any,
 ) -> Path:
-    config = {
-        "sources": [
-            {
-                "name": "ft",
-                "kind": "mistral-fine-tuning",
-                "base_url": sim.base_url,
-                "api_key": sim.api_key,
-                "interval": interval,
-                "jitter": "50ms",
-                "timeout": "2s",
-                "max_retries": 2,
-                **source,
-            }
-        ],
-        "state": {"url": f"sqlite:///{path.parent}/state.db"},
-        "sinks": [
-            {
-                "name": "hooks",
-                "kind": "webhook",
-                "url": f"{receiver_url}/hooks",
-                "secret": secret,
-                "timeout": "5s",
-            }
-        ],
-        "delivery": {"initial_backoff": "200ms", "max_backoff": "1s"},
-        "logging": {"level": level, "format": "json"},
-    }
-    path.write_text(yaml.safe_dump(config))
-    return path
+    """A ``watcher run`` process's config beside its state: one quick source, one webhook
+    sink at ``receiver_url``/hooks, short backoffs, JSON logs."""
+    quick = {**QUICK_SOURCE, "interval": interval, **options}
+    return write(
+        path,
+        config(
+            path.parent,
+            sources=[source(sim, **quick)],
+            sinks=[webhook(f"{receiver_url}/hooks", secret, timeout="5s")],
+            http=http,
+            delivery=QUICK_DELIVERY,
+            logging={**JSON_LOGS, "level": level},
+        ),
+    )
+
+
+def free_port() -> int:
+    """A loopback TCP port nobody listens on (now)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class SkippingClock:
+    """The wall clock plus the time a test skipped: the daemon's deadlines (stalled,
+    overrun, unreachable_after) see the time pass without the test sleeping through it.
+    Skipping only moves forward, so whatever was stamped earlier stays in the past."""
+
+    def __init__(self) -> None:
+        self.skipped = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.skipped
+
+    def skip(self, seconds: float) -> None:
+        self.skipped += seconds
+
+
+def on_clock(watcher: Watcher, clock: SkippingClock) -> Watcher:
+    """``watcher`` (entered) with its cycles, time rules and deliveries all reading ``clock``
+    (one clock for the three, so a delivery committed at a skipped time is due at once)."""
+    watcher.pipeline.clock = clock
+    watcher.alerting.clock = clock
+    watcher.dispatcher.clock = clock
+    return watcher
 
 
 class WatcherProcess:
@@ -146,22 +225,6 @@ def all_arrived(sim: RunningSimulator, receiver: Receiver, kind: str = "fine_tun
 def settled(sim: RunningSimulator, expected_jobs: int) -> bool:
     jobs = sim.sim.jobs.values()
     return len(jobs) >= expected_jobs and all(j.status in TERMINAL for j in jobs)
-
-
-async def wait_until(
-    check: Callable[[], bool],
-    within: float,
-    what: str,
-    diagnose: Callable[[], object] | None = None,
-) -> None:
-    """Until ``check()`` holds; the peers change state in other processes and tasks, so
-    polling is the honest way to watch them."""
-    with anyio.move_on_after(within):
-        while not check():  # noqa: ASYNC110 (state of other processes: nothing to await)
-            await anyio.sleep(0.1)
-        return
-    detail = f": {diagnose()}" if diagnose else ""
-    raise AssertionError(f"timed out after {within}s waiting for {what}{detail}")
 
 
 def progress(sim: RunningSimulator, receiver: Receiver) -> str:

@@ -5,16 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import yaml
 
 from tests.e2e.harness import (
     WatcherProcess,
     all_arrived,
     assert_exactly_the_applied_changes,
     assert_in_order_per_job,
+    config,
     progress,
-    wait_until,
+    source,
+    webhook,
+    write,
 )
+from tests.waiting import wait_until
 from watcher.app.httpserver import serve_app
 from watcher.devtools.receiver import Receiver, generate_secret
 from watcher.devtools.simulator import BatchSpec, simulator
@@ -30,31 +33,32 @@ async def test_batch_lifecycles_arrive_once_with_milestones(tmp_path: Path) -> N
     secret = generate_secret()
     receiver = Receiver(secret)
     async with serve_app(receiver.app) as url, simulator(speed=2.0) as sim:
-        config = {
-            "sources": [
-                {
-                    "name": "batch",
-                    "kind": "mistral-batch",
-                    "base_url": sim.base_url,
-                    "api_key": sim.api_key,
-                    "interval": "300ms",
-                    "jitter": "30ms",
-                    "progress_milestones": [50, 90],
-                    "error_ratio": 0.2,
-                    "error_min_requests": 10,
-                }
-            ],
-            "state": {"url": f"sqlite:///{tmp_path}/state.db"},
-            "sinks": [{"name": "hooks", "kind": "webhook", "url": f"{url}/h", "secret": secret}],
-            "delivery": {"initial_backoff": "200ms"},
-        }
-        path = tmp_path / "config.yaml"
-        path.write_text(yaml.safe_dump(config))
+        batches = source(
+            sim,
+            name="batch",
+            kind="mistral-batch",
+            interval="300ms",
+            jitter="30ms",
+            progress_milestones=[50, 90],
+            error_ratio=0.2,
+            error_min_requests=10,
+        )
+        path = write(
+            tmp_path / "config.yaml",
+            config(
+                tmp_path,
+                sources=[batches],
+                sinks=[webhook(f"{url}/h", secret)],
+                delivery={"initial_backoff": "200ms"},
+            ),
+        )
         watcher = WatcherProcess(path)
         watcher.start()
         try:
             await wait_until(
-                lambda: sim.sim.stats()["requests"].get("batch_list", 0) > 0, 15, "first poll"
+                lambda: sim.sim.stats()["requests"].get("batch_list", 0) > 0,
+                within=15,
+                what="first poll",
             )
             slow = sim.sim.create_batch(
                 BatchSpec(
@@ -81,7 +85,10 @@ async def test_batch_lifecycles_arrive_once_with_milestones(tmp_path: Path) -> N
                 )
 
             await wait_until(
-                done, 40, "both batch jobs to end and be reported", lambda: progress(sim, receiver)
+                done,
+                within=40,
+                what="both batch jobs to end and be reported",
+                diagnose=lambda: progress(sim, receiver),
             )
             assert 0 == watcher.stop()
         finally:

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import copy
 import subprocess
 import sys
 from pathlib import Path
 
 import anyio
 import pytest
-import yaml
 
+from tests.e2e.harness import CONSOLE, config, source, webhook, write
 from watcher.app.httpserver import serve_app
 from watcher.devtools.receiver import Receiver, generate_secret
 from watcher.devtools.simulator import Fault, JobSpec, simulator
@@ -36,16 +37,10 @@ async def run_watcher(*args: str) -> subprocess.CompletedProcess[str]:
     return await anyio.to_thread.run_sync(lambda: watcher(*args))
 
 
-GOOD = {
-    "sources": [
-        {
-            "name": "ft",
-            "kind": "mistral-fine-tuning",
-            "base_url": "http://127.0.0.1:9",
-            "api_key": "${TEST_API_KEY}",
-        }
-    ],
-    "sinks": [
+GOOD = config(
+    None,
+    sources=[source(base_url="http://127.0.0.1:9", api_key="${TEST_API_KEY}")],
+    sinks=[
         {
             "name": "hooks",
             "kind": "webhook",
@@ -53,30 +48,28 @@ GOOD = {
             "secret_file": "whsec.txt",
         }
     ],
-    "routes": [{"match": {"status": ["FAILED"]}, "sinks": ["hooks"]}],
-}
+    routes=[{"match": {"status": ["FAILED"]}, "sinks": ["hooks"]}],
+)
 
 
 def broken(path: Path, edit: str) -> Path:
-    config = yaml.safe_load(yaml.safe_dump(GOOD))
-    source, sink, route = config["sources"][0], config["sinks"][0], config["routes"][0]
+    content = copy.deepcopy(GOOD)
+    api, sink, route = content["sources"][0], content["sinks"][0], content["routes"][0]
     match edit:
         case "missing key":
-            del source["api_key"]
+            del api["api_key"]
         case "wrong type":
-            source["page_size"] = "many"
+            api["page_size"] = "many"
         case "unknown sink in a route":
             route["sinks"] = ["hooks", "pagerduty"]
         case "bad duration":
-            source["interval"] = "every minute"
+            api["interval"] = "every minute"
         case "unreadable file":
             sink["secret_file"] = "/nonexistent/secret"
         case "undefined variable":
-            source["api_key"] = "${SURELY_UNDEFINED_VARIABLE}"
+            api["api_key"] = "${SURELY_UNDEFINED_VARIABLE}"
     (path / "whsec.txt").write_text(generate_secret())
-    out = path / "config.yaml"
-    out.write_text(yaml.safe_dump(config))
-    return out
+    return write(path / "config.yaml", content)
 
 
 CASES = {
@@ -92,10 +85,10 @@ CASES = {
 @pytest.mark.parametrize("edit", list(CASES))
 def test_broken_configs_exit_2_with_one_line(tmp_path: Path, edit: str) -> None:
     """check-config and run both refuse a broken config: exit 2, one line naming the field."""
-    config = broken(tmp_path, edit)
+    path = broken(tmp_path, edit)
     env = {"TEST_API_KEY": API_KEY, "PATH": "/usr/bin:/bin"}
     for command in ("check-config", "run", "once"):
-        result = watcher(command, "-c", str(config), env=env)
+        result = watcher(command, "-c", str(path), env=env)
         assert 2 == result.returncode, (command, result.stderr)
         lines = result.stderr.strip().splitlines()
         assert 1 == len(lines), result.stderr
@@ -105,9 +98,9 @@ def test_broken_configs_exit_2_with_one_line(tmp_path: Path, edit: str) -> None:
 
 def test_check_config_summary(tmp_path: Path) -> None:
     """A good config: exit 0 and a summary without secrets."""
-    config = broken(tmp_path, "none")
+    path = broken(tmp_path, "none")
     result = watcher(
-        "check-config", "-c", str(config), env={"TEST_API_KEY": API_KEY, "PATH": "/usr/bin:/bin"}
+        "check-config", "-c", str(path), env={"TEST_API_KEY": API_KEY, "PATH": "/usr/bin:/bin"}
     )
     assert 0 == result.returncode, result.stderr
     assert "ft: mistral-fine-tuning" in result.stdout
@@ -131,31 +124,13 @@ async def test_no_secret_in_debug_logs(tmp_path: Path) -> None:
     receiver.fail_next(100, status=400)
     async with serve_app(receiver.app) as receiver_url, simulator(api_key=API_KEY) as sim:
         sim.sim.create(JobSpec(status="RUNNING", frozen=True, checkpoints=2))
-        config = {
-            "sources": [
-                {
-                    "name": "ft",
-                    "kind": "mistral-fine-tuning",
-                    "base_url": sim.base_url,
-                    "api_key": API_KEY,
-                    "on_start": "notify",
-                    "max_retries": 1,
-                }
-            ],
-            "state": {"url": f"sqlite:///{tmp_path}/state.db"},
-            "sinks": [
-                {
-                    "name": "hooks",
-                    "kind": "webhook",
-                    "url": f"{receiver_url}/h?token={URL_TOKEN}",
-                    "secret": secret,
-                },
-                {"name": "console", "kind": "console"},
-            ],
-            "logging": {"level": "debug", "format": "json"},
-        }
-        path = tmp_path / "config.yaml"
-        path.write_text(yaml.safe_dump(config))
+        content = config(
+            tmp_path,
+            sources=[source(sim, on_start="notify", max_retries=1)],
+            sinks=[webhook(f"{receiver_url}/h?token={URL_TOKEN}", secret), CONSOLE],
+            logging={"level": "debug", "format": "json"},
+        )
+        path = write(tmp_path / "config.yaml", content)
         outputs = []
         sim.sim.add_fault(Fault(mode="429", retry_after=0.1, count=1, route="all"))
         outputs.append(await run_watcher("once", "-c", str(path)))
@@ -163,8 +138,8 @@ async def test_no_secret_in_debug_logs(tmp_path: Path) -> None:
         outputs.append(await run_watcher("status", "-c", str(path)))
         sim.sim.retired = True
         outputs.append(await run_watcher("once", "-c", str(path)))
-        config["sources"][0]["api_key"] = API_KEY + "-wrong"
-        path.write_text(yaml.safe_dump(config))
+        content["sources"][0]["api_key"] = API_KEY + "-wrong"
+        write(path, content)
         sim.sim.retired = False
         outputs.append(await run_watcher("once", "-c", str(path)))
     text = "".join(o.stdout + o.stderr for o in outputs)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from tests.e2e.harness import config, source, webhook
 from watcher.app.daemon import Watcher
 from watcher.app.httpserver import serve_app
 from watcher.config import validate_config
@@ -23,26 +23,18 @@ async def test_digest_lists_the_days_counts(tmp_path: Path) -> None:
     digests, others = Receiver(secret), Receiver(secret)
     async with serve_app(digests.app) as digest_url, serve_app(others.app) as url, \
             simulator() as sim:  # fmt: skip
-        raw: dict[str, Any] = {
-            "sources": [
-                {
-                    "name": "ft",
-                    "kind": "mistral-fine-tuning",
-                    "base_url": sim.base_url,
-                    "api_key": sim.api_key,
-                }
+        raw = config(
+            tmp_path,
+            sources=[source(sim)],
+            sinks=[
+                webhook(f"{url}/h", secret, name="team"),
+                webhook(f"{digest_url}/d", secret, name="digest"),
             ],
-            "state": {"url": f"sqlite:///{tmp_path}/state.db"},
-            "sinks": [
-                {"name": "team", "kind": "webhook", "url": f"{url}/h", "secret": secret},
-                {"name": "digest", "kind": "webhook", "url": f"{digest_url}/d", "secret": secret},
-            ],
-            "routes": [{"sinks": ["team"]}],
-            "digest": {"cron": "0 9 * * MON-FRI", "sinks": ["digest"]},
-            "heartbeat": {"interval": "5m"},
-        }
-        config = validate_config(raw, env={})
-        async with Watcher(config) as watcher:
+            routes=[{"sinks": ["team"]}],
+            digest={"cron": "0 9 * * MON-FRI", "sinks": ["digest"]},
+            heartbeat={"interval": "5m"},
+        )
+        async with Watcher(validate_config(raw, env={})) as watcher:
             await watcher.once()
             ids = {
                 s: sim.sim.create(JobSpec(status="QUEUED", frozen=True)).id

@@ -5,18 +5,17 @@ from __future__ import annotations
 
 import socket
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import anyio
 import httpx
 import pytest
-import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.harness import WatcherProcess, write_config
+from tests.e2e.harness import WatcherProcess, free_port, write_config
+from tests.waiting import wait_until
 from watcher.app.httpserver import serve_app
 from watcher.devtools.receiver import Receiver, generate_secret
 from watcher.devtools.simulator import Fault, JobSpec, RunningSimulator, simulator
@@ -72,21 +71,8 @@ class Daemon:
         return answer.status_code, answer.json()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], what: str, within: float = 15) -> None:
-    """Until ``check()`` holds: the daemon is another process, polling is how to watch it."""
-    try:
-        with anyio.fail_after(within):
-            while not await check():  # noqa: ASYNC110 (another process's state)
-                await anyio.sleep(0.1)
-    except TimeoutError:
-        raise AssertionError(f"timed out after {within}s waiting for {what}") from None
+# The daemon is another process: each look may be an HTTP scrape, ten a second is plenty.
+PATIENCE: dict[str, Any] = {"within": 15, "every": 0.1}
 
 
 @pytest.fixture
@@ -111,10 +97,8 @@ async def daemon(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterat
             interval="300ms",
             timeout="1s",
             max_retries=0,
+            http={"listen": f"127.0.0.1:{port}"},
         )
-        config = yaml.safe_load(path.read_text())
-        config["http"] = {"listen": f"127.0.0.1:{port}"}
-        path.write_text(yaml.safe_dump(config))
         watcher = WatcherProcess(path)
         try:
             yield Daemon(sim, watcher, notify, f"http://127.0.0.1:{port}", http)
@@ -135,18 +119,18 @@ async def test_notify_sequence_and_counters_follow_the_jobs(daemon: Daemon) -> N
     async def ready_sent() -> bool:
         return daemon.notify.first("READY=1") >= 0
 
-    await eventually(ready_sent, "READY=1")
+    await wait_until(ready_sent, what="READY=1", **PATIENCE)
 
     async def polled() -> bool:
         return await daemon.metric("watcher_polls_total", source="ft", outcome="ok") >= 2
 
-    await eventually(polled, "two good polls")
+    await wait_until(polled, what="two good polls", **PATIENCE)
     assert 0 == await daemon.metric("watcher_transitions_total")  # the baseline is silent
 
     async def tracked() -> bool:  # the store's gauges are read every second
         return await daemon.metric("watcher_jobs", source="ft", status="RUNNING") == 2
 
-    await eventually(tracked, "the jobs gauge to show the baseline")
+    await wait_until(tracked, what="the jobs gauge to show the baseline", **PATIENCE)
 
     sim.set_status(job.id, "FAILED")
     sim.set_status(other.id, "PAUSED")  # undocumented: a bounded label, not a new one
@@ -159,12 +143,14 @@ async def test_notify_sequence_and_counters_follow_the_jobs(daemon: Daemon) -> N
         )
         return (failed, paused, delivered) == (1, 1, 2)
 
-    await eventually(counted, "the failed and paused transitions, delivered")
+    await wait_until(counted, what="the failed and paused transitions, delivered", **PATIENCE)
 
     async def gauged() -> bool:
         return await daemon.metric("watcher_jobs", source="ft", status="other") == 1
 
-    await eventually(gauged, "the jobs gauge to show the undocumented status as other")
+    await wait_until(
+        gauged, what="the jobs gauge to show the undocumented status as other", **PATIENCE
+    )
     assert 1 == await daemon.metric("watcher_jobs", source="ft", status="FAILED")
     assert 2 == await daemon.metric("watcher_delivery_attempts_total", sink="hooks", result="ok")
     assert 0 < await daemon.metric("watcher_api_requests_total", route="list", code="200")
@@ -174,7 +160,7 @@ async def test_notify_sequence_and_counters_follow_the_jobs(daemon: Daemon) -> N
     async def petted() -> bool:
         return daemon.notify.first("WATCHDOG=1") >= 0
 
-    await eventually(petted, "WATCHDOG=1")
+    await wait_until(petted, what="WATCHDOG=1", **PATIENCE)
     assert 0 == daemon.watcher.stop()
     lines = daemon.notify.drain()
     firsts = [daemon.notify.first(p) for p in ("READY=1", "STATUS=", "WATCHDOG=1", "STOPPING=1")]
@@ -197,12 +183,14 @@ async def test_readyz_follows_the_source_and_healthz_the_loop(daemon: Daemon) ->
         except httpx.TransportError:
             return False  # not listening yet
 
-    await eventually(lambda: answers("/readyz", 200), "ready")
+    await wait_until(lambda: answers("/readyz", 200), what="ready", **PATIENCE)
     status, body = await daemon.probe("/healthz")
     assert (200, "ok") == (status, body["status"])
 
     daemon.sim.sim.add_fault(Fault(mode="503", count=None, route="all"))
-    await eventually(lambda: answers("/readyz", 503), "not ready while the API fails")
+    await wait_until(
+        lambda: answers("/readyz", 503), what="not ready while the API fails", **PATIENCE
+    )
     status, body = await daemon.probe("/readyz")
     assert (503, ["source:ft"]) == (status, body["failed"])
     assert body["checks"]["source:ft"].startswith("last successful poll")
@@ -211,12 +199,14 @@ async def test_readyz_follows_the_source_and_healthz_the_loop(daemon: Daemon) ->
     async def failed_thrice() -> bool:
         return await daemon.metric("watcher_polls_total", source="ft", outcome="error") >= 3
 
-    await eventually(failed_thrice, "three failed polls counted")
+    await wait_until(failed_thrice, what="three failed polls counted", **PATIENCE)
     assert 0 < await daemon.metric("watcher_api_requests_total", code="503")
     assert 200 == (await daemon.probe("/healthz"))[0]
 
     daemon.sim.sim.faults.clear()
-    await eventually(lambda: answers("/readyz", 200), "ready again once the API answers")
+    await wait_until(
+        lambda: answers("/readyz", 200), what="ready again once the API answers", **PATIENCE
+    )
     assert 200 == (await daemon.probe("/healthz"))[0]
     assert 0 == daemon.watcher.stop()
 
@@ -233,7 +223,7 @@ async def test_a_taken_port_fails_the_start_clearly(daemon: Daemon) -> None:
         async def exited() -> bool:
             return not daemon.watcher.alive()
 
-        await eventually(exited, "the daemon to exit")
+        await wait_until(exited, what="the daemon to exit", **PATIENCE)
     assert 1 == daemon.watcher.stop()
     output = daemon.watcher.output()
     assert "http_listen_failed" in output

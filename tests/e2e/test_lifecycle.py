@@ -6,10 +6,10 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from tests.e2e.harness import config, source, webhook
 from watcher.app.daemon import Watcher
 from watcher.app.httpserver import serve_app
 from watcher.config import Config, validate_config
@@ -39,24 +39,16 @@ async def peers(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator
     secret = generate_secret()
     receiver = Receiver(secret)
     async with serve_app(receiver.app) as url, simulator() as sim:
-        raw: dict[str, Any] = {
-            "sources": [
-                {
-                    "name": "ft",
-                    "kind": "mistral-fine-tuning",
-                    "base_url": sim.base_url,
-                    "api_key": sim.api_key,
-                    "on_start": on_start,
-                }
-            ],
-            "state": {"url": f"sqlite:///{tmp_path}/state.db"},
-            "sinks": [{"name": "hooks", "kind": "webhook", "url": f"{url}/h", "secret": secret}],
-        }
+        raw = config(
+            tmp_path,
+            sources=[source(sim, on_start=on_start)],
+            sinks=[webhook(f"{url}/h", secret)],
+        )
         yield Peers(sim, receiver, validate_config(raw, env={}))
 
 
-async def once(config: Config) -> None:
-    async with Watcher(config) as watcher:
+async def once(settings: Config) -> None:
+    async with Watcher(settings) as watcher:
         await watcher.once()
 
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import anyio
 import pytest
-import yaml
 
+from tests.e2e.harness import CONSOLE, config, source, webhook, write
 from watcher.app.httpserver import serve_app
 from watcher.devtools.receiver import Receiver, generate_secret
 from watcher.devtools.simulator import JobSpec, simulator
@@ -35,21 +35,12 @@ async def run(*args: str) -> subprocess.CompletedProcess[str]:
     return await anyio.to_thread.run_sync(lambda: watcher(*args))
 
 
-def write(tmp_path: Path, **overrides: Any) -> Path:
-    config: dict[str, Any] = {
-        "sources": [
-            {
-                "name": "ft",
-                "kind": "mistral-fine-tuning",
-                "base_url": "http://127.0.0.1:9",
-                "api_key": "k",
-            }
-        ],
-        "state": {"url": f"sqlite:///{tmp_path}/state.db"},
-        "sinks": [
-            {"name": "hooks", "kind": "webhook", "url": "http://127.0.0.1:9/h", "secret": SECRET},
-            {"name": "console", "kind": "console"},
-        ],
+def write_operator(tmp_path: Path, **overrides: Any) -> Path:
+    """A config with a nothing-listening source, a webhook and a console, and three routes
+    (the second stops routing), unless ``overrides`` replace them."""
+    parts: dict[str, Any] = {
+        "sources": [source(base_url="http://127.0.0.1:9", api_key="k")],
+        "sinks": [webhook("http://127.0.0.1:9/h", SECRET), CONSOLE],
         "routes": [
             {"match": {"status": ["FAILED"]}, "sinks": ["hooks"]},
             {"match": {"type": ["fine_tuning.job.*"]}, "sinks": ["console"], "continue": False},
@@ -57,14 +48,12 @@ def write(tmp_path: Path, **overrides: Any) -> Path:
         ],
         **overrides,
     }
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
+    return write(tmp_path / "config.yaml", config(tmp_path, **parts))
 
 
 def test_routes_explain(tmp_path: Path) -> None:
     """routes explain names each route's verdict and the final sinks."""
-    config = write(tmp_path)
+    path = write_operator(tmp_path)
     payload = {
         "type": "fine_tuning.job.failed",
         "timestamp": "2026-11-27T00:00:00Z",
@@ -75,7 +64,7 @@ def test_routes_explain(tmp_path: Path) -> None:
             "job": {"id": "j1", "model": "m"},
         },
     }
-    result = watcher("routes", "-c", str(config), "explain", json.dumps(payload))
+    result = watcher("routes", "-c", str(path), "explain", json.dumps(payload))
     assert 0 == result.returncode, result.stderr
     lines = result.stdout.splitlines()
     assert "route 0 -> hooks: matches" == lines[1].strip()
@@ -83,14 +72,14 @@ def test_routes_explain(tmp_path: Path) -> None:
     assert "routes 2..2: not considered" == lines[3].strip()
     assert "sinks: hooks, console" == lines[4]
     queued = {**payload, "type": "watcher.source.retired", "data": {"source": "ft"}}
-    result = watcher("routes", "-c", str(config), "explain", json.dumps(queued))
+    result = watcher("routes", "-c", str(path), "explain", json.dumps(queued))
     assert "no match (status: the transition has none" in result.stdout
-    assert 2 == watcher("routes", "-c", str(config), "explain", "{not json").returncode
+    assert 2 == watcher("routes", "-c", str(path), "explain", "{not json").returncode
 
 
 def test_render_prints_without_sending(tmp_path: Path) -> None:
     """render shows a sink's message for a sample; a template override shows too."""
-    config = write(
+    path = write_operator(
         tmp_path,
         sinks=[
             {
@@ -101,32 +90,32 @@ def test_render_prints_without_sending(tmp_path: Path) -> None:
         ],
         routes=None,
     )
-    result = watcher("render", "-c", str(config), "--sink", "console", "--sample", "failed")
+    result = watcher("render", "-c", str(path), "--sink", "console", "--sample", "failed")
     assert 0 == result.returncode, result.stderr
     assert "1 x FAILED on ft" in result.stdout
-    assert 2 == watcher("render", "-c", str(config), "--sink", "nope").returncode
+    assert 2 == watcher("render", "-c", str(path), "--sink", "nope").returncode
 
 
 def test_broken_template_is_a_config_error(tmp_path: Path) -> None:
     """check-config rejects a template that does not parse or render, naming sink and line."""
-    config = write(
+    path = write_operator(
         tmp_path,
         sinks=[
             {"name": "console", "kind": "console", "templates": {"text": "ok\n{{ t.status "}},
         ],
         routes=None,
     )
-    result = watcher("check-config", "-c", str(config))
+    result = watcher("check-config", "-c", str(path))
     assert 2 == result.returncode
     assert "sinks[0]: sink 'console': text template, line 2" in result.stderr
-    config = write(
+    path = write_operator(
         tmp_path,
         sinks=[
             {"name": "console", "kind": "console", "templates": {"text": "{{ t.no_such_key }}"}},
         ],
         routes=None,
     )
-    result = watcher("check-config", "-c", str(config))
+    result = watcher("check-config", "-c", str(path))
     assert 2 == result.returncode
     assert "no_such_key" in result.stderr
 
@@ -136,39 +125,31 @@ async def test_dead_letters_listed_and_retried(tmp_path: Path) -> None:
     once fixed; test-sink reports the sink's answer."""
     receiver = Receiver(SECRET)
     async with serve_app(receiver.app) as url, simulator() as sim:
-        config = write(
+        path = write_operator(
             tmp_path,
-            sources=[
-                {
-                    "name": "ft",
-                    "kind": "mistral-fine-tuning",
-                    "base_url": sim.base_url,
-                    "api_key": sim.api_key,
-                    "on_start": "notify",
-                }
-            ],
-            sinks=[{"name": "hooks", "kind": "webhook", "url": f"{url}/h", "secret": SECRET}],
+            sources=[source(sim, on_start="notify")],
+            sinks=[webhook(f"{url}/h", SECRET)],
             routes=None,
         )
         sim.sim.create(JobSpec(status="QUEUED", frozen=True))
         receiver.fail_next(100, status=400)
-        assert 0 == (await run("once", "-c", str(config))).returncode
-        dead = await run("deliveries", "-c", str(config), "--state", "dead")
+        assert 0 == (await run("once", "-c", str(path))).returncode
+        dead = await run("deliveries", "-c", str(path), "--state", "dead")
         assert "hooks" in dead.stdout and "HTTP 400" in dead.stdout
-        status = await run("status", "-c", str(config))
+        status = await run("status", "-c", str(path))
         assert "0 pending, 1 dead, 0 delivered" in status.stdout
         assert "QUEUED 1" in status.stdout
-        assert 1 == (await run("test-sink", "-c", str(config), "hooks")).returncode
+        assert 1 == (await run("test-sink", "-c", str(path), "hooks")).returncode
         receiver.fail_next(0)
-        test = await run("test-sink", "-c", str(config), "hooks")
+        test = await run("test-sink", "-c", str(path), "hooks")
         assert (0, "sink 'hooks' accepted the test message") == (
             test.returncode,
             test.stdout.strip(),
         )
-        retried = await run("deliveries", "-c", str(config), "retry", "--all-dead")
+        retried = await run("deliveries", "-c", str(path), "retry", "--all-dead")
         assert "1 dead deliveries back in the queue" == retried.stdout.strip()
-        assert 0 == (await run("once", "-c", str(config))).returncode
-        listed = await run("deliveries", "-c", str(config))
+        assert 0 == (await run("once", "-c", str(path))).returncode
+        listed = await run("deliveries", "-c", str(path))
     assert "delivered" in listed.stdout and "dead" not in listed.stdout
     types = [r.type for r in receiver.accepted()]
     assert ["watcher.test", "fine_tuning.job.queued"] == types

@@ -6,12 +6,11 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import anyio
 import pytest
-import yaml
 
+from tests.e2e.harness import config, source, write
 from tests.fakes.pagerduty import ROUTING_KEY, FakePagerDuty
 from tests.fakes.slack import FakeSlack
 from watcher.app.daemon import Watcher
@@ -28,28 +27,15 @@ async def test_failure_pages_once_and_success_resolves(tmp_path: Path) -> None:
     fake = FakePagerDuty()
     async with serve_app(fake.app()) as pd_url, simulator() as sim:
         job = sim.sim.create(JobSpec(status="RUNNING", frozen=True))
-        raw: dict[str, Any] = {
-            "sources": [
-                {
-                    "name": "ft",
-                    "kind": "mistral-fine-tuning",
-                    "base_url": sim.base_url,
-                    "api_key": sim.api_key,
-                    "track_checkpoints": False,
-                }
-            ],
-            "state": {"url": f"sqlite:///{tmp_path}/state.db"},
-            "sinks": [
-                {
-                    "name": "pager",
-                    "kind": "pagerduty",
-                    "routing_key": ROUTING_KEY,
-                    "url": f"{pd_url}/v2/enqueue",
-                }
-            ],
+        pager = {
+            "name": "pager",
+            "kind": "pagerduty",
+            "routing_key": ROUTING_KEY,
+            "url": f"{pd_url}/v2/enqueue",
         }
-        config = validate_config(raw, env={})
-        async with Watcher(config) as watcher:
+        raw = config(tmp_path, sources=[source(sim, track_checkpoints=False)], sinks=[pager])
+        settings = validate_config(raw, env={})
+        async with Watcher(settings) as watcher:
             await watcher.once()
             sim.sim.set_status(job.id, "FAILED")
             await watcher.once()
@@ -57,7 +43,7 @@ async def test_failure_pages_once_and_success_resolves(tmp_path: Path) -> None:
         sim.sim.set_status(job.id, "QUEUED")  # retried by the team…
         sim.sim.set_status(job.id, "RUNNING")
         sim.sim.set_status(job.id, "SUCCESS")  # …and it worked
-        async with Watcher(config) as watcher:  # another process
+        async with Watcher(settings) as watcher:  # another process
             await watcher.once()
     key = f"watcher/ft/{job.id}"
     assert [("trigger", key), ("resolve", key)] == fake.actions()
@@ -78,18 +64,10 @@ def test_no_secret_in_deliveries_output(tmp_path: Path) -> None:
                 simulator() as sim:  # fmt: skip
             slack.break_hook("T0/B0/hooktoken-SECRET", 404, "no_service")
             sim.sim.create(JobSpec(status="FAILED", frozen=True))
-            config = {
-                "sources": [
-                    {
-                        "name": "ft",
-                        "kind": "mistral-fine-tuning",
-                        "base_url": sim.base_url,
-                        "api_key": sim.api_key,
-                        "on_start": "notify",
-                    }
-                ],
-                "state": {"url": f"sqlite:///{tmp_path}/state.db"},
-                "sinks": [
+            content = config(
+                tmp_path,
+                sources=[source(sim, on_start="notify")],
+                sinks=[
                     {
                         "name": "slack",
                         "kind": "slack",
@@ -103,10 +81,9 @@ def test_no_secret_in_deliveries_output(tmp_path: Path) -> None:
                         "url": f"{pd_url}/v2/enqueue",
                     },
                 ],
-                "logging": {"level": "debug"},
-            }
-            path = tmp_path / "config.yaml"
-            path.write_text(yaml.safe_dump(config))
+                logging={"level": "debug"},
+            )
+            path = write(tmp_path / "config.yaml", content)
             once = await anyio.to_thread.run_sync(lambda: run("once", "-c", str(path)))
             listed = run("deliveries", "-c", str(path), "--state", "dead")
             outputs.extend([once.stdout, once.stderr, listed.stdout, listed.stderr])

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.harness import CONSOLE, config, source
 from watcher.app.daemon import Watcher
 from watcher.config import validate_config
 from watcher.devtools.simulator import JobSpec, simulator
@@ -25,22 +26,8 @@ async def steady_cycle_requests(tmp_path: Path, terminal: int) -> dict[str, int]
         )
         for n in range(20):
             sim.sim.create(JobSpec(status=ACTIVE[n % len(ACTIVE)], frozen=True))
-        config = validate_config(
-            {
-                "sources": [
-                    {
-                        "name": "ft",
-                        "kind": "mistral-fine-tuning",
-                        "base_url": sim.base_url,
-                        "api_key": sim.api_key,
-                    }
-                ],
-                "state": {"url": f"sqlite:///{tmp_path}/{terminal}.db"},
-                "sinks": [{"name": "console", "kind": "console"}],
-            },
-            env={},
-        )
-        async with Watcher(config) as watcher:
+        raw = config(f"sqlite:///{tmp_path}/{terminal}.db", sources=[source(sim)], sinks=[CONSOLE])
+        async with Watcher(validate_config(raw, env={})) as watcher:
             await watcher.once()  # the baseline: one full listing
             await watcher.once()
             sim.sim.reset_stats()

@@ -8,37 +8,25 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from tests.e2e.harness import WatcherProcess, wait_until
+from tests.e2e.harness import JSON_LOGS, WatcherProcess, config, source, webhook, write
 from tests.e2e.test_health_metrics import NotifySocket
+from tests.waiting import wait_until
 from watcher.app.httpserver import serve_app
 from watcher.devtools.receiver import Receiver, generate_secret
-from watcher.devtools.simulator import JobSpec, simulator
+from watcher.devtools.simulator import JobSpec, RunningSimulator, simulator
 
 pytestmark = pytest.mark.e2e
 
 
-def config_for(tmp_path: Path, sim_url: str, key: str, hook: str, secret: str) -> dict[str, Any]:
-    return {
-        "sources": [
-            {
-                "name": "ft",
-                "kind": "mistral-fine-tuning",
-                "base_url": sim_url,
-                "api_key": key,
-                "interval": "300ms",
-                "jitter": "30ms",
-                "track_checkpoints": False,
-            }
-        ],
-        "state": {"url": f"sqlite:///{tmp_path}/state.db"},
-        "sinks": [
-            {"name": "hooks", "kind": "webhook", "url": hook, "secret": secret, "timeout": "2s"}
-        ],
-        "delivery": {"initial_backoff": "200ms", "max_backoff": "500ms"},
-        "logging": {"level": "info", "format": "json"},
-    }
+def config_for(tmp_path: Path, sim: RunningSimulator, hook: str, secret: str) -> dict[str, Any]:
+    return config(
+        tmp_path,
+        sources=[source(sim, interval="300ms", jitter="30ms", track_checkpoints=False)],
+        sinks=[webhook(hook, secret, timeout="2s")],
+        delivery={"initial_backoff": "200ms", "max_backoff": "500ms"},
+        logging=JSON_LOGS,
+    )
 
 
 async def test_reload_good_and_bad(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -54,36 +42,28 @@ async def test_reload_good_and_bad(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         async with serve_app(old.app) as old_url, serve_app(new.app) as new_url, \
                 simulator() as sim:  # fmt: skip
             job = sim.sim.create(JobSpec(status="QUEUED", frozen=True))
-            path.write_text(
-                yaml.safe_dump(
-                    config_for(tmp_path, sim.base_url, sim.api_key, f"{old_url}/h", secret)
-                )
-            )
+            write(path, config_for(tmp_path, sim, f"{old_url}/h", secret))
             watcher = WatcherProcess(path)
             watcher.start()
             try:
-                await wait_until(lambda: notify.first("READY=1") >= 0, 20, "READY=1")
+                await wait_until(lambda: notify.first("READY=1") >= 0, within=20, what="READY=1")
                 # A second listing means the first (the silent baseline) is committed: the
                 # change below is news, not part of the baseline.
                 await wait_until(
-                    lambda: sim.sim.stats()["requests"]["list"] >= 2, 20, "the baseline"
+                    lambda: sim.sim.stats()["requests"]["list"] >= 2, within=20, what="the baseline"
                 )
                 sim.sim.set_status(job.id, "RUNNING")
                 await wait_until(
                     lambda: any(r.status == 503 for r in old.received),
-                    20,
-                    "the delivery to fail against the dead receiver",
+                    within=20,
+                    what="the delivery to fail against the dead receiver",
                 )
-                path.write_text(
-                    yaml.safe_dump(
-                        config_for(tmp_path, sim.base_url, sim.api_key, f"{new_url}/h", secret)
-                    )
-                )
+                write(path, config_for(tmp_path, sim, f"{new_url}/h", secret))
                 watcher.proc.send_signal(signal.SIGHUP)  # type: ignore[union-attr]
                 await wait_until(
                     lambda: any(r.type == "fine_tuning.job.running" for r in new.accepted()),
-                    20,
-                    "the pending delivery at the new URL",
+                    within=20,
+                    what="the pending delivery at the new URL",
                 )
                 lines = notify.drain()
                 reloading = notify.first("RELOADING=1")
@@ -93,13 +73,15 @@ async def test_reload_good_and_bad(tmp_path: Path, monkeypatch: pytest.MonkeyPat
                 path.write_text("sources: [\n")  # broken
                 watcher.proc.send_signal(signal.SIGHUP)  # type: ignore[union-attr]
                 await wait_until(
-                    lambda: "reload_refused" in watcher.output(), 20, "the refusal in the log"
+                    lambda: "reload_refused" in watcher.output(),
+                    within=20,
+                    what="the refusal in the log",
                 )
                 sim.sim.set_status(job.id, "FAILED")
                 await wait_until(
                     lambda: any(r.type == "fine_tuning.job.failed" for r in new.accepted()),
-                    20,
-                    "delivery to go on with the old config",
+                    within=20,
+                    what="delivery to go on with the old config",
                 )
                 assert watcher.alive()
                 assert 0 == watcher.stop()

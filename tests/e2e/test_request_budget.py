@@ -9,6 +9,7 @@ from pathlib import Path
 import anyio
 import pytest
 
+from tests.e2e.harness import CONSOLE, config, source
 from watcher.app.daemon import Watcher
 from watcher.config import validate_config
 from watcher.devtools.simulator import JobSpec, simulator
@@ -24,24 +25,9 @@ async def test_the_simulator_never_sees_more_than_the_budget(tmp_path: Path) -> 
     async with simulator() as sim:
         last_week = int(time.time()) - 7 * 86400
         sim.sim.create_many(JobSpec(status="SUCCESS"), 30, created_at=last_week)
-        config = validate_config(
-            {
-                "sources": [
-                    {
-                        "name": "ft",
-                        "kind": "mistral-fine-tuning",
-                        "base_url": sim.base_url,
-                        "api_key": sim.api_key,
-                        "page_size": 100,
-                        "max_requests_per_minute": BUDGET,
-                    }
-                ],
-                "state": {"url": f"sqlite:///{tmp_path}/state.db"},
-                "sinks": [{"name": "console", "kind": "console"}],
-            },
-            env={},
-        )
-        async with Watcher(config) as watcher:
+        budgeted = source(sim, page_size=100, max_requests_per_minute=BUDGET)
+        raw = config(tmp_path, sources=[budgeted], sinks=[CONSOLE])
+        async with Watcher(validate_config(raw, env={})) as watcher:
             await watcher.once()  # the baseline: one page of history
             sim.sim.create(JobSpec(status="QUEUED", frozen=True, name="fresh"))
             with anyio.fail_after(30):

@@ -21,19 +21,25 @@ from pathlib import Path
 
 import anyio
 import pytest
-import yaml
 
 from tests.e2e.harness import (
+    JSON_LOGS,
+    QUICK_DELIVERY,
+    QUICK_SOURCE,
     WatcherProcess,
     assert_in_order_per_job,
+    config,
     received_keys,
+    source,
     status_keys,
-    wait_until,
+    webhook,
+    write,
 )
+from tests.waiting import wait_until
 from watcher.app.coordination.advisory import current_owners
 from watcher.app.httpserver import serve_app
 from watcher.devtools.receiver import Receiver, generate_secret
-from watcher.devtools.simulator import RunningSimulator, random_scenario, simulator
+from watcher.devtools.simulator import JobSpec, RunningSimulator, random_scenario, simulator
 
 pytestmark = pytest.mark.e2e
 
@@ -67,37 +73,23 @@ class Cluster:
             for sim in self.sims.values()
         )
 
-    def list_requests(self, source: str) -> int:
-        return int(self.sims[source].sim.stats()["requests"]["list"])
+    def list_requests(self, name: str) -> int:
+        return int(self.sims[name].sim.stats()["requests"]["list"])
 
 
 def write_config(
     path: Path, cluster_sims: dict[str, RunningSimulator], hook: str, secret: str, url: str
 ) -> Path:
-    config = {
-        "sources": [
-            {
-                "name": name,
-                "kind": "mistral-fine-tuning",
-                "base_url": sim.base_url,
-                "api_key": sim.api_key,
-                "interval": "500ms",
-                "jitter": "50ms",
-                "timeout": "2s",
-                "max_retries": 2,
-            }
-            for name, sim in cluster_sims.items()
-        ],
-        "state": {"url": url},
-        "sinks": [
-            {"name": "hooks", "kind": "webhook", "url": hook, "secret": secret, "timeout": "2s"}
-        ],
-        "delivery": {"initial_backoff": "200ms", "max_backoff": "1s"},
-        "logging": {"level": "info", "format": "json"},
-    }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(config))
-    return path
+    return write(
+        path,
+        config(
+            url,
+            sources=[source(sim, name=name, **QUICK_SOURCE) for name, sim in cluster_sims.items()],
+            sinks=[webhook(hook, secret, timeout="2s")],
+            delivery=QUICK_DELIVERY,
+            logging=JSON_LOGS,
+        ),
+    )
 
 
 @pytest.fixture
@@ -135,18 +127,17 @@ async def start_all(cluster: Cluster) -> None:
     names = list(cluster.sims)
 
     async def shared() -> bool:
+        assert all(r.alive() for r in cluster.replicas.values()), "a replica exited"
         owners = await current_owners(cluster.url, names)
         return all(owners.values()) and len(set(owners.values())) == len(REPLICAS)
 
-    with anyio.fail_after(60):
-        while not await shared():
-            assert all(r.alive() for r in cluster.replicas.values()), "a replica exited"
-            await anyio.sleep(0.2)
+    # A database query per look: every 0.2 s is often enough.
+    await wait_until(shared, within=60, what="the sources to be shared out", every=0.2)
     for name, replica in cluster.replicas.items():
         assert '"event": "watcher_started"' in replica.output(), name
     # The silent baseline: every source polled (twice) before the scenario starts.
     await wait_until(
-        lambda: all(cluster.list_requests(s) >= 2 for s in names), 30, "the first polls"
+        lambda: all(cluster.list_requests(s) >= 2 for s in names), within=30, what="the first polls"
     )
 
 
@@ -179,16 +170,27 @@ async def test_three_replicas_deliver_every_change_once(cluster: Cluster) -> Non
     shown = done.stdout.decode()
     assert "polled by" in shown
     owners = await current_owners(cluster.url, list(cluster.sims))
-    for source, owner in owners.items():
-        assert any(source in line and f"{owner}" in line for line in shown.splitlines())
+    for polled, owner in owners.items():
+        assert any(polled in line and f"{owner}" in line for line in shown.splitlines())
     schedule(cluster, seed=100)
     await wait_until(
         lambda: cluster.settled() and not cluster.missing(),
-        120,
-        "every change to arrive",
-        lambda: f"missing {len(cluster.missing())} of {sum(cluster.wanted().values())}",
+        within=120,
+        what="every change to arrive",
+        diagnose=lambda: f"missing {len(cluster.missing())} of {sum(cluster.wanted().values())}",
     )
-    await anyio.sleep(1.5)  # anything extra would arrive now
+    # Then one marker job per source: once every marker is in and no request is in flight,
+    # each replica has polled and some replica delivered since the last change arrived, so
+    # a change sent twice or detected twice would be in by now too.
+    markers = {
+        sim.sim.create(JobSpec(status="QUEUED", frozen=True)).id for sim in cluster.sims.values()
+    }
+
+    def markers_in() -> bool:
+        arrived = {job for job, _, _ in received_keys(cluster.receiver.received)}
+        return markers <= arrived and cluster.receiver.in_flight == 0
+
+    await wait_until(markers_in, within=30, what="a marker job from every source")
     wanted = cluster.wanted()
     got = received_keys(cluster.receiver.received)
     assert sum(wanted.values()) >= 200
@@ -212,6 +214,8 @@ async def test_replicas_killed_one_at_a_time_lose_nothing(cluster: Cluster) -> N
     kills = 0
     names = list(cluster.sims)
     while not cluster.settled() or kills < 4:
+        # The kill rhythm is chaos on purpose (seeded): a replica dies at an arbitrary point
+        # of its poll or delivery, not at one the test chose to observe.
         await anyio.sleep(rng.uniform(2.0, 4.0))
         owners = await current_owners(cluster.url, names)
         victim_name = rng.choice([r for r in REPLICAS if r in owners.values()] or list(REPLICAS))
@@ -221,22 +225,22 @@ async def test_replicas_killed_one_at_a_time_lose_nothing(cluster: Cluster) -> N
         victim.kill()
         killed_at = time.monotonic()
         kills += 1
-        for source in orphans:
+        for orphan in orphans:
             await wait_until(
-                lambda s=source, b=before: cluster.list_requests(s) > b[s],
-                TAKEOVER_LIMIT + 5,
-                f"{source} to be polled again after {victim_name} was killed",
+                lambda s=orphan, b=before: cluster.list_requests(s) > b[s],
+                within=TAKEOVER_LIMIT + 5,
+                what=f"{orphan} to be polled again after {victim_name} was killed",
             )
             takeovers.append(time.monotonic() - killed_at)
-        await anyio.sleep(rng.uniform(0.5, 1.5))
+        await anyio.sleep(rng.uniform(0.5, 1.5))  # chaos too: down for a random while
         victim.start()
         if kills > 30:
             break
     await wait_until(
         lambda: cluster.settled() and not cluster.missing(),
-        120,
-        "every change to arrive after the kills",
-        lambda: f"missing {len(cluster.missing())} of {sum(cluster.wanted().values())}",
+        within=120,
+        what="every change to arrive after the kills",
+        diagnose=lambda: f"missing {len(cluster.missing())} of {sum(cluster.wanted().values())}",
     )
     wanted = cluster.wanted()
     got = received_keys(cluster.receiver.received)

@@ -9,6 +9,7 @@ from typing import Any
 import anyio
 import pytest
 
+from tests.e2e.harness import CONSOLE, config, source
 from watcher.app.daemon import Watcher
 from watcher.config import validate_config
 from watcher.devtools.simulator import JobSpec, simulator
@@ -20,23 +21,9 @@ async def test_stop_lets_the_running_commit_finish(tmp_path: Path) -> None:
     """A stop requested while a cycle commits waits for that commit; then serve returns."""
     async with simulator() as sim:
         sim.sim.create(JobSpec(status="RUNNING", frozen=True))
-        config = validate_config(
-            {
-                "sources": [
-                    {
-                        "name": "ft",
-                        "kind": "mistral-fine-tuning",
-                        "base_url": sim.base_url,
-                        "api_key": sim.api_key,
-                    }
-                ],
-                "state": {"url": f"sqlite:///{tmp_path}/state.db"},
-                "sinks": [{"name": "console", "kind": "console"}],
-            },
-            env={},
-        )
+        raw = config(tmp_path, sources=[source(sim)], sinks=[CONSOLE])
         committing, committed = anyio.Event(), anyio.Event()
-        async with Watcher(config) as watcher:
+        async with Watcher(validate_config(raw, env={})) as watcher:
             real = watcher.store.commit
 
             async def slow_commit(*args: Any, **kwargs: Any) -> int:

@@ -9,7 +9,9 @@ from typing import Any
 import anyio
 import pytest
 
+from tests.e2e.harness import config, source
 from tests.fakes.slack import FakeSlack
+from tests.waiting import wait_until
 from watcher.app.daemon import Watcher
 from watcher.app.httpserver import serve_app
 from watcher.config import Config, validate_config
@@ -19,20 +21,12 @@ pytestmark = pytest.mark.e2e
 
 
 def slack_config(sim: RunningSimulator, tmp_path: Path, sink: dict[str, Any]) -> Config:
-    raw: dict[str, Any] = {
-        "sources": [
-            {
-                "name": "ft",
-                "kind": "mistral-fine-tuning",
-                "base_url": sim.base_url,
-                "api_key": sim.api_key,
-                "track_checkpoints": False,
-            }
-        ],
-        "state": {"url": f"sqlite:///{tmp_path}/state.db"},
-        "sinks": [{"name": "slack", "kind": "slack", **sink}],
-        "routes": [{"match": {"status": ["FAILED"]}, "sinks": ["slack"]}],
-    }
+    raw = config(
+        tmp_path,
+        sources=[source(sim, track_checkpoints=False)],
+        sinks=[{"name": "slack", "kind": "slack", **sink}],
+        routes=[{"match": {"status": ["FAILED"]}, "sinks": ["slack"]}],
+    )
     return validate_config(raw, env={})
 
 
@@ -47,10 +41,10 @@ async def test_storm_of_200_failures(tmp_path: Path) -> None:
             ).id
             for _ in range(200)
         ]
-        config = slack_config(
+        settings = slack_config(
             sim, tmp_path, {"webhook_url": f"{slack_url}/hooks/T0/B0/secret", "group_wait": "500ms"}
         )
-        async with Watcher(config) as watcher:
+        async with Watcher(settings) as watcher:
             await watcher.once()  # baseline
             for job_id in ids:
                 sim.sim.set_status(job_id, "FAILED")
@@ -62,9 +56,14 @@ async def test_storm_of_200_failures(tmp_path: Path) -> None:
                     text = json.dumps([m.payload for m in fake.webhook_messages()])
                     return {i for i in ids if i in text}
 
-                with anyio.fail_after(60):
-                    while len(named()) < 200:  # noqa: ASYNC110 (watching another party)
-                        await anyio.sleep(0.2)
+                # Each look re-reads every message: five a second is enough.
+                await wait_until(
+                    lambda: len(named()) == 200,
+                    within=60,
+                    what="all 200 jobs named in Slack",
+                    every=0.2,
+                    diagnose=lambda: f"{len(named())} named",
+                )
                 stop.set()
     messages = fake.webhook_messages()
     assert len(messages) <= 10
@@ -80,7 +79,7 @@ async def test_bot_threads_survive_a_restart(tmp_path: Path) -> None:
     fake = FakeSlack(api_interval=None)
     async with serve_app(fake.app) as slack_url, simulator() as sim:
         job = sim.sim.create(JobSpec(status="QUEUED", frozen=True))
-        config = slack_config(
+        settings = slack_config(
             sim,
             tmp_path,
             {
@@ -90,12 +89,12 @@ async def test_bot_threads_survive_a_restart(tmp_path: Path) -> None:
                 "group_wait": "0s",
             },
         )
-        config = config.model_copy(update={"routes": None})
-        async with Watcher(config) as watcher:
+        settings = settings.model_copy(update={"routes": None})
+        async with Watcher(settings) as watcher:
             await watcher.once()
             sim.sim.set_status(job.id, "RUNNING")
             await watcher.once()
-        async with Watcher(config) as watcher:  # restart
+        async with Watcher(settings) as watcher:  # restart
             sim.sim.set_status(job.id, "FAILED")
             await watcher.once()
     posted = fake.channel_messages("C-ALERTS")

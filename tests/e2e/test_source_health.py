@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-import anyio
 import pytest
 
+from tests.e2e.harness import SkippingClock, config, on_clock, source, webhook
 from watcher.app.daemon import Watcher
 from watcher.app.httpserver import serve_app
 from watcher.config import validate_config
@@ -24,30 +23,24 @@ async def test_unreachable_then_recovered_exactly_once(tmp_path: Path) -> None:
     receiver = Receiver(secret)
     async with serve_app(receiver.app) as url, simulator() as sim:
         sim.sim.create(JobSpec(status="RUNNING", frozen=True))
-        raw: dict[str, Any] = {
-            "sources": [
-                {
-                    "name": "ft",
-                    "kind": "mistral-fine-tuning",
-                    "base_url": sim.base_url,
-                    "api_key": sim.api_key,
-                    "max_retries": 0,
-                    "unreachable_after": "1s",
-                }
-            ],
-            "state": {"url": f"sqlite:///{tmp_path}/state.db"},
-            "sinks": [{"name": "hooks", "kind": "webhook", "url": f"{url}/h", "secret": secret}],
-        }
-        config = validate_config(raw, env={})
-        async with Watcher(config) as watcher:
+        raw = config(
+            tmp_path,
+            sources=[source(sim, max_retries=0, unreachable_after="1s")],
+            sinks=[webhook(f"{url}/h", secret)],
+        )
+        settings = validate_config(raw, env={})
+        clock = SkippingClock()  # the daemon's; both runs read it, as one host's clock
+        async with Watcher(settings) as watcher:
+            on_clock(watcher, clock)
             await watcher.once()  # baseline
             sim.sim.add_fault(Fault(mode="503", count=None, route="all"))
             await watcher.once()  # failing since now: not yet unreachable
             assert [] == receiver.received
-            await anyio.sleep(1.1)
+            clock.skip(1.1)
             for _ in range(3):
                 await watcher.once()
-        async with Watcher(config) as watcher:  # a restart while still failing
+        async with Watcher(settings) as watcher:  # a restart while still failing
+            on_clock(watcher, clock)
             await watcher.once()
             sim.sim.faults.clear()
             await watcher.once()

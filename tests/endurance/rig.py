@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,9 +14,16 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import yaml
 
-from tests.e2e.harness import WatcherProcess
+from tests.e2e.harness import (
+    JSON_LOGS,
+    QUICK_DELIVERY,
+    WatcherProcess,
+    config,
+    source,
+    webhook,
+    write,
+)
 from watcher.app.httpserver import serve_app
 from watcher.devtools.receiver import Receiver, generate_secret
 from watcher.devtools.simulator import DEFAULT_API_KEY, RunningSimulator, Simulator, create_app
@@ -75,13 +81,6 @@ async def peers(*, seed: int, speed: float = SPEED) -> AsyncIterator[Peers]:
         yield Peers(running, sim, receiver, receiver_url, secret)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def watcher_config(
     p: Peers,
     *,
@@ -94,51 +93,35 @@ def watcher_config(
 ) -> dict[str, Any]:
     """One fine-tuning source polled every ``interval`` real seconds (30 simulated seconds
     at the suite's speed: the default interval) and one webhook sink."""
-    config: dict[str, Any] = {
-        "sources": [
-            {
-                "name": "ft",
-                "kind": "mistral-fine-tuning",
-                "base_url": p.sim.base_url,
-                "api_key": p.sim.api_key,
-                "interval": f"{interval * 1000:g}ms",
-                "jitter": f"{interval * 100:g}ms",
-                "timeout": f"{timeout * 1000:g}ms",
-                "max_retries": max_retries,
-            }
-        ],
-        "state": {"url": state_url},
-        "sinks": [
-            {
-                "name": "hooks",
-                "kind": "webhook",
-                "url": f"{p.receiver_url}/hooks",
-                "secret": p.secret,
-                "timeout": "5s",
-            }
-        ],
-        "delivery": delivery or {"initial_backoff": "200ms", "max_backoff": "1s"},
-        "logging": {"level": "info", "format": "json"},
-    }
-    if http_port is not None:
-        config["http"] = {"listen": f"127.0.0.1:{http_port}"}
-    return config
+    polled = source(
+        p.sim,
+        interval=f"{interval * 1000:g}ms",
+        jitter=f"{interval * 100:g}ms",
+        timeout=f"{timeout * 1000:g}ms",
+        max_retries=max_retries,
+    )
+    return config(
+        state_url,
+        sources=[polled],
+        sinks=[webhook(f"{p.receiver_url}/hooks", p.secret, timeout="5s")],
+        http={"listen": f"127.0.0.1:{http_port}"} if http_port is not None else None,
+        delivery=delivery or QUICK_DELIVERY,
+        logging=JSON_LOGS,
+    )
 
 
 class Fleet:
     """``replicas`` watcher processes sharing one config (each in its own directory, for
     its logs), started, killed and stopped one by one."""
 
-    def __init__(self, base: Path, config: dict[str, Any], replicas: int = 1) -> None:
+    def __init__(self, base: Path, content: dict[str, Any], replicas: int = 1) -> None:
         self.processes: list[WatcherProcess] = []
         for index in range(replicas):
             home = base / f"replica-{index}"
             if home.exists():
                 shutil.rmtree(home)
             home.mkdir(parents=True)
-            path = home / "config.yaml"
-            path.write_text(yaml.safe_dump(config))
-            self.processes.append(WatcherProcess(path))
+            self.processes.append(WatcherProcess(write(home / "config.yaml", content)))
         self.kills = 0
 
     def start(self) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 import anyio
 import pytest
 
-from tests.e2e.harness import wait_until
+from tests.waiting import wait_until
 
 from .facts import all_arrived, missing, scenario, settled, tally
 from .rig import Fleet, peers, watcher_config
@@ -68,7 +68,9 @@ async def test_kill_storm_loses_nothing(
         try:
             # Jobs appear once the silent baseline is committed: else a kill before that
             # commit would make them part of the next start's baseline.
-            await wait_until(fleet.baselined, 30, "the baseline poll", fleet.raw_output)
+            await wait_until(
+                fleet.baselined, within=30, what="the baseline poll", diagnose=fleet.raw_output
+            )
             p.counting.schedule(jobs)
             p.receiver.set_delay(0.02)  # a send takes a while: kills land mid-send too
             for _ in range(scale.kills):
@@ -80,9 +82,9 @@ async def test_kill_storm_loses_nothing(
             killed_at = time.monotonic()
             await wait_until(
                 lambda: settled(p.counting) and all_arrived(p.counting, p.receiver.received),
-                60 + 0.2 * scale.transitions,
-                "every fact to arrive after the storm",
-                lambda: f"missing {missing(p.counting, p.receiver.received)[:10]}",
+                within=60 + 0.2 * scale.transitions,
+                what="every fact to arrive after the storm",
+                diagnose=lambda: f"missing {missing(p.counting, p.receiver.received)[:10]}",
             )
         finally:
             codes = fleet.stop()

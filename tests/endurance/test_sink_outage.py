@@ -12,7 +12,7 @@ from typing import Any
 import anyio
 import pytest
 
-from tests.e2e.harness import wait_until
+from tests.waiting import wait_until
 from watcher.abc import DeliveryRow
 from watcher.stores import open_store
 
@@ -84,7 +84,9 @@ async def test_sink_outage_delivers_or_dead_letters_by_max_age(
             return all(f in got or f in dead for f in expected_facts(p.counting))
 
         try:
-            await wait_until(fleet.baselined, 30, "the baseline poll", fleet.raw_output)
+            await wait_until(
+                fleet.baselined, within=30, what="the baseline poll", diagnose=fleet.raw_output
+            )
             p.counting.schedule(jobs)
             await anyio.sleep(real(BEFORE))
             p.receiver.set_down(True)
@@ -92,9 +94,13 @@ async def test_sink_outage_delivers_or_dead_letters_by_max_age(
             await anyio.sleep(real(outage))
             p.receiver.set_down(False)
             up_at = time.time()
-            with anyio.fail_after(60 + real(outage)):
-                while not await done():  # noqa: ASYNC110 (another process's database)
-                    await anyio.sleep(0.5)
+            # A database read per look: twice a second is enough.
+            await wait_until(
+                done,
+                within=60 + real(outage),
+                what="every fact delivered or dead, nothing pending",
+                every=0.5,
+            )
         finally:
             codes = fleet.stop()
     rows = await deliveries(url)

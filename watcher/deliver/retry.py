@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import random
+from datetime import UTC
 from email.utils import parsedate_to_datetime
 
 
@@ -25,8 +26,10 @@ def classify(status_code: int) -> Verdict:
 def parse_retry_after(value: str | None, *, now: float) -> float | None:
     """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP date).
 
-    Unparseable or negative values give ``None``; the wait is capped at one hour so that a
-    hostile or broken peer cannot park us forever.
+    Unparseable values give ``None``; a negative number or a date in the past gives 0 (the
+    wait is over); the wait is capped at one hour so that a hostile or broken peer cannot
+    park us forever. A date without an offset (asctime, ``-0000``) is GMT, as every HTTP
+    date is, whatever the host's time zone.
     """
     if value is None:
         return None
@@ -36,7 +39,10 @@ def parse_retry_after(value: str | None, *, now: float) -> float | None:
         seconds = float(value)
     except ValueError:
         try:
-            seconds = parsedate_to_datetime(value).timestamp() - now
+            when = parsedate_to_datetime(value)
+            if when.tzinfo is None:  # naive would mean the host's local time
+                when = when.replace(tzinfo=UTC)
+            seconds = when.timestamp() - now
         except (TypeError, ValueError, IndexError, OverflowError):
             return None
     if seconds != seconds or seconds < 0:  # NaN or in the past
