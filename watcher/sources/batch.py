@@ -214,8 +214,9 @@ class BatchSource(ListingSource):
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
         clock: Callable[[], float] = time.monotonic,
         policy: Policy | None = None,
+        observe: Callable[[str, int | None], None] | None = None,
     ) -> None:
-        super().__init__(config, client, sleep=sleep, clock=clock, policy=policy)
+        super().__init__(config, client, sleep=sleep, clock=clock, policy=policy, observe=observe)
         self.kind = JobKind(
             "batch.job",
             TERMINAL,

@@ -111,9 +111,11 @@ class ListingSource(ABC):
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
         clock: Callable[[], float] = time.monotonic,
         policy: Policy | None = None,
+        observe: Callable[[str, int | None], None] | None = None,
     ) -> None:
         """``clock`` and ``policy`` only matter with ``max_requests_per_minute``: the
-        budget's clock, and the ranking of requests (default: the adaptive one)."""
+        budget's clock, and the ranking of requests (default: the adaptive one).
+        ``observe``: told of every request the API client sends."""
         self.name = config.name
         self.interval = config.interval
         self.page_size = config.page_size
@@ -127,6 +129,7 @@ class ListingSource(ABC):
             "timeout": config.timeout,
             "max_retries": config.max_retries,
             "sleep": sleep,
+            "observe": observe,
         }
         self.rationing: Rationing | None = None
         if config.max_requests_per_minute is None:

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import anyio
 
-from watcher.app.daemon import Watcher, _answer
+from watcher.app.daemon import Watcher
+from watcher.app.scheduling import _answer
 from watcher.config import validate_config
 from watcher.model.transitions import rfc3339
 

@@ -217,8 +217,8 @@ async def test_api_requests_count_codes_and_transport_errors() -> None:
             timeout=1.0,
             max_retries=1,
             sleep=no_sleep,
+            observe=lambda route, status: metrics.api_request("ft", route, status),
         )
-        api.observe = lambda route, status: metrics.api_request("ft", route, status)
         assert {"data": []} == await api.get_json("/v1/x", {}, route="list")
         with pytest.raises(SourceUnavailable):
             await api.get_json("/v1/x/1", {}, route="detail")

@@ -15,6 +15,7 @@ from watcher.detect.routing import Router
 from watcher.exceptions import SourceUnavailable
 from watcher.model.jobs import Job
 from watcher.record.pipeline import Pipeline
+from watcher.record.recorder import Recorder
 from watcher.sources.fine_tuning import KIND
 from watcher.stores.sql import SqlStore
 
@@ -49,7 +50,8 @@ def pipeline(store: SqlStore, source: PartsSource) -> Pipeline:
         env={},
     )  # fmt: skip
     router = Router([RouteConfig(sinks=["hooks"])])
-    return Pipeline(store, router, {"ft": (source, config.sources[0])}, clock=lambda: 5000.0)
+    recorder = Recorder(store, router)
+    return Pipeline(recorder, {"ft": (source, config.sources[0])}, clock=lambda: 5000.0)
 
 
 @pytest.mark.parametrize("fail", [False, True], ids=["cycle-ends-well", "cycle-fails-after"])
