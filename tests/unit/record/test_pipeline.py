@@ -202,7 +202,7 @@ async def test_a_failing_source_is_reported_unreachable_once(sqlite: SqlStore) -
 
 async def test_an_auth_failure_is_its_own_outcome(sqlite: SqlStore) -> None:
     """A refused API key ends the cycle as auth_error, starting a failure spell."""
-    pipeline, polls = scripted(sqlite, ScriptedSource(SourceAuthError("ft", 401)), Clock(5000.0))
+    pipeline, _ = scripted(sqlite, ScriptedSource(SourceAuthError("ft", 401)), Clock(5000.0))
     assert "auth_error" == (await pipeline.poll("ft")).outcome
     assert 5000.0 == (await sqlite.load_cursor("ft")).failing_since
 
@@ -215,7 +215,7 @@ async def test_a_cycle_another_replica_overtook_is_discarded(sqlite: SqlStore) -
             await sqlite.commit("ft", Cursor(watermark=9), [], [], now=1.0)  # the other one
             return await super().poll(ctx)
 
-    pipeline, polls = scripted(sqlite, Overtaken([job("a", "RUNNING")]), Clock(5000.0))
+    pipeline, _ = scripted(sqlite, Overtaken([job("a", "RUNNING")]), Clock(5000.0))
     assert "stale" == (await pipeline.poll("ft")).outcome
     assert ({}, 9) == (
         await sqlite.active_snapshots("ft"),
@@ -227,7 +227,7 @@ async def test_a_store_failure_is_an_error_not_a_crash(
     sqlite: SqlStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The store failing mid-cycle ends the cycle as error; the next one runs."""
-    pipeline, polls = scripted(sqlite, ScriptedSource([], []), Clock(5000.0))
+    pipeline, _ = scripted(sqlite, ScriptedSource([], []), Clock(5000.0))
 
     async def broken(*args: Any, **kwargs: Any) -> int:
         raise OSError("disk full")
