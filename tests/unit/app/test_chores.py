@@ -1,12 +1,14 @@
-"""The chores beside the polls: systemd's status line and the heartbeat, through the
-daemon's one recorder."""
+"""The chores beside the polls: systemd's status line, and the heartbeat and digests
+through the daemon's one recorder (digests chain)."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from watcher.app.daemon import Watcher
 from watcher.config import Config, validate_config
+from watcher.model.transitions import rfc3339
 
 
 def config(tmp_path: Path) -> Config:
@@ -24,6 +26,7 @@ def config(tmp_path: Path) -> Config:
             "sinks": [{"name": "console", "kind": "console"}],
             "routes": [{"match": {"type": ["watcher.heartbeat"]}, "sinks": ["console"]}],
             "heartbeat": {"interval": "1h"},
+            "digest": {"cron": "0 9 * * MON-FRI", "period": "1h", "sinks": ["console"]},
         },
         env={},
     )
@@ -51,3 +54,15 @@ async def test_the_heartbeat_is_routed_recorded_and_counted(tmp_path: Path) -> N
         [(r.type, r.sink) for r in rows],
         counted,
     )
+
+
+async def test_digests_cover_the_time_since_the_previous_one(tmp_path: Path) -> None:
+    """The second digest starts where the first ended, whatever the configured period."""
+    first, second = time.time() - 7200, time.time() - 60
+    async with Watcher(config(tmp_path)) as watcher:
+        await watcher.send_digest(first)
+        await watcher.send_digest(second)
+        found = await watcher.store.transitions_between(0, time.time() + 1)
+    digests = [t.details["digest"] for t, _ in found if t.type == "watcher.digest"]
+    assert rfc3339(first - 3600) == digests[0]["from"]
+    assert (rfc3339(first), rfc3339(second)) == (digests[1]["from"], digests[1]["to"])

@@ -3,38 +3,18 @@ source, and what a replica reports of its own sources."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
+from tests.unit.record.fakes import Clock
 from watcher.abc import Cursor, StoreStatus
 from watcher.app.coordination import SoleOwnership
 from watcher.app.health import Health, Limits, Progress
 from watcher.app.metrics import Metrics
 from watcher.config import Config, DeliveryConfig, validate_config
 from watcher.deliver.dispatch import Dispatcher
-from watcher.stores import open_store
 from watcher.stores.sql import SqlStore
-
-
-class Clock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqlStore]:
-    s = open_store(f"sqlite:///{tmp_path}/state.db")
-    assert isinstance(s, SqlStore)
-    await s.open()
-    yield s
-    await s.aclose()
 
 
 def health_config(**source: Any) -> Config:

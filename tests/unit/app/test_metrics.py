@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +12,7 @@ import httpx
 import pytest
 from prometheus_client import REGISTRY
 
+from tests.unit.record.fakes import Clock
 from watcher import __version__
 from watcher.abc import Cursor, Envelope, Routed, StoreStatus
 from watcher.app.daemon import Watcher
@@ -25,29 +26,11 @@ from watcher.exceptions import DeliveryError, SourceUnavailable
 from watcher.model.secrets import Secret
 from watcher.model.transitions import Transition
 from watcher.sources.mistral import ApiClient
-from watcher.stores import open_store
 from watcher.stores.sql import SqlStore
-
-
-class Clock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def value(metrics: Metrics, name: str, **labels: str) -> float | None:
     return metrics.registry.get_sample_value(name, labels)
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqlStore]:
-    s = open_store(f"sqlite:///{tmp_path}/state.db")
-    assert isinstance(s, SqlStore)
-    await s.open()
-    yield s
-    await s.aclose()
 
 
 # --- label values --------------------------------------------------------------------------

@@ -1,5 +1,6 @@
-"""The schedule's parts: a source just taken is polled at once, a lost source's poll stops
-at once, and another replica's source is not polled here."""
+"""The schedule's parts: scheduled actions survive their errors, a source just taken is
+polled at once, a lost source's poll stops at once, and another replica's source is not
+polled here."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from watcher.app.coordination import SoleOwnership
 from watcher.app.health import Progress
-from watcher.app.scheduling import Polls, Schedule
+from watcher.app.scheduling import Polls, Schedule, _answer
 from watcher.record.pipeline import CycleOutcome
 
 
@@ -71,3 +72,22 @@ async def test_a_source_just_taken_is_polled_now() -> None:
             await polled.wait()
             schedule.stop()
     assert True is polled.is_set()
+
+
+async def test_a_failing_scheduled_action_does_not_stop_the_daemon() -> None:
+    """An action that raises is logged; the next tick runs it again."""
+    calls = 0
+
+    async def flaky() -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("database is locked")
+
+    send, receive = anyio.create_memory_object_stream[None](2)
+    with anyio.fail_after(5):
+        async with send:
+            send.send_nowait(None)
+            send.send_nowait(None)
+        await _answer(receive, flaky)
+    assert 2 == calls

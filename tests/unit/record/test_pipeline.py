@@ -4,24 +4,22 @@ cycle that fails after a part keeps what was recorded."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.factories import job
+from tests.unit.record.fakes import Clock, Counted, ft_config
 from watcher.abc import Cursor, PollContext, PollResult
-from watcher.config import RouteConfig, validate_config
+from watcher.config import RouteConfig
 from watcher.detect.routing import Router
 from watcher.exceptions import SourceAuthError, SourceRetired, SourceUnavailable
 from watcher.model.jobs import Job
-from watcher.model.transitions import Transition
 from watcher.record.pipeline import Pipeline
 from watcher.record.recorder import Recorder
 from watcher.sources.fine_tuning import KIND
-from watcher.stores import open_store
 from watcher.stores.sql import SqlStore
 
 
@@ -49,14 +47,8 @@ class PartsSource:
 
 
 def pipeline(store: SqlStore, source: PartsSource) -> Pipeline:
-    config = validate_config(
-        {"sources": [{"name": "ft", "kind": "mistral-fine-tuning", "api_key": "k"}],
-         "sinks": [{"name": "hooks", "kind": "console"}]},
-        env={},
-    )  # fmt: skip
-    router = Router([RouteConfig(sinks=["hooks"])])
-    recorder = Recorder(store, router)
-    return Pipeline(recorder, {"ft": (source, config.sources[0])}, clock=lambda: 5000.0)
+    recorder = Recorder(store, Router([RouteConfig(sinks=["hooks"])]))
+    return Pipeline(recorder, {"ft": (source, ft_config())}, clock=lambda: 5000.0)
 
 
 @pytest.mark.parametrize("fail", [False, True], ids=["cycle-ends-well", "cycle-fails-after"])
@@ -102,49 +94,13 @@ class ScriptedSource:
         pass
 
 
-class Polls:
-    """A fake of the metrics: each cycle's outcome, and the transition types counted."""
-
-    def __init__(self) -> None:
-        self.outcomes: list[str] = []
-        self.types: list[str] = []
-
-    def poll_done(self, source: str, outcome: str, seconds: float) -> None:
-        self.outcomes.append(outcome)
-
-    def transitions_recorded(self, transitions: Iterable[Transition]) -> None:
-        self.types.extend(t.type for t in transitions)
-
-
-class Clock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def scripted(
     store: SqlStore, source: ScriptedSource, clock: Clock, **options: Any
-) -> tuple[Pipeline, Polls]:
-    config = validate_config(
-        {"sources": [{"name": "ft", "kind": "mistral-fine-tuning", "api_key": "k", **options}],
-         "sinks": [{"name": "hooks", "kind": "console"}]},
-        env={},
-    )  # fmt: skip
-    polls = Polls()
+) -> tuple[Pipeline, Counted]:
+    polls = Counted()
     recorder = Recorder(store, Router([RouteConfig(sinks=["hooks"])]), metrics=polls)
-    sources = {"ft": (source, config.sources[0])}
+    sources = {"ft": (source, ft_config(**options))}
     return Pipeline(recorder, sources, clock=clock, metrics=polls), polls
-
-
-@pytest.fixture
-async def sqlite(tmp_path: Path) -> AsyncIterator[SqlStore]:
-    s = open_store(f"sqlite:///{tmp_path}/state.db")
-    assert isinstance(s, SqlStore)
-    await s.open()
-    yield s
-    await s.aclose()
 
 
 async def test_the_first_cycle_is_a_silent_baseline(sqlite: SqlStore) -> None:

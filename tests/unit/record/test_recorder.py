@@ -3,12 +3,10 @@ belong to, counts them once and wakes the dispatcher only when something was add
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
-from pathlib import Path
-
 import pytest
 
 from tests.factories import job, transition
+from tests.unit.record.fakes import Bell, Counted
 from watcher.abc import AlertState, Cursor
 from watcher.config import MatchConfig, RouteConfig
 from watcher.detect.diff import diff
@@ -17,39 +15,9 @@ from watcher.exceptions import StaleCycle
 from watcher.model.transitions import Transition
 from watcher.record.recorder import Recorder
 from watcher.sources.fine_tuning import KIND
-from watcher.stores import open_store
 from watcher.stores.sql import SqlStore
 
 NOW = 1_751_020_000.0
-
-
-class Counted:
-    """A fake of the metrics: the types of the transitions counted, in order."""
-
-    def __init__(self) -> None:
-        self.types: list[str] = []
-
-    def transitions_recorded(self, transitions: Iterable[Transition]) -> None:
-        self.types.extend(t.type for t in transitions)
-
-
-class Bell:
-    """A fake of the dispatcher's wake: how many times it rang."""
-
-    def __init__(self) -> None:
-        self.rings = 0
-
-    def __call__(self) -> None:
-        self.rings += 1
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqlStore]:
-    s = open_store(f"sqlite:///{tmp_path}/state.db")
-    assert isinstance(s, SqlStore)
-    await s.open()
-    yield s
-    await s.aclose()
 
 
 def recorder(store: SqlStore, counted: Counted, bell: Bell) -> Recorder:
@@ -72,44 +40,44 @@ async def outbox(store: SqlStore) -> list[tuple[str, str]]:
     return sorted((r.transition_id, r.sink) for r in rows)
 
 
-async def test_a_cycle_routes_each_transition_to_its_sinks(store: SqlStore) -> None:
+async def test_a_cycle_routes_each_transition_to_its_sinks(sqlite: SqlStore) -> None:
     """A cycle's commit holds one outbox row per (transition, sink) its routes reach."""
     counted, bell = Counted(), Bell()
-    added = await recorder(store, counted, bell).cycle(
+    added = await recorder(sqlite, counted, bell).cycle(
         "ft", Cursor(baseline_done=True), [], [transition(1), failed(2)], now=NOW
     )
     assert 3 == added
-    assert [("f2", "hooks"), ("f2", "pager"), ("t1", "hooks")] == await outbox(store)
+    assert [("f2", "hooks"), ("f2", "pager"), ("t1", "hooks")] == await outbox(sqlite)
 
 
-async def test_a_cycle_commits_snapshots_cursor_and_outbox_together(store: SqlStore) -> None:
+async def test_a_cycle_commits_snapshots_cursor_and_outbox_together(sqlite: SqlStore) -> None:
     """Snapshots, cursor and outbox rows are in the store after the one commit."""
     snapshot, found = diff(None, job("a", "RUNNING"), source="ft", kind=KIND)
-    await recorder(store, Counted(), Bell()).cycle(
+    await recorder(sqlite, Counted(), Bell()).cycle(
         "ft", Cursor(baseline_done=True, watermark=7), [snapshot], found, now=NOW
     )
     assert (7, ["a"], len(found)) == (
-        (await store.load_cursor("ft")).watermark,
-        list(await store.active_snapshots("ft")),
-        len(await store.list_deliveries(state=None, limit=100)),
+        (await sqlite.load_cursor("ft")).watermark,
+        list(await sqlite.active_snapshots("ft")),
+        len(await sqlite.list_deliveries(state=None, limit=100)),
     )
 
 
-async def test_each_transition_is_counted_once_after_its_commit(store: SqlStore) -> None:
+async def test_each_transition_is_counted_once_after_its_commit(sqlite: SqlStore) -> None:
     """The metrics see every transition recorded once, whatever the number of sinks."""
     counted, bell = Counted(), Bell()
-    rec = recorder(store, counted, bell)
+    rec = recorder(sqlite, counted, bell)
     await rec.cycle("ft", Cursor(), [], [transition(1), failed(2)], now=NOW)
     await rec.outbox([failed(3)], now=NOW)
     expected = ["fine_tuning.job.running", "fine_tuning.job.failed", "fine_tuning.job.failed"]
     assert expected == counted.types
 
 
-async def test_the_dispatcher_is_woken_only_when_a_delivery_was_added(store: SqlStore) -> None:
+async def test_the_dispatcher_is_woken_only_when_a_delivery_was_added(sqlite: SqlStore) -> None:
     """A commit that adds deliveries wakes the dispatcher; one that adds none (nothing to
     send, or the same transitions again) does not."""
     counted, bell = Counted(), Bell()
-    rec = recorder(store, counted, bell)
+    rec = recorder(sqlite, counted, bell)
     await rec.cycle("ft", Cursor(), [], [transition(1)], now=NOW)
     await rec.cycle("ft", Cursor(), [], [], now=NOW)
     await rec.outbox([transition(1)], now=NOW)  # already in the outbox: same id
@@ -117,43 +85,43 @@ async def test_the_dispatcher_is_woken_only_when_a_delivery_was_added(store: Sql
 
 
 async def test_a_transition_no_route_matches_is_recorded_and_sent_nowhere(
-    store: SqlStore,
+    sqlite: SqlStore,
 ) -> None:
     """A transition of another source reaches no sink, yet is recorded and counted."""
     counted, bell = Counted(), Bell()
     lonely = Transition(id="b1", type="batch.job.running", source="batch", job_id="j2")
-    added = await recorder(store, counted, bell).outbox([lonely], now=NOW)
-    recorded = await store.transitions_between(0, NOW + 1)
-    assert (0, [], 0) == (added, await outbox(store), bell.rings)
+    added = await recorder(sqlite, counted, bell).outbox([lonely], now=NOW)
+    recorded = await sqlite.transitions_between(0, NOW + 1)
+    assert (0, [], 0) == (added, await outbox(sqlite), bell.rings)
     assert (["b1"], ["batch.job.running"]) == ([t.id for t, _ in recorded], counted.types)
 
 
-async def test_given_sinks_replace_the_routes(store: SqlStore) -> None:
+async def test_given_sinks_replace_the_routes(sqlite: SqlStore) -> None:
     """Outbox-only transitions bound for given sinks (the digest's) skip the routes."""
-    await recorder(store, Counted(), Bell()).outbox([failed(1)], now=NOW, sinks=["mail"])
-    assert [("f1", "mail")] == await outbox(store)
+    await recorder(sqlite, Counted(), Bell()).outbox([failed(1)], now=NOW, sinks=["mail"])
+    assert [("f1", "mail")] == await outbox(sqlite)
 
 
-async def test_a_stale_cycle_is_refused_and_neither_counted_nor_woken(store: SqlStore) -> None:
+async def test_a_stale_cycle_is_refused_and_neither_counted_nor_woken(sqlite: SqlStore) -> None:
     """A commit from a cursor version another commit has passed raises StaleCycle, writes
     nothing, counts nothing and leaves the dispatcher asleep."""
     counted, bell = Counted(), Bell()
-    rec = recorder(store, counted, bell)
+    rec = recorder(sqlite, counted, bell)
     await rec.cycle("ft", Cursor(), [], [], now=NOW, expect=0)  # another replica's commit
     with pytest.raises(StaleCycle):
         await rec.cycle("ft", Cursor(), [], [transition(1)], now=NOW, expect=0)
-    assert ([], [], 0) == (await outbox(store), counted.types, bell.rings)
+    assert ([], [], 0) == (await outbox(sqlite), counted.types, bell.rings)
 
 
 async def test_alert_states_and_their_transitions_are_recorded_together(
-    store: SqlStore,
+    sqlite: SqlStore,
 ) -> None:
     """Alert states and the outbox rows of their transitions land in one transaction."""
     counted, bell = Counted(), Bell()
     state = AlertState(id="a1", source="ft", job_id="j1", rule="stalled", fired_at=NOW,
                        last_sent_at=NOW)  # fmt: skip
-    added = await recorder(store, counted, bell).alerts("ft", [state], [failed(1)], now=NOW)
-    open_alerts = await store.open_alerts("ft")
+    added = await recorder(sqlite, counted, bell).alerts("ft", [state], [failed(1)], now=NOW)
+    open_alerts = await sqlite.open_alerts("ft")
     assert (2, ["a1"], 1) == (added, [a.id for a in open_alerts], bell.rings)
     assert ["fine_tuning.job.failed"] == counted.types
 
