@@ -100,15 +100,23 @@ class Watcher:
             sink = build_sink(sink_config, client, self.store)
             stack.push_async_callback(sink.aclose)
             self.sinks[sink_config.name] = sink
-        names = [s.name for s in config.sources]
-        self.metrics = metrics = Metrics(names, sinks=self.sinks)
         for source_config in config.sources:
-            observe = functools.partial(metrics.api_request, source_config.name)
+            observe = functools.partial(self._api_request, source_config.name)
             source = build_source(source_config, client, observe=observe)
             stack.push_async_callback(source.aclose)
             self.sources[source_config.name] = (source, source_config)
+        self.metrics = Metrics(
+            self.sources,
+            sinks=self.sinks,
+            prefixes=[source.kind.prefix for source, _ in self.sources.values()],
+        )
         await self._share(stack)
         self._assemble()
+
+    def _api_request(self, source: str, route: str, status: int | None) -> None:
+        """A request a source's API client sent (the metrics are built after the sources:
+        they take the sources' type prefixes)."""
+        self.metrics.api_request(source, route, status)
 
     async def _share(self, stack: AsyncExitStack) -> None:
         """Which sources this replica polls (all of them, alone on its store)."""
