@@ -70,10 +70,16 @@ class _Cycle:
 
     def summary(self, result: PollResult, seconds: float) -> dict[str, Any]:
         """What ``poll_done`` logs of the cycle."""
-        tally = {"jobs": self.jobs, "transitions": self.transitions}
-        tally |= {"deliveries": self.deliveries, "commits": self.commits}
-        tally |= {"requests": result.requests, "malformed": result.malformed}
-        return tally | {"baseline": self.baseline, "seconds": round(seconds, 3)}
+        return {
+            "jobs": self.jobs,
+            "transitions": self.transitions,
+            "deliveries": self.deliveries,
+            "commits": self.commits,
+            "requests": result.requests,
+            "malformed": result.malformed,
+            "baseline": self.baseline,
+            "seconds": round(seconds, 3),
+        }
 
 
 class Pipeline:
