@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AsyncExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
+import structlog
 from prometheus_client.exposition import choose_encoder
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -29,11 +30,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from watcher.abc import Cursor, Ownership, Readiness
+from watcher.app.httpserver import serve_app
 from watcher.app.metrics import Metrics
 from watcher.config import Config
 from watcher.deliver.dispatch import IDLE_WAIT, Dispatcher
 from watcher.exceptions import WatcherError
 from watcher.sources.mistral import MAX_WAIT
+
+log = structlog.get_logger(__name__)
 
 SCHEDULER_TICK = 1.0  # seconds between the scheduler's own signs of life
 STORE_TIMEOUT = 2.0  # the readiness query gives up after this long
@@ -266,3 +270,20 @@ class Health:
     async def _metrics(self, request: Request) -> Response:
         encoder, content_type = choose_encoder(request.headers.get("accept", ""))
         return Response(encoder(self.metrics.registry), headers={"Content-Type": content_type})
+
+
+async def listen(stack: AsyncExitStack, health: Health) -> None:
+    """Serve ``/healthz /readyz /metrics`` on ``http.listen`` (when set) until ``stack``
+    closes; :class:`ListenError` when the address cannot be bound."""
+    http = health.config.http
+    address = http.address if http is not None else None
+    if http is None or address is None or http.listen is None:
+        return
+    host, port = address
+    try:
+        url = await stack.enter_async_context(serve_app(health.app(), host, port))
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        log.error("http_listen_failed", listen=http.listen, error=reason)
+        raise ListenError(http.listen, reason) from None
+    log.info("http_listening", url=url, endpoints=["/healthz", "/readyz", "/metrics"])

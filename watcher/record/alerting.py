@@ -1,6 +1,6 @@
 """The schedule behind the time rules (``stalled``, ``overrun``): reads snapshots and open
-alerts, asks :mod:`watcher.rules` what holds now, and commits alert states with the
-transitions they produce in one transaction.
+alerts, asks :mod:`watcher.detect.rules` what holds now, and records alert states with the
+transitions they produce in one transaction (:meth:`~watcher.record.recorder.Recorder.alerts`).
 
 - a condition that starts holding fires once (``<prefix>.stalled``);
 - while it holds, it repeats every ``repeat_interval`` if the rule asks (same type,
@@ -20,7 +20,7 @@ from dataclasses import replace
 
 import structlog
 
-from watcher.abc import AlertState, AlertStore, Routed, Source
+from watcher.abc import AlertState, Source
 from watcher.config import (
     OverrunRuleConfig,
     RuleConfig,
@@ -28,11 +28,11 @@ from watcher.config import (
     StalledRuleConfig,
     TimeRuleConfig,
 )
-from watcher.detect.routing import Router
 from watcher.detect.rules import Condition, conditions
 from watcher.model import types
 from watcher.model.snapshot import Snapshot
 from watcher.model.transitions import Transition, stable_id
+from watcher.record.recorder import Recorder
 
 log = structlog.get_logger(__name__)
 
@@ -40,24 +40,21 @@ log = structlog.get_logger(__name__)
 class Alerting:
     def __init__(
         self,
-        store: AlertStore,
-        router: Router,
+        recorder: Recorder,
         sources: Mapping[str, tuple[Source, SourceConfig]],
         rules: Sequence[RuleConfig],
         *,
-        wake: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.time,
         owns: Callable[[str], bool] = lambda source: True,
     ) -> None:
-        self.store = store
+        self.recorder = recorder
+        self.store = recorder.store  # for reads: every write goes through the recorder
         self.owns = owns  # the replica polling a source also checks its alerts
-        self.router = router
         self.sources = dict(sources)
         self.rules = list(rules)
         self.time_rules: dict[str, TimeRuleConfig] = {
             r.key: r for r in rules if isinstance(r, StalledRuleConfig | OverrunRuleConfig)
         }
-        self.wake = wake
         self.clock = clock
 
     async def check(self) -> int:
@@ -161,12 +158,9 @@ class Alerting:
             )
         if not states:
             return 0
-        routed = [Routed(t, self.router.sinks_for(t, now)) for t in out]
-        added = await self.store.save_alerts(name, states, routed, now=now)
+        await self.recorder.alerts(name, states, out, now=now)
         for transition in out:
             log.info("alert", source=name, job_id=transition.job_id, type=transition.type)
-        if added:
-            self.wake()
         return len(out)
 
     @staticmethod

@@ -1,20 +1,19 @@
-"""One poll cycle of one source: poll -> diff -> route -> commit (one guarded transaction, or
-one per part when the source flushes part of its cycle early)."""
+"""One poll cycle of one source: poll -> diff -> record (one guarded transaction, or one per
+part when the source flushes part of its cycle early; routing, counting and waking the
+dispatcher are the :class:`~watcher.record.recorder.Recorder`'s)."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Protocol
+from typing import Any, Protocol
 
-import anyio
 import structlog
 
-from watcher.abc import Cursor, PollContext, Routed, SnapshotStore, Source
+from watcher.abc import Cursor, PollContext, PollResult, Source
 from watcher.config import RuleConfig, SourceConfig
 from watcher.detect.diff import diff
-from watcher.detect.routing import Router
 from watcher.detect.rules import on_change
 from watcher.exceptions import SourceAuthError, SourceError, SourceRetired, StaleCycle
 from watcher.model.jobs import Job
@@ -25,14 +24,13 @@ from watcher.model.transitions import (
     source_retired,
     source_unreachable,
 )
+from watcher.record.recorder import Recorder
 
 
 class CycleMetrics(Protocol):
     """What a cycle counts (:class:`watcher.app.metrics.Metrics` provides it)."""
 
     def poll_done(self, source: str, outcome: str, seconds: float) -> None: ...
-
-    def transitions_recorded(self, transitions: Iterable[Transition]) -> None: ...
 
 
 log = structlog.get_logger(__name__)
@@ -70,24 +68,34 @@ class _Cycle:
     def __post_init__(self) -> None:
         self.current = self.cursor
 
+    def summary(self, result: PollResult, seconds: float) -> dict[str, Any]:
+        """What ``poll_done`` logs of the cycle."""
+        return {
+            "jobs": self.jobs,
+            "transitions": self.transitions,
+            "deliveries": self.deliveries,
+            "commits": self.commits,
+            "requests": result.requests,
+            "malformed": result.malformed,
+            "baseline": self.baseline,
+            "seconds": round(seconds, 3),
+        }
+
 
 class Pipeline:
     def __init__(
         self,
-        store: SnapshotStore,
-        router: Router,
+        recorder: Recorder,
         sources: Mapping[str, tuple[Source, SourceConfig]],
         *,
         rules: Sequence[RuleConfig] = (),
-        wake: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.time,
         metrics: CycleMetrics | None = None,
     ) -> None:
         self.rules = list(rules)
-        self.store = store
-        self.router = router
+        self.recorder = recorder
+        self.store = recorder.store  # for reads: every write goes through the recorder
         self.sources = dict(sources)
-        self.wake = wake
         self.clock = clock
         self.metrics = metrics
         self.last_ok: dict[str, float] = {}
@@ -110,11 +118,6 @@ class Pipeline:
         if self.metrics is not None:
             self.metrics.poll_done(name, outcome.outcome, time.monotonic() - started)
         return outcome
-
-    def _recorded(self, routed: Sequence[Routed]) -> None:
-        """Count transitions once their commit is done."""
-        if self.metrics is not None:
-            self.metrics.transitions_recorded(r.transition for r in routed)
 
     async def _poll(self, name: str) -> CycleOutcome:
         source, config = self.sources[name]
@@ -153,28 +156,18 @@ class Pipeline:
             return CycleOutcome("error")
         await self._record(cycle, result.jobs, result.cursor, final=True)
         self.last_ok[name] = self.clock()
-        log.info(
-            "poll_done",
-            jobs=cycle.jobs,
-            transitions=cycle.transitions,
-            deliveries=cycle.deliveries,
-            commits=cycle.commits,
-            requests=result.requests,
-            malformed=result.malformed,
-            baseline=cycle.baseline,
-            seconds=round(time.monotonic() - started, 3),
-        )
+        log.info("poll_done", **cycle.summary(result, time.monotonic() - started))
         return CycleOutcome("ok", cycle.jobs, cycle.transitions, result.requests)
 
     async def _record(
         self, cycle: _Cycle, jobs: Sequence[Job], cursor: Cursor, *, final: bool
     ) -> None:
-        """Diff ``jobs``, route their transitions and commit them with ``cursor`` (one
-        guarded transaction: refused if another replica committed the source since)."""
+        """Diff ``jobs`` and record their transitions with ``cursor`` (one guarded
+        transaction: refused if another replica committed the source since)."""
         name, now = cycle.name, cycle.now
         kind = cycle.source.kind
         snapshots: list[Snapshot] = []
-        routed: list[Routed] = []
+        found: list[Transition] = []
         # What the store knows of the jobs not followed (read again rather than kept from
         # the source's lookups: a full listing looks up the whole history).
         unknown = [job.id for job in jobs if job.id not in cycle.active]
@@ -189,10 +182,8 @@ class Pipeline:
                 snapshot = replace(snapshot, marks=marks)
             transitions += alerts
             snapshots.append(snapshot)
-            if cycle.baseline:
-                continue
-            for transition in transitions:
-                routed.append(Routed(transition, self.router.sinks_for(transition, now)))
+            if not cycle.baseline:
+                found += transitions
         before = cycle.cursor
         # The source answered: whatever part of the cycle this is, it is no longer failing
         # (a part may carry the cursor as the cycle found it, failure marks included).
@@ -202,47 +193,36 @@ class Pipeline:
                 log.warning("source_answers_again", reason="the API no longer answers 410")
             if before.unreachable and before.failing_since is not None:
                 log.warning("source_recovered", down_seconds=round(now - before.failing_since))
-                recovered = source_recovered(name, before.failing_since, now)
-                routed.append(Routed(recovered, self.router.sinks_for(recovered, now)))
-        # Shielded: a stop request lets the commit finish instead of rolling it back.
-        with anyio.CancelScope(shield=True):
-            added = await self.store.commit(
-                name, cursor, snapshots, routed, now=now, polled=final, expect=cycle.current.version
-            )
+                found.append(source_recovered(name, before.failing_since, now))
+        added = await self.recorder.cycle(
+            name, cursor, snapshots, found, now=now, polled=final, expect=cycle.current.version
+        )
         cycle.current = replace(cursor, version=cycle.current.version + 1)
         cycle.commits += 1
         cycle.jobs += len(jobs)
-        cycle.transitions += len(routed)
+        cycle.transitions += len(found)
         cycle.deliveries += added
         for snapshot in snapshots:  # later parts of the cycle diff against these
             if snapshot.terminal:
                 cycle.active.pop(snapshot.job_id, None)
             else:
                 cycle.active[snapshot.job_id] = snapshot
-        self._recorded(routed)
-        if added:
-            self.wake()
 
     async def _failed(self, name: str, cursor: Cursor, reason: str, now: float) -> None:
         """Remember since when the source fails; past ``unreachable_after``, say it once."""
         _, config = self.sources[name]
         since = cursor.failing_since if cursor.failing_since is not None else now
         updated = replace(cursor, failing_since=since)
-        routed: list[Routed] = []
+        found: list[Transition] = []
         if not cursor.unreachable and now - since >= config.unreachable_after:
             log.error("source_unreachable", since_seconds=round(now - since), error=reason)
-            transition = source_unreachable(name, since, reason)
-            routed.append(Routed(transition, self.router.sinks_for(transition, now)))
+            found.append(source_unreachable(name, since, reason))
             updated = replace(updated, unreachable=True)
         if updated == cursor:
             return
-        with anyio.CancelScope(shield=True):
-            added = await self.store.commit(
-                name, updated, [], routed, now=now, polled=False, expect=cursor.version
-            )
-        self._recorded(routed)
-        if added:
-            self.wake()
+        await self.recorder.cycle(
+            name, updated, [], found, now=now, polled=False, expect=cursor.version
+        )
 
     async def _retired(
         self, name: str, cursor: Cursor, exc: SourceRetired, now: float
@@ -253,13 +233,7 @@ class Pipeline:
             log.debug("source_still_retired", route=exc.route)
             return CycleOutcome("retired")
         log.error("source_retired", route=exc.route, error=str(exc))
-        transition = source_retired(name, exc.route)
-        routed = [Routed(transition, self.router.sinks_for(transition, now))]
-        with anyio.CancelScope(shield=True):
-            added = await self.store.commit(
-                name, replace(cursor, retired=True), [], routed, now=now, expect=cursor.version
-            )
-        self._recorded(routed)
-        if added:
-            self.wake()
+        retired = replace(cursor, retired=True)
+        transitions = [source_retired(name, exc.route)]
+        await self.recorder.cycle(name, retired, [], transitions, now=now, expect=cursor.version)
         return CycleOutcome("retired", transitions=1)

@@ -8,6 +8,8 @@ facts. May import :mod:`watcher.detect`, :mod:`watcher.config`, :mod:`watcher.ab
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import httpx
 
 from watcher.abc import Source
@@ -18,10 +20,17 @@ from watcher.sources.fine_tuning import FineTuningSource
 from watcher.sources.listing import ListingSource
 
 
-def build_source(config: SourceConfig, client: httpx.AsyncClient) -> Source:
+def build_source(
+    config: SourceConfig,
+    client: httpx.AsyncClient,
+    *,
+    observe: Callable[[str, int | None], None] | None = None,
+) -> Source:
+    """The source ``config`` names; ``observe`` is told of each request its API client
+    sends: (route, HTTP status, or ``None`` when no answer came)."""
     family: type[ListingSource] = (
         BatchSource if isinstance(config, BatchSourceConfig) else FineTuningSource
     )
     if config.max_requests_per_minute is not None:
-        return budgeted(family, config, client)
-    return family(config, client)
+        return budgeted(family, config, client, observe=observe)
+    return family(config, client, observe=observe)

@@ -262,13 +262,15 @@ def budgeted(
     sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
     clock: Callable[[], float] = time.monotonic,
     policy: Policy | None = None,
+    observe: Callable[[str, int | None], None] | None = None,
 ) -> BudgetedSource:
     """A source of ``family`` under its config's ``max_requests_per_minute``; ``clock`` is
-    the budget's, ``policy`` ranks the requests (default: the adaptive one)."""
+    the budget's, ``policy`` ranks the requests (default: the adaptive one), ``observe`` is
+    told of every request sent."""
     per_minute = config.max_requests_per_minute
     assert per_minute is not None
     budget = RequestBudget(per_minute, interval=config.interval, clock=clock, sleep=sleep)
-    source = family(config, client, sleep=sleep, budget=budget)
+    source = family(config, client, sleep=sleep, budget=budget, observe=observe)
     dwell = DwellTimes(source.typical_dwell)
     rationing = Rationing(
         budget,

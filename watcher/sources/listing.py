@@ -57,6 +57,7 @@ class SourceOptions(TypedDict, total=False):
 
     sleep: Callable[[float], Awaitable[None]]  # the retries' backoff (and the budget's wait)
     budget: RequestBudget | None  # every request takes a place in it first
+    observe: Callable[[str, int | None], None] | None  # told of every request sent
 
 
 class ListingSource(ABC):
@@ -89,6 +90,7 @@ class ListingSource(ABC):
             "timeout": config.timeout,
             "max_retries": config.max_retries,
             "sleep": options.get("sleep", anyio.sleep),
+            "observe": options.get("observe"),
         }
         budget = options.get("budget")
         self.api = (

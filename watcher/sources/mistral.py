@@ -62,6 +62,7 @@ class ApiClient:
         backoff_base: float = 0.5,
         backoff_cap: float = 30.0,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+        observe: Callable[[str, int | None], None] | None = None,
     ) -> None:
         self.source = source
         self.base_url = base_url.rstrip("/")
@@ -78,7 +79,7 @@ class ApiClient:
         # request goes out before this time, whichever cycle asks.
         self.not_before = 0.0
         # Told of every request sent: (route, HTTP status, or None when no answer came).
-        self.observe: Callable[[str, int | None], None] | None = None
+        self.observe = observe
 
     async def get_json(self, path: str, params: Mapping[str, Any], *, route: str) -> Any:
         """The decoded JSON body of ``GET path``; ``route`` names it in logs and errors."""

@@ -3,13 +3,13 @@ the machine's real PostgreSQL (each test on a database of its own)."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 import anyio
 import asyncpg
 
+from tests.waiting import wait_until
 from watcher.app.coordination import SoleOwnership, build_ownership
 from watcher.app.coordination.advisory import AdvisoryLocks, current_owners, libpq_dsn
 from watcher.app.coordination.share import fair_share, rebalance
@@ -87,16 +87,6 @@ async def replicas(url: str, *names: str) -> AsyncIterator[list[Replica]]:
             await replica.stop()
 
 
-async def until(check: Callable[[], bool], within: float = 10.0) -> float:
-    """Seconds until ``check()`` holds (fails the test past ``within``). The replicas'
-    rounds change the state in their own tasks: polling it is the honest way to watch."""
-    start = time.monotonic()
-    with anyio.fail_after(within):
-        while not check():  # noqa: ASYNC110
-            await anyio.sleep(0.02)
-    return time.monotonic() - start
-
-
 def shares(group: Sequence[Replica]) -> list[int]:
     return sorted(len(r.locks.owned) for r in group)
 
@@ -108,9 +98,9 @@ def exactly_once(group: Sequence[Replica]) -> bool:
 
 async def test_replicas_share_the_sources_fairly(postgres_url: str) -> None:
     async with replicas(postgres_url, "r1", "r2", "r3") as group:
-        await until(lambda: exactly_once(group) and shares(group) == [1, 2, 2])
+        await wait_until(lambda: exactly_once(group) and shares(group) == [1, 2, 2])
         assert 1 == sum(r.locks.leader for r in group)
-        await until(lambda: all(r.locks.owners() == group[0].locks.owners() for r in group))
+        await wait_until(lambda: all(r.locks.owners() == group[0].locks.owners() for r in group))
         owners = await current_owners(postgres_url, SOURCES)
         expected = {s: r.locks.replica for r in group for s in r.locks.owned}
         assert expected == owners
@@ -118,26 +108,26 @@ async def test_replicas_share_the_sources_fairly(postgres_url: str) -> None:
 
 async def test_a_dead_replicas_sources_move_within_seconds(postgres_url: str) -> None:
     async with replicas(postgres_url, "r1", "r2") as group:
-        await until(lambda: exactly_once(group) and shares(group) == [2, 3])
+        await wait_until(lambda: exactly_once(group) and shares(group) == [2, 3])
         leaving, staying = group
         gone = set(leaving.locks.owned)
         was_leader = leaving.locks.leader
         await leaving.stop()
-        took = await until(lambda: set(SOURCES) == set(staying.locks.owned), within=5)
+        took = await wait_until(lambda: set(SOURCES) == set(staying.locks.owned), within=5)
         assert took < 3 * ROUND + 1.0
         assert gone <= set(staying.acquired)
         if was_leader:
-            await until(lambda: staying.locks.leader)
+            await wait_until(lambda: staying.locks.leader)
 
 
 async def test_a_newcomer_gets_its_share(postgres_url: str) -> None:
     async with replicas(postgres_url, "r1") as group:
-        await until(lambda: 5 == len(group[0].locks.owned))
+        await wait_until(lambda: 5 == len(group[0].locks.owned))
         newcomer = Replica(postgres_url, "r2")
         async with anyio.create_task_group() as tg:
             tg.start_soon(newcomer.run)
-            await until(lambda: exactly_once([*group, newcomer]))
-            await until(lambda: [2, 3] == shares([*group, newcomer]))
+            await wait_until(lambda: exactly_once([*group, newcomer]))
+            await wait_until(lambda: [2, 3] == shares([*group, newcomer]))
             assert set(group[0].lost) == set(newcomer.locks.owned)  # given, not shared
             await newcomer.stop()
 
@@ -147,7 +137,7 @@ async def test_a_replica_cut_from_the_database_stops_at_once(postgres_url: str) 
     on_lost), then joins again and gets its sources back."""
     async with replicas(postgres_url, "r1") as group:
         replica = group[0]
-        await until(lambda: 5 == len(replica.locks.owned))
+        await wait_until(lambda: 5 == len(replica.locks.owned))
         conn = await asyncpg.connect(libpq_dsn(postgres_url))
         try:
             await conn.execute(
@@ -156,15 +146,15 @@ async def test_a_replica_cut_from_the_database_stops_at_once(postgres_url: str) 
             )
         finally:
             await conn.close()
-        await until(lambda: 5 == len(replica.lost))
+        await wait_until(lambda: 5 == len(replica.lost))
         assert set(SOURCES) == set(replica.lost)
-        await until(lambda: 5 == len(replica.locks.owned), within=15)
+        await wait_until(lambda: 5 == len(replica.locks.owned), within=15)
 
 
 async def test_once_takes_only_what_no_replica_holds(postgres_url: str) -> None:
     """``watcher once`` beside running replicas polls only the sources nobody holds."""
     async with replicas(postgres_url, "r1") as group:
-        await until(lambda: 5 == len(group[0].locks.owned))
+        await wait_until(lambda: 5 == len(group[0].locks.owned))
         await group[0].stop()
         holder = AdvisoryLocks(postgres_url, SOURCES[:2], replica="daemon")
         await holder.take_free()

@@ -32,6 +32,8 @@ def build_ownership(
     observe: Callable[[str, str], None] | None = None,
 ) -> Ownership:
     if url.startswith(POSTGRES_PREFIXES):
+        # Lazy: asyncpg (and its connection machinery) loads only for a PostgreSQL store;
+        # a SQLite daemon never needs it.
         from watcher.app.coordination.advisory import AdvisoryLocks
 
         return AdvisoryLocks(url, sources, replica=replica, busy=busy, observe=observe)

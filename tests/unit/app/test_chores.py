@@ -1,0 +1,68 @@
+"""The chores beside the polls: systemd's status line, and the heartbeat and digests
+through the daemon's one recorder (digests chain)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from watcher.app.daemon import Watcher
+from watcher.config import Config, validate_config
+from watcher.model.transitions import rfc3339
+
+
+def config(tmp_path: Path) -> Config:
+    return validate_config(
+        {
+            "sources": [
+                {
+                    "name": "ft",
+                    "kind": "mistral-fine-tuning",
+                    "base_url": "http://127.0.0.1:9",
+                    "api_key": "k",
+                }
+            ],
+            "state": {"url": f"sqlite:///{tmp_path}/state.db"},
+            "sinks": [{"name": "console", "kind": "console"}],
+            "routes": [{"match": {"type": ["watcher.heartbeat"]}, "sinks": ["console"]}],
+            "heartbeat": {"interval": "1h"},
+            "digest": {"cron": "0 9 * * MON-FRI", "period": "1h", "sinks": ["console"]},
+        },
+        env={},
+    )
+
+
+async def test_the_status_line_tells_what_the_store_last_said(tmp_path: Path) -> None:
+    """Before any poll: the sources owned and, once the store was read, the outbox."""
+    async with Watcher(config(tmp_path)) as watcher:
+        before = watcher.chores.status_line()
+        await watcher.chores.refresh_stats()
+        after = watcher.chores.status_line()
+    assert "polling 1 source, no poll yet" == before
+    assert "polling 1 source, 0 pending deliveries, no poll yet" == after
+
+
+async def test_the_heartbeat_is_routed_recorded_and_counted(tmp_path: Path) -> None:
+    """A heartbeat goes to the sinks its routes name and counts as a transition."""
+    async with Watcher(config(tmp_path)) as watcher:
+        await watcher.send_heartbeat()
+        rows = await watcher.store.list_deliveries(state=None, limit=10)
+        counted = watcher.metrics.registry.get_sample_value(
+            "watcher_transitions_total", {"type": "watcher.heartbeat"}
+        )
+    assert ([("watcher.heartbeat", "console")], 1.0) == (
+        [(r.type, r.sink) for r in rows],
+        counted,
+    )
+
+
+async def test_digests_cover_the_time_since_the_previous_one(tmp_path: Path) -> None:
+    """The second digest starts where the first ended, whatever the configured period."""
+    first, second = time.time() - 7200, time.time() - 60
+    async with Watcher(config(tmp_path)) as watcher:
+        await watcher.send_digest(first)
+        await watcher.send_digest(second)
+        found = await watcher.store.transitions_between(0, time.time() + 1)
+    digests = [t.details["digest"] for t, _ in found if t.type == "watcher.digest"]
+    assert rfc3339(first - 3600) == digests[0]["from"]
+    assert (rfc3339(first), rfc3339(second)) == (digests[1]["from"], digests[1]["to"])

@@ -1,0 +1,137 @@
+"""The daemon's chores beside the polls: housekeeping of the outbox, the digest, the
+heartbeat, and the periodic read of the store for the gauges and systemd's ``STATUS=``.
+
+The chores that must happen once per deployment (housekeeping, digest, heartbeat) are the
+leader's alone; every transition they produce goes through the
+:class:`~watcher.record.recorder.Recorder`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+
+import anyio
+import structlog
+
+from watcher.abc import Ownership, Store
+from watcher.app.health import Health, Progress
+from watcher.app.metrics import Metrics
+from watcher.app.sdnotify import Notifier
+from watcher.config import Config
+from watcher.detect.digest import digest_transition, heartbeat, summarize
+from watcher.record.recorder import Recorder
+
+log = structlog.get_logger(__name__)
+
+
+class Chores:
+    """What the schedule runs besides the polls and the time rules."""
+
+    def __init__(
+        self,
+        config: Config,
+        recorder: Recorder,
+        store: Store,
+        *,
+        sources: Sequence[str],
+        last_ok: Mapping[str, float],
+        metrics: Metrics,
+        ownership: Ownership,
+        health: Health,
+        progress: Progress,
+        notifier: Notifier,
+    ) -> None:
+        self.config = config
+        self.recorder = recorder
+        self.store = store  # reads, pruning, the digest log; transitions go through the recorder
+        self.sources = list(sources)
+        self.last_ok = last_ok  # wall time of each source's last good poll (the pipeline's)
+        self.metrics = metrics
+        self.ownership = ownership
+        self.health = health
+        self.progress = progress
+        self.notifier = notifier
+
+    async def housekeeping(self) -> None:
+        """Keeps the outbox from growing forever (``delivery.retention``)."""
+        if not self.ownership.leader:
+            return
+        try:
+            removed = await self.store.prune(before=time.time() - self.config.delivery.retention)
+        except Exception:
+            log.exception("housekeeping_failed")
+            return
+        if removed:
+            log.info("outbox_pruned", transitions=removed)
+
+    async def send_digest(self, now: float | None = None) -> None:
+        """``watcher.digest`` over the last ``digest.period`` to the digest's sinks."""
+        if self.config.digest is None or not self.ownership.leader:
+            return
+        end = time.time() if now is None else now
+        start = end - self.config.digest.period
+        last = await self.store.last_digest_end()
+        if last is not None and start < last < end:
+            start = last  # since the previous digest: no gap over weekends or DST
+        elif last is not None and last <= start:
+            start = last  # a missed digest: the next one covers the whole gap
+        found = await self.store.transitions_between(start, end)
+        active = {
+            name: list((await self.store.active_snapshots(name)).values()) for name in self.sources
+        }
+        transition = digest_transition(summarize(found, active, start=start, end=end), end)
+        added = await self.recorder.outbox(
+            [transition], now=time.time(), sinks=self.config.digest.sinks
+        )
+        await self.store.record_digest_end(end)
+        log.info("digest_queued", deliveries=added)
+
+    async def send_heartbeat(self) -> None:
+        """``watcher.heartbeat``, routed like any transition (a dead-man's switch)."""
+        if self.config.heartbeat is None or not self.ownership.leader:
+            return
+        now = time.time()
+        cursors = {name: await self.store.load_cursor(name) for name in self.sources}
+        # Sources other replicas poll: their last good poll as the store last recorded it.
+        cached = self.metrics.store_status
+        last_ok = {n: t for n, t in (cached.last_poll_at if cached else {}).items() if t > 0}
+        last_ok.update(self.last_ok)
+        transition = heartbeat(now, self.config.heartbeat.interval, cursors, last_ok)
+        await self.recorder.outbox([transition], now=now)
+
+    async def refresh_stats(self) -> None:
+        """Read the store for the jobs and outbox gauges, and tell systemd how things are."""
+        try:
+            with anyio.fail_after(30):
+                self.metrics.refreshed(await self.store.status())
+        except Exception as exc:  # the gauges keep their last values; readiness tells
+            log.warning("stats_refresh_failed", error=f"{type(exc).__name__}: {exc}"[:300])
+        self.notifier.status(self.status_line())
+
+    def status_line(self) -> str:
+        """One line for systemd's ``STATUS=``: ``polling 2 sources, 0 pending deliveries,
+        last poll 3s ago``, with the sources that are not healthy named."""
+        names = self.sources
+        cached = self.metrics.store_status
+        cursors = cached.cursors if cached is not None else {}
+        failing = [
+            n
+            for n in names
+            if n in self.progress.poll_finished  # tried at least once
+            and n in self.ownership.owned
+            and self.health.source_check(n, cursors.get(n)) != "ok"
+        ]
+        owned = len(self.ownership.owned)
+        text = f"polling {owned} source{'s' if owned != 1 else ''}"
+        if owned != len(names):
+            text += f" of {len(names)} (replica {self.ownership.replica})"
+        if failing:
+            text += f" ({len(failing)} failing: {', '.join(failing)[:200]})"
+        if cached is not None:
+            text += f", {cached.pending} pending deliveries"
+            if cached.dead:
+                text += f", {cached.dead} dead"
+        last = max(self.last_ok.values(), default=None)
+        ago = f"last poll {max(0.0, time.time() - last):.0f}s ago" if last else "no poll yet"
+        return f"{text}, {ago}"

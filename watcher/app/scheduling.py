@@ -1,0 +1,210 @@
+"""The schedule: APScheduler 3 rings a bell per job (one interval job per source, the time
+rules, the chores), and each bell is answered in a task anyio owns, so that anyio's
+cancellation (and its shields) governs every action. Beside it: the polls as this replica
+runs them (stopped the moment their source is lost) and the systemd watchdog.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+
+import anyio
+import structlog
+from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from watcher.abc import Ownership
+from watcher.app.chores import Chores
+from watcher.app.health import SCHEDULER_TICK, Health, Progress
+from watcher.app.sdnotify import Notifier
+from watcher.config import Config
+from watcher.record.alerting import Alerting
+from watcher.record.pipeline import CycleOutcome, Pipeline
+
+log = structlog.get_logger(__name__)
+
+STATS_EVERY = 5.0  # at most this many seconds between reads of the store for gauges/STATUS
+
+Action = Callable[[], Awaitable[object]]
+
+
+class Polls:
+    """This replica's polls: only of the sources it owns, each stoppable the moment its
+    source is lost."""
+
+    def __init__(self, pipeline: Pipeline, ownership: Ownership, progress: Progress) -> None:
+        self.pipeline = pipeline
+        self.ownership = ownership
+        self.progress = progress
+        self.running: dict[str, anyio.CancelScope] = {}  # source -> its running poll
+
+    async def poll(self, name: str) -> CycleOutcome:
+        with self.progress.polling(name):
+            if name not in self.ownership.owned:
+                return CycleOutcome("standby")  # another replica polls it
+            with anyio.CancelScope() as scope:
+                self.running[name] = scope
+                try:
+                    return await self.pipeline.poll(name)
+                finally:
+                    del self.running[name]
+            log.warning("poll_stopped", source=name, reason="the source is no longer ours")
+            return CycleOutcome("stale")
+
+    def lost(self, name: str) -> None:
+        """A source is no longer ours: stop its poll in progress at once (a commit already
+        under way finishes, shielded, and the store refuses it if the new owner has
+        committed since)."""
+        scope = self.running.get(name)
+        if scope is not None:
+            scope.cancel()
+
+
+class Schedule:
+    """APScheduler only rings the bells; the actions run in ``tg``'s tasks, one at a time
+    each."""
+
+    def __init__(self, tg: TaskGroup) -> None:
+        self.scheduler = AsyncIOScheduler(timezone="UTC")
+        self._tg = tg
+        self._bells: dict[str, MemoryObjectSendStream[None]] = {}  # job -> its bell
+
+    def on(
+        self,
+        job_id: str,
+        action: Action,
+        trigger: BaseTrigger,
+        *,
+        start: datetime | None = None,
+        grace: float = 1.0,
+    ) -> None:
+        send, receive = anyio.create_memory_object_stream[None](1)
+        self._bells[job_id] = send
+        self._tg.start_soon(_answer, receive, action)
+        extra = {"next_run_time": start} if start is not None else {}
+        self.scheduler.add_job(
+            _ring,
+            trigger,
+            args=[send],
+            id=job_id,
+            max_instances=1,
+            coalesce=True,  # missed runs collapse into one
+            misfire_grace_time=max(1, int(grace)),
+            **extra,
+        )
+
+    def poll_now(self, source: str) -> None:
+        """A source just became ours: poll it now rather than at its next tick."""
+        bell = self._bells.get(f"poll:{source}")
+        if bell is not None:
+            with contextlib.suppress(anyio.WouldBlock, anyio.BrokenResourceError):
+                bell.send_nowait(None)
+
+    def start(self) -> None:
+        self.scheduler.start()
+
+    def stop(self) -> None:
+        self.scheduler.shutdown(wait=False)
+        for bell in self._bells.values():
+            bell.close()
+        self._bells.clear()
+
+
+def plan(
+    schedule: Schedule,
+    config: Config,
+    *,
+    polls: Polls,
+    alerting: Alerting,
+    chores: Chores,
+    progress: Progress,
+) -> None:
+    """Every job of the daemon on ``schedule``: a poll per source (spread by 100 ms), the
+    time rules, heartbeat, digest, housekeeping, the stats and the scheduler's own tick."""
+    first = datetime.now().astimezone()
+    for index, source in enumerate(config.sources):
+        schedule.on(
+            f"poll:{source.name}",
+            functools.partial(polls.poll, source.name),
+            IntervalTrigger(seconds=source.interval, jitter=source.effective_jitter),
+            start=first + timedelta(milliseconds=100 * index),
+            grace=source.interval,
+        )
+    if config.rules:
+        schedule.on(
+            "rules",
+            alerting.check,
+            IntervalTrigger(seconds=config.rules_interval),
+            start=first + timedelta(seconds=1),
+            grace=config.rules_interval,
+        )
+    if config.heartbeat is not None:
+        schedule.on(
+            "heartbeat",
+            chores.send_heartbeat,
+            IntervalTrigger(seconds=config.heartbeat.interval),
+            start=first + timedelta(seconds=2),
+            grace=config.heartbeat.interval,  # a late heartbeat beats none
+        )
+    if config.digest is not None:
+        schedule.on(
+            "digest",
+            chores.send_digest,
+            CronTrigger.from_crontab(config.digest.cron, timezone=config.digest.timezone),
+            grace=3600,  # a digest a little late beats no digest
+        )
+    schedule.on(
+        "housekeeping",
+        chores.housekeeping,
+        IntervalTrigger(hours=1),
+        start=first + timedelta(minutes=1),
+    )
+    every = min([STATS_EVERY, *(s.interval for s in config.sources)])
+    schedule.on(
+        "stats", chores.refresh_stats, IntervalTrigger(seconds=max(1.0, every)), start=first
+    )
+    # Straight on the scheduler, not through a bell: it proves the scheduler fires.
+    schedule.scheduler.add_job(progress.tick, IntervalTrigger(seconds=SCHEDULER_TICK), id="tick")
+
+
+async def watchdog(health: Health, notifier: Notifier, period: float) -> None:
+    """``WATCHDOG=1`` every ``period`` while polls and deliveries progress; withheld
+    (systemd then restarts us) while something is stuck."""
+    withheld: list[str] = []
+    while True:
+        problems = health.stalled()
+        if not problems:
+            notifier.watchdog()
+            if withheld:
+                log.warning("watchdog_resumed")
+        elif problems != withheld:
+            log.error("watchdog_withheld", problems=problems)
+        withheld = problems
+        await anyio.sleep(period)
+
+
+async def _answer(ticks: MemoryObjectReceiveStream[None], action: Action) -> None:
+    """Run ``action`` once per tick, one at a time, in a task anyio owns. An error is logged
+    and the next tick tries again: one failing digest must not stop the daemon."""
+    async with ticks:
+        async for _ in ticks:
+            try:
+                await action()
+            except Exception:
+                log.exception("scheduled_action_failed", action=getattr(action, "__name__", "?"))
+
+
+async def _ring(bell: MemoryObjectSendStream[None]) -> None:
+    """A scheduler tick: ask for a run unless one is already waiting (no overlap: each
+    action runs one at a time; ticks meanwhile collapse into one)."""
+    with contextlib.suppress(
+        anyio.WouldBlock, anyio.BrokenResourceError, anyio.ClosedResourceError
+    ):
+        bell.send_nowait(None)
