@@ -80,6 +80,10 @@ class Answer:
     def text(self) -> str:
         return self.body.decode("utf-8", errors="replace")
 
+    def retry_after(self, *, now: float) -> float | None:
+        """The peer's ``Retry-After`` in seconds (capped), if it sent a usable one."""
+        return parse_retry_after(self.headers.get("retry-after"), now=now)
+
 
 async def post(
     client: httpx.AsyncClient,
@@ -125,7 +129,7 @@ def refusal(
     status = answer.status
     reason = f"{where}: HTTP {status}" + (f": {excerpt}" if excerpt else "")
     if answer.verdict is Verdict.RETRY:
-        retry_after = parse_retry_after(answer.headers.get("retry-after"), now=now)
+        retry_after = answer.retry_after(now=now)
         if least_wait is not None and status == 429:
             retry_after = max(retry_after or 0.0, least_wait)
         return DeliveryError(reason, retryable=True, retry_after=retry_after)

@@ -262,7 +262,7 @@ async def test_hostile_values_arrive_inert(slack: Slack) -> None:
         assert any(
             "&lt;!channel&gt; &lt;@U123&gt; &amp; &lt;script&gt;" in t for t in texts(message)
         )
-    assert "*Suffix*\n&lt;!channel&gt; &lt;@U123&gt; &amp; &lt;script&gt;[31m next" in texts(
+    assert "*Suffix*\n&lt;!channel&gt; &lt;@U123&gt; &amp; &lt;script&gt; next" in texts(
         messages[0]
     )
 
