@@ -14,6 +14,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
+from watcher.render.text import to_float
+
 BLOCKS = "▁▂▃▄▅▆▇█"
 FLAT = "▄"  # all values equal: a level line in the middle
 GAP = "·"  # a value that cannot be drawn (NaN, inf, missing)
@@ -22,24 +24,12 @@ MAX_SPARK = 60
 SERIES = ("train_loss", "valid_loss")
 COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#17becf")
 
-_NON_FINITE = {"nan": math.nan, "infinity": math.inf, "-infinity": -math.inf}
 # Characters XML 1.0 forbids even when escaped (C0 controls but tab/LF/CR, surrogates, …).
 _XML_INVALID = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 _SPACES = re.compile(r"\s+")
 _TITLE_CHARS = 120
 _NAME_CHARS = 16
 _LEGEND_STEP = 104.0  # pixels per legend entry: a short line and a 16-character name
-
-
-def _number(value: object) -> float | None:
-    """``value`` as a float (JSON-safe non-finite strings included), else ``None``."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
-        return _NON_FINITE.get(value.strip().lower())
-    return None
 
 
 def _finite(value: object) -> bool:
@@ -91,11 +81,11 @@ def loss_series(curve: Sequence[Sequence[object]]) -> dict[str, list[tuple[float
     for row in curve:
         if not isinstance(row, Sequence) or isinstance(row, str | bytes) or not row:
             continue
-        step = _number(row[0])
+        step = to_float(row[0])
         if step is None or not math.isfinite(step):
             continue
         for index, name in enumerate(SERIES, start=1):
-            value = _number(row[index]) if len(row) > index else None
+            value = to_float(row[index]) if len(row) > index else None
             if value is None or (name == "valid_loss" and value == 0.0):
                 continue
             out[name].append((step, value))

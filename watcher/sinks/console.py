@@ -152,6 +152,10 @@ class ConsoleSink:
         self._stream = stream
         self._lock = anyio.Lock()
 
+    def preview(self, batch: Sequence[Envelope]) -> str:
+        """The lines :meth:`send` would write for ``batch`` (nothing is written)."""
+        return "\n".join(format_line(envelope) for envelope in batch)
+
     async def send(self, batch: Sequence[Envelope]) -> None:
         """Write and flush each line; a closed stream is final, other I/O errors retryable."""
         if not batch:

@@ -300,6 +300,16 @@ class PagerDutySink:
             body["client_url"] = self._client_url
         return body
 
+    def preview(self, batch: Sequence[Envelope]) -> str | dict[str, Any]:
+        """The event :meth:`send` would send for the first of ``batch``, its routing key
+        hidden (nothing is sent); a sentence when PagerDuty would not hear about it."""
+        decision = decide(batch[0].transition, self._resolve_on)
+        if decision is None:
+            return "(not sent: PagerDuty only hears about failures, stalls and their ends)"
+        event = self.event(batch[0], decision)
+        event["routing_key"] = "<secret>"
+        return event
+
     def _encode(self, event: dict[str, Any]) -> bytes:
         raw = json.dumps(event, separators=(",", ":"), ensure_ascii=True, default=str).encode()
         if len(raw) <= MAX_EVENT_BYTES or "payload" not in event:

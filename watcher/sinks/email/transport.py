@@ -147,6 +147,10 @@ class EmailSink:
             now=now,
         )
 
+    def preview(self, batch: Sequence[Envelope]) -> str:
+        """The email :meth:`send` would send for ``batch``, as its source (nothing is sent)."""
+        return str(self.build(batch).as_string())
+
     async def send(self, batch: Sequence[Envelope]) -> None:
         """Deliver ``batch`` as one email; raises :class:`DeliveryError` on failure."""
         if not batch:

@@ -144,6 +144,10 @@ class SlackSink:
             return self._format.single(batch[0])
         return self._format.grouped(batch)
 
+    def preview(self, batch: Sequence[Envelope]) -> dict[str, Any]:
+        """The Block Kit payload :meth:`send` would post for ``batch`` (nothing is sent)."""
+        return self.compose(batch).payload()
+
     # -- sending ----------------------------------------------------------------------------
 
     async def send(self, batch: Sequence[Envelope]) -> None:
