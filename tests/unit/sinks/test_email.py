@@ -25,14 +25,14 @@ from aiosmtpd.smtp import AuthResult, LoginPassword, Session
 from aiosmtpd.smtp import Envelope as SMTPEnvelope
 from structlog.testing import capture_logs
 
+from tests.factories import SINK_JOB_ID, sink_envelope, sink_job
 from watcher.abc import Envelope
 from watcher.exceptions import DeliveryError
 from watcher.model.secrets import Secret
-from watcher.model.transitions import Transition
 from watcher.render.templates import MessageTemplates
 from watcher.sinks.email import EmailSink, default_subject, message_id, thread_root
 
-JOB_ID = "3b9c1e7a-0000-4000-8000-000000000001"
+JOB_ID = SINK_JOB_ID
 USER = "watcher"
 PASSWORD = "s3cret-Pa55word-xyz"
 SENDER = "watcher@example.com"
@@ -41,32 +41,11 @@ DETECTED = 1_795_000_100.0
 
 
 def job(**overrides: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {
-        "id": JOB_ID,
-        "status": "FAILED",
-        "model": "open-mistral-7b",
-        "job_type": "completion",
-        "suffix": "support-bot",
-        "fine_tuned_model": None,
-        "created_at": 1_794_990_000,
-        "modified_at": 1_794_999_000,
-        "metadata": {"cost": 4.1, "cost_currency": "EUR"},
-    }
-    return base | overrides
+    return sink_job(**({"metadata": {"cost": 4.1, "cost_currency": "EUR"}} | overrides))
 
 
 def envelope(tid: str = "wt_0001", **overrides: Any) -> Envelope:
-    fields: dict[str, Any] = {
-        "id": tid,
-        "type": "fine_tuning.job.failed",
-        "source": "ft",
-        "job_id": JOB_ID,
-        "status": "FAILED",
-        "previous_status": "RUNNING",
-        "occurred_at": 1_794_999_000,
-        "job": job(),
-    }
-    return Envelope(transition=Transition(**(fields | overrides)), detected_at=DETECTED)
+    return sink_envelope(detected_at=DETECTED, **({"id": tid, "job": job()} | overrides))
 
 
 class Recorder:

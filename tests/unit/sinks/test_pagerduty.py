@@ -12,6 +12,8 @@ import httpx
 import pytest
 from structlog.testing import capture_logs
 
+from tests.factories import SINK_JOB_ID, sink_envelope
+from tests.factories import sink_job as job
 from tests.fakes.pagerduty import ROUTING_KEY, FakePagerDuty
 from watcher.abc import Envelope
 from watcher.app.httpserver import serve_app
@@ -21,7 +23,7 @@ from watcher.model.transitions import Transition, source_recovered, source_unrea
 from watcher.sinks.pagerduty import MAX_EVENT_BYTES, PagerDutySink, decide
 
 NOW = 1_795_000_000.0
-JOB_ID = "3b9c1e7a-0000-4000-8000-000000000001"
+JOB_ID = SINK_JOB_ID
 JOB_KEY = f"watcher/ft/{JOB_ID}"
 
 Handler = (
@@ -30,32 +32,15 @@ Handler = (
 )
 
 
-def job(**overrides: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {
-        "id": JOB_ID,
-        "status": "FAILED",
-        "model": "open-mistral-7b",
-        "job_type": "completion",
-        "suffix": "support-bot",
-        "fine_tuned_model": None,
-        "created_at": 1_794_990_000,
-        "modified_at": 1_794_999_000,
-    }
-    return base | overrides
-
-
 def status(new: str, previous: str = "RUNNING", **overrides: Any) -> Envelope:
     fields: dict[str, Any] = {
         "id": f"wt_{new.lower()}",
         "type": f"fine_tuning.job.{new.lower()}",
-        "source": "ft",
-        "job_id": JOB_ID,
         "status": new,
         "previous_status": previous,
-        "occurred_at": 1_794_999_000,
         "job": job(status=new),
     }
-    return Envelope(transition=Transition(**(fields | overrides)), detected_at=NOW)
+    return sink_envelope(detected_at=NOW, **(fields | overrides))
 
 
 def alert(

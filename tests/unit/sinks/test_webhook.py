@@ -15,13 +15,14 @@ import pytest
 import standardwebhooks
 from structlog.testing import capture_logs
 
+from tests.factories import sink_envelope
+from tests.factories import sink_job as job
 from watcher import __version__
 from watcher.abc import Envelope
 from watcher.app.httpserver import serve_app
 from watcher.devtools.receiver import Receiver
 from watcher.exceptions import DeliveryError
 from watcher.model.secrets import Secret
-from watcher.model.transitions import Transition
 from watcher.sinks.webhook import WebhookSink, redact_url
 
 SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef01234567").decode()
@@ -34,32 +35,8 @@ Handler = (
 )
 
 
-def job(**overrides: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {
-        "id": "3b9c1e7a-0000-4000-8000-000000000001",
-        "status": "FAILED",
-        "model": "open-mistral-7b",
-        "job_type": "completion",
-        "suffix": "support-bot",
-        "fine_tuned_model": None,
-        "created_at": 1_794_990_000,
-        "modified_at": 1_794_999_000,
-    }
-    return base | overrides
-
-
 def envelope(tid: str = "wt_0001", **overrides: Any) -> Envelope:
-    fields: dict[str, Any] = {
-        "id": tid,
-        "type": "fine_tuning.job.failed",
-        "source": "ft",
-        "job_id": "3b9c1e7a-0000-4000-8000-000000000001",
-        "status": "FAILED",
-        "previous_status": "RUNNING",
-        "occurred_at": 1_794_999_000,
-        "job": job(),
-    }
-    return Envelope(transition=Transition(**(fields | overrides)), detected_at=NOW)
+    return sink_envelope(id=tid, detected_at=NOW, **overrides)
 
 
 def make_sink(
