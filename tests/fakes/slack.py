@@ -22,7 +22,7 @@ In-process::
     async with serve_app(slack.app) as url:
         ...  # webhook_url=f"{url}/hooks/T0/B0/xyz", api_url=f"{url}/api"
         slack.archive("C-ALERTS"); slack.fail_next(1, status=503, error="service_unavailable")
-        await slack.wait_for(lambda got: len(got) >= 2)
+        await slack.wait_for(lambda got: len(got) >= 2)  # tests.waiting.wait_until inside
 """
 
 from __future__ import annotations
@@ -35,11 +35,12 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
-import anyio
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
+
+from tests.waiting import wait_until
 
 MAX_BLOCKS = 50
 MAX_HEADER = 150
@@ -169,8 +170,8 @@ class FakeSlack:
 
     ``clock`` (seconds) drives the one-message-per-second limit of webhooks, so that tests
     can move time instead of sleeping. ``api_interval`` rate-limits ``chat.postMessage`` per
-    channel the same way (``None``: no limit). Waiting helpers use anyio events, so they
-    must run in the event loop serving ``app``.
+    channel the same way (``None``: no limit). ``wait_for`` polls with
+    :func:`tests.waiting.wait_until`.
     """
 
     def __init__(
@@ -196,7 +197,6 @@ class FakeSlack:
         self._last: dict[tuple[str, str], float] = {}
         self._fail: list[tuple[int, str, str | None]] = []
         self._seq = 0
-        self._changed = anyio.Event()
         self.app = Starlette(
             routes=[
                 Route("/hooks/{hook:path}", self._webhook, methods=["POST"]),
@@ -264,7 +264,6 @@ class FakeSlack:
         """Forget what was received (channels and behaviour controls stay)."""
         self.messages.clear()
         self.rejected.clear()
-        self._notify()
 
     def reset(self, *, clock: Callable[[], float] | None = None) -> None:
         """Back to as constructed: nothing received, channels as given, no failure planned,
@@ -280,19 +279,16 @@ class FakeSlack:
             self.clock = clock
 
     async def wait_for(
-        self,
-        predicate: Callable[[Sequence[SlackMessage]], bool],
-        timeout: float = 10.0,  # noqa: ASYNC109 - tests read better with the bound inline
+        self, predicate: Callable[[Sequence[SlackMessage]], bool], *, within: float = 10.0
     ) -> list[SlackMessage]:
-        """Wait until ``predicate(messages)`` holds; ``TimeoutError`` after ``timeout``."""
-        with anyio.fail_after(timeout):
-            while not predicate(self.messages):
-                await self._changed.wait()
+        """Wait until ``predicate(messages)`` holds (the test fails after ``within`` s)."""
+        await wait_until(
+            lambda: predicate(self.messages),
+            within=within,
+            what="the fake Slack's messages",
+            diagnose=lambda: f"{len(self.messages)} received",
+        )
         return list(self.messages)
-
-    def _notify(self) -> None:
-        changed, self._changed = self._changed, anyio.Event()
-        changed.set()
 
     def _next_ts(self) -> str:
         self._seq += 1
@@ -310,7 +306,6 @@ class FakeSlack:
 
     def _reject(self, via: str, target: str, status: int, error: str, body: bytes) -> None:
         self.rejected.append(Rejected(via, target, status, error, body))
-        self._notify()
 
     # -- HTTP ----------------------------------------------------------------------------
 
@@ -354,7 +349,6 @@ class FakeSlack:
                 headers={k.lower(): v for k, v in request.headers.items()},
             )
         )
-        self._notify()
         return PlainTextResponse("ok")
 
     async def _post_message(self, request: Request) -> Response:
@@ -423,7 +417,6 @@ class FakeSlack:
                 headers=headers,
             )
         )
-        self._notify()
         answer: dict[str, Any] = {"ok": True, "channel": channel, "ts": ts}
         answer["message"] = {"type": "message", "text": payload.get("text"), "ts": ts}
         return JSONResponse(answer)
