@@ -344,31 +344,22 @@ class PagerDutySink:
             where=where,
             scrubber=self._scrubber,
         )
+        said = log.bind(
+            sink=self.name,
+            transition_id=transition.id,
+            action=decision.action,
+            dedup_key=decision.dedup_key,
+            status_code=answer.status,
+        )
         if answer.verdict is Verdict.DONE:
-            log.debug(
-                "pagerduty_delivered",
-                sink=self.name,
-                transition_id=transition.id,
-                type=transition.type,
-                action=decision.action,
-                dedup_key=decision.dedup_key,
-                status_code=answer.status,
-            )
+            said.debug("pagerduty_delivered", type=transition.type)
             return
         excerpt = self._reason(answer.text())
         error = refusal(
             answer, where=where, excerpt=excerpt, now=self._clock(), least_wait=RATE_LIMIT_WAIT
         )
         if not error.retryable:
-            log.warning(
-                "pagerduty_rejected",
-                sink=self.name,
-                transition_id=transition.id,
-                action=decision.action,
-                dedup_key=decision.dedup_key,
-                status_code=answer.status,
-                reason=excerpt,
-            )
+            said.warning("pagerduty_rejected", reason=excerpt)
         raise error
 
     def _reason(self, text: str) -> str:

@@ -135,22 +135,14 @@ class WebhookSink:
             where=where,
             scrubber=scrubber,
         )
+        said = log.bind(sink=self.name, transition_id=transition.id, status_code=answer.status)
         if answer.verdict is Verdict.DONE:
-            log.debug(
-                "webhook_delivered",
-                sink=self.name,
-                transition_id=transition.id,
-                type=transition.type,
-                status_code=answer.status,
-            )
+            said.debug("webhook_delivered", type=transition.type)
             return
         if answer.status == 410:
-            log.error(
+            said.error(
                 "webhook_gone",
-                sink=self.name,
                 url=self._redacted,
-                transition_id=transition.id,
-                status_code=answer.status,
                 hint="the receiver says this endpoint is gone for good; fix the sink's url",
             )
             raise DeliveryError(f"{where}: HTTP 410 Gone: endpoint removed", retryable=False)

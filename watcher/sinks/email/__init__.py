@@ -18,10 +18,12 @@ error: server replies are scrubbed of it before they are quoted.
 
 from watcher.sinks.email.compose import compose, default_subject, message_id, thread_root
 from watcher.sinks.email.facts import facts, label, tag
-from watcher.sinks.email.transport import EmailSink, TlsMode
+from watcher.sinks.email.sink import EmailSink
+from watcher.sinks.email.transport import SmtpTransport, TlsMode
 
 __all__ = [
     "EmailSink",
+    "SmtpTransport",
     "TlsMode",
     "compose",
     "default_subject",
