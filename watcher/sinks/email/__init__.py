@@ -14,7 +14,15 @@ Transport security is what the config says, never less: ``starttls`` refuses to 
 the server does not offer STARTTLS (no plaintext fallback), ``tls`` is implicit TLS, and
 ``none`` (explicit only) sends in plaintext. The password never appears in a log or an
 error: server replies are scrubbed of it before they are quoted.
+
+The package: ``facts`` (what one transition says: tag, label, fact rows, loss charts),
+``compose`` (subject, thread headers, text and HTML parts: the message), ``transport``
+(:class:`SmtpTransport`: one SMTP exchange, the meaning of the replies), ``sink``
+(:class:`EmailSink`: its config checked, compose then transport). It may import
+:mod:`watcher.deliver`, :mod:`watcher.render` and below; never another sink.
 """
+
+from __future__ import annotations
 
 from watcher.sinks.email.compose import compose, default_subject, message_id, thread_root
 from watcher.sinks.email.facts import facts, label, tag

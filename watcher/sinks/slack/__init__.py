@@ -20,7 +20,14 @@ fallback) are respected by truncating with "…".
 
 The webhook URL and the token are secrets: errors and logs show ``scheme://host/…`` only, and
 response excerpts are scrubbed of them.
+
+The package: ``mrkdwn`` (hostile values as Slack text, Slack's limits), ``meaning`` (what a
+transition says: label, emoji, facts), ``blocks`` (the Block Kit layouts), ``sink``
+(:class:`SlackSink`: its config, the webhook and bot deliveries, threads). It may import
+:mod:`watcher.deliver`, :mod:`watcher.render` and below; never another sink.
 """
+
+from __future__ import annotations
 
 from watcher.sinks.slack.blocks import Formatter, Message
 from watcher.sinks.slack.meaning import emoji, facts, label
