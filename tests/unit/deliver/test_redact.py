@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from watcher.config import validate_config
-from watcher.deliver.redact import REDACTED, Scrubber
+from watcher.deliver.redact import REDACTED, Scrubber, redact_url
 from watcher.model.secrets import Secret
 
 
@@ -117,3 +117,21 @@ def test_excerpt_is_one_scrubbed_capped_line() -> None:
 
     expected = (f"a b {REDACTED} {REDACTED} {'z' * 13}\u2026", 40)
     assert expected == (excerpt, len(excerpt))
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("https://hooks.example.com", "https://hooks.example.com/"),
+        ("https://hooks.example.com/", "https://hooks.example.com/"),
+        ("https://hooks.example.com/a/b?c=d", "https://hooks.example.com/…"),
+        ("HTTP://u:p@Hooks.Example.com:8443/x", "http://hooks.example.com:8443/…"),
+        ("http://[::1]:9000/t0ken", "http://[::1]:9000/…"),
+        ("https://example.com/#frag", "https://example.com/…"),
+        ("no scheme at all", "<invalid url>"),
+        ("http://host:notaport/", "<invalid url>"),
+    ],
+)
+def test_redact_url(url: str, expected: str) -> None:
+    """Only scheme, host and port of a URL are shown."""
+    assert expected == redact_url(url)
