@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 
+from tests.factories import sink_envelope, sink_job
 from tests.fakes.slack import FakeSlack, SlackMessage
 from watcher.abc import Envelope, SinkState
 from watcher.app.httpserver import bind
@@ -82,29 +83,24 @@ def job_id(n: int) -> str:
 
 
 def envelope(n: int = 1, status: str | None = "FAILED", **overrides: Any) -> Envelope:
-    job: dict[str, Any] = {
-        "id": job_id(n),
-        "status": status or "RUNNING",
-        "model": "open-mistral-7b",
-        "job_type": "completion",
-        "suffix": "support-bot",
-        "fine_tuned_model": None,
-        "created_at": CREATED,
-        "modified_at": CREATED + 9000,
-        "metadata": {"cost": 4.1, "cost_currency": "EUR"},
-    }
-    job |= overrides.pop("job", {})
+    """Job number ``n`` entering ``status`` (``None``: a fact that is no status change)."""
+    job = sink_job(
+        id=job_id(n),
+        status=status or "RUNNING",
+        created_at=CREATED,
+        modified_at=CREATED + 9000,
+        metadata={"cost": 4.1, "cost_currency": "EUR"},
+    )
     fields: dict[str, Any] = {
         "id": f"wt_{n:04d}_{status}",
         "type": f"fine_tuning.job.{(status or 'event').lower()}",
-        "source": "ft",
         "job_id": job_id(n),
         "status": status,
         "previous_status": "RUNNING" if status else None,
         "occurred_at": CREATED + 9000,
-        "job": job,
+        "job": job | overrides.pop("job", {}),
     }
-    return Envelope(transition=Transition(**(fields | overrides)), detected_at=NOW)
+    return sink_envelope(detected_at=NOW, **(fields | overrides))
 
 
 def digest() -> Envelope:
