@@ -4,9 +4,10 @@ and PagerDuty.
 A single deadline covers the whole exchange (httpx's timeouts are per operation, so a peer
 trickling bytes could otherwise hold a delivery for ever); the body is read only as far as an
 excerpt and the remaining time allow (the status line decides); transport failures become
-:class:`~watcher.exceptions.DeliveryError` with a message built by the sink, which knows its
-secrets. :func:`post` builds and sends one request; :func:`refusal` is the one mapping of
-an answer that is not 2xx to a :class:`~watcher.exceptions.DeliveryError`.
+:class:`~watcher.exceptions.DeliveryError` quoting only what the sink's scrubber lets
+through. :func:`post` builds and sends one request; :func:`refusal` is the one mapping of
+an answer that is not 2xx to a :class:`~watcher.exceptions.DeliveryError`
+(``retry.classify`` decides), shared by webhook, Slack and PagerDuty.
 """
 
 from __future__ import annotations
