@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from watcher.abc import Envelope
+from watcher.config import SinkConfig, validate_config
 from watcher.model.jobs import Job
 from watcher.model.transitions import Transition
 from watcher.sources.fine_tuning import parse_job
@@ -107,3 +109,27 @@ def sink_envelope(*, detected_at: float = SINK_NOW, **overrides: Any) -> Envelop
         "job": sink_job(),
     }
     return Envelope(transition=Transition(**(fields | overrides)), detected_at=detected_at)
+
+
+def sink_config(
+    tmp_path: Path, sink: dict[str, Any], *, env: dict[str, str] | None = None
+) -> SinkConfig:
+    """The validated config of one sink named ``out`` (``sink`` holds its other keys), in a
+    config file that is otherwise minimal; ``*_file`` paths are relative to ``tmp_path``."""
+    config = validate_config(
+        {
+            "sources": [
+                {
+                    "name": "ft",
+                    "kind": "mistral-fine-tuning",
+                    "base_url": "http://127.0.0.1:1",
+                    "api_key": "k",
+                }
+            ],
+            "state": {"url": f"sqlite:///{tmp_path}/state.db"},
+            "sinks": [{"name": "out", **sink}],
+        },
+        env=env or {},
+        base=tmp_path,
+    )
+    return config.sinks[0]

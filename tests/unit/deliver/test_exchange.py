@@ -103,29 +103,31 @@ async def test_timeout_is_retryable() -> None:
     assert expected == (caught.value.retryable, str(caught.value))
 
 
-async def test_transport_error_is_retryable_and_scrubbed() -> None:
-    """A connection error is retryable; the URL it quotes is scrubbed."""
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        pytest.param(
+            httpx.ConnectError(f"cannot reach {URL}\r\n"),
+            (True, f"{WHERE}: ConnectError: cannot reach <redacted>"),
+            id="connection error: retryable, scrubbed",
+        ),
+        pytest.param(
+            httpx.UnsupportedProtocol("no"),
+            (False, f"{WHERE}: unsupported protocol"),
+            id="unsupported protocol: final",
+        ),
+    ],
+)
+async def test_transport_errors(error: httpx.HTTPError, expected: tuple[bool, str]) -> None:
+    """A failed connection is retryable and quotes only scrubbed text; a URL httpx cannot
+    speak to never works: final."""
 
     def handler(request: httpx.Request) -> httpx.Response:
-        raise httpx.ConnectError(f"cannot reach {request.url}\r\n")
+        raise error
 
     with pytest.raises(DeliveryError) as caught:
         await send(handler)
 
-    expected = (True, f"{WHERE}: ConnectError: cannot reach <redacted>")
-    assert expected == (caught.value.retryable, str(caught.value))
-
-
-async def test_unsupported_protocol_is_final() -> None:
-    """A URL httpx cannot speak to will never work: final."""
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        raise httpx.UnsupportedProtocol("no")
-
-    with pytest.raises(DeliveryError) as caught:
-        await send(handler)
-
-    expected = (False, f"{WHERE}: unsupported protocol")
     assert expected == (caught.value.retryable, str(caught.value))
 
 

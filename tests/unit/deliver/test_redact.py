@@ -4,32 +4,12 @@ from __future__ import annotations
 
 import base64
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from watcher.config import validate_config
+from tests.factories import sink_config
 from watcher.deliver.redact import REDACTED, Scrubber, redact_url
 from watcher.model.secrets import Secret
-
-
-def sink_config(tmp_path: Path, **sink: Any) -> object:
-    config = validate_config(
-        {
-            "sources": [
-                {
-                    "name": "ft",
-                    "kind": "mistral-fine-tuning",
-                    "base_url": "http://x",
-                    "api_key": "k",
-                }
-            ],
-            "state": {"url": f"sqlite:///{tmp_path}/state.db"},
-            "sinks": [{"name": "out", **sink}],
-        },
-        base=tmp_path,
-    )
-    return config.sinks[0]
 
 
 def test_scrub_replaces_longest_first() -> None:
@@ -77,10 +57,12 @@ def test_webhook_config_scrubs_whsec_key_and_headers(tmp_path: Path) -> None:
     key = base64.b64encode(b"0123456789abcdef01234567").decode()
     config = sink_config(
         tmp_path,
-        kind="webhook",
-        url="https://h.example/h",
-        secret=f"whsec_{key}",
-        headers={"x-api-key": "hdr-value-1"},
+        {
+            "kind": "webhook",
+            "url": "https://h.example/h",
+            "secret": f"whsec_{key}",
+            "headers": {"x-api-key": "hdr-value-1"},
+        },
     )
 
     expected = f"{REDACTED} {REDACTED} {REDACTED}"
@@ -91,13 +73,16 @@ def test_email_config_scrubs_auth_forms(tmp_path: Path) -> None:
     """From an email config: the password, base64 (AUTH LOGIN) and AUTH PLAIN forms."""
     config = sink_config(
         tmp_path,
-        kind="email",
-        host="127.0.0.1",
-        port=25,
-        tls="none",
-        username="bot",
-        password="pw-secret",
-        **{"from": "w@example.com", "to": ["o@example.com"]},
+        {
+            "kind": "email",
+            "host": "127.0.0.1",
+            "port": 25,
+            "tls": "none",
+            "username": "bot",
+            "password": "pw-secret",
+            "from": "w@example.com",
+            "to": ["o@example.com"],
+        },
     )
     forms = [
         "pw-secret",

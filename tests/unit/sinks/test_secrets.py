@@ -16,9 +16,9 @@ import httpx
 import pytest
 from structlog.testing import capture_logs
 
-from tests.factories import sink_envelope
+from tests.factories import sink_config, sink_envelope
 from watcher.abc import Sink
-from watcher.config import SinkConfig, validate_config
+from watcher.config import SinkConfig
 from watcher.exceptions import DeliveryError
 from watcher.sinks import build_sink
 
@@ -54,23 +54,7 @@ def sink_of(raw: dict[str, Any], tmp_path: Path, how: str, secret_key: str) -> S
         raw[f"{secret_key}_file"] = str(path)
     else:
         raw[secret_key] = value
-    config = validate_config(
-        {
-            "sources": [
-                {
-                    "name": "ft",
-                    "kind": "mistral-fine-tuning",
-                    "base_url": "http://127.0.0.1:1",
-                    "api_key": "k",
-                }
-            ],
-            "state": {"url": f"sqlite:///{tmp_path}/state.db"},
-            "sinks": [{"name": "out", **raw}],
-        },
-        env=env,
-        base=tmp_path,
-    )
-    return config.sinks[0]
+    return sink_config(tmp_path, raw, env=env)
 
 
 class NoState:
