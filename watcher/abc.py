@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from watcher.model.jobs import Job
 from watcher.model.snapshot import JobKind, Snapshot
@@ -394,3 +394,20 @@ class Ownership(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class CountsFinalErrors(Protocol):
+    """A sink that counts its final (not retried) errors by reason, for
+    ``watcher_sink_final_errors_total``; reasons are short words, counts only grow."""
+
+    @property
+    def final_errors(self) -> Mapping[str, int]: ...
+
+
+@runtime_checkable
+class Previews(Protocol):
+    """A sink that can show what it would send for a batch, without sending it
+    (``watcher render``): a text as is, or a JSON object."""
+
+    def preview(self, batch: Sequence[Envelope]) -> str | dict[str, Any]: ...

@@ -22,7 +22,7 @@ In-process::
     async with serve_app(slack.app) as url:
         ...  # webhook_url=f"{url}/hooks/T0/B0/xyz", api_url=f"{url}/api"
         slack.archive("C-ALERTS"); slack.fail_next(1, status=503, error="service_unavailable")
-        await slack.wait_for(lambda got: len(got) >= 2)
+        await slack.wait_for(lambda got: len(got) >= 2)  # tests.waiting.wait_until inside
 """
 
 from __future__ import annotations
@@ -30,31 +30,18 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
-import anyio
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-MAX_BLOCKS = 50
-MAX_HEADER = 150
-MAX_SECTION = 3000
-MAX_FIELDS = 10
-MAX_FIELD = 2000
-MAX_TEXT = 4000
-MAX_CONTEXT_ELEMENTS = 10
-_BLOCK_TYPES = frozenset(
-    {"header", "section", "context", "divider", "actions", "image", "rich_text", "input", "file"}
-)
-
-
-class PayloadError(ValueError):
-    """A payload Slack would refuse; ``str()`` is Slack's error string."""
+from tests.fakes.slack_payload import PayloadError, validate
+from tests.waiting import wait_until
 
 
 @dataclass
@@ -104,73 +91,13 @@ class Rejected:
     body: bytes
 
 
-def _text_of(obj: Any, *, limit: int, plain_only: bool = False) -> str:
-    if not isinstance(obj, Mapping) or obj.get("type") not in ("plain_text", "mrkdwn"):
-        raise PayloadError("invalid_blocks")
-    if plain_only and obj.get("type") != "plain_text":
-        raise PayloadError("invalid_blocks")
-    text = obj.get("text")
-    if not isinstance(text, str) or not text or len(text) > limit:
-        raise PayloadError("invalid_blocks")
-    return text
-
-
-def validate(payload: Any) -> None:
-    """Raise :class:`PayloadError` (Slack's string) if Slack would refuse ``payload``."""
-    if not isinstance(payload, Mapping):
-        raise PayloadError("invalid_payload")
-    text = payload.get("text")
-    blocks = payload.get("blocks")
-    if text is not None and not isinstance(text, str):
-        raise PayloadError("invalid_payload")
-    if blocks is not None:
-        if not isinstance(blocks, list) or len(blocks) > MAX_BLOCKS:
-            raise PayloadError("invalid_blocks")
-        for block in blocks:
-            _validate_block(block)
-    if not (text and text.strip()) and not blocks:
-        raise PayloadError("no_text")
-    if text is not None and len(text) > MAX_TEXT:
-        raise PayloadError("msg_too_long")
-
-
-def _validate_block(block: Any) -> None:
-    if not isinstance(block, Mapping) or block.get("type") not in _BLOCK_TYPES:
-        raise PayloadError("invalid_blocks")
-    kind = block["type"]
-    block_id = block.get("block_id")
-    if block_id is not None and (not isinstance(block_id, str) or len(block_id) > 255):
-        raise PayloadError("invalid_blocks")
-    if kind == "header":
-        _text_of(block.get("text"), limit=MAX_HEADER, plain_only=True)
-    elif kind == "section":
-        fields = block.get("fields")
-        if "text" in block:
-            _text_of(block["text"], limit=MAX_SECTION)
-        if fields is not None:
-            if not isinstance(fields, list) or not fields or len(fields) > MAX_FIELDS:
-                raise PayloadError("invalid_blocks")
-            for item in fields:
-                _text_of(item, limit=MAX_FIELD)
-        if "text" not in block and fields is None:
-            raise PayloadError("invalid_blocks")
-    elif kind == "context":
-        elements = block.get("elements")
-        if not isinstance(elements, list) or not 1 <= len(elements) <= MAX_CONTEXT_ELEMENTS:
-            raise PayloadError("invalid_blocks")
-        for element in elements:
-            if isinstance(element, Mapping) and element.get("type") == "image":
-                continue
-            _text_of(element, limit=MAX_SECTION)
-
-
 class FakeSlack:
     """Records what a sink sends and answers like Slack (see the module doc).
 
     ``clock`` (seconds) drives the one-message-per-second limit of webhooks, so that tests
     can move time instead of sleeping. ``api_interval`` rate-limits ``chat.postMessage`` per
-    channel the same way (``None``: no limit). Waiting helpers use anyio events, so they
-    must run in the event loop serving ``app``.
+    channel the same way (``None``: no limit). ``wait_for`` polls with
+    :func:`tests.waiting.wait_until`.
     """
 
     def __init__(
@@ -196,7 +123,6 @@ class FakeSlack:
         self._last: dict[tuple[str, str], float] = {}
         self._fail: list[tuple[int, str, str | None]] = []
         self._seq = 0
-        self._changed = anyio.Event()
         self.app = Starlette(
             routes=[
                 Route("/hooks/{hook:path}", self._webhook, methods=["POST"]),
@@ -264,7 +190,6 @@ class FakeSlack:
         """Forget what was received (channels and behaviour controls stay)."""
         self.messages.clear()
         self.rejected.clear()
-        self._notify()
 
     def reset(self, *, clock: Callable[[], float] | None = None) -> None:
         """Back to as constructed: nothing received, channels as given, no failure planned,
@@ -280,19 +205,16 @@ class FakeSlack:
             self.clock = clock
 
     async def wait_for(
-        self,
-        predicate: Callable[[Sequence[SlackMessage]], bool],
-        timeout: float = 10.0,  # noqa: ASYNC109 - tests read better with the bound inline
+        self, predicate: Callable[[Sequence[SlackMessage]], bool], *, within: float = 10.0
     ) -> list[SlackMessage]:
-        """Wait until ``predicate(messages)`` holds; ``TimeoutError`` after ``timeout``."""
-        with anyio.fail_after(timeout):
-            while not predicate(self.messages):
-                await self._changed.wait()
+        """Wait until ``predicate(messages)`` holds (the test fails after ``within`` s)."""
+        await wait_until(
+            lambda: predicate(self.messages),
+            within=within,
+            what="the fake Slack's messages",
+            diagnose=lambda: f"{len(self.messages)} received",
+        )
         return list(self.messages)
-
-    def _notify(self) -> None:
-        changed, self._changed = self._changed, anyio.Event()
-        changed.set()
 
     def _next_ts(self) -> str:
         self._seq += 1
@@ -310,7 +232,6 @@ class FakeSlack:
 
     def _reject(self, via: str, target: str, status: int, error: str, body: bytes) -> None:
         self.rejected.append(Rejected(via, target, status, error, body))
-        self._notify()
 
     # -- HTTP ----------------------------------------------------------------------------
 
@@ -354,7 +275,6 @@ class FakeSlack:
                 headers={k.lower(): v for k, v in request.headers.items()},
             )
         )
-        self._notify()
         return PlainTextResponse("ok")
 
     async def _post_message(self, request: Request) -> Response:
@@ -423,7 +343,6 @@ class FakeSlack:
                 headers=headers,
             )
         )
-        self._notify()
         answer: dict[str, Any] = {"ok": True, "channel": channel, "ts": ts}
         answer["message"] = {"type": "message", "text": payload.get("text"), "ts": ts}
         return JSONResponse(answer)

@@ -22,7 +22,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.process_collector import ProcessCollector
 
 from watcher import __version__
-from watcher.abc import StoreStatus
+from watcher.abc import CountsFinalErrors, StoreStatus
 from watcher.model.statuses import KNOWN_STATUSES
 from watcher.model.transitions import Transition
 from watcher.model.types import JOB_PREFIXES, JOB_SUFFIXES, WATCHER_TYPES
@@ -118,7 +118,7 @@ class _StoreCollector:
 
 class _SinkErrorsCollector:
     """``watcher_sink_final_errors_total{sink,reason}`` from the sinks that count their
-    final errors by reason (``final_errors``, e.g. Slack)."""
+    final errors by reason (:class:`~watcher.abc.CountsFinalErrors`, e.g. Slack)."""
 
     def __init__(self, sinks: Mapping[str, object]) -> None:
         self._sinks = dict(sinks)
@@ -137,9 +137,9 @@ class _SinkErrorsCollector:
     def collect(self) -> Iterable[Metric]:
         family = self._family()
         for name, sink in self._sinks.items():
-            counts = getattr(sink, "final_errors", None)
-            if not isinstance(counts, Mapping):
+            if not isinstance(sink, CountsFinalErrors):
                 continue
+            counts = sink.final_errors
             other = 0
             # A Counter keeps insertion order: the first reasons keep their own series, so
             # every series only ever grows.

@@ -25,8 +25,6 @@ from watcher.app.logging import configure
 from watcher.cli.schema import config_schema, events_schema
 from watcher.config import (
     Config,
-    ConsoleSinkConfig,
-    PagerDutySinkConfig,
     SinkConfig,
     load_config,
     resolve_path,
@@ -280,6 +278,7 @@ def _built_in(sink: SinkConfig, batch: list[Envelope]) -> object:
     # heavy: httpx and every sink with its client library
     import httpx
 
+    from watcher.abc import Previews
     from watcher.sinks import build_sink
 
     class _NoState:
@@ -290,27 +289,8 @@ def _built_in(sink: SinkConfig, batch: list[Envelope]) -> object:
             return None
 
     built = build_sink(sink, httpx.AsyncClient(), _NoState())
-    compose = getattr(built, "compose", None)  # slack
-    if callable(compose):
-        return compose(batch).payload()
-    build = getattr(built, "build", None)  # email
-    if callable(build):
-        return str(build(batch).as_string())
-    if isinstance(sink, PagerDutySinkConfig):
-        from watcher.sinks.pagerduty import DEFAULT_RESOLVE_ON
-        from watcher.sinks.pagerduty import decide as pd_decide
-
-        resolve_on = frozenset(s.upper() for s in (sink.resolve_on or DEFAULT_RESOLVE_ON))
-        decision = pd_decide(batch[0].transition, resolve_on)
-        if decision is None:
-            return "(not sent: PagerDuty only hears about failures, stalls and their ends)"
-        event = built.event(batch[0], decision)  # type: ignore[attr-defined]
-        event["routing_key"] = "<secret>"
-        return event
-    if isinstance(sink, ConsoleSinkConfig):
-        from watcher.sinks.console import format_line
-
-        return format_line(batch[0])
+    if isinstance(built, Previews):
+        return built.preview(batch)
     return batch[0].transition.payload(batch[0].detected_at)
 
 

@@ -1,20 +1,28 @@
-"""One HTTP exchange of an HTTP sink: shared by webhook, Slack and PagerDuty.
+"""One HTTP exchange of an HTTP sink and the meaning of its answer: shared by webhook, Slack
+and PagerDuty.
 
 A single deadline covers the whole exchange (httpx's timeouts are per operation, so a peer
 trickling bytes could otherwise hold a delivery for ever); the body is read only as far as an
 excerpt and the remaining time allow (the status line decides); transport failures become
-:class:`~watcher.exceptions.DeliveryError` with a message built by the sink, which knows its
-secrets.
+:class:`~watcher.exceptions.DeliveryError` quoting only what the sink's scrubber lets
+through. :func:`post` builds and sends one request; :func:`refusal` is the one mapping of
+an answer that is not 2xx to a :class:`~watcher.exceptions.DeliveryError`
+(``retry.classify`` decides), shared by webhook, Slack and PagerDuty.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 import anyio
 import httpx
 
+from watcher.deliver.redact import Scrubber
+from watcher.deliver.retry import Verdict, classify, parse_retry_after
 from watcher.exceptions import DeliveryError
+
+BODY_READ_LIMIT = 4096  # enough for an excerpt; the rest of an error page is not read
 
 
 async def exchange(
@@ -56,3 +64,76 @@ async def exchange(
         with anyio.CancelScope(shield=True):
             await response.aclose()
     return response.status_code, response.headers, raw[:read_limit]
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A peer's answer: status, headers and the first ``read_limit`` bytes of the body."""
+
+    status: int
+    headers: httpx.Headers
+    body: bytes
+
+    @property
+    def verdict(self) -> Verdict:
+        return classify(self.status)
+
+    def text(self) -> str:
+        return self.body.decode("utf-8", errors="replace")
+
+    def retry_after(self, *, now: float) -> float | None:
+        """The peer's ``Retry-After`` in seconds (capped), if it sent a usable one."""
+        return parse_retry_after(self.headers.get("retry-after"), now=now)
+
+
+async def post(
+    client: httpx.AsyncClient,
+    url: str,
+    *,
+    content: bytes,
+    headers: Mapping[str, str],
+    deadline_seconds: float,
+    where: str,
+    scrubber: Scrubber,
+    read_limit: int = BODY_READ_LIMIT,
+) -> Answer:
+    """POST ``content`` to ``url``, ``deadline_seconds`` for the whole exchange; transport
+    failures raise :class:`DeliveryError` (retryable) quoting only what ``scrubber`` lets
+    through."""
+    request = client.build_request(
+        "POST", url, content=content, headers=headers, timeout=httpx.Timeout(deadline_seconds)
+    )
+    status, answer_headers, raw = await exchange(
+        client,
+        request,
+        deadline_seconds=deadline_seconds,
+        where=where,
+        describe=scrubber.excerpt,
+        read_limit=read_limit,
+    )
+    return Answer(status, answer_headers, raw)
+
+
+def refusal(
+    answer: Answer,
+    *,
+    where: str,
+    excerpt: str,
+    now: float,
+    least_wait: float | None = None,
+) -> DeliveryError:
+    """The :class:`DeliveryError` for an answer that is not 2xx (``retry.classify`` decides).
+
+    Retryable (408, 425, 429, 5xx) with ``Retry-After`` honoured, at least ``least_wait``
+    seconds on 429 when given; final otherwise, a redirect saying it is not followed.
+    ``excerpt`` is what of the body may be quoted (already scrubbed)."""
+    status = answer.status
+    reason = f"{where}: HTTP {status}" + (f": {excerpt}" if excerpt else "")
+    if answer.verdict is Verdict.RETRY:
+        retry_after = answer.retry_after(now=now)
+        if least_wait is not None and status == 429:
+            retry_after = max(retry_after or 0.0, least_wait)
+        return DeliveryError(reason, retryable=True, retry_after=retry_after)
+    if 300 <= status < 400:
+        reason = f"{where}: HTTP {status}: redirects are not followed; set the final url"
+    return DeliveryError(reason, retryable=False)

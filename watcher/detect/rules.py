@@ -32,6 +32,7 @@ from watcher.config import (
 from watcher.model import types
 from watcher.model.snapshot import Snapshot
 from watcher.model.transitions import Transition, rfc3339, stable_id
+from watcher.render.text import to_float
 
 
 def applies(rule: RuleConfig, source: str) -> bool:
@@ -39,15 +40,6 @@ def applies(rule: RuleConfig, source: str) -> bool:
 
 
 # --- on change ------------------------------------------------------------------------------
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        return None
 
 
 def on_change(
@@ -68,9 +60,9 @@ def on_change(
             continue
         if isinstance(rule, CostRuleConfig):
             metadata = snapshot.job.get("metadata")
-            cost = _number(metadata.get("cost")) if isinstance(metadata, Mapping) else None
+            cost = to_float(metadata.get("cost")) if isinstance(metadata, Mapping) else None
             before = previous.job.get("metadata") if previous is not None else None
-            was = _number(before.get("cost")) if isinstance(before, Mapping) else None
+            was = to_float(before.get("cost")) if isinstance(before, Mapping) else None
             # Fires when the cost crosses the limit (a placeholder such as 0 may come first).
             if cost is not None and cost > rule.limit and (was is None or was <= rule.limit):
                 currency = metadata.get("cost_currency") if isinstance(metadata, Mapping) else None
@@ -106,13 +98,13 @@ def _metric(
 ) -> list[Transition]:
     out: list[Transition] = []
     best_key = f"{rule.key}.best_valid_loss"
-    best = _number(marks.get(best_key))
+    best = to_float(marks.get(best_key))
     for transition in checkpoints:  # in step order: the diff sorts them
         checkpoint = transition.details.get("checkpoint", {})
         metrics = checkpoint.get("metrics", {}) if isinstance(checkpoint, Mapping) else {}
         step = checkpoint.get("step_number")
-        train = _number(metrics.get("train_loss"))
-        valid = _number(metrics.get("valid_loss"))
+        train = to_float(metrics.get("train_loss"))
+        valid = to_float(metrics.get("valid_loss"))
         problem: tuple[str, dict[str, Any]] | None = None
         if rule.non_finite and train is not None and not math.isfinite(train):
             problem = ("train_loss_not_finite", {"train_loss": str(train)})
@@ -185,7 +177,7 @@ def conditions(rules: Sequence[RuleConfig], snapshot: Snapshot, now: float) -> l
         elif isinstance(rule, OverrunRuleConfig) and snapshot.status == "RUNNING":
             metadata = snapshot.job.get("metadata")
             expected = (
-                _number(metadata.get("expected_duration_seconds"))
+                to_float(metadata.get("expected_duration_seconds"))
                 if isinstance(metadata, Mapping)
                 else None
             )

@@ -14,6 +14,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
+from watcher.render.text import finite, to_float
+
 BLOCKS = "▁▂▃▄▅▆▇█"
 FLAT = "▄"  # all values equal: a level line in the middle
 GAP = "·"  # a value that cannot be drawn (NaN, inf, missing)
@@ -22,28 +24,12 @@ MAX_SPARK = 60
 SERIES = ("train_loss", "valid_loss")
 COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#17becf")
 
-_NON_FINITE = {"nan": math.nan, "infinity": math.inf, "-infinity": -math.inf}
 # Characters XML 1.0 forbids even when escaped (C0 controls but tab/LF/CR, surrogates, …).
 _XML_INVALID = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 _SPACES = re.compile(r"\s+")
 _TITLE_CHARS = 120
 _NAME_CHARS = 16
 _LEGEND_STEP = 104.0  # pixels per legend entry: a short line and a 16-character name
-
-
-def _number(value: object) -> float | None:
-    """``value`` as a float (JSON-safe non-finite strings included), else ``None``."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
-        return _NON_FINITE.get(value.strip().lower())
-    return None
-
-
-def _finite(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _thin(values: Sequence[Any], limit: int) -> list[Any]:
@@ -61,20 +47,21 @@ def sparkline(values: Sequence[float]) -> str:
     give ``·``; more than 60 values are thinned evenly to 60 (first and last kept).
     """
     shown = _thin(values, MAX_SPARK)
-    finite = [float(v) for v in shown if _finite(v)]
-    if not finite:
+    numbers = [finite(v) for v in shown]
+    drawn = [n for n in numbers if n is not None]
+    if not drawn:
         return GAP * len(shown)
-    low, high = min(finite), max(finite)
+    low, high = min(drawn), max(drawn)
     span = high - low
     top = len(BLOCKS) - 1
     out = []
-    for value in shown:
-        if not _finite(value):
+    for number in numbers:
+        if number is None:
             out.append(GAP)
         elif span == 0 or not math.isfinite(span):
             out.append(FLAT)
         else:
-            out.append(BLOCKS[min(top, max(0, round((float(value) - low) / span * top)))])
+            out.append(BLOCKS[min(top, max(0, round((number - low) / span * top)))])
     return "".join(out)
 
 
@@ -91,11 +78,11 @@ def loss_series(curve: Sequence[Sequence[object]]) -> dict[str, list[tuple[float
     for row in curve:
         if not isinstance(row, Sequence) or isinstance(row, str | bytes) or not row:
             continue
-        step = _number(row[0])
+        step = to_float(row[0])
         if step is None or not math.isfinite(step):
             continue
         for index, name in enumerate(SERIES, start=1):
-            value = _number(row[index]) if len(row) > index else None
+            value = to_float(row[index]) if len(row) > index else None
             if value is None or (name == "valid_loss" and value == 0.0):
                 continue
             out[name].append((step, value))
@@ -110,7 +97,7 @@ def curve_summary(series: Sequence[tuple[float, float]]) -> dict[str, float | in
     Non-finite values take no part but are counted (``non_finite``), so that a curve ending
     in NaN does not pass for a healthy one; an empty series gives ``None`` values.
     """
-    points = [(s, v) for s, v in series if _finite(s) and _finite(v)]
+    points = [(s, v) for s, v in series if finite(s) is not None and finite(v) is not None]
     summary: dict[str, float | int | None] = {
         "first": None,
         "first_step": None,
@@ -174,7 +161,11 @@ def svg_chart(
     if width < 100 or height < 60:
         raise ValueError("svg_chart needs at least 100 x 60 pixels")
     drawable = {
-        str(name): [(float(s), float(v)) for s, v in points if _finite(s) and _finite(v)]
+        str(name): [
+            (float(s), float(v))
+            for s, v in points
+            if finite(s) is not None and finite(v) is not None
+        ]
         for name, points in series.items()
     }
     drawable = {name: points for name, points in drawable.items() if points}

@@ -1,5 +1,10 @@
-"""Sinks: one module per kind (webhook, console, slack, email, pagerduty); they never import
-each other. :func:`build_sink` makes one from its config."""
+"""Sinks: one module or package per kind (webhook, console, slack, email, pagerduty); they
+format and deliver, and never import each other. What several share lives below them:
+hygiene of shown text in :mod:`watcher.render.text`, the HTTP exchange and the meaning of an
+answer in :mod:`watcher.deliver.exchange`, secret scrubbing in :mod:`watcher.deliver.redact`.
+
+:func:`build_sink` makes one from its config, with the scrubber of that config's secrets.
+May import :mod:`watcher.deliver`, :mod:`watcher.config`, :mod:`watcher.render` and below."""
 
 from __future__ import annotations
 
@@ -14,12 +19,14 @@ from watcher.config import (
     SlackSinkConfig,
     WebhookSinkConfig,
 )
+from watcher.deliver.redact import Scrubber
 from watcher.render.templates import MessageTemplates
 
 
 def build_sink(config: SinkConfig, client: httpx.AsyncClient, state: SinkState) -> Sink:
     """The sink ``config`` describes; it receives the daemon's HTTP client and the store's
     sink state, and builds neither."""
+    scrubber = Scrubber.of(config)
     templates = (
         MessageTemplates(config.name, config.templates.model_dump())
         if config.templates is not None
@@ -39,6 +46,7 @@ def build_sink(config: SinkConfig, client: httpx.AsyncClient, state: SinkState) 
             client=client,
             timeout=config.timeout,
             headers=config.headers,
+            scrubber=scrubber,
         )
     if isinstance(config, SlackSinkConfig):
         from watcher.sinks.slack import SlackSink
@@ -54,6 +62,7 @@ def build_sink(config: SinkConfig, client: httpx.AsyncClient, state: SinkState) 
             templates=templates,
             job_url_template=config.job_url_template,
             timeout=config.timeout,
+            scrubber=scrubber,
         )
     if isinstance(config, EmailSinkConfig):
         from watcher.sinks.email import EmailSink
@@ -71,6 +80,7 @@ def build_sink(config: SinkConfig, client: httpx.AsyncClient, state: SinkState) 
             timeout=config.timeout,
             templates=templates,
             job_url_template=config.job_url_template,
+            scrubber=scrubber,
         )
     assert isinstance(config, PagerDutySinkConfig)
     from watcher.sinks.pagerduty import PagerDutySink
@@ -83,4 +93,5 @@ def build_sink(config: SinkConfig, client: httpx.AsyncClient, state: SinkState) 
         severity=config.severity or None,
         resolve_on=config.resolve_on,
         timeout=config.timeout,
+        scrubber=scrubber,
     )

@@ -8,10 +8,7 @@ capped, so that a job suffix cannot recolour the terminal, fake a line or reorde
 
 from __future__ import annotations
 
-import math
-import re
 import sys
-import unicodedata
 from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
@@ -22,43 +19,18 @@ from watcher.abc import Envelope
 from watcher.exceptions import DeliveryError
 from watcher.model import types
 from watcher.model.transitions import Transition, rfc3339
+from watcher.render import text
+from watcher.render.text import ELLIPSIS as _ELLIPSIS
+from watcher.render.text import number
 
-# ESC/CSI sequences (7- and 8-bit), OSC strings and two-character ESC sequences.
-_ESCAPES = re.compile(
-    r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]"
-    r"|(?:\x1b\]|\x9d)[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?"
-    r"|\x1b[@-Z\\-_]?"
-)
-_SPACES = re.compile(r"\s+")
-_LINE_BREAKS = frozenset("\t\n\v\f\r\x1c\x1d\x1e\x85\u2028\u2029")
 _ARROW = "\u2192"
-_ELLIPSIS = "\u2026"
 _MAX_LINE = 400
 
 
 def clean(value: object, limit: int = 64) -> str:
-    """``value`` as one line of printable text of at most ``limit`` characters."""
-    text = _ESCAPES.sub("", str(value))
-    out = []
-    for ch in text:
-        if ch in _LINE_BREAKS:
-            out.append(" ")
-        elif unicodedata.category(ch)[0] == "C" or unicodedata.category(ch) in ("Zl", "Zp"):
-            out.append("?")  # visible: the value carried something it should not have
-        else:
-            out.append(ch)
-    text = _SPACES.sub(" ", "".join(out)).strip()
-    if len(text) > limit:
-        text = text[: max(limit - 1, 0)] + _ELLIPSIS
-    return text
-
-
-def _number(value: Any) -> str:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return clean(value if value is not None else "-", 16)
-    if isinstance(value, float) and not math.isfinite(value):
-        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
-    return f"{value:.4g}"
+    """``value`` as one line of at most ``limit`` characters; a character that should not
+    be there shows as ``?``."""
+    return text.clean(value, limit, mark="?")
 
 
 def _job_label(job: Mapping[str, Any]) -> str:
@@ -87,10 +59,10 @@ def _describe(transition: Transition) -> str:
     if kind.endswith(".checkpoint"):
         checkpoint = details.get("checkpoint")
         checkpoint = checkpoint if isinstance(checkpoint, Mapping) else {}
-        parts = [f"step {_number(checkpoint.get('step_number'))}"]
+        parts = [f"step {number(checkpoint.get('step_number'))}"]
         metrics = checkpoint.get("metrics")
         if isinstance(metrics, Mapping):
-            parts += [f"{clean(k, 32)}={_number(v)}" for k, v in list(metrics.items())[:8]]
+            parts += [f"{clean(k, 32)}={number(v)}" for k, v in list(metrics.items())[:8]]
         return " ".join(parts)
     if kind.endswith(".model_ready"):
         model = details.get("fine_tuned_model") or transition.job.get("fine_tuned_model")
@@ -99,8 +71,8 @@ def _describe(transition: Transition) -> str:
         progress = details.get("progress")
         progress = progress if isinstance(progress, Mapping) else {}
         return (
-            f"progress {_number(progress.get('milestone'))}%: "
-            f"{_number(progress.get('processed'))}/{_number(progress.get('total'))} requests"
+            f"progress {number(progress.get('milestone'))}%: "
+            f"{number(progress.get('processed'))}/{number(progress.get('total'))} requests"
         )
     if kind.endswith(".errors_rising"):
         errors = details.get("errors")
@@ -120,7 +92,7 @@ def _describe(transition: Transition) -> str:
     alert = details.get("alert")
     if isinstance(alert, Mapping):
         facts = " ".join(
-            f"{clean(k, 24)}={clean(v if isinstance(v, str) else _number(v), 60)}"
+            f"{clean(k, 24)}={clean(v if isinstance(v, str) else number(v), 60)}"
             for k, v in list(alert.items())[:6]
             if v is not None and not isinstance(v, Mapping | list)
         )
@@ -131,9 +103,9 @@ def _describe(transition: Transition) -> str:
         for name, counts in list(digest["sources"].items())[:5]:
             if isinstance(counts, Mapping):
                 parts.append(
-                    f"{clean(name, 40)}: {_number(counts.get('succeeded'))} ok, "
-                    f"{_number(counts.get('failed'))} failed, "
-                    f"{_number(counts.get('running_now'))} running"
+                    f"{clean(name, 40)}: {number(counts.get('succeeded'))} ok, "
+                    f"{number(counts.get('failed'))} failed, "
+                    f"{number(counts.get('running_now'))} running"
                 )
         return "digest " + "; ".join(parts)
     reason = details.get("reason")
@@ -180,6 +152,10 @@ class ConsoleSink:
         self.name = name
         self._stream = stream
         self._lock = anyio.Lock()
+
+    def preview(self, batch: Sequence[Envelope]) -> str:
+        """The lines :meth:`send` would write for ``batch`` (nothing is written)."""
+        return "\n".join(format_line(envelope) for envelope in batch)
 
     async def send(self, batch: Sequence[Envelope]) -> None:
         """Write and flush each line; a closed stream is final, other I/O errors retryable."""

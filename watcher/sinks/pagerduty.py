@@ -33,9 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import time
-import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -46,14 +44,14 @@ import structlog
 
 from watcher import __version__
 from watcher.abc import Envelope
-from watcher.deliver.exchange import exchange
-from watcher.deliver.redact import redact_url
-from watcher.deliver.retry import Verdict, classify, parse_retry_after
-from watcher.exceptions import DeliveryError
+from watcher.deliver.exchange import post, refusal
+from watcher.deliver.redact import Scrubber, redact_url
+from watcher.deliver.retry import Verdict
 from watcher.model import types
 from watcher.model.secrets import Secret
 from watcher.model.statuses import FAILED
 from watcher.model.transitions import Transition
+from watcher.render.text import clean
 
 log = structlog.get_logger(__name__)
 
@@ -79,10 +77,6 @@ MAX_DEDUP_KEY = 255  # PagerDuty's limit for dedup_key
 MAX_FIELD = 255  # our own cap for source, component, group, class
 MAX_EVENT_BYTES = 500_000  # PagerDuty refuses events over 512 KB; keep a margin
 RATE_LIMIT_WAIT = 30.0  # PagerDuty: "retry 3 times with each request being 30 seconds apart"
-_BODY_READ_LIMIT = 4096
-_EXCERPT_CHARS = 200
-_REDACTED = "<redacted>"
-_WHITESPACE = re.compile(r"\s+")
 
 Action = Literal["trigger", "resolve"]
 
@@ -96,16 +90,9 @@ class Decision:
     kind: str  # the severity lookup word: a status (lowercase) or stalled, unreachable, …
 
 
-def _sanitize(text: str) -> str:
-    """One line of printable text: control, format and separator characters become spaces."""
-    cleaned = "".join(
-        " " if unicodedata.category(ch)[0] in "CZ" and ch != " " else ch for ch in text
-    )
-    return _WHITESPACE.sub(" ", cleaned).strip()
-
-
-def _cap(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+def _sanitize(value: object, limit: int | None = None) -> str:
+    """One line: control and format characters become word breaks (as in every event)."""
+    return clean(value, limit, mark=" ")
 
 
 def _short_id(job_id: str) -> str:
@@ -179,10 +166,10 @@ def summary(transition: Transition, decision: Decision) -> str:
     if decision.kind in ("unreachable", "retired"):
         reason = _sanitize(str(transition.details.get("reason") or ""))
         text = f"source {source} {decision.kind}" + (f": {reason}" if reason else "")
-        return _cap(text, MAX_SUMMARY)
+        return _sanitize(text, MAX_SUMMARY)
     job = transition.job
     job_id = transition.job_id or str(job.get("id") or "")
-    labels = [_cap(_sanitize(str(job[k])), 80) for k in ("model", "suffix") if job.get(k)]
+    labels = [_sanitize(str(job[k]), 80) for k in ("model", "suffix") if job.get(k)]
     what = f"{_family(transition)} job {_short_id(job_id)}"
     if labels:
         what += f" ({', '.join(labels)})"
@@ -194,8 +181,8 @@ def summary(transition: Transition, decision: Decision) -> str:
         text = f"{decision.kind.upper()}: {what}"
         if held:
             text += f": {held}" + (f" since {since}" if since else "")
-        return _cap(text, MAX_SUMMARY)
-    return _cap(f"{_sanitize(transition.status or '').upper()}: {what}", MAX_SUMMARY)
+        return _sanitize(text, MAX_SUMMARY)
+    return _sanitize(f"{_sanitize(transition.status or '').upper()}: {what}", MAX_SUMMARY)
 
 
 class PagerDutySink:
@@ -218,6 +205,7 @@ class PagerDutySink:
         client_name: str | None = "watcher",
         client_url: str | None = None,
         clock: Callable[[], float] = time.time,
+        scrubber: Scrubber | None = None,
     ) -> None:
         self.name = name
         where = f"pagerduty {name!r}"
@@ -253,6 +241,7 @@ class PagerDutySink:
         self._client_name = client_name
         self._client_url = client_url
         self._clock = clock
+        self._scrubber = scrubber or Scrubber.of_secrets(routing_key)
 
     async def send(self, batch: Sequence[Envelope]) -> None:
         """Send each paging envelope in order; the first failure raises
@@ -288,7 +277,7 @@ class PagerDutySink:
         job = transition.job
         payload: dict[str, Any] = {
             "summary": summary(transition, decision),
-            "source": _cap(_sanitize(transition.source), MAX_FIELD) or "watcher",
+            "source": _sanitize(transition.source, MAX_FIELD) or "watcher",
             "severity": self.severity_of(transition, decision),
             "timestamp": transition.payload(envelope.detected_at)["timestamp"],
         }
@@ -300,7 +289,7 @@ class PagerDutySink:
         }
         for field_name, value in optional.items():
             if value:
-                payload[field_name] = _cap(_sanitize(str(value)), MAX_FIELD)
+                payload[field_name] = _sanitize(str(value), MAX_FIELD)
         payload["custom_details"] = {
             **transition.data(),
             "type": transition.type,
@@ -312,6 +301,16 @@ class PagerDutySink:
         if self._client_url:
             body["client_url"] = self._client_url
         return body
+
+    def preview(self, batch: Sequence[Envelope]) -> str | dict[str, Any]:
+        """The event :meth:`send` would send for the first of ``batch``, its routing key
+        hidden (nothing is sent); a sentence when PagerDuty would not hear about it."""
+        decision = decide(batch[0].transition, self._resolve_on)
+        if decision is None:
+            return "(not sent: PagerDuty only hears about failures, stalls and their ends)"
+        event = self.event(batch[0], decision)
+        event["routing_key"] = "<secret>"
+        return event
 
     def _encode(self, event: dict[str, Any]) -> bytes:
         raw = json.dumps(event, separators=(",", ":"), ensure_ascii=True, default=str).encode()
@@ -331,15 +330,11 @@ class PagerDutySink:
         }
         return json.dumps(event, separators=(",", ":"), ensure_ascii=True, default=str).encode()
 
-    def _scrub(self, text: str) -> str:
-        key = self._routing_key.get()
-        return text.replace(key, _REDACTED) if len(key) >= 4 else text
-
     async def _send_one(self, envelope: Envelope, decision: Decision) -> None:
         transition = envelope.transition
         where = f"pagerduty {self.name!r} ({self._redacted})"
-        request = self._client.build_request(
-            "POST",
+        answer = await post(
+            self._client,
             self._url,
             content=self._encode(self.event(envelope, decision)),
             headers={
@@ -347,54 +342,31 @@ class PagerDutySink:
                 "accept": "application/json",
                 "user-agent": f"watcher/{__version__}",
             },
-            timeout=httpx.Timeout(self._timeout),
-        )
-        status, answer_headers, raw = await exchange(
-            self._client,
-            request,
             deadline_seconds=self._timeout,
             where=where,
-            describe=lambda text: _cap(self._scrub(_sanitize(text)), _EXCERPT_CHARS),
-            read_limit=_BODY_READ_LIMIT,
+            scrubber=self._scrubber,
         )
-        verdict = classify(status)
-        if verdict is Verdict.DONE:
-            log.debug(
-                "pagerduty_delivered",
-                sink=self.name,
-                transition_id=transition.id,
-                type=transition.type,
-                action=decision.action,
-                dedup_key=decision.dedup_key,
-                status_code=status,
-            )
-            return
-        reason = f"{where}: HTTP {status}"
-        excerpt = self._reason(raw[:_BODY_READ_LIMIT])
-        if excerpt:
-            reason += f": {excerpt}"
-        if verdict is Verdict.RETRY:
-            retry_after = parse_retry_after(answer_headers.get("retry-after"), now=self._clock())
-            if status == 429:
-                retry_after = max(retry_after or 0.0, RATE_LIMIT_WAIT)
-            raise DeliveryError(reason, retryable=True, retry_after=retry_after)
-        if 300 <= status < 400:
-            reason = f"{where}: HTTP {status}: redirects are not followed; set the final url"
-        log.warning(
-            "pagerduty_rejected",
+        said = log.bind(
             sink=self.name,
             transition_id=transition.id,
             action=decision.action,
             dedup_key=decision.dedup_key,
-            status_code=status,
-            reason=excerpt,
+            status_code=answer.status,
         )
-        raise DeliveryError(reason, retryable=False)
+        if answer.verdict is Verdict.DONE:
+            said.debug("pagerduty_delivered", type=transition.type)
+            return
+        excerpt = self._reason(answer.text())
+        error = refusal(
+            answer, where=where, excerpt=excerpt, now=self._clock(), least_wait=RATE_LIMIT_WAIT
+        )
+        if not error.retryable:
+            said.warning("pagerduty_rejected", reason=excerpt)
+        raise error
 
-    def _reason(self, raw: bytes) -> str:
+    def _reason(self, text: str) -> str:
         """PagerDuty's ``message`` and ``errors`` when the body is its JSON, else an excerpt;
         one sanitized line of at most 200 characters, scrubbed of the routing key."""
-        text = raw.decode("utf-8", errors="replace")
         try:
             parsed = json.loads(text)
         except ValueError:
@@ -407,4 +379,4 @@ class PagerDutySink:
             elif errors:
                 pieces.append(str(errors))
             text = "; ".join(p for p in pieces if p)
-        return _cap(self._scrub(_sanitize(text)), _EXCERPT_CHARS)
+        return self._scrubber.excerpt(text)

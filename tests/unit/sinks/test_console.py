@@ -8,40 +8,21 @@ from typing import Any
 
 import pytest
 
+from tests.factories import SINK_JOB_ID, sink_envelope
+from tests.factories import sink_job as job
 from watcher.abc import Envelope
 from watcher.exceptions import DeliveryError
-from watcher.model.transitions import Transition, source_retired
+from watcher.model.transitions import source_retired
 from watcher.sinks.console import ConsoleSink, clean
 
-JOB_ID = "3b9c1e7a-0000-4000-8000-000000000001"
+JOB_ID = SINK_JOB_ID
 WHEN = 1_795_000_000  # 2026-11-18T11:06:40Z
 DETECTED = 1_795_000_100.0
 
 
-def job(**overrides: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {
-        "id": JOB_ID,
-        "status": "FAILED",
-        "model": "open-mistral-7b",
-        "job_type": "completion",
-        "suffix": "support-bot",
-        "fine_tuned_model": None,
-    }
-    return base | overrides
-
-
 def envelope(**overrides: Any) -> Envelope:
-    fields: dict[str, Any] = {
-        "id": "wt_1",
-        "type": "fine_tuning.job.failed",
-        "source": "ft",
-        "job_id": JOB_ID,
-        "status": "FAILED",
-        "previous_status": "RUNNING",
-        "occurred_at": WHEN,
-        "job": job(),
-    }
-    return Envelope(transition=Transition(**(fields | overrides)), detected_at=DETECTED)
+    fields: dict[str, Any] = {"id": "wt_1", "occurred_at": WHEN}
+    return sink_envelope(detected_at=DETECTED, **(fields | overrides))
 
 
 async def lines_for(*envelopes: Envelope) -> list[str]:
