@@ -50,13 +50,13 @@ from typing import Any
 
 import httpx
 
-from watcher.abc import Cursor, PollContext
+from watcher.abc import PollContext
 from watcher.config import FineTuningSourceConfig
 from watcher.detect.diff import diff
 from watcher.devtools.simulator.app import create_app
 from watcher.devtools.simulator.engine import Simulator
 from watcher.model.secrets import Secret
-from watcher.model.snapshot import Snapshot
+from watcher.model.snapshot import Cursor, Snapshot
 from watcher.sources.budgeted import budgeted
 from watcher.sources.fine_tuning import KIND, FineTuningSource
 from watcher.sources.policy import Policy, RoundRobin

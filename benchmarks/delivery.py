@@ -33,11 +33,12 @@ import anyio
 import httpx
 
 from benchmarks._report import table, verdict, write
-from watcher.abc import Envelope, Routed, Sink
+from watcher.abc import Sink
 from watcher.app.logging import configure
 from watcher.config import validate_config
 from watcher.deliver.dispatch import Dispatcher, SinkPolicy
 from watcher.devtools.receiver import SECRET_ENV, generate_secret
+from watcher.model.outbox import Envelope, Routed
 from watcher.model.transitions import Transition, stable_id
 from watcher.sinks import build_sink
 from watcher.stores import open_store

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from watcher.abc import Envelope
 from watcher.config import SinkConfig, validate_config
 from watcher.model.jobs import Job
+from watcher.model.outbox import Envelope
 from watcher.model.transitions import Transition
 from watcher.sources.fine_tuning import parse_job
 

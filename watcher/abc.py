@@ -7,28 +7,20 @@ import each other; the pipeline around them owns retries, routing and commits.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from watcher.model.jobs import Job
-from watcher.model.snapshot import JobKind, Snapshot
+from watcher.model.outbox import (
+    AlertState,
+    DeliveryRow,
+    Envelope,
+    PendingDelivery,
+    Routed,
+    StoreStatus,
+)
+from watcher.model.snapshot import Cursor, JobKind, Snapshot
 from watcher.model.transitions import Transition
-
-
-@dataclass(frozen=True)
-class Cursor:
-    """Per-source polling state, committed together with the snapshots."""
-
-    watermark: int | None = None  # newest created_at seen (server time, Unix seconds)
-    last_full_sync: float | None = None  # local time of the last full listing
-    baseline_done: bool = False  # the first poll has happened (silently or not)
-    baseline_at: float | None = None  # local time of that first poll, when it was silent
-    retired: bool = False  # the API answered 410 Gone
-    failing_since: float | None = None  # local time of the first failed cycle in a row
-    unreachable: bool = False  # watcher.source.unreachable was reported for that failure
-    # The store's row version this cursor was read at (not part of the state itself): a
-    # commit made from it is refused if another replica committed the source since.
-    version: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True)
@@ -65,14 +57,6 @@ class Source(Protocol):
     async def aclose(self) -> None: ...
 
 
-@dataclass(frozen=True)
-class Envelope:
-    """A transition on its way to a sink: the fact plus when watcher detected it."""
-
-    transition: Transition
-    detected_at: float
-
-
 class Sink(Protocol):
     """Formats and delivers; raises :class:`~watcher.exceptions.DeliveryError` on failure.
 
@@ -84,71 +68,6 @@ class Sink(Protocol):
     async def send(self, batch: Sequence[Envelope]) -> None: ...
 
     async def aclose(self) -> None: ...
-
-
-@dataclass(frozen=True)
-class PendingDelivery:
-    """One (transition, sink) not yet accepted by the sink."""
-
-    seq: int
-    envelope: Envelope
-    sink: str
-    attempts: int
-    next_attempt_at: float
-    created_at: float
-
-
-@dataclass(frozen=True)
-class Routed:
-    """A transition and the sinks its routes reach (possibly none: recorded, not sent)."""
-
-    transition: Transition
-    sinks: Sequence[str]
-
-
-@dataclass(frozen=True)
-class DeliveryRow:
-    """One (transition, sink) as ``watcher deliveries`` shows it."""
-
-    transition_id: str
-    type: str
-    source: str
-    job_id: str | None
-    sink: str
-    state: str
-    attempts: int
-    next_attempt_at: float
-    created_at: float
-    updated_at: float
-    last_error: str | None
-
-
-@dataclass(frozen=True)
-class AlertState:
-    """A time-rule alert: fired once, repeated ``repeats`` times, resolved or not."""
-
-    id: str
-    source: str
-    job_id: str
-    rule: str
-    fired_at: float
-    last_sent_at: float
-    repeats: int = 0
-    resolved_at: float | None = None
-    data: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class StoreStatus:
-    """What ``watcher status`` and the gauges show: jobs by status, cursors, the outbox."""
-
-    jobs_by_source: dict[str, dict[str, int]] = field(default_factory=dict)
-    cursors: dict[str, Cursor] = field(default_factory=dict)
-    last_poll_at: dict[str, float] = field(default_factory=dict)
-    pending: int = 0
-    dead: int = 0
-    delivered: int = 0
-    oldest_pending_at: float | None = None
 
 
 class CursorReader(Protocol):

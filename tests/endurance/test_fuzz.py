@@ -21,10 +21,10 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
-from watcher.abc import Cursor, PollContext, PollResult
+from watcher.abc import PollContext, PollResult
 from watcher.detect.diff import diff
 from watcher.exceptions import SourceError
-from watcher.model.snapshot import Snapshot
+from watcher.model.snapshot import Cursor, Snapshot
 
 from .fuzz_api import (
     FAMILIES,

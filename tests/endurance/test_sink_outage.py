@@ -13,7 +13,7 @@ import anyio
 import pytest
 
 from tests.waiting import wait_until
-from watcher.abc import DeliveryRow
+from watcher.model.outbox import DeliveryRow
 from watcher.stores import open_store
 
 from .facts import Fact, expected_facts, fact_of, scenario, settled, tally

@@ -29,12 +29,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from watcher.abc import Cursor, Ownership, Readiness
+from watcher.abc import Ownership, Readiness
 from watcher.app.httpserver import serve_app
 from watcher.app.metrics import Metrics
 from watcher.config import Config
 from watcher.deliver.dispatch import IDLE_WAIT, Dispatcher
 from watcher.exceptions import WatcherError
+from watcher.model.snapshot import Cursor
 from watcher.sources.mistral import MAX_WAIT
 
 log = structlog.get_logger(__name__)

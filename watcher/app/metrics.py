@@ -22,7 +22,8 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.process_collector import ProcessCollector
 
 from watcher import __version__
-from watcher.abc import CountsFinalErrors, StoreStatus
+from watcher.abc import CountsFinalErrors
+from watcher.model.outbox import StoreStatus
 from watcher.model.statuses import KNOWN_STATUSES
 from watcher.model.transitions import Transition
 from watcher.model.types import JOB_PREFIXES, JOB_SUFFIXES, WATCHER_TYPES

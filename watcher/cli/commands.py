@@ -20,7 +20,6 @@ import structlog
 from rich.console import Console
 from rich.table import Table
 
-from watcher.abc import Envelope
 from watcher.app.logging import configure
 from watcher.cli.schema import config_schema, events_schema
 from watcher.config import (
@@ -34,6 +33,7 @@ from watcher.config import (
 from watcher.detect.routing import Router
 from watcher.exceptions import ConfigError, DeliveryError
 from watcher.model import types
+from watcher.model.outbox import Envelope
 from watcher.model.transitions import Transition, stable_id
 from watcher.render.templates import SAMPLES, MessageTemplates, sample_envelopes
 

@@ -28,10 +28,11 @@ from typing import Protocol
 import anyio
 import structlog
 
-from watcher.abc import Outbox, PendingDelivery, Sink
+from watcher.abc import Outbox, Sink
 from watcher.config import DeliveryConfig
 from watcher.deliver.retry import backoff
 from watcher.exceptions import DeliveryError
+from watcher.model.outbox import PendingDelivery
 
 
 class DeliveryMetrics(Protocol):

@@ -6,9 +6,8 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from watcher.abc import Cursor
 from watcher.model import types
-from watcher.model.snapshot import Snapshot
+from watcher.model.snapshot import Cursor, Snapshot
 from watcher.model.statuses import CANCELLED, FAILED, SUCCEEDED
 from watcher.model.transitions import Transition, rfc3339, stable_id
 

@@ -87,3 +87,19 @@ class Snapshot:
             seen_checkpoints=frozenset(raw.get("seen_checkpoints", ())),
             marks=raw.get("marks") or {},
         )
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Per-source polling state, committed together with the snapshots."""
+
+    watermark: int | None = None  # newest created_at seen (server time, Unix seconds)
+    last_full_sync: float | None = None  # local time of the last full listing
+    baseline_done: bool = False  # the first poll has happened (silently or not)
+    baseline_at: float | None = None  # local time of that first poll, when it was silent
+    retired: bool = False  # the API answered 410 Gone
+    failing_since: float | None = None  # local time of the first failed cycle in a row
+    unreachable: bool = False  # watcher.source.unreachable was reported for that failure
+    # The store's row version this cursor was read at (not part of the state itself): a
+    # commit made from it is refused if another replica committed the source since.
+    version: int = field(default=0, compare=False)

@@ -20,7 +20,7 @@ from dataclasses import replace
 
 import structlog
 
-from watcher.abc import AlertState, Source
+from watcher.abc import Source
 from watcher.config import (
     OverrunRuleConfig,
     RuleConfig,
@@ -30,6 +30,7 @@ from watcher.config import (
 )
 from watcher.detect.rules import Condition, conditions
 from watcher.model import types
+from watcher.model.outbox import AlertState
 from watcher.model.snapshot import Snapshot
 from watcher.model.transitions import Transition, stable_id
 from watcher.record.recorder import Recorder

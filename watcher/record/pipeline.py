@@ -11,13 +11,13 @@ from typing import Any, Protocol
 
 import structlog
 
-from watcher.abc import Cursor, PollContext, PollResult, Source
+from watcher.abc import PollContext, PollResult, Source
 from watcher.config import RuleConfig, SourceConfig
 from watcher.detect.diff import diff
 from watcher.detect.rules import on_change
 from watcher.exceptions import SourceAuthError, SourceError, SourceRetired, StaleCycle
 from watcher.model.jobs import Job
-from watcher.model.snapshot import Snapshot
+from watcher.model.snapshot import Cursor, Snapshot
 from watcher.model.transitions import (
     Transition,
     source_recovered,

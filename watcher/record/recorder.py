@@ -16,9 +16,10 @@ from typing import Protocol
 
 import anyio
 
-from watcher.abc import AlertState, AlertStore, Cursor, Outbox, Routed, SnapshotStore
+from watcher.abc import AlertStore, Outbox, SnapshotStore
 from watcher.detect.routing import Router
-from watcher.model.snapshot import Snapshot
+from watcher.model.outbox import AlertState, Routed
+from watcher.model.snapshot import Cursor, Snapshot
 from watcher.model.transitions import Transition
 
 

@@ -20,7 +20,7 @@ from typing import Any
 from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError
 from jinja2.sandbox import SandboxedEnvironment
 
-from watcher.abc import Envelope
+from watcher.model.outbox import Envelope
 from watcher.model.transitions import Transition
 
 MAX_RENDERED = 100_000  # characters; a template is not a way to build megabytes

@@ -15,9 +15,9 @@ from typing import Any, TextIO
 import anyio
 import anyio.to_thread
 
-from watcher.abc import Envelope
 from watcher.exceptions import DeliveryError
 from watcher.model import types
+from watcher.model.outbox import Envelope
 from watcher.model.transitions import Transition, rfc3339
 from watcher.render import text
 from watcher.render.text import ELLIPSIS as _ELLIPSIS

@@ -43,11 +43,11 @@ import httpx
 import structlog
 
 from watcher import __version__
-from watcher.abc import Envelope
 from watcher.deliver.exchange import post, refusal
 from watcher.deliver.redact import Scrubber, redact_url
 from watcher.deliver.retry import Verdict
 from watcher.model import types
+from watcher.model.outbox import Envelope
 from watcher.model.secrets import Secret
 from watcher.model.statuses import FAILED
 from watcher.model.transitions import Transition

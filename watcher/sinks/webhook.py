@@ -22,11 +22,11 @@ import structlog
 from standardwebhooks.webhooks import Webhook
 
 from watcher import __version__
-from watcher.abc import Envelope
 from watcher.deliver.exchange import post, refusal
 from watcher.deliver.redact import Scrubber, redact_url
 from watcher.deliver.retry import Verdict
 from watcher.exceptions import DeliveryError
+from watcher.model.outbox import Envelope
 from watcher.model.secrets import Secret
 from watcher.model.webhooks import check_headers, decode_secret
 

@@ -33,12 +33,12 @@ import anyio
 import httpx
 import structlog
 
-from watcher.abc import Cursor, PollContext, PollResult
+from watcher.abc import PollContext, PollResult
 from watcher.config import SourceBaseConfig
 from watcher.detect.diff import same_view
 from watcher.exceptions import SourceError, SourceProtocolError
 from watcher.model.jobs import Job, MalformedItem
-from watcher.model.snapshot import JobKind, Snapshot
+from watcher.model.snapshot import Cursor, JobKind, Snapshot
 from watcher.sources.budget import BudgetedApiClient, RequestBudget
 from watcher.sources.jobs import created_since, deleted, iso, settle
 from watcher.sources.malformed import Rejections

@@ -8,12 +8,13 @@ from typing import Any
 import httpx
 
 from tests.unit.record.fakes import Clock
-from watcher.abc import Cursor, StoreStatus
 from watcher.app.coordination import SoleOwnership
 from watcher.app.health import Health, Limits, Progress
 from watcher.app.metrics import Metrics
 from watcher.config import Config, DeliveryConfig, validate_config
 from watcher.deliver.dispatch import Dispatcher
+from watcher.model.outbox import StoreStatus
+from watcher.model.snapshot import Cursor
 from watcher.stores.sql import SqlStore
 
 

@@ -14,7 +14,6 @@ from prometheus_client import REGISTRY
 
 from tests.unit.record.fakes import Clock
 from watcher import __version__
-from watcher.abc import Cursor, Envelope, Routed, StoreStatus
 from watcher.app.daemon import Watcher
 from watcher.app.httpserver import serve_app
 from watcher.app.metrics import MAX_REASONS, Metrics, code_label, status_label, type_label
@@ -23,7 +22,9 @@ from watcher.deliver.dispatch import Dispatcher
 from watcher.devtools.receiver import Receiver, generate_secret
 from watcher.devtools.simulator import JobSpec, simulator
 from watcher.exceptions import DeliveryError, SourceUnavailable
+from watcher.model.outbox import Envelope, Routed, StoreStatus
 from watcher.model.secrets import Secret
+from watcher.model.snapshot import Cursor
 from watcher.model.transitions import Transition
 from watcher.sources.mistral import ApiClient
 from watcher.stores.sql import SqlStore

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from watcher.abc import Cursor, Envelope, Routed
 from watcher.config import DeliveryConfig
 from watcher.deliver.dispatch import Dispatcher
 from watcher.exceptions import DeliveryError
+from watcher.model.outbox import Envelope, Routed
+from watcher.model.snapshot import Cursor
 from watcher.model.transitions import Transition
 from watcher.stores import open_store
 from watcher.stores.sql import SqlStore

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from tests.factories import T0, job
-from watcher.abc import Cursor
 from watcher.detect.diff import diff
 from watcher.detect.digest import digest_transition, heartbeat, summarize
+from watcher.model.snapshot import Cursor
 from watcher.model.transitions import Transition
 from watcher.sources.fine_tuning import KIND
 

@@ -14,14 +14,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.factories import T0, raw_job
-from watcher.abc import Cursor
 from watcher.app.metrics import type_label
 from watcher.config import TimeRuleConfig
 from watcher.detect.diff import diff
 from watcher.detect.digest import digest_transition, heartbeat
 from watcher.model import types
 from watcher.model.jobs import Job
-from watcher.model.snapshot import JobKind, Snapshot
+from watcher.model.snapshot import Cursor, JobKind, Snapshot
 from watcher.model.statuses import BATCH_STATUSES, FINE_TUNING_STATUSES, KNOWN_STATUSES
 from watcher.model.transitions import (
     Transition,

@@ -8,10 +8,10 @@ from typing import Any
 
 from tests.factories import T0, job
 from tests.unit.record.fakes import Clock, Counted, ft_config
-from watcher.abc import Cursor
 from watcher.config import RouteConfig, StalledRuleConfig
 from watcher.detect.diff import diff
 from watcher.detect.routing import Router
+from watcher.model.snapshot import Cursor
 from watcher.record.alerting import Alerting
 from watcher.record.recorder import Recorder
 from watcher.sources.fine_tuning import KIND

@@ -12,11 +12,12 @@ import pytest
 
 from tests.factories import job
 from tests.unit.record.fakes import Clock, Counted, ft_config
-from watcher.abc import Cursor, PollContext, PollResult
+from watcher.abc import PollContext, PollResult
 from watcher.config import RouteConfig
 from watcher.detect.routing import Router
 from watcher.exceptions import SourceAuthError, SourceRetired, SourceUnavailable
 from watcher.model.jobs import Job
+from watcher.model.snapshot import Cursor
 from watcher.record.pipeline import Pipeline
 from watcher.record.recorder import Recorder
 from watcher.sources.fine_tuning import KIND

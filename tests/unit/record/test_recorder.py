@@ -7,11 +7,12 @@ import pytest
 
 from tests.factories import job, transition
 from tests.unit.record.fakes import Bell, Counted
-from watcher.abc import AlertState, Cursor
 from watcher.config import MatchConfig, RouteConfig
 from watcher.detect.diff import diff
 from watcher.detect.routing import Router
 from watcher.exceptions import StaleCycle
+from watcher.model.outbox import AlertState
+from watcher.model.snapshot import Cursor
 from watcher.model.transitions import Transition
 from watcher.record.recorder import Recorder
 from watcher.sources.fine_tuning import KIND

@@ -10,8 +10,8 @@ import pytest
 
 from tests.factories import SINK_JOB_ID, sink_envelope
 from tests.factories import sink_job as job
-from watcher.abc import Envelope
 from watcher.exceptions import DeliveryError
+from watcher.model.outbox import Envelope
 from watcher.model.transitions import source_retired
 from watcher.sinks.console import ConsoleSink, clean
 

@@ -10,11 +10,11 @@ from typing import Any
 import httpx
 
 from tests.factories import T0, history, raw_job
-from watcher.abc import Cursor, PollContext
+from watcher.abc import PollContext
 from watcher.config import FineTuningSourceConfig
 from watcher.detect.diff import diff
 from watcher.model.secrets import Secret
-from watcher.model.snapshot import Snapshot
+from watcher.model.snapshot import Cursor, Snapshot
 from watcher.sources.budgeted import BudgetedSource, budgeted
 from watcher.sources.fine_tuning import KIND, FineTuningSource, parse_job
 from watcher.sources.policy import Policy

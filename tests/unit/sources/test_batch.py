@@ -12,12 +12,12 @@ import httpx
 import pytest
 
 from tests.factories import T0
-from watcher.abc import Cursor, PollContext, PollResult
+from watcher.abc import PollContext, PollResult
 from watcher.config import BatchSourceConfig
 from watcher.detect.diff import diff
 from watcher.model.jobs import MalformedItem
 from watcher.model.secrets import Secret
-from watcher.model.snapshot import Snapshot
+from watcher.model.snapshot import Cursor, Snapshot
 from watcher.model.transitions import Transition
 from watcher.sources.batch import BatchSource, parse_batch_job
 from watcher.sources.budgeted import BudgetedSource, budgeted

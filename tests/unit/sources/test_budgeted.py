@@ -16,8 +16,9 @@ from tests.unit.sources.fake_api import (
     followed,
     ft_job,
 )
-from watcher.abc import Cursor, PollResult
+from watcher.abc import PollResult
 from watcher.exceptions import SourceUnavailable
+from watcher.model.snapshot import Cursor
 from watcher.sources.budget import BudgetedApiClient, RequestBudget
 from watcher.sources.budgeted import Rationing
 from watcher.sources.fine_tuning import KIND, FineTuningSource

@@ -15,12 +15,12 @@ import httpx
 import pytest
 
 from tests.factories import T0, history, raw_job
-from watcher.abc import Cursor, PollContext, PollResult
+from watcher.abc import PollContext, PollResult
 from watcher.config import FineTuningSourceConfig
 from watcher.detect.diff import diff
 from watcher.exceptions import SourceAuthError, SourceRetired, SourceUnavailable
 from watcher.model.secrets import Secret
-from watcher.model.snapshot import Snapshot
+from watcher.model.snapshot import Cursor, Snapshot
 from watcher.sources.budgeted import BudgetedSource, budgeted
 from watcher.sources.fine_tuning import KIND, FineTuningSource, parse_job
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from tests.factories import transition
-from watcher.abc import Cursor, DeliveryRow, Routed
+from watcher.model.outbox import DeliveryRow, Routed
+from watcher.model.snapshot import Cursor
 from watcher.stores.sql import SqlStore
 
 

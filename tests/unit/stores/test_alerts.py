@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from tests.factories import transition
-from watcher.abc import AlertState, Routed
+from watcher.model.outbox import AlertState, Routed
 from watcher.stores.sql import SqlStore
 
 

@@ -4,7 +4,8 @@ transitions a digest reads back."""
 from __future__ import annotations
 
 from tests.factories import transition
-from watcher.abc import Cursor, Routed
+from watcher.model.outbox import Routed
+from watcher.model.snapshot import Cursor
 from watcher.stores import open_store
 from watcher.stores.sql import SqlStore
 

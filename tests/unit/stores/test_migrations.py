@@ -15,7 +15,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from watcher.abc import Cursor
+from watcher.model.snapshot import Cursor
 from watcher.stores import migrate, open_store
 from watcher.stores import migrations as migrations_pkg
 from watcher.stores.schema import metadata

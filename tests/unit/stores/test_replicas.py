@@ -13,9 +13,10 @@ import anyio
 import pytest
 
 from tests.factories import job, transition
-from watcher.abc import Cursor, Routed
 from watcher.detect.diff import diff
 from watcher.exceptions import StaleCycle
+from watcher.model.outbox import Routed
+from watcher.model.snapshot import Cursor
 from watcher.sources.fine_tuning import KIND
 from watcher.stores import open_store
 from watcher.stores.sql import SqlStore

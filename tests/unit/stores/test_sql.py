@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 
 from tests.factories import T0, history, job, transition
-from watcher.abc import Cursor, Routed
 from watcher.detect.diff import diff
+from watcher.model.outbox import Routed
+from watcher.model.snapshot import Cursor
 from watcher.sources.fine_tuning import KIND
 from watcher.stores import open_store
 from watcher.stores.sql import SqlStore

@@ -10,7 +10,7 @@ import re
 from collections.abc import Sequence
 from email.message import EmailMessage
 
-from watcher.abc import Envelope
+from watcher.model.outbox import Envelope
 from watcher.model.transitions import Transition
 from watcher.render.templates import MessageTemplates
 from watcher.render.text import ELLIPSIS

@@ -11,7 +11,7 @@ from urllib.parse import quote
 
 import structlog
 
-from watcher.abc import Envelope
+from watcher.model.outbox import Envelope
 from watcher.model.transitions import Transition, rfc3339
 from watcher.render import text
 from watcher.render.text import duration, finite, number

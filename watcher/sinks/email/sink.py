@@ -12,9 +12,9 @@ from email.message import EmailMessage
 
 import structlog
 
-from watcher.abc import Envelope
 from watcher.deliver.redact import Scrubber
 from watcher.exceptions import DeliveryError
+from watcher.model.outbox import Envelope
 from watcher.model.secrets import Secret
 from watcher.render.templates import MessageTemplates
 from watcher.sinks.email.compose import compose

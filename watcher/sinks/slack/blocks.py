@@ -12,7 +12,7 @@ from urllib.parse import quote
 
 import structlog
 
-from watcher.abc import Envelope
+from watcher.model.outbox import Envelope
 from watcher.model.transitions import Transition, rfc3339
 from watcher.render.text import ELLIPSIS, duration, finite
 from watcher.sinks.slack.meaning import cost_of, emoji, facts, label, requests_of, severity

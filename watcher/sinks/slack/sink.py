@@ -17,11 +17,12 @@ import httpx
 import structlog
 
 from watcher import __version__
-from watcher.abc import Envelope, SinkState
+from watcher.abc import SinkState
 from watcher.deliver.exchange import Answer, post, refusal
 from watcher.deliver.redact import Scrubber, redact_url
 from watcher.deliver.retry import Verdict
 from watcher.exceptions import DeliveryError
+from watcher.model.outbox import Envelope
 from watcher.model.secrets import Secret
 from watcher.render.templates import MessageTemplates
 from watcher.sinks.slack.blocks import Formatter, Message, section

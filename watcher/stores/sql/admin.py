@@ -7,7 +7,7 @@ from dataclasses import fields
 
 import sqlalchemy as sa
 
-from watcher.abc import DeliveryRow, StoreStatus
+from watcher.model.outbox import DeliveryRow, StoreStatus
 from watcher.stores.schema import (
     DEAD,
     DELIVERED,

@@ -9,7 +9,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from watcher.abc import AlertState, Routed
+from watcher.model.outbox import AlertState, Routed
 from watcher.stores.schema import alerts
 from watcher.stores.sql.base import SqlBase
 

@@ -14,7 +14,8 @@ import structlog
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from watcher.abc import Cursor, Routed
+from watcher.model.outbox import Routed
+from watcher.model.snapshot import Cursor
 from watcher.stores import migrations
 from watcher.stores.schema import PENDING, deliveries, transitions
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from watcher.abc import Envelope, PendingDelivery, Routed
+from watcher.model.outbox import Envelope, PendingDelivery, Routed
 from watcher.model.transitions import Transition
 from watcher.stores.schema import DEAD, DELIVERED, PENDING, deliveries, transitions
 from watcher.stores.sql.base import SqlBase

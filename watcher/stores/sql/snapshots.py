@@ -10,9 +10,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from watcher.abc import Cursor, Routed
 from watcher.exceptions import StaleCycle
-from watcher.model.snapshot import Snapshot
+from watcher.model.outbox import Routed
+from watcher.model.snapshot import Cursor, Snapshot
 from watcher.stores.schema import cursors, snapshots
 from watcher.stores.sql.base import SqlBase, cursor_of
 

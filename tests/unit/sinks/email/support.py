@@ -18,7 +18,7 @@ from aiosmtpd.smtp import AuthResult, LoginPassword, Session
 from aiosmtpd.smtp import Envelope as SMTPEnvelope
 
 from tests.factories import SINK_JOB_ID, sink_envelope, sink_job
-from watcher.abc import Envelope
+from watcher.model.outbox import Envelope
 from watcher.sinks.email import EmailSink
 
 JOB_ID = SINK_JOB_ID

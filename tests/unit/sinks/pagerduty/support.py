@@ -12,7 +12,7 @@ import httpx
 from tests.factories import SINK_JOB_ID, sink_envelope
 from tests.factories import sink_job as job
 from tests.fakes.pagerduty import ROUTING_KEY, FakePagerDuty
-from watcher.abc import Envelope
+from watcher.model.outbox import Envelope
 from watcher.model.secrets import Secret
 from watcher.model.transitions import Transition
 from watcher.sinks.pagerduty import PagerDutySink

@@ -19,7 +19,7 @@ from tests.unit.sinks.pagerduty.support import (
     other,
     status,
 )
-from watcher.abc import Envelope
+from watcher.model.outbox import Envelope
 from watcher.model.secrets import Secret
 from watcher.sinks.pagerduty import MAX_EVENT_BYTES, PagerDutySink, decide
 

@@ -13,8 +13,8 @@ from tests.unit.sinks.pagerduty.support import (
     other,
     status,
 )
-from watcher.abc import Envelope
 from watcher.exceptions import DeliveryError
+from watcher.model.outbox import Envelope
 from watcher.model.secrets import Secret
 from watcher.model.transitions import source_recovered, source_unreachable
 

@@ -12,8 +12,9 @@ import httpx
 
 from tests.factories import sink_envelope, sink_job
 from tests.fakes.slack import FakeSlack, SlackMessage
-from watcher.abc import Envelope, SinkState
+from watcher.abc import SinkState
 from watcher.app.httpserver import bind
+from watcher.model.outbox import Envelope
 from watcher.model.secrets import Secret
 from watcher.model.transitions import Transition
 from watcher.sinks.slack import SlackSink

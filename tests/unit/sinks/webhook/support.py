@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 
 from tests.factories import sink_envelope
-from watcher.abc import Envelope
+from watcher.model.outbox import Envelope
 from watcher.model.secrets import Secret
 from watcher.sinks.webhook import WebhookSink
 
