@@ -17,7 +17,7 @@ from watcher.devtools.simulator import JobSpec, Simulator, random_scenario
 # ("checkpoint", job, step) or ("model", job, fine-tuned model).
 Fact = tuple[Any, ...]
 
-# Statuses the API does not document: a real change all the same (DESIGN: kept raw).
+# Statuses the API does not document: a real change all the same (the contract: kept raw).
 UNKNOWN_STATUSES = ("PAUSED", "ARCHIVING", "QUEUED_FOR_EVALUATION", "migrating")
 
 

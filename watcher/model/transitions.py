@@ -75,7 +75,7 @@ class Transition:
         return self.status is not None
 
     def data(self) -> dict[str, Any]:
-        """The ``data`` object of the webhook payload (DESIGN.md, "The user's contract")."""
+        """The ``data`` object of the webhook payload (README.md, "Webhook format")."""
         out: dict[str, Any] = {"source": self.source, "job": dict(self.job)}
         if self.is_status_change:
             out["status"] = self.status

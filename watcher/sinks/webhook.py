@@ -3,7 +3,7 @@
 Each envelope is POSTed on its own (Standard Webhooks: one message per ``webhook-id``) with
 ``webhook-id`` (the transition id, stable across re-sends so that receivers can deduplicate),
 ``webhook-timestamp`` and, when a secret is configured, ``webhook-signature``. The body is the
-compact JSON ``{"type", "timestamp", "data"}`` of DESIGN.md, "The user's contract".
+compact JSON ``{"type", "timestamp", "data"}`` of README.md, "Webhook format".
 
 The URL may carry credentials (userinfo, tokens in the path or query): errors and logs only
 ever show :func:`redact_url`'s form, and response excerpts are scrubbed of every known secret.

@@ -51,7 +51,7 @@ def route(sinks: list[str], stop: bool = False, **match: list[str]) -> RouteConf
     ],
 )
 def test_sinks_for(routes: list[RouteConfig], transition: Transition, expected: list[str]) -> None:
-    """The sinks a transition reaches follow DESIGN.md's routing rules."""
+    """The sinks a transition reaches follow the routing rules of config/watcher.example.yaml."""
     assert expected == Router(routes).sinks_for(transition)
 
 
