@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypedDict, Unpack
 
 import anyio
 import anyio.abc
@@ -108,15 +109,21 @@ async def simulator(
         yield RunningSimulator(base_url=base_url, api_key=api_key, sim=sim)
 
 
+class Serving(TypedDict):
+    """Where and how ``watcher simulate`` serves (the options of :func:`simulator` it sets)."""
+
+    host: str
+    port: int
+    speed: float
+    seed: int | None
+    api_key: str
+
+
 async def run_simulator(
     *,
-    host: str,
-    port: int,
     scenario: Path | None,
-    speed: float,
-    seed: int | None,
-    api_key: str,
     ready: Callable[[str], None] | None = None,
+    **serving: Unpack[Serving],
 ) -> None:
     """Serve the simulator until cancelled; ``ready(base_url)`` is called once it listens.
 
@@ -127,22 +134,14 @@ async def run_simulator(
         played = load_full_scenario(scenario)
         jobs, batches = list(played.jobs), list(played.batches)
     else:
-        jobs, batches = default_jobs(None, seed), []
+        jobs, batches = default_jobs(None, serving["seed"]), []
     stop = anyio.Event()
 
     async def serve(*, task_status: anyio.abc.TaskStatus[None]) -> None:
         # Shielded so that cancellation reaches the server as a clean shutdown (which
         # closes its socket) rather than tearing it down mid-way.
         with anyio.CancelScope(shield=True):
-            async with simulator(
-                jobs=jobs,
-                batches=batches,
-                speed=speed,
-                seed=seed,
-                api_key=api_key,
-                host=host,
-                port=port,
-            ) as running:
+            async with simulator(jobs=jobs, batches=batches, **serving) as running:
                 task_status.started()
                 if ready is not None:
                     ready(running.base_url)
