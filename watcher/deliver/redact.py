@@ -117,8 +117,17 @@ class Scrubber:
         return cls.of_secrets(*secrets_of(config), username=username, plain=plain)
 
     def also(self, *values: str) -> Scrubber:
-        """This scrubber with ``values`` too (e.g. one request's signature)."""
-        return Scrubber((*self._values, *values))
+        """This scrubber with ``values`` too (e.g. one request's signature). Called once per
+        message: only the new values are quoted, the known ones are taken as they are."""
+        extra = [v for v in values if v]
+        extra += [quote(v, safe="") for v in extra]
+        wider = Scrubber()
+        wider._values = tuple(
+            sorted(
+                {*self._values, *(v for v in extra if len(v) >= _SHORTEST)}, key=len, reverse=True
+            )
+        )
+        return wider
 
     def scrub(self, text: str) -> str:
         """``text`` with every known secret replaced by ``<redacted>``."""

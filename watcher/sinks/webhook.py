@@ -135,13 +135,21 @@ class WebhookSink:
             where=where,
             scrubber=scrubber,
         )
-        said = log.bind(sink=self.name, transition_id=transition.id, status_code=answer.status)
         if answer.verdict is Verdict.DONE:
-            said.debug("webhook_delivered", type=transition.type)
+            log.debug(
+                "webhook_delivered",
+                sink=self.name,
+                transition_id=transition.id,
+                type=transition.type,
+                status_code=answer.status,
+            )
             return
         if answer.status == 410:
-            said.error(
+            log.error(
                 "webhook_gone",
+                sink=self.name,
+                transition_id=transition.id,
+                status_code=answer.status,
                 url=self._redacted,
                 hint="the receiver says this endpoint is gone for good; fix the sink's url",
             )
