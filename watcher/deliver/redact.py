@@ -80,9 +80,10 @@ class Scrubber:
         self._values = tuple(
             sorted({v for v in found if len(v) >= _SHORTEST}, key=len, reverse=True)
         )
+        self._extra: tuple[str, ...] = ()  # added by also(), sorted in on first use
 
     def __repr__(self) -> str:
-        return f"<Scrubber of {len(self._values)} values>"
+        return f"<Scrubber of {len(self._known())} values>"
 
     @classmethod
     def of_secrets(
@@ -118,20 +119,24 @@ class Scrubber:
 
     def also(self, *values: str) -> Scrubber:
         """This scrubber with ``values`` too (e.g. one request's signature). Called once per
-        message: only the new values are quoted, the known ones are taken as they are."""
-        extra = [v for v in values if v]
-        extra += [quote(v, safe="") for v in extra]
+        message, used only when something is to be quoted: the new values are quoted and
+        sorted in on first use."""
         wider = Scrubber()
-        wider._values = tuple(
-            sorted(
-                {*self._values, *(v for v in extra if len(v) >= _SHORTEST)}, key=len, reverse=True
-            )
-        )
+        wider._values = self._values
+        wider._extra = tuple(v for v in values if v)
         return wider
+
+    def _known(self) -> tuple[str, ...]:
+        if self._extra:
+            extra = [*self._extra, *(quote(v, safe="") for v in self._extra)]
+            longer = {*self._values, *(v for v in extra if len(v) >= _SHORTEST)}
+            self._values = tuple(sorted(longer, key=len, reverse=True))
+            self._extra = ()
+        return self._values
 
     def scrub(self, text: str) -> str:
         """``text`` with every known secret replaced by ``<redacted>``."""
-        for value in self._values:
+        for value in self._known():
             text = text.replace(value, REDACTED)
         return text
 
