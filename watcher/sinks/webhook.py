@@ -135,24 +135,13 @@ class WebhookSink:
             where=where,
             scrubber=scrubber,
         )
+        about = {"sink": self.name, "transition_id": transition.id, "status_code": answer.status}
         if answer.verdict is Verdict.DONE:
-            log.debug(
-                "webhook_delivered",
-                sink=self.name,
-                transition_id=transition.id,
-                type=transition.type,
-                status_code=answer.status,
-            )
+            log.debug("webhook_delivered", type=transition.type, **about)
             return
         if answer.status == 410:
-            log.error(
-                "webhook_gone",
-                sink=self.name,
-                transition_id=transition.id,
-                status_code=answer.status,
-                url=self._redacted,
-                hint="the receiver says this endpoint is gone for good; fix the sink's url",
-            )
+            hint = "the receiver says this endpoint is gone for good; fix the sink's url"
+            log.error("webhook_gone", url=self._redacted, hint=hint, **about)
             raise DeliveryError(f"{where}: HTTP 410 Gone: endpoint removed", retryable=False)
         excerpt = scrubber.excerpt(answer.text())
         raise refusal(answer, where=where, excerpt=excerpt, now=self._clock())
