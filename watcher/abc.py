@@ -52,9 +52,14 @@ class Source(Protocol):
     kind: JobKind
     interval: float
 
-    async def poll(self, ctx: PollContext) -> PollResult: ...
+    async def poll(self, ctx: PollContext) -> PollResult:
+        """One cycle: what changed since ``ctx`` (the jobs to diff) and the cursor to commit
+        with them."""
+        ...
 
-    async def aclose(self) -> None: ...
+    async def aclose(self) -> None:
+        """Release what the source holds (not the shared HTTP client, which it does not own)."""
+        ...
 
 
 class Sink(Protocol):
@@ -65,9 +70,14 @@ class Sink(Protocol):
 
     name: str
 
-    async def send(self, batch: Sequence[Envelope]) -> None: ...
+    async def send(self, batch: Sequence[Envelope]) -> None:
+        """Deliver ``batch`` (this sink's share of a round, in order); on failure raise
+        ``DeliveryError``: what was sent before it was accepted."""
+        ...
 
-    async def aclose(self) -> None: ...
+    async def aclose(self) -> None:
+        """Release what the sink holds (not the shared HTTP client, which it does not own)."""
+        ...
 
 
 class CursorReader(Protocol):
@@ -297,7 +307,9 @@ class Ownership(Protocol):
         ...
 
     @property
-    def leader(self) -> bool: ...
+    def leader(self) -> bool:
+        """Whether this replica does the once-per-deployment chores."""
+        ...
 
     def owners(self) -> Mapping[str, str | None]:
         """Source -> the replica polling it (``None``: nobody right now), as last seen."""
@@ -312,7 +324,9 @@ class Ownership(Protocol):
         """Take every source nobody holds, at once (``watcher once``)."""
         ...
 
-    async def aclose(self) -> None: ...
+    async def aclose(self) -> None:
+        """Release what this replica holds (its locks go with its connection)."""
+        ...
 
 
 @runtime_checkable
@@ -321,7 +335,9 @@ class CountsFinalErrors(Protocol):
     ``watcher_sink_final_errors_total``; reasons are short words, counts only grow."""
 
     @property
-    def final_errors(self) -> Mapping[str, int]: ...
+    def final_errors(self) -> Mapping[str, int]:
+        """Final errors so far, by reason."""
+        ...
 
 
 @runtime_checkable
@@ -329,4 +345,6 @@ class Previews(Protocol):
     """A sink that can show what it would send for a batch, without sending it
     (``watcher render``): a text as is, or a JSON object."""
 
-    def preview(self, batch: Sequence[Envelope]) -> str | dict[str, Any]: ...
+    def preview(self, batch: Sequence[Envelope]) -> str | dict[str, Any]:
+        """What the sink would send for ``batch``: a text as is, or a JSON object."""
+        ...
