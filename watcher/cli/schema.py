@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from watcher.config import Config
 from watcher.model.transitions import SCHEMA_VERSION
 
 DATE_TIME = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$"
@@ -63,8 +64,6 @@ def events_schema() -> dict[str, Any]:
 
 
 def config_schema() -> dict[str, Any]:
-    from watcher.config import Config
-
     schema = Config.model_json_schema(by_alias=True, mode="validation")
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",

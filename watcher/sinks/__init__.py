@@ -26,6 +26,8 @@ from watcher.render.templates import MessageTemplates
 def build_sink(config: SinkConfig, client: httpx.AsyncClient, state: SinkState) -> Sink:
     """The sink ``config`` describes; it receives the daemon's HTTP client and the store's
     sink state, and builds neither."""
+    # Each sink's module is imported when a config names it: a daemon without an email
+    # sink never loads aiosmtplib, one without Slack never loads its Block Kit layouts.
     scrubber = Scrubber.of(config)
     templates = (
         MessageTemplates(config.name, config.templates.model_dump())
