@@ -5,7 +5,7 @@
 enqueued through the store's public ``enqueue`` into a SQLite store, bound for one webhook
 sink (``watcher.sinks.build_sink``, signed, the daemon's HTTP client limits). Then
 ``Dispatcher.drain()`` sends them with the default delivery settings (concurrency 8 per
-sink). The receiver (``python -m watcher.receiver``) is a real HTTP server in its own
+sink). The receiver (``python -m watcher.devtools.receiver``) is a real HTTP server in its own
 process; afterwards its record is checked: every transition arrived once, with a valid
 signature, and each job's transitions arrived in the order they were enqueued. For
 reference, the same webhooks are then sent once more through the same sink without store or
@@ -55,7 +55,7 @@ def cpu_seconds(pid: int) -> float:
 
 @contextmanager
 def receiver_process(secret: str) -> Iterator[tuple[str, int]]:
-    """``python -m watcher.receiver`` in its own process; yields its base URL and pid."""
+    """``python -m watcher.devtools.receiver`` in its own process; yields its base URL and pid."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "watcher.devtools.receiver"],
         stdout=subprocess.PIPE,

@@ -3,11 +3,11 @@ webhook, with ``watcher run`` polling an account of many active jobs (issue 7, i
 
 Four processes, so that no one's CPU is another's: the simulator, ``watcher run`` (default
 settings: checkpoint tracking on, jitter a tenth of the interval), the webhook receiver
-(``python -m watcher.receiver``) and this driver. The driver fills the account with active jobs
-in a realistic mix (many RUNNING, each fetched whole every cycle for its checkpoints), waits
-for the baseline, then applies status changes through the simulator's admin API at random
-(Poisson) moments, a few per second, and a checkpoint now and then. A job that ends is
-replaced by a new QUEUED one, so the account keeps its size and mix.
+(``python -m watcher.devtools.receiver``) and this driver. The driver fills the account with
+active jobs in a realistic mix (many RUNNING, each fetched whole every cycle for its
+checkpoints), waits for the baseline, then applies status changes through the simulator's
+admin API at random (Poisson) moments, a few per second, and a checkpoint now and then. A
+job that ends is replaced by a new QUEUED one, so the account keeps its size and mix.
 
 A change's apply time is taken just before its admin request (the change lands inside that
 request's round trip, whose largest value is reported): latencies are upper bounds. Every
@@ -109,7 +109,7 @@ def child_pid(word: str) -> int:
 
 @contextmanager
 def receiver_process(secret: str) -> Iterator[str]:
-    """``python -m watcher.receiver`` in its own process; yields its base URL."""
+    """``python -m watcher.devtools.receiver`` in its own process; yields its base URL."""
     env = {**os.environ, SECRET_ENV: secret}
     cmd = [sys.executable, "-m", "watcher.devtools.receiver", "--port", "0"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
@@ -442,7 +442,7 @@ PHASES = (
     ("listing pages", "ListingSource.page"),
     ("store: load active snapshots", "SqlSnapshots.active_snapshots"),
     ("store: cycle commit", "SqlSnapshots.commit"),
-    ("diff", "diff (watcher/diff.py"),
+    ("diff", "diff (watcher/detect/diff.py"),
     ("dispatcher: claims", "Dispatcher._claim"),
     ("dispatcher: send and mark delivered", "Dispatcher."),
     ("rest of the poll cycle", "Pipeline."),

@@ -293,7 +293,7 @@ class Ownership(Protocol):
     once per deployment (digests, heartbeats, rate-limited sinks, housekeeping).
 
     One process alone owns everything; replicas sharing a PostgreSQL database share the
-    sources out through advisory locks (:mod:`watcher.coordination`).
+    sources out through advisory locks (:mod:`watcher.app.coordination`).
     """
 
     @property

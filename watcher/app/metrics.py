@@ -26,7 +26,7 @@ from watcher.abc import CountsFinalErrors
 from watcher.model.outbox import StoreStatus
 from watcher.model.statuses import KNOWN_STATUSES
 from watcher.model.transitions import Transition
-from watcher.model.types import JOB_PREFIXES, JOB_SUFFIXES, WATCHER_TYPES
+from watcher.model.types import JOB_PREFIXES, is_known
 
 # The documented statuses and watcher's own DELETED; the rest is "other".
 JOB_STATUSES = KNOWN_STATUSES
@@ -46,11 +46,11 @@ def type_label(type_: str, prefixes: Collection[str] = JOB_PREFIXES) -> str:
     """A transition type as a label value: ``<prefix>.<known suffix>`` or a known
     ``watcher.*`` type as it is; an unknown suffix (e.g. an undocumented status) becomes
     ``<prefix>.other``, anything else ``other``."""
-    if type_ in WATCHER_TYPES:
+    if is_known(type_, tuple(prefixes)):
         return type_
     for prefix in prefixes:
         if type_.startswith(prefix + "."):
-            return type_ if type_[len(prefix) + 1 :] in JOB_SUFFIXES else f"{prefix}.other"
+            return f"{prefix}.other"
     if type_.startswith("watcher."):
         return "watcher.other"
     return "other"

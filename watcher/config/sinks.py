@@ -20,7 +20,7 @@ from watcher.render.templates import MessageTemplates
 
 
 class TemplatesConfig(ConfigModel):
-    """Jinja2 templates overriding a sink's built-in message (see watcher/templates.py)."""
+    """Jinja2 templates overriding a sink's built-in message (see watcher/render/templates.py)."""
 
     subject: str | None = None
     text: str | None = None

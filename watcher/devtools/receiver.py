@@ -15,7 +15,7 @@ In-process (same event loop)::
 From another process, over HTTP: ``GET /_received`` lists what arrived, ``GET /_control``
 shows the behaviour, ``POST /_control`` with ``{"down": bool, "delay": seconds,
 "fail_next": n, "status": code, "retry_after": seconds, "clear": bool}`` changes it. Every
-other path accepts webhooks (``POST``). ``python -m watcher.receiver`` serves one.
+other path accepts webhooks (``POST``). ``python -m watcher.devtools.receiver`` serves one.
 """
 
 from __future__ import annotations
@@ -338,9 +338,12 @@ async def run_receiver(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m watcher.receiver``: prints ``{"url": …}`` (and a generated secret) as one
-    JSON line once listening. The secret comes from ``$WATCHER_RECEIVER_SECRET``."""
-    parser = argparse.ArgumentParser(prog="python -m watcher.receiver", description=__doc__)
+    """``python -m watcher.devtools.receiver``: prints ``{"url": …}`` (and a generated
+    secret) as one JSON line once listening. The secret comes from
+    ``$WATCHER_RECEIVER_SECRET``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m watcher.devtools.receiver", description=__doc__
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args(argv)

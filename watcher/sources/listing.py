@@ -233,6 +233,12 @@ class ListingSource(ABC):
         result, _ = await self.whole(ctx, full=self.full_due(ctx.cursor, ctx.now))
         return result
 
+    def begin_cycle(self) -> None:
+        """A new cycle, whole or steady: its requests count from zero, and a malformed item
+        is logged again (once per cycle, not once per process)."""
+        self.api.requests = 0
+        self._rejections.clear()
+
     async def whole(
         self, ctx: PollContext, *, full: bool, older: int | None = None
     ) -> tuple[PollResult, list[str]]:
@@ -241,8 +247,7 @@ class ListingSource(ABC):
         up to ``older`` alone. With ``ctx.flush``: a long listing is recorded every
         :data:`FLUSH_EVERY` changed jobs (memory stays flat whatever the history), and the
         cycle's news is recorded before the checkpoint sweep of unchanged jobs starts."""
-        self.api.requests = 0
-        self._rejections.clear()
+        self.begin_cycle()
         cursor = ctx.cursor
         baseline = not cursor.baseline_done and self.on_start == "baseline"
         if full:

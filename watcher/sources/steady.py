@@ -38,7 +38,7 @@ class SteadyCycle:
         self.source = source
         self.ctx = ctx
         self.allowance = allowance
-        source.api.requests = 0
+        source.begin_cycle()
         self.previous: dict[str, Snapshot] = dict(ctx.active)
         self.by_status: dict[str, list[Snapshot]] = {}
         for snapshot in ctx.active.values():

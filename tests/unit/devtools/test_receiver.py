@@ -278,7 +278,8 @@ def test_generate_secret() -> None:
 
 @pytest.mark.e2e
 def test_runs_as_a_separate_process() -> None:
-    """``python -m watcher.receiver`` announces its URL, answers HTTP and stops on SIGTERM."""
+    """``python -m watcher.devtools.receiver`` announces its URL, answers HTTP and stops on
+    SIGTERM."""
     env = os.environ | {SECRET_ENV: SECRET}
     with subprocess.Popen(
         [sys.executable, "-m", "watcher.devtools.receiver", "--port", "0"],

@@ -3,6 +3,8 @@ what the answers tell, and what is left owed for a later cycle."""
 
 from __future__ import annotations
 
+from structlog.testing import capture_logs
+
 from tests.factories import T0
 from tests.unit.sources.fake_api import Api, context, followed, ft_job, listing_source
 from watcher.sources.steady import SteadyCycle
@@ -113,3 +115,19 @@ async def test_a_followed_job_the_api_no_longer_knows_ends_deleted() -> None:
     await cycle.follow_up()
     assert [("r", "DELETED")] == statuses(cycle)
     assert {"r"} == source.missing
+
+
+async def test_a_malformed_item_is_logged_once_per_steady_cycle() -> None:
+    """Each steady cycle starts afresh: a malformed item still listed is warned about again
+    (once per cycle, as in a whole cycle), and the cycle's requests count from zero."""
+    good = ft_job("q1", "QUEUED", T0 + 1)
+    bad = ft_job("x" * 300, "QUEUED", T0 + 2)  # an id no store or message can carry
+    source = listing_source(Api(good, bad))
+    warned = []
+    for _ in range(2):
+        with capture_logs() as logs:
+            cycle = SteadyCycle(source, context(followed(good)), allowance=5)
+            await cycle.page("QUEUED", 0)
+        warned.append(sum(e["event"] == "malformed_job_skipped" for e in logs))
+        assert 1 == source.api.requests
+    assert [1, 1] == warned

@@ -2,7 +2,7 @@
 
 With SQLite, one process owns everything (:class:`SoleOwnership`). With PostgreSQL, the
 replicas sharing the database split the sources between them with session advisory locks
-(:class:`~watcher.coordination.advisory.AdvisoryLocks`), even when only one runs: a second
+(:class:`~watcher.app.coordination.advisory.AdvisoryLocks`), even when only one runs: a second
 one started by mistake then waits instead of polling twice.
 """
 

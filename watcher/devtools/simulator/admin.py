@@ -240,7 +240,7 @@ def _create_batches(sim: Simulator, body: dict[str, Any]) -> list[str]:
     ``total_while_queued``, ``frozen``, ``model`` (null sends null), ``agent_id``,
     ``endpoint``, ``metadata`` (object or null), ``created_by_me``, ``created_at`` (int
     Unix seconds), ``log`` (false: bulk jobs stay out of the applied log; default true for
-    one job). See :class:`~watcher.simulator.batch.BatchSpec`.
+    one job). See :class:`~watcher.devtools.simulator.batch.BatchSpec`.
     """
     spec, count, created_at, log = _creation(body, _BATCH_SPEC_KEYS, batch_spec)
     return sim.create_batches(spec, count, created_at=created_at, log=log)

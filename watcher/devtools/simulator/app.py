@@ -3,7 +3,8 @@
 ``/v1`` answers like the real API (reference §2, §3, §9; batch reference §2): bearer auth,
 FastAPI-style 422s, ``{"detail": ...}`` errors. Each ``/v1`` request is counted, then
 checked in this order: the API key (401), retirement (410), the first queued fault matching
-its route (see :mod:`watcher.simulator.admin`); only then does the engine advance and answer.
+its route (see :mod:`watcher.devtools.simulator.admin`); only then does the engine advance
+and answer.
 Batch routes count as ``batch_list``/``batch_detail``; their cancel and DELETE as ``other``.
 """
 

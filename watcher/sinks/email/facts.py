@@ -209,7 +209,7 @@ def loss_series(job: Mapping[str, Any]) -> dict[str, list[tuple[float, float]]]:
 
 
 def _chart_function(name: str) -> Callable[..., Any] | None:
-    """``watcher.charts.<name>`` when that module is there (charts are optional)."""
+    """``watcher.render.charts.<name>`` when that module is there (charts are optional)."""
     try:
         module = importlib.import_module("watcher.render.charts")
     except ImportError:

@@ -37,7 +37,7 @@ log = structlog.get_logger(__name__)
 
 
 def _sparkline() -> Callable[[Sequence[float]], str] | None:
-    """``watcher.charts.sparkline`` when that module is installed (it is optional)."""
+    """``watcher.render.charts.sparkline`` when that module is installed (it is optional)."""
     try:
         module = importlib.import_module("watcher.render.charts")
     except ImportError:

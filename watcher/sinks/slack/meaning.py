@@ -6,12 +6,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from watcher.model import types
+from watcher.model.statuses import FAILED
 from watcher.model.transitions import Transition
 from watcher.render.text import duration, finite
 from watcher.sinks.slack.mrkdwn import ARROW, clean, code, escape, number, safe
 
-FAILED = frozenset({"FAILED", "FAILED_VALIDATION", "TIMEOUT_EXCEEDED"})
-PREFIXES = ("fine_tuning.job.", "batch.job.", "watcher.")
+PREFIXES = (*(f"{prefix}." for prefix in types.JOB_PREFIXES), "watcher.")
 
 _STATUS_EMOJI = {
     "FAILED": ":x:",

@@ -24,9 +24,9 @@ from watcher.deliver.retry import Verdict
 from watcher.exceptions import DeliveryError
 from watcher.model.outbox import Envelope
 from watcher.model.secrets import Secret
+from watcher.model.statuses import FAILED
 from watcher.render.templates import MessageTemplates
 from watcher.sinks.slack.blocks import Formatter, Message, section
-from watcher.sinks.slack.meaning import FAILED
 from watcher.sinks.slack.mrkdwn import MAX_TEXT, clean, multiline
 
 log = structlog.get_logger(__name__)

@@ -116,7 +116,7 @@ def test_loss_curve_chart_and_sparkline(fake_charts: list[Any]) -> None:
 
 
 def test_no_chart_module_no_chart(no_charts: None) -> None:
-    """Without watcher.charts the message goes out without a chart or sparkline."""
+    """Without watcher.render.charts the message goes out without a chart or sparkline."""
     curve = [[10, 2.5, 2.6], [20, 1.9, 2.1]]
     message = make_sink(25).build([envelope(job=job(loss_curve=curve))], now=DETECTED)
 

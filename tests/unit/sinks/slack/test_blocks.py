@@ -168,7 +168,7 @@ async def test_user_text_template_replaces_the_layout_and_is_escaped(slack: Slac
 async def test_loss_curve_sparkline_uses_watcher_charts_when_present(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """With ``watcher.charts`` the loss line has sparklines; 0.0 valid losses are skipped."""
+    """With ``watcher.render.charts`` the loss line has sparklines; 0.0 valid losses are skipped."""
     charts = types.ModuleType("watcher.render.charts")
     seen: list[Sequence[float]] = []
 
@@ -191,7 +191,7 @@ async def test_loss_curve_sparkline_uses_watcher_charts_when_present(
 async def test_loss_curve_without_watcher_charts_still_delivers(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Without ``watcher.charts`` the loss line shows first and last values only."""
+    """Without ``watcher.render.charts`` the loss line shows first and last values only."""
     monkeypatch.setitem(sys.modules, "watcher.render.charts", None)
     message = Formatter().single(envelope(1, job={"loss_curve": [[1, 2.0, 0.0], [2, 1.0, 0.0]]}))
 
