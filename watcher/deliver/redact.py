@@ -3,7 +3,7 @@
 :func:`redact_url` is the form of a URL that errors and logs may carry; :class:`Scrubber`
 removes every known secret, in every form a peer may echo it back, from a text before it is
 quoted (a response excerpt, a transport error, a server reply). A sink's scrubber is built
-once, from its config (:meth:`Scrubber.of`), and handed to the sink.
+once, from its config (:func:`watcher.sinks.scrubber_for`), and handed to the sink.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import base64
 from collections.abc import Iterable
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
-from watcher.config import EmailSinkConfig, WebhookSinkConfig, secrets_of
 from watcher.model.secrets import Secret
 from watcher.model.webhooks import SECRET_PREFIX
 from watcher.render.text import clean
@@ -104,18 +103,6 @@ class Scrubber:
                 auth = f"{username}\0{value}"
                 found += [auth, base64.b64encode(f"\0{auth}".encode()).decode()]
         return cls(found)
-
-    @classmethod
-    def of(cls, config: object) -> Scrubber:
-        """The scrubber of one sink's config: every ``Secret`` in it (``secrets_of``), plus
-        a webhook's extra header values and an SMTP login's AUTH forms."""
-        plain: list[str] = []
-        username = None
-        if isinstance(config, WebhookSinkConfig):
-            plain = list(config.headers.values())
-        if isinstance(config, EmailSinkConfig):
-            username = config.username
-        return cls.of_secrets(*secrets_of(config), username=username, plain=plain)
 
     def also(self, *values: str) -> Scrubber:
         """This scrubber with ``values`` too (e.g. one request's signature). Called once per

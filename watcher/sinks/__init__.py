@@ -3,7 +3,8 @@ format and deliver, and never import each other. What several share lives below 
 hygiene of shown text in :mod:`watcher.render.text`, the HTTP exchange and the meaning of an
 answer in :mod:`watcher.deliver.exchange`, secret scrubbing in :mod:`watcher.deliver.redact`.
 
-:func:`build_sink` makes one from its config, with the scrubber of that config's secrets.
+:func:`build_sink` makes one from its config, with the scrubber of that config's secrets
+(:func:`scrubber_for`).
 May import :mod:`watcher.deliver`, :mod:`watcher.config`, :mod:`watcher.render` and below."""
 
 from __future__ import annotations
@@ -18,9 +19,22 @@ from watcher.config import (
     SinkConfig,
     SlackSinkConfig,
     WebhookSinkConfig,
+    secrets_of,
 )
 from watcher.deliver.redact import Scrubber
 from watcher.render.templates import MessageTemplates
+
+
+def scrubber_for(config: SinkConfig) -> Scrubber:
+    """The scrubber of one sink's config: every ``Secret`` in it (``secrets_of``), plus a
+    webhook's extra header values and an SMTP login's AUTH forms."""
+    plain: list[str] = []
+    username = None
+    if isinstance(config, WebhookSinkConfig):
+        plain = list(config.headers.values())
+    if isinstance(config, EmailSinkConfig):
+        username = config.username
+    return Scrubber.of_secrets(*secrets_of(config), username=username, plain=plain)
 
 
 def build_sink(config: SinkConfig, client: httpx.AsyncClient, state: SinkState) -> Sink:
@@ -28,7 +42,7 @@ def build_sink(config: SinkConfig, client: httpx.AsyncClient, state: SinkState) 
     sink state, and builds neither."""
     # Each sink's module is imported when a config names it: a daemon without an email
     # sink never loads aiosmtplib, one without Slack never loads its Block Kit layouts.
-    scrubber = Scrubber.of(config)
+    scrubber = scrubber_for(config)
     templates = (
         MessageTemplates(config.name, config.templates.model_dump())
         if config.templates is not None

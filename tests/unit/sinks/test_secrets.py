@@ -19,8 +19,9 @@ from structlog.testing import capture_logs
 from tests.factories import sink_config, sink_envelope
 from watcher.abc import Sink
 from watcher.config import SinkConfig
+from watcher.deliver.redact import REDACTED
 from watcher.exceptions import DeliveryError
-from watcher.sinks import build_sink
+from watcher.sinks import build_sink, scrubber_for
 
 KEY = base64.b64encode(b"0123456789abcdef01234567").decode()
 WHSEC = f"whsec_{KEY}"
@@ -215,3 +216,45 @@ async def test_email_never_shows_the_password(how: str, tmp_path: Path) -> None:
 
     secrets = forms(SMTP_PASSWORD, f"\0{USER}\0{SMTP_PASSWORD}")
     assert ([], True) == ([s for s in secrets if s in shown], "535" in shown)
+
+
+def test_webhook_config_scrubs_whsec_key_and_headers(tmp_path: Path) -> None:
+    """From a webhook config: the whsec secret, its bare key and extra header values."""
+    key = base64.b64encode(b"0123456789abcdef01234567").decode()
+    config = sink_config(
+        tmp_path,
+        {
+            "kind": "webhook",
+            "url": "https://h.example/h",
+            "secret": f"whsec_{key}",
+            "headers": {"x-api-key": "hdr-value-1"},
+        },
+    )
+
+    expected = f"{REDACTED} {REDACTED} {REDACTED}"
+    assert expected == scrubber_for(config).scrub(f"whsec_{key} {key} hdr-value-1")
+
+
+def test_email_config_scrubs_auth_forms(tmp_path: Path) -> None:
+    """From an email config: the password, base64 (AUTH LOGIN) and AUTH PLAIN forms."""
+    config = sink_config(
+        tmp_path,
+        {
+            "kind": "email",
+            "host": "127.0.0.1",
+            "port": 25,
+            "tls": "none",
+            "username": "bot",
+            "password": "pw-secret",
+            "from": "w@example.com",
+            "to": ["o@example.com"],
+        },
+    )
+    forms = [
+        "pw-secret",
+        base64.b64encode(b"pw-secret").decode(),
+        base64.b64encode(b"\0bot\0pw-secret").decode(),
+    ]
+
+    expected = " ".join([REDACTED] * 3)
+    assert expected == scrubber_for(config).scrub(" ".join(forms))
