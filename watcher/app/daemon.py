@@ -234,11 +234,6 @@ class Watcher:
         await self.dispatcher.drain()
         return outcomes
 
-    async def run_until_stopped(self) -> None:
-        """Poll and deliver until SIGTERM or SIGINT (SIGHUP: see :func:`run`)."""
-        with anyio.open_signal_receiver(*SIGNALS) as signals:
-            await self.serve_signals(signals, None)
-
     async def serve_signals(self, signals: AsyncIterator[int], path: Path | None) -> Config | None:
         """Serve until a signal: SIGTERM/SIGINT stop (``None``); SIGHUP re-reads ``path`` and
         returns the new config, or logs why it is refused and goes on with this one."""

@@ -76,10 +76,6 @@ class RequestBudget:
         self._sent.append(now)
         self._credit -= 1.0
 
-    def sent_in_window(self) -> int:
-        self._forget(self._clock())
-        return len(self._sent)
-
 
 class BudgetedApiClient(ApiClient):
     """An :class:`ApiClient` whose every HTTP attempt takes a place in a
