@@ -45,6 +45,7 @@ from watcher.config.rules import (
     HeartbeatConfig,
     MetricRuleConfig,
     OverrunRuleConfig,
+    RetryStormRuleConfig,
     RuleConfig,
     StalledRuleConfig,
     TimeRuleConfig,
@@ -65,6 +66,7 @@ from watcher.config.sources import (
     Percent,
     SourceBaseConfig,
     SourceConfig,
+    WorkflowsSourceConfig,
 )
 from watcher.config.summary import secrets_of, summary
 
@@ -94,6 +96,7 @@ __all__ = [
     "OverrunRuleConfig",
     "PagerDutySinkConfig",
     "Percent",
+    "RetryStormRuleConfig",
     "RouteConfig",
     "RuleConfig",
     "SinkConfig",
@@ -108,6 +111,7 @@ __all__ = [
     "TimeZone",
     "Wait",
     "WebhookSinkConfig",
+    "WorkflowsSourceConfig",
     "check_http_url",
     "check_references",
     "load_config",

@@ -60,8 +60,21 @@ class MetricRuleConfig(_RuleConfig):
     non_finite: bool = True
 
 
+class RetryStormRuleConfig(_RuleConfig):
+    """An activity of a workflow execution retries more than ``retries`` times within
+    ``within`` (``workflow.execution.retry_storm``, once per activity and storm)."""
+
+    kind: Literal["retry_storm"]
+    retries: Annotated[int, Field(ge=1, le=100_000)] = 5
+    within: Duration = 600.0
+
+
 RuleConfig = Annotated[
-    StalledRuleConfig | OverrunRuleConfig | CostRuleConfig | MetricRuleConfig,
+    StalledRuleConfig
+    | OverrunRuleConfig
+    | CostRuleConfig
+    | MetricRuleConfig
+    | RetryStormRuleConfig,
     Field(discriminator="kind"),
 ]
 TimeRuleConfig = StalledRuleConfig | OverrunRuleConfig

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
-from watcher.config.fields import ConfigModel, Duration, Name, check_http_url
+from watcher.config.fields import ConfigModel, Duration, Name, StrList, check_http_url
 from watcher.model.secrets import Secret
 
 
@@ -30,6 +30,19 @@ class SourceBaseConfig(ConfigModel):
     # steady cycles then spend it where changes are likely (watcher/sources/policy.py).
     # Unset: every cycle makes every request it needs.
     max_requests_per_minute: Annotated[int, Field(ge=1, le=100_000)] | None = None
+    # A link to a job of this source in messages (Slack, email): ``{job_id}`` and
+    # ``{source}`` are filled in (URL-quoted); unset: no link.
+    job_url_template: str | None = None
+
+    @field_validator("job_url_template")
+    @classmethod
+    def _template(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if any(c.isspace() or ord(c) < 32 for c in value):
+            raise ValueError("must be a URL without spaces or control characters")
+        check_http_url(value.replace("{job_id}", "x").replace("{source}", "x"))
+        return value
 
     @field_validator("base_url")
     @classmethod
@@ -59,4 +72,25 @@ class BatchSourceConfig(SourceBaseConfig):
     error_min_requests: Annotated[int, Field(ge=1)] = 20
 
 
-SourceConfig = Annotated[FineTuningSourceConfig | BatchSourceConfig, Field(discriminator="kind")]
+class WorkflowsSourceConfig(SourceBaseConfig):
+    """Workflows executions: discovered and confirmed by polling ``/v1/workflows/runs``,
+    followed live on their event streams (workflows reference §3, §7)."""
+
+    kind: Literal["mistral-workflows"]
+    workflows: StrList | None = None  # only these workflow names (default: all)
+    deployments: StrList | None = None  # only these deployments (default: all)
+    stream: bool = True  # follow the event streams (False: polling alone)
+    # At most this many streams open at once (one per followed root execution); the
+    # executions beyond are followed by polling alone.
+    max_streams: Annotated[int, Field(ge=0, le=10_000)] = 100
+    # A stream that sent nothing (not even a keep-alive) for this long is reconnected.
+    stream_idle_timeout: Duration = 120.0
+    # Workflow name (glob) -> the execution timeout you expect: the ``overrun`` rule alerts
+    # on a RUNNING execution that outlasts it x ``factor``.
+    expected_durations: dict[str, Duration] = {}  # noqa: RUF012 (a pydantic field)
+
+
+SourceConfig = Annotated[
+    FineTuningSourceConfig | BatchSourceConfig | WorkflowsSourceConfig,
+    Field(discriminator="kind"),
+]

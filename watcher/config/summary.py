@@ -7,7 +7,7 @@ from pydantic import BaseModel
 
 from watcher.config.model import Config
 from watcher.config.sinks import WebhookSinkConfig
-from watcher.config.sources import FineTuningSourceConfig
+from watcher.config.sources import FineTuningSourceConfig, WorkflowsSourceConfig
 from watcher.model.secrets import Secret
 
 
@@ -18,6 +18,10 @@ def summary(config: Config) -> str:
     for source in config.sources:
         if isinstance(source, FineTuningSourceConfig):
             extra = f"checkpoints={'on' if source.track_checkpoints else 'off'}"
+        elif isinstance(source, WorkflowsSourceConfig):
+            streams = f"up to {source.max_streams}" if source.stream else "off"
+            names = ", ".join(source.workflows) if source.workflows else "all"
+            extra = f"workflows=[{names}], streams {streams}"
         else:
             milestones = ", ".join(f"{m:g}%" for m in source.progress_milestones)
             extra = f"milestones=[{milestones}], errors_rising at {source.error_ratio:.0%}"

@@ -89,10 +89,11 @@ _RANK_CHECKPOINT, _RANK_STATUS, _RANK_EVENT, _RANK_MODEL = 0, 1, 2, 3
 class _Found:
     """The transitions of one diff so far, each with what orders it: (time, rank, order)."""
 
-    def __init__(self, current: Job, *, source: str, prefix: str, job: dict[str, Any]) -> None:
+    def __init__(self, current: Job, *, source: str, kind: JobKind, job: dict[str, Any]) -> None:
         self.current = current
         self.source = source
-        self.prefix = prefix
+        self.kind = kind
+        self.prefix = kind.prefix
         self.job = job
         self.items: list[tuple[int, int, int, Transition]] = []
         self.last_status_time = 0
@@ -117,7 +118,14 @@ class _Found:
         )
         self.items.append((at, rank, len(self.items), transition))
 
-    def status(self, previous: str | None, new: str, when: int, key: object) -> None:
+    def status(
+        self,
+        previous: str | None,
+        new: str,
+        when: int,
+        key: object,
+        details: Mapping[str, Any] | None = None,
+    ) -> None:
         """``previous`` -> ``new`` at ``when``; ``key`` tells this entry from a later one."""
         # Status transitions keep their walk order whatever their timestamps say.
         self.last_status_time = max(self.last_status_time, when)
@@ -125,7 +133,7 @@ class _Found:
         parts = ("status", previous, new, key)
         self._add(
             self.last_status_time, _RANK_STATUS, parts, type_, when,
-            status=new, previous_status=previous,
+            status=new, previous_status=previous, details=dict(details or {}),
         )  # fmt: skip
 
     def fact(
@@ -135,10 +143,12 @@ class _Found:
         suffix: str,
         id_parts: tuple[object, ...],
         details: Mapping[str, Any],
+        prefix: str | None = None,
     ) -> None:
         """A fact of the job (``<prefix>.<suffix>``), at ``when`` or else its modified_at."""
         at = when if when is not None else self.current.modified_at
-        self._add(at, rank, id_parts, types.job_type(self.prefix, suffix), when, details=details)
+        type_ = types.job_type(prefix or self.prefix, suffix)
+        self._add(at, rank, id_parts, type_, when, details=details)
 
     def ordered(self) -> list[Transition]:
         return [item[3] for item in sorted(self.items, key=lambda item: item[:3])]
@@ -238,7 +248,8 @@ def _walk(
         status_since = event.created_at
     if current.status != walked:
         # Entered without (or before) its own event: modified_at is the best time known.
-        found.status(walked, current.status, current.modified_at, current.modified_at)
+        details = found.kind.status_details(current, current.status)
+        found.status(walked, current.status, current.modified_at, current.modified_at, details)
         status_since = current.modified_at
     return status_since
 
@@ -287,8 +298,9 @@ def _family_facts(found: _Found, previous: Snapshot | None, kind: JobKind) -> No
             fact.occurred_at,
             _RANK_EVENT,
             fact.type,
-            ("fact", fact.type, *fact.key),
+            ("fact", *(fact.ident if fact.ident is not None else (fact.type, *fact.key))),
             dict(fact.details),
+            fact.prefix,
         )
 
 
@@ -301,7 +313,7 @@ def diff(
     reported, the first with ``previous_status=None``.
     """
     job_view = _view(previous, current)
-    found = _Found(current, source=source, prefix=kind.prefix, job=job_view)
+    found = _Found(current, source=source, kind=kind, job=job_view)
     seen_events, new_events = _new_events(previous, current)
     status_since = _walk(found, previous, new_events, seen_events)
     seen_checkpoints = _checkpoints(found, previous)

@@ -51,6 +51,22 @@ class Checkpoint(BaseModel):
     metrics: dict[str, float | None] = {}
 
 
+class StreamEvent(BaseModel):
+    """One event an event stream announced about a job (workflows reference §7): a hint
+    the source confirms with a GET, carrying what only the stream knows (a failure's
+    message, an activity's retries). ``type`` and ``attributes`` are kept as sent."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str  # event_id: unique per event instance
+    type: str  # event_type, e.g. ACTIVITY_TASK_RETRYING (unknown ones kept raw)
+    at: int  # Unix seconds
+    sequence: int  # broker_sequence
+    job_id: str  # workflow_exec_id
+    run_id: str | None = None  # workflow_run_id
+    attributes: dict[str, Any] = {}
+
+
 class Job(BaseModel):
     """A job as watcher understands it, whatever the source, era or variant.
 
@@ -70,6 +86,7 @@ class Job(BaseModel):
     fine_tuned_model: str | None = None
     events: tuple[Event, ...] | None = None
     checkpoints: tuple[Checkpoint, ...] | None = None
+    stream: tuple[StreamEvent, ...] = ()  # events a stream announced since the last commit
     extra: dict[str, Any] = {}
 
     @property

@@ -20,10 +20,18 @@ class Fact:
     type: str  # appended to the kind's prefix: ``batch.job.progress``
     occurred_at: int | None
     details: Mapping[str, Any]
+    prefix: str | None = None  # another prefix than the kind's (``workflow.activity``)
+    # What the id is derived from, when not (type, *key): two facts that tell of one change
+    # in different words (a continue-as-new seen on the stream, or by a poll) share it.
+    ident: tuple[str | int | float, ...] | None = None
 
 
 def _no_facts(previous: Snapshot | None, current: Job) -> Sequence[Fact]:
     return ()
+
+
+def _no_details(current: Job, status: str) -> Mapping[str, Any]:
+    return {}
 
 
 @dataclass(frozen=True)
@@ -34,6 +42,8 @@ class JobKind:
     prefix: str
     terminal: frozenset[str]
     facts: Callable[[Snapshot | None, Job], Sequence[Fact]] = _no_facts
+    # What a status transition to ``status`` says besides the status (``failure``: why).
+    status_details: Callable[[Job, str], Mapping[str, Any]] = _no_details
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -100,6 +110,9 @@ class Cursor:
     retired: bool = False  # the API answered 410 Gone
     failing_since: float | None = None  # local time of the first failed cycle in a row
     unreachable: bool = False  # watcher.source.unreachable was reported for that failure
+    # Event streams followed: stream key (e.g. a root execution id) -> the last
+    # ``broker_sequence`` whose news is committed with this cursor (resume at + 1).
+    streams: Mapping[str, int] = field(default_factory=dict)
     # The store's row version this cursor was read at (not part of the state itself): a
     # commit made from it is refused if another replica committed the source since.
     version: int = field(default=0, compare=False)

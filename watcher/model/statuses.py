@@ -50,11 +50,37 @@ BATCH_TERMINAL = frozenset({"SUCCESS", "FAILED", "TIMEOUT_EXCEEDED", "CANCELLED"
 BATCH_ACTIVE = frozenset({"QUEUED", "RUNNING", "CANCELLATION_REQUESTED"})
 BATCH_ENDS = BATCH_TERMINAL | {DELETED}
 
+# --- /v1/workflows/runs, executions (workflows reference §6) ------------------------------
+
+# ``WorkflowExecutionStatus``; RETRYING_AFTER_ERROR is deprecated ("no longer returned") but
+# documented, so it is kept. New values are kept raw by the parser.
+WORKFLOW_STATUSES = (
+    "RUNNING",
+    "COMPLETED",
+    "FAILED",
+    "CANCELED",
+    "TERMINATED",
+    "TIMED_OUT",
+    "CONTINUED_AS_NEW",
+    "RETRYING_AFTER_ERROR",
+)
+# Terminal for one run (the API's "run-terminal" set).
+WORKFLOW_RUN_TERMINAL = frozenset(
+    {"COMPLETED", "FAILED", "CANCELED", "TERMINATED", "TIMED_OUT", "CONTINUED_AS_NEW"}
+)
+# Over for the execution: CONTINUED_AS_NEW only hands over to a new run of it.
+WORKFLOW_TERMINAL = WORKFLOW_RUN_TERMINAL - {"CONTINUED_AS_NEW"}
+WORKFLOW_ACTIVE = frozenset({"RUNNING", "RETRYING_AFTER_ERROR"})
+WORKFLOW_ENDS = WORKFLOW_TERMINAL | {DELETED}
+# The statuses no stream event announces (reference §6, §10.2): only a GET or a listing
+# tells of them.
+WORKFLOW_SILENT = frozenset({"TERMINATED", "TIMED_OUT"})
+
 # --- across families ---------------------------------------------------------------------
 
 # Every status a job can be in that watcher knows of (metrics label them, the rest is other).
-KNOWN_STATUSES = frozenset({*FINE_TUNING_STATUSES, *BATCH_STATUSES, DELETED})
+KNOWN_STATUSES = frozenset({*FINE_TUNING_STATUSES, *BATCH_STATUSES, *WORKFLOW_STATUSES, DELETED})
 # How a terminal status ended, whichever the family.
-SUCCEEDED = frozenset({"SUCCESS"})
-FAILED = frozenset({"FAILED", "FAILED_VALIDATION", "TIMEOUT_EXCEEDED"})
-CANCELLED = frozenset({"CANCELLED"})
+SUCCEEDED = frozenset({"SUCCESS", "COMPLETED"})
+FAILED = frozenset({"FAILED", "FAILED_VALIDATION", "TIMEOUT_EXCEEDED", "TIMED_OUT", "TERMINATED"})
+CANCELLED = frozenset({"CANCELLED", "CANCELED"})

@@ -17,7 +17,11 @@ from watcher.model.statuses import KNOWN_STATUSES
 
 FINE_TUNING_JOB = "fine_tuning.job"
 BATCH_JOB = "batch.job"
-JOB_PREFIXES = (FINE_TUNING_JOB, BATCH_JOB)
+WORKFLOW_EXECUTION = "workflow.execution"
+# Facts about one activity of an execution (``workflow.activity.retrying``): routed like any
+# job's, under the execution's job id.
+WORKFLOW_ACTIVITY = "workflow.activity"
+JOB_PREFIXES = (FINE_TUNING_JOB, BATCH_JOB, WORKFLOW_EXECUTION, WORKFLOW_ACTIVITY)
 
 # What the diff reports besides status changes.
 EVENT = "event"
@@ -27,10 +31,15 @@ MODEL_READY = "model_ready"
 PROGRESS = "progress"
 ERRORS_RISING = "errors_rising"
 COMPLETED_WITH_ERRORS = "completed_with_errors"
-FAMILY_FACTS = frozenset({PROGRESS, ERRORS_RISING, COMPLETED_WITH_ERRORS})
+# Workflows (:mod:`watcher.sources.workflows`): an attempt failed and a workflow-level retry
+# follows; the execution went on in a new run; an activity retries, or failed for good.
+RETRYING = "retrying"
+ACTIVITY_FAILED = "failed"
+FAMILY_FACTS = frozenset({PROGRESS, ERRORS_RISING, COMPLETED_WITH_ERRORS, RETRYING})
 # Alerts of the change rules, and of the time rules (named after the rule's ``kind``).
 COST_EXCEEDED = "cost_exceeded"
 METRIC_REGRESSED = "metric_regressed"
+RETRY_STORM = "retry_storm"
 TIME_ALERTS = ("stalled", "overrun")
 RESOLVED = "resolved"
 
@@ -75,7 +84,7 @@ JOB_SUFFIXES = frozenset(
     {status_slug(s) for s in KNOWN_STATUSES}
     | {EVENT, CHECKPOINT, MODEL_READY}
     | FAMILY_FACTS
-    | {COST_EXCEEDED, METRIC_REGRESSED}
+    | {COST_EXCEEDED, METRIC_REGRESSED, RETRY_STORM}
     | {f"{alert}{end}" for alert in TIME_ALERTS for end in ("", f".{RESOLVED}")}
 )
 WATCHER_TYPES = frozenset(

@@ -55,7 +55,17 @@ def test_every_user_of_statuses_shares_the_same_sets() -> None:
     )
 
 
+def test_workflow_sets_follow_the_reference() -> None:
+    """CONTINUED_AS_NEW ends a run, not the execution; TERMINATED and TIMED_OUT end it
+    without a stream event."""
+    assert "CONTINUED_AS_NEW" in s.WORKFLOW_RUN_TERMINAL
+    assert "CONTINUED_AS_NEW" not in s.WORKFLOW_TERMINAL
+    assert "CONTINUED_AS_NEW" not in s.WORKFLOW_ENDS
+    assert s.WORKFLOW_SILENT <= s.WORKFLOW_TERMINAL
+    assert not s.WORKFLOW_ACTIVE & s.WORKFLOW_ENDS
+
+
 def test_known_statuses_are_every_family_s_and_deleted() -> None:
-    """What metrics label as they are: the documented statuses of both families and DELETED."""
-    expected = {*s.FINE_TUNING_STATUSES, *s.BATCH_STATUSES, s.DELETED}
+    """What metrics label as they are: the documented statuses of every family and DELETED."""
+    expected = {*s.FINE_TUNING_STATUSES, *s.BATCH_STATUSES, *s.WORKFLOW_STATUSES, s.DELETED}
     assert expected == s.KNOWN_STATUSES
