@@ -45,6 +45,9 @@ class PollResult:
     cursor: Cursor
     requests: int = 0
     malformed: int = 0  # items skipped because they could not be read
+    # Why the source works in a degraded way (its event streams refused or failing):
+    # reported once per spell as ``watcher.source.degraded``. None: all is well.
+    degraded: str | None = None
 
 
 class Source(Protocol):
@@ -326,6 +329,24 @@ class Ownership(Protocol):
 
     async def aclose(self) -> None:
         """Release what this replica holds (its locks go with its connection)."""
+        ...
+
+
+@runtime_checkable
+class Follows(Protocol):
+    """A source that also follows event streams while this replica owns it (Workflows):
+    each event wakes a poll cycle of the source, which confirms and records it."""
+
+    async def follow(
+        self, load_cursor: Callable[[], Awaitable[Cursor]], nudge: Callable[[], None]
+    ) -> None:
+        """Follow the streams until cancelled; never raises for a stream's own failures.
+        ``load_cursor`` reads the source's committed cursor (where each stream resumes),
+        ``nudge`` asks for a poll cycle of the source now."""
+        ...
+
+    def streams_open(self) -> int:
+        """How many streams are connected now."""
         ...
 
 

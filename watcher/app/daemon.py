@@ -40,6 +40,7 @@ from watcher.app.metrics import Metrics
 from watcher.app.reload import SIGNALS, next_config
 from watcher.app.scheduling import Polls, Schedule, plan, watchdog
 from watcher.app.sdnotify import Notifier
+from watcher.app.streaming import Streaming
 from watcher.config import Config, SourceConfig, secrets_of
 from watcher.deliver.dispatch import Dispatcher, SinkPolicy
 from watcher.detect.routing import Router
@@ -272,6 +273,11 @@ class Watcher:
             self.progress.start()
             tg.start_soon(self.ownership.run, schedule.poll_now, self.polls.lost)
             tg.start_soon(self.dispatcher.run)
+            sources = {name: source for name, (source, _) in self.sources.items()}
+            streaming = Streaming(
+                sources, self.ownership, self.store, schedule.poll_now, metrics=self.metrics
+            )
+            tg.start_soon(streaming.run)
             schedule.start()
             self.health.running = True
             log.info("watcher_started", sources=list(self.sources), sinks=list(self.sinks))

@@ -228,6 +228,12 @@ class Metrics:
             ["sink"],
             **common,
         )
+        self.streams = Gauge(
+            "streams_open",
+            "Event streams this replica holds open, by source (the rest is polled).",
+            ["source"],
+            **common,
+        )
         Info("build", "The running watcher.", **common).info({"version": __version__})
         registry.register(_StoreCollector(self))
         registry.register(_SinkErrorsCollector(sinks or {}))
@@ -245,6 +251,9 @@ class Metrics:
             self.poll_duration.labels(source).observe(seconds)
         if outcome == "ok":
             self.last_success.labels(source).set(self.clock())
+
+    def streams_open(self, source: str, count: int) -> None:
+        self.streams.labels(source).set(count)
 
     def ownership_changed(self, source: str, change: str) -> None:
         """``change``: acquired, released or lost."""

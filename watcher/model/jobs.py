@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -123,6 +124,23 @@ def timestamp(value: Any, *, field: str) -> int:
             raise MalformedItem(f"{field} is negative")
         return seconds
     raise MalformedItem(f"{field} is missing or not a number")
+
+
+def moment(value: Any, *, field: str) -> int:
+    """Unix seconds from an ISO 8601 string (``2026-08-01T10:25:07.818693Z``; no zone is
+    UTC) or from anything :func:`timestamp` reads."""
+    if isinstance(value, str) and not value.strip().lstrip("-").replace(".", "", 1).isdigit():
+        try:
+            parsed = datetime.fromisoformat(value.strip()[:64].replace("z", "Z"))
+        except ValueError:
+            raise MalformedItem(f"{field} is not an ISO 8601 time") from None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        seconds = parsed.timestamp()
+        if seconds < 0:
+            raise MalformedItem(f"{field} is before 1970")
+        return int(seconds)
+    return timestamp(value, field=field)
 
 
 def text(value: str) -> str:

@@ -113,6 +113,7 @@ class Cursor:
     # Event streams followed: stream key (e.g. a root execution id) -> the last
     # ``broker_sequence`` whose news is committed with this cursor (resume at + 1).
     streams: Mapping[str, int] = field(default_factory=dict)
+    degraded_since: float | None = None  # local time watcher.source.degraded was reported
     # The store's row version this cursor was read at (not part of the state itself): a
     # commit made from it is refused if another replica committed the source since.
     version: int = field(default=0, compare=False)

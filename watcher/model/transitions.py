@@ -147,6 +147,14 @@ def source_unreachable(source: str, since: float, reason: str) -> Transition:
     )
 
 
+def source_degraded(source: str, since: float, reason: str) -> Transition:
+    """``watcher.source.degraded``: the source works in a lesser way since ``since`` (its
+    event streams refused or failing: polling alone goes on)."""
+    return _about_source(
+        types.SOURCE_DEGRADED, source, since, since, reason=reason[:500], since=rfc3339(since)
+    )
+
+
 def source_recovered(source: str, since: float, at: float) -> Transition:
     """``watcher.source.recovered``: polling works again after an unreachable spell."""
     return _about_source(

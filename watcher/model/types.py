@@ -72,6 +72,7 @@ def resolved(alert_type: str) -> str:
 SOURCE_RETIRED = "watcher.source.retired"
 SOURCE_UNREACHABLE = "watcher.source.unreachable"
 SOURCE_RECOVERED = "watcher.source.recovered"
+SOURCE_DEGRADED = "watcher.source.degraded"  # it works, in a lesser way (streams refused)
 DIGEST = "watcher.digest"
 HEARTBEAT = "watcher.heartbeat"
 TEST = "watcher.test"
@@ -88,7 +89,8 @@ JOB_SUFFIXES = frozenset(
     | {f"{alert}{end}" for alert in TIME_ALERTS for end in ("", f".{RESOLVED}")}
 )
 WATCHER_TYPES = frozenset(
-    {SOURCE_RETIRED, SOURCE_UNREACHABLE, SOURCE_RECOVERED, DIGEST, HEARTBEAT, TEST}
+    {SOURCE_RETIRED, SOURCE_UNREACHABLE, SOURCE_RECOVERED, SOURCE_DEGRADED, DIGEST, HEARTBEAT}
+    | {TEST}
 )
 
 

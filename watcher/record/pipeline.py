@@ -20,6 +20,7 @@ from watcher.model.jobs import Job
 from watcher.model.snapshot import Cursor, Snapshot
 from watcher.model.transitions import (
     Transition,
+    source_degraded,
     source_recovered,
     source_retired,
     source_unreachable,
@@ -154,13 +155,20 @@ class Pipeline:
             log.warning("poll_failed", error=str(exc))
             await self._failed(name, cycle.current, str(exc), now)
             return CycleOutcome("error")
-        await self._record(cycle, result.jobs, result.cursor, final=True)
+        cursor, notices = _degraded(name, result, now)
+        await self._record(cycle, result.jobs, cursor, final=True, notices=notices)
         self.last_ok[name] = self.clock()
         log.info("poll_done", **cycle.summary(result, time.monotonic() - started))
         return CycleOutcome("ok", cycle.jobs, cycle.transitions, result.requests)
 
     async def _record(
-        self, cycle: _Cycle, jobs: Sequence[Job], cursor: Cursor, *, final: bool
+        self,
+        cycle: _Cycle,
+        jobs: Sequence[Job],
+        cursor: Cursor,
+        *,
+        final: bool,
+        notices: Sequence[Transition] = (),
     ) -> None:
         """Diff ``jobs`` and record their transitions with ``cursor`` (one guarded
         transaction: refused if another replica committed the source since)."""
@@ -194,6 +202,7 @@ class Pipeline:
             if before.unreachable and before.failing_since is not None:
                 log.warning("source_recovered", down_seconds=round(now - before.failing_since))
                 found.append(source_recovered(name, before.failing_since, now))
+        found += notices
         added = await self.recorder.cycle(
             name, cursor, snapshots, found, now=now, polled=final, expect=cycle.current.version
         )
@@ -237,3 +246,18 @@ class Pipeline:
         transitions = [source_retired(name, exc.route)]
         await self.recorder.cycle(name, retired, [], transitions, now=now, expect=cursor.version)
         return CycleOutcome("retired", transitions=1)
+
+
+def _degraded(name: str, result: PollResult, now: float) -> tuple[Cursor, list[Transition]]:
+    """The cycle's cursor with the source's degraded spell, and ``watcher.source.degraded``
+    once when a spell begins (the log says when it ends)."""
+    cursor = result.cursor
+    if result.degraded is None:
+        if cursor.degraded_since is not None:
+            log.warning("source_no_longer_degraded")
+            return replace(cursor, degraded_since=None), []
+        return cursor, []
+    if cursor.degraded_since is not None:
+        return cursor, []
+    log.error("source_degraded", reason=result.degraded)
+    return replace(cursor, degraded_since=now), [source_degraded(name, now, result.degraded)]

@@ -13,11 +13,13 @@ from collections.abc import Callable
 import httpx
 
 from watcher.abc import Source
-from watcher.config import BatchSourceConfig, SourceConfig
+from watcher.config import BatchSourceConfig, SourceConfig, WorkflowsSourceConfig
 from watcher.sources.batch import BatchSource
+from watcher.sources.budget import RequestBudget
 from watcher.sources.budgeted import budgeted
 from watcher.sources.fine_tuning import FineTuningSource
 from watcher.sources.listing import ListingSource
+from watcher.sources.workflows import WorkflowsSource
 
 
 def build_source(
@@ -28,6 +30,11 @@ def build_source(
 ) -> Source:
     """The source ``config`` names; ``observe`` is told of each request its API client
     sends: (route, HTTP status, or ``None`` when no answer came)."""
+    if isinstance(config, WorkflowsSourceConfig):
+        # Paged by token: under a budget its requests wait for room, cycles stay whole.
+        per_minute = config.max_requests_per_minute
+        budget = None if per_minute is None else RequestBudget(per_minute, interval=config.interval)
+        return WorkflowsSource(config, client, observe=observe, budget=budget)
     family: type[ListingSource] = (
         BatchSource if isinstance(config, BatchSourceConfig) else FineTuningSource
     )

@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any, ClassVar, TypedDict, Unpack
 from urllib.parse import quote
 
@@ -44,6 +44,7 @@ from watcher.sources.jobs import created_since, deleted, iso, settle
 from watcher.sources.malformed import Rejections
 from watcher.sources.mistral import ApiClient, NotFound
 from watcher.sources.policy import MIN_SPREAD, SPREAD, expected_duration
+from watcher.sources.scan import Scan
 
 log = structlog.get_logger(__name__)
 
@@ -121,6 +122,21 @@ class ListingSource(ABC):
         """Query parameters of the periodic full listing (default: no filter)."""
         return {}
 
+    def new_since(self, watermark: int) -> dict[str, Any]:
+        """Query parameters of the new-jobs listing of a steady cycle (default:
+        ``created_after`` the watermark, minus an overlap)."""
+        return created_since(watermark)
+
+    def detail_path(self, job_id: str) -> str:
+        """The path of one job (quoted: a job id is foreign data and must not reshape the
+        request path)."""
+        return f"{self.path}/{quote(job_id, safe='')}"
+
+    def settle(self, job: Job, previous: Snapshot | None, now: float) -> Job:
+        """``job`` as the diff should see it, given what was known of it (default: times
+        that never go back, see :func:`watcher.sources.jobs.settle`)."""
+        return settle(job, previous, now)
+
     def needs_detail(self, job: Job, previous: Snapshot | None, *, baseline: bool) -> bool:
         """Whether a listed job must be fetched whole this cycle."""
         return False
@@ -165,12 +181,12 @@ class ListingSource(ABC):
         """Every page of one listing, deduplicated by id, and how many items were malformed."""
         jobs: dict[str, Job] = {}
         malformed = 0
-        async for found, bad in self._pages(params):
+        async for found, bad in self.pages(params):
             malformed += bad
             jobs.update((job.id, job) for job in found)
         return list(jobs.values()), malformed
 
-    async def _pages(self, params: Mapping[str, Any]) -> AsyncIterator[tuple[list[Job], int]]:
+    async def pages(self, params: Mapping[str, Any]) -> AsyncIterator[tuple[list[Job], int]]:
         """One listing page by page (its jobs, how many were malformed); pages are derived
         from ``total`` (there is no ``has_more``)."""
         size = self.page_size
@@ -189,10 +205,7 @@ class ListingSource(ABC):
 
     async def _detail(self, job_id: str) -> Job | None:
         try:
-            # Quoted: a job id is foreign data and must not reshape the request path.
-            raw = await self.api.get_json(
-                f"{self.path}/{quote(job_id, safe='')}", {}, route="detail"
-            )
+            raw = await self.api.get_json(self.detail_path(job_id), {}, route="detail")
         except NotFound:
             log.warning("job_not_found", source=self.name, job_id=job_id)
             self.missing.add(job_id)
@@ -252,9 +265,9 @@ class ListingSource(ABC):
         baseline = not cursor.baseline_done and self.on_start == "baseline"
         if full:
             self.missing.clear()
-        scan = _Scan()
+        scan = Scan()
         for params in self._listings(ctx, full=full, older=older):
-            async for jobs, bad in self._pages(params):
+            async for jobs, bad in self.pages(params):
                 scan.malformed += bad
                 await self._take(ctx, scan, jobs, baseline=baseline)
                 if ctx.flush is not None and len(scan.out) >= FLUSH_EVERY:
@@ -293,11 +306,11 @@ class ListingSource(ABC):
         assert ctx.cursor.watermark is not None
         followed = sorted({s.status for s in ctx.active.values()} & self.statuses)
         return [
-            created_since(ctx.cursor.watermark),
+            self.new_since(ctx.cursor.watermark),
             *(self.status_filters(followed) if followed else []),
         ]
 
-    def _unlisted(self, ctx: PollContext, scan: _Scan, older: int | None) -> list[str]:
+    def _unlisted(self, ctx: PollContext, scan: Scan, older: int | None) -> list[str]:
         """Followed jobs absent from their status listing: they have moved on (or the listing
         drifted), the detail tells which."""
         out: list[str] = []
@@ -311,9 +324,7 @@ class ListingSource(ABC):
             out.append(job_id)
         return out
 
-    async def _take(
-        self, ctx: PollContext, scan: _Scan, jobs: list[Job], *, baseline: bool
-    ) -> None:
+    async def _take(self, ctx: PollContext, scan: Scan, jobs: list[Job], *, baseline: bool) -> None:
         """One page of a listing into ``scan``: changed jobs to record, details to fetch."""
         fresh = [job for job in jobs if job.id not in scan.seen]
         scan.seen.update(job.id for job in fresh)
@@ -323,7 +334,7 @@ class ListingSource(ABC):
             if scan.newest is None or job.created_at > scan.newest:
                 scan.newest = job.created_at
             before = ctx.active.get(job.id) or found.get(job.id)
-            job = settle(job, before, ctx.now)
+            job = self.settle(job, before, ctx.now)
             if self.needs_detail(job, before, baseline=baseline):
                 if before is not None:
                     scan.previous[job.id] = before
@@ -333,14 +344,14 @@ class ListingSource(ABC):
             elif self.changed(job, before):
                 scan.out[job.id] = job  # the listing says all there is to say
 
-    async def _details(self, ctx: PollContext, scan: _Scan, job_ids: list[str]) -> None:
+    async def _details(self, ctx: PollContext, scan: Scan, job_ids: list[str]) -> None:
         """Fetch ``job_ids`` into ``scan.out``; a followed job the API no longer knows (404:
         deleted) ends as DELETED, once."""
         got: dict[str, Job] = {}
         await self.fetch(dict.fromkeys(job_ids), got)
         for job_id, job in got.items():
             before = ctx.active.get(job_id) or scan.previous.get(job_id)
-            scan.out[job_id] = settle(job, before, ctx.now)
+            scan.out[job_id] = self.settle(job, before, ctx.now)
         scan.out.update(self.gone(ctx, job_ids, got))
 
     def gone(
@@ -376,24 +387,3 @@ class ListingSource(ABC):
                 tg.start_soon(fetch, job_id, tg.cancel_scope)
         if failures:
             raise failures[0]
-
-
-@dataclass
-class _Scan:
-    """What a cycle gathered so far."""
-
-    seen: set[str] = field(default_factory=set)  # ids listed this cycle
-    out: dict[str, Job] = field(default_factory=dict)  # to record
-    urgent: list[str] = field(default_factory=list)  # details the cycle's news needs
-    sweep: list[str] = field(default_factory=list)  # details of jobs listed unchanged
-    previous: dict[str, Snapshot] = field(default_factory=dict)  # of the jobs to detail
-    reported: set[str] = field(default_factory=set)  # ids already handed over
-    newest: int | None = None
-    malformed: int = 0
-
-    def drain(self) -> list[Job]:
-        """The jobs to record, oldest first; forgotten here."""
-        jobs = sorted(self.out.values(), key=lambda j: (j.created_at, j.id))
-        self.reported.update(self.out)
-        self.out = {}
-        return jobs

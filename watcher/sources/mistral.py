@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
 from typing import Any, NamedTuple
 
 import anyio
 import httpx
 import structlog
+from httpx_sse import EventSource, aconnect_sse
 
 from watcher import __version__
 from watcher.deliver.retry import Verdict, backoff, classify, parse_retry_after
@@ -38,6 +40,15 @@ MAX_BODY = 64 * 1024 * 1024
 
 class NotFound(SourceProtocolError):
     """404: the thing asked for does not exist (a job deleted or never there)."""
+
+
+class StreamRefused(SourceProtocolError):
+    """An event stream answered a final 4xx (a filter refused, a route not there): asking
+    again the same way will not help soon."""
+
+    def __init__(self, source: str, status: int, detail: str) -> None:
+        super().__init__(source, f"HTTP {status} from the event stream: {detail}")
+        self.status_code = status
 
 
 class _Retryable(NamedTuple):
@@ -81,13 +92,66 @@ class ApiClient:
         # Told of every request sent: (route, HTTP status, or None when no answer came).
         self.observe = observe
 
-    async def get_json(self, path: str, params: Mapping[str, Any], *, route: str) -> Any:
-        """The decoded JSON body of ``GET path``; ``route`` names it in logs and errors."""
-        headers = {
+    def _headers(self, accept: str = "application/json") -> dict[str, str]:
+        return {
             "Authorization": f"Bearer {self._api_key.get()}",
-            "Accept": "application/json",
+            "Accept": accept,
             "User-Agent": f"watcher/{__version__}",
         }
+
+    @asynccontextmanager
+    async def stream(
+        self,
+        client: httpx.AsyncClient,
+        path: str,
+        params: Mapping[str, Any],
+        *,
+        route: str,
+        idle_timeout: float,
+    ) -> AsyncIterator[EventSource]:
+        """``GET path`` as a server-sent event stream on ``client`` (streams hold their
+        connections for long: not the shared client's pool). One attempt, no retries: the
+        caller reconnects. A read gap longer than ``idle_timeout`` raises
+        ``httpx.ReadTimeout``. Refusals raise as :meth:`get_json`'s answers do, a final 4xx
+        as :class:`StreamRefused`."""
+        self.requests += 1
+        timeout = httpx.Timeout(self._deadline, connect=min(self._deadline, 5.0), read=idle_timeout)
+        try:
+            async with aconnect_sse(
+                client,
+                "GET",
+                self.base_url + path,
+                params=params,
+                headers=self._headers("text/event-stream"),
+                timeout=timeout,
+            ) as source:
+                status = source.response.status_code
+                self._observe(route, status)
+                if status != 200:
+                    body = bytearray()
+                    async for chunk in source.response.aiter_bytes():
+                        body += chunk
+                        if len(body) > 4096:
+                            break
+                    retry_after = source.response.headers.get("retry-after")
+                    self._refused(status, retry_after, bytes(body), route)
+                yield source
+        except httpx.TransportError:
+            self._observe(route, None)
+            raise
+
+    def _refused(self, status: int, retry_header: str | None, body: bytes, route: str) -> None:
+        """Why a stream was not opened, as an exception."""
+        if status in (401, 403, 410) or classify(status) is Verdict.RETRY:
+            outcome = self._answer(status, retry_header, body, route)  # raises those
+            if isinstance(outcome, _Retryable):
+                raise SourceUnavailable(self.source, outcome.problem)
+        detail = " ".join(body.decode("utf-8", "replace").split())[:200]
+        raise StreamRefused(self.source, status, detail)
+
+    async def get_json(self, path: str, params: Mapping[str, Any], *, route: str) -> Any:
+        """The decoded JSON body of ``GET path``; ``route`` names it in logs and errors."""
+        headers = self._headers()
         problem = ""
         wait = self.not_before - time.time()
         if wait > 0:

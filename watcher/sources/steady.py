@@ -27,7 +27,6 @@ from dataclasses import replace
 from watcher.abc import PollContext, PollResult
 from watcher.model.jobs import Job
 from watcher.model.snapshot import Snapshot
-from watcher.sources.jobs import created_since, settle
 from watcher.sources.listing import ListingSource
 
 
@@ -81,7 +80,7 @@ class SteadyCycle:
             self.wanted.pop(job.id, None)
             self.seen[job.id] = self.ctx.now
             before = self.previous.get(job.id)
-            job = settle(job, before, self.ctx.now)
+            job = self.source.settle(job, before, self.ctx.now)
             if self.source.needs_detail_budgeted(job, before):
                 self.handled.discard(job.id)
                 self.wanted[job.id] = None
@@ -91,7 +90,7 @@ class SteadyCycle:
     async def new_jobs(self) -> None:
         cursor = self.ctx.cursor
         assert cursor.watermark is not None
-        jobs, bad = await self.source.listing(created_since(cursor.watermark))
+        jobs, bad = await self.source.listing(self.source.new_since(cursor.watermark))
         self.malformed += bad
         if jobs:
             newest = max(j.created_at for j in jobs)
@@ -169,7 +168,7 @@ class SteadyCycle:
 
     def result(self) -> PollResult:
         now = self.ctx.now
-        out = {k: settle(j, self.previous.get(k), now) for k, j in self.out.items()}
+        out = {k: self.source.settle(j, self.previous.get(k), now) for k, j in self.out.items()}
         out.update(self.source.gone(self.ctx, self.asked, out))
         cursor = self.ctx.cursor
         watermark = cursor.watermark

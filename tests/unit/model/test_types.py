@@ -24,6 +24,7 @@ from watcher.model.snapshot import Cursor, JobKind, Snapshot
 from watcher.model.statuses import BATCH_STATUSES, FINE_TUNING_STATUSES, KNOWN_STATUSES
 from watcher.model.transitions import (
     Transition,
+    source_degraded,
     source_recovered,
     source_retired,
     source_unreachable,
@@ -89,6 +90,7 @@ def test_watcher_types_are_catalogued() -> None:
         source_retired("ft", "/v1/fine_tuning/jobs"),
         source_unreachable("ft", T0, "timeout"),
         source_recovered("ft", T0, T0 + 60),
+        source_degraded("wf", T0, "the event stream was refused"),
         digest_transition({}, T0),
         heartbeat(T0, 60, {"ft": Cursor()}, {}),
     ]

@@ -1,0 +1,300 @@
+"""``kind: mistral-workflows``: Workflows executions (workflows reference §3, §4, §6, §7).
+
+Polling is the discovery and the safety net: ``GET /v1/workflows/runs`` with a
+``start_time_after`` watermark (minus an overlap) for new executions and a multi-valued
+``status`` filter for the followed ones, ``next_page_token`` paging; terminal executions
+are never read again; ``GET /v1/workflows/executions/{id}`` for the detail.
+
+The event streams (:mod:`watcher.sources.streams`) make it event-driven: each event
+wakes a poll cycle of this source at once (``Follows``), and a cycle that comes soon after
+a whole one is *hinted*: it reads only the executions the streams spoke of (a GET for a
+lifecycle event, none for an activity's retry), attaches their events to them
+(:attr:`~watcher.model.jobs.Job.stream`) and commits the streams' positions with the news.
+A lifecycle event the GET does not confirm yet (the API lags its own stream) waits, its
+position uncommitted, for a later cycle.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import replace
+from typing import Any, ClassVar, Unpack
+from urllib.parse import quote
+
+import httpx
+
+from watcher.abc import PollContext, PollResult
+from watcher.config import WorkflowsSourceConfig
+from watcher.exceptions import SourceProtocolError
+from watcher.model import types
+from watcher.model.jobs import Job, StreamEvent
+from watcher.model.snapshot import Cursor, JobKind, Snapshot
+from watcher.model.statuses import WORKFLOW_ENDS, WORKFLOW_STATUSES
+from watcher.sources.jobs import WATERMARK_OVERLAP, iso
+from watcher.sources.listing import ListingSource, SourceOptions
+from watcher.sources.streams import Follower, Hints, Taken
+from watcher.sources.workflow_jobs import (
+    LIFECYCLE,
+    attempt_of,
+    carry,
+    parse_execution,
+    status_details,
+    workflow_facts,
+)
+
+RESYNC_WINDOW = 7 * 86400  # a full resync reads the executions started in the last week
+HINTED_WITHIN = 0.5  # of the interval: a cycle this soon after a whole one is hinted
+DEFER_AT_MOST = 60.0  # seconds a lifecycle event waits for the API to agree with it
+
+
+class WorkflowsSource(ListingSource):
+    path = "/v1/workflows/runs"
+    statuses = frozenset(WORKFLOW_STATUSES) - {"CONTINUED_AS_NEW"}
+    typical_dwell: ClassVar[Mapping[str, float]] = {"RUNNING": 3600.0}
+    initial_status: ClassVar[str | None] = "RUNNING"
+
+    def __init__(
+        self,
+        config: WorkflowsSourceConfig,
+        client: httpx.AsyncClient,
+        **options: Unpack[SourceOptions],
+    ) -> None:
+        super().__init__(config, client, **options)
+        self.kind = JobKind(types.WORKFLOW_EXECUTION, WORKFLOW_ENDS, workflow_facts, status_details)
+        self.workflows = config.workflows
+        self.deployments = config.deployments
+        self.durations = dict(config.expected_durations)
+        self.streaming = config.stream and config.max_streams > 0
+        self.hints = Hints()
+        self.follower = Follower(
+            self.api,
+            self.hints,
+            max_streams=config.max_streams,
+            idle_timeout=config.stream_idle_timeout,
+        )
+        self._last_whole = -1e18
+        self._deferred_since: dict[str, float] = {}  # event id -> when it first waited
+
+    # --- the listing --------------------------------------------------------------------
+
+    def parse(self, raw: Any) -> Job:
+        return parse_execution(raw, self.durations)
+
+    def wanted(self, job: Job) -> bool:
+        """Whether the source's ``workflows`` / ``deployments`` filters keep ``job``."""
+        name, deployment = job.view.get("workflow_name"), job.view.get("deployment_name")
+        if self.workflows and not any(fnmatch.fnmatchcase(name or "", w) for w in self.workflows):
+            return False
+        return not self.deployments or any(
+            fnmatch.fnmatchcase(deployment or "", d) for d in self.deployments
+        )
+
+    def list_params(self) -> dict[str, Any]:
+        params: dict[str, Any] = {"sort_by": "start_time", "order": "desc"}
+        # One name without a glob is filtered by the API; several, or globs, here.
+        if self.workflows and len(self.workflows) == 1 and not _glob(self.workflows[0]):
+            params["workflow_identifier"] = self.workflows[0]
+        if self.deployments and len(self.deployments) == 1 and not _glob(self.deployments[0]):
+            params["deployment_name"] = self.deployments[0]
+        return params
+
+    def full_listing(self, now: float) -> dict[str, Any]:
+        return {"start_time_after": iso(max(0, int(now) - RESYNC_WINDOW))}
+
+    def new_since(self, watermark: int) -> dict[str, Any]:
+        return {"start_time_after": iso(max(0, watermark - WATERMARK_OVERLAP))}
+
+    def status_filters(self, statuses: Sequence[str]) -> list[dict[str, Any]]:
+        return [{"status": list(statuses)}]  # ``status=RUNNING&status=…``: one listing
+
+    def detail_path(self, job_id: str) -> str:
+        return f"/v1/workflows/executions/{quote(job_id, safe='')}"
+
+    def settle(self, job: Job, previous: Snapshot | None, now: float) -> Job:
+        return super().settle(carry(job, previous), previous, now)
+
+    async def page(
+        self, params: Mapping[str, Any], page: int
+    ) -> tuple[list[Job], int, int | None, int]:
+        raise NotImplementedError("the runs listing pages by token: see pages()")
+
+    async def pages(self, params: Mapping[str, Any]) -> AsyncIterator[tuple[list[Job], int]]:
+        """The listing page by page, following ``next_page_token`` (a token seen twice ends
+        it: a server that loops must not hold the cycle)."""
+        token: str | None = None
+        seen: set[str] = set()
+        while True:
+            query = {**self.list_params(), **params, "page_size": self.page_size}
+            if token is not None:
+                query["next_page_token"] = token
+            body = await self.api.get_json(self.path, query, route="list")
+            if not isinstance(body, Mapping) or not isinstance(body.get("executions", []), list):
+                raise SourceProtocolError(self.name, "runs answer is not {executions: [...]}")
+            items = body.get("executions") or []
+            jobs, malformed = self._rejections.parse_page(items, self.parse)
+            yield [job for job in jobs if self.wanted(job)], malformed
+            token = body.get("next_page_token")
+            if not isinstance(token, str) or not token or token in seen or not items:
+                return
+            seen.add(token)
+
+    # --- the cycle ----------------------------------------------------------------------
+
+    async def follow(
+        self, load_cursor: Callable[[], Awaitable[Cursor]], nudge: Callable[[], None]
+    ) -> None:
+        """Follow the event streams of the followed executions until cancelled (while this
+        replica owns the source); ``nudge`` asks for a poll cycle now."""
+        if self.streaming:
+            await self.follower.run(load_cursor, nudge)
+
+    def streams_open(self) -> int:
+        return len(self.follower.open)
+
+    async def poll(self, ctx: PollContext) -> PollResult:
+        taken = self.hints.take(ctx.cursor.streams)
+        hinted = ctx.now - self._last_whole < HINTED_WITHIN * self.interval and not self.full_due(
+            ctx.cursor, ctx.now
+        )
+        if hinted and not taken.events and not taken.checks:
+            return PollResult(jobs=[], cursor=ctx.cursor, requests=0)
+        if hinted:
+            self.begin_cycle()
+            result, shown = PollResult(jobs=[], cursor=ctx.cursor), list[str]()
+        else:
+            result, shown = await self.whole(ctx, full=self.full_due(ctx.cursor, ctx.now))
+            self._last_whole = ctx.now
+        jobs = {job.id: job for job in result.jobs}
+        await self._confirm(ctx, taken, jobs, set(shown))
+        deferred = self._attach(ctx, taken, jobs)
+        merged: dict[str, Snapshot | Job] = {**ctx.active, **jobs}
+        active = {k: v for k, v in merged.items() if v.status not in WORKFLOW_ENDS}
+        cursor = replace(result.cursor, streams=self._positions(ctx, taken, deferred, active))
+        self.follower.follow(_roots(active))
+        return PollResult(
+            jobs=sorted(jobs.values(), key=lambda j: (j.created_at, j.id)),
+            cursor=cursor,
+            requests=self.api.requests,
+            malformed=result.malformed,
+            degraded=self.follower.problem,
+        )
+
+    async def _confirm(
+        self, ctx: PollContext, taken: Taken, jobs: dict[str, Job], shown: set[str]
+    ) -> None:
+        """A GET for each execution a lifecycle event or an ended stream speaks of (unless
+        this cycle listed it); the others are taken as last known."""
+        ask = {
+            job_id
+            for job_id, events in taken.events.items()
+            if any(e.type in LIFECYCLE for e in events) or job_id not in ctx.active
+        } | taken.checks
+        ask -= shown | set(jobs)
+        known = await ctx.lookup([j for j in ask | set(taken.events) if j not in ctx.active])
+        got: dict[str, Job] = {}
+        await self.fetch(dict.fromkeys(sorted(ask)), got)
+        for job_id, job in got.items():
+            jobs[job_id] = self.settle(job, ctx.active.get(job_id) or known.get(job_id), ctx.now)
+        jobs.update(self.gone(ctx, sorted(ask), got))
+        for job_id in taken.events:
+            before = ctx.active.get(job_id) or known.get(job_id)
+            if job_id not in jobs and before is not None:
+                jobs[job_id] = _as_last_seen(before)
+
+    def _attach(self, ctx: PollContext, taken: Taken, jobs: dict[str, Job]) -> list[StreamEvent]:
+        """Each execution's events onto it; returns the lifecycle events that wait because
+        the API does not agree with them yet."""
+        deferred: list[StreamEvent] = []
+        # Events from before a silent baseline are history, not news.
+        since = ctx.cursor.baseline_at
+        for job_id, events in taken.events.items():
+            job = jobs.get(job_id)
+            if job is None:
+                continue
+            keep = [e for e in events if since is None or e.at >= since - WATERMARK_OVERLAP]
+            waiting = [e for e in keep if self._lagging(e, job, ctx.now)]
+            deferred += waiting
+            keep = [e for e in keep if e not in waiting]
+            if not keep:
+                continue
+            view = job.view
+            attempt = attempt_of(keep, view.get("run_id"))
+            if attempt is not None:
+                view = {**view, "attempt": attempt}
+            jobs[job_id] = job.model_copy(update={"stream": tuple(keep), "view": view})
+        return deferred
+
+    def _lagging(self, event: StreamEvent, job: Job, now: float) -> bool:
+        """A run-ending event the API does not show yet (same run, still RUNNING): it waits
+        a little for the API to agree."""
+        if event.type not in LIFECYCLE or event.type.endswith("STARTED"):
+            return False
+        if job.status != "RUNNING" or job.view.get("run_id") not in (None, event.run_id):
+            self._deferred_since.pop(event.id, None)
+            return False
+        first = self._deferred_since.setdefault(event.id, now)
+        if now - first > DEFER_AT_MOST:
+            del self._deferred_since[event.id]
+            return False
+        return True
+
+    def _positions(
+        self,
+        ctx: PollContext,
+        taken: Taken,
+        deferred: Sequence[StreamEvent],
+        active: Mapping[str, Snapshot | Job],
+    ) -> dict[str, int]:
+        """The streams' positions this cycle's commit reaches (a waiting event holds its
+        stream back); roots no longer followed are forgotten."""
+        positions = {**ctx.cursor.streams, **taken.positions}
+        for event in deferred:
+            for root, state in self.hints.roots.items():
+                if event.sequence in state.events:
+                    positions[root] = min(positions.get(root, event.sequence), event.sequence - 1)
+        followed = {_root(item) for item in active.values()}
+        gone = [root for root in positions if root not in followed]
+        for root in gone:
+            del positions[root]
+        self.hints.forget(gone)
+        return positions
+
+
+def _roots(active: Mapping[str, Snapshot | Job]) -> list[str]:
+    """The root executions to stream (those of the followed executions), newest first."""
+    newest: dict[str, int] = {}
+    for item in active.values():
+        root = _root(item)
+        newest[root] = max(newest.get(root, 0), item.created_at)
+    return sorted(newest, key=lambda r: -newest[r])
+
+
+def _glob(pattern: str) -> bool:
+    return any(c in pattern for c in "*?[")
+
+
+def _root(item: Snapshot | Job) -> str:
+    view = item.job if isinstance(item, Snapshot) else item.view
+    root = view.get("root_execution_id")
+    return (
+        root
+        if isinstance(root, str) and root
+        else (item.job_id if isinstance(item, Snapshot) else item.id)
+    )
+
+
+def _as_last_seen(snapshot: Snapshot) -> Job:
+    """An execution as last recorded, for events that need no GET (an activity's retry)."""
+    view = {
+        k: v
+        for k, v in snapshot.job.items()
+        if k not in ("id", "status", "created_at", "modified_at")
+    }
+    return Job(
+        id=snapshot.job_id,
+        status=snapshot.status,
+        created_at=snapshot.created_at,
+        modified_at=snapshot.modified_at,
+        view=view,
+    )
