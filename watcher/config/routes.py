@@ -11,7 +11,8 @@ from watcher.config.fields import ConfigModel, StrList, TimeZone
 
 
 class MatchConfig(ConfigModel):
-    """Keys combine with AND, listed values with OR; values are exact strings or globs."""
+    """Keys combine with AND, listed values with OR; values are exact strings or globs. A key
+    the transition has no value for never matches (``workflow`` on a batch job)."""
 
     type: StrList | None = None
     status: StrList | None = None
@@ -20,6 +21,13 @@ class MatchConfig(ConfigModel):
     job_type: StrList | None = None
     model: StrList | None = None
     suffix: StrList | None = None
+    # Workflows executions: the job's workflow_name, deployment_name, root_execution_id,
+    # parent_execution_id, and the activity a fact is about (``details.activity.name``).
+    workflow: StrList | None = None
+    deployment: StrList | None = None
+    root_execution_id: StrList | None = None
+    parent_execution_id: StrList | None = None
+    activity: StrList | None = None
 
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")

@@ -10,7 +10,7 @@ stops) but sends nothing. A transition no route matches reaches no sink (it is r
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from fnmatch import fnmatchcase
@@ -21,13 +21,16 @@ from watcher.model.transitions import Transition
 
 
 def values(transition: Transition) -> dict[str, str | None]:
-    """What ``match`` keys compare with."""
+    """What ``match`` keys compare with (``None``: the transition has none, e.g. ``workflow``
+    for a batch job, whose view has no ``workflow_name``)."""
     job = transition.job
 
     def text(key: str) -> str | None:
         value = job.get(key)
         return value if isinstance(value, str) else None
 
+    activity = transition.details.get("activity")
+    name = activity.get("name") if isinstance(activity, Mapping) else None
     return {
         "type": transition.type,
         "status": transition.status,
@@ -36,6 +39,11 @@ def values(transition: Transition) -> dict[str, str | None]:
         "job_type": text("job_type"),
         "model": text("model"),
         "suffix": text("suffix"),
+        "workflow": text("workflow_name"),
+        "deployment": text("deployment_name"),
+        "root_execution_id": text("root_execution_id"),
+        "parent_execution_id": text("parent_execution_id"),
+        "activity": name if isinstance(name, str) else None,
     }
 
 

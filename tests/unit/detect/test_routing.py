@@ -154,3 +154,100 @@ def test_decide_says_why() -> None:
     first, second = router.decide(t())
     assert (False, ["status: 'FAILED' is not in ['RUNNING']"]) == (first.matched, first.why)
     assert (True, [], False) == (second.matched, second.why, second.muted)
+
+
+WORKFLOW_JOB = {
+    "id": "exec-7",
+    "status": "RUNNING",
+    "workflow_name": "support-workflow",
+    "deployment_name": "prod-eu",
+    "root_execution_id": "root-1",
+    "parent_execution_id": "parent-3",
+}
+
+
+def workflow_t(type_: str = "workflow.activity.retrying", **details: object) -> Transition:
+    return Transition(
+        id="x", type=type_, source="wf", job_id="exec-7", job=WORKFLOW_JOB, details=details
+    )
+
+
+@pytest.mark.parametrize(
+    ("match", "expected"),
+    [
+        pytest.param({"workflow": ["support-workflow"]}, True, id="workflow"),
+        pytest.param({"workflow": ["support-*"]}, True, id="workflow glob"),
+        pytest.param({"workflow": ["billing-*"]}, False, id="other workflow"),
+        pytest.param({"deployment": ["prod-*"]}, True, id="deployment glob"),
+        pytest.param({"deployment": ["staging"]}, False, id="other deployment"),
+        pytest.param({"root_execution_id": ["root-1"]}, True, id="root execution"),
+        pytest.param({"root_execution_id": ["root-2"]}, False, id="other root"),
+        pytest.param({"parent_execution_id": ["parent-?"]}, True, id="parent glob"),
+        pytest.param({"activity": ["charge_*"]}, True, id="activity glob"),
+        pytest.param({"activity": ["send_mail"]}, False, id="other activity"),
+        pytest.param(
+            {"workflow": ["support-workflow"], "activity": ["charge_card"], "source": ["wf"]},
+            True,
+            id="with other keys",
+        ),
+    ],
+)
+def test_workflow_keys(match: dict[str, list[str]], expected: bool) -> None:
+    """workflow, deployment, root/parent execution ids match on the execution as last seen,
+    activity on the activity the fact is about."""
+    transition = workflow_t(activity={"name": "charge_card", "attempt": 2})
+    assert expected == bool(Router([route(["a"], **match)]).sinks_for(transition))
+
+
+def test_activity_key_matches_a_retry_storm() -> None:
+    """A retry_storm alert names its activity, so a route on activity reaches it."""
+    storm = workflow_t(
+        "workflow.execution.retry_storm",
+        activity={"name": "charge_card", "retries": 6, "within_seconds": 600.0},
+        rule="retry_storm",
+    )
+    assert ["a"] == Router([route(["a"], activity=["charge_card"])]).sinks_for(storm)
+
+
+@pytest.mark.parametrize(
+    "match",
+    [
+        {"workflow": ["*"]},
+        {"deployment": ["*"]},
+        {"root_execution_id": ["*"]},
+        {"parent_execution_id": ["*"]},
+        {"activity": ["*"]},
+    ],
+    ids=lambda m: next(iter(m)),
+)
+def test_workflow_keys_never_match_other_families(match: dict[str, list[str]]) -> None:
+    """A batch or fine-tuning job has no workflow, deployment, executions or activity: even
+    ``*`` does not match it, and explain says why."""
+    batch = Transition(
+        id="x",
+        type="batch.job.failed",
+        source="batch",
+        job_id="b",
+        status="FAILED",
+        job={"id": "b", "status": "FAILED", "model": "mistral-small", "metadata": {}},
+    )
+    fine_tuning = job_t(job_type="completion", model="open-mistral-7b", suffix="bot")
+    router = Router([route(["a"], **match)])
+    assert [] == router.sinks_for(batch)
+    assert [] == router.sinks_for(fine_tuning)
+    (decision,) = router.decide(batch)
+    assert [f"{next(iter(match))}: the transition has none (wanted ['*'])"] == decision.why
+
+
+def test_a_top_level_execution_has_no_parent() -> None:
+    """parent_execution_id is null for a top-level execution: a parent route skips it."""
+    top = Transition(
+        id="x",
+        type="workflow.execution.failed",
+        source="wf",
+        job_id="root-1",
+        status="FAILED",
+        job={**WORKFLOW_JOB, "parent_execution_id": None},
+    )
+    assert [] == Router([route(["a"], parent_execution_id=["*"])]).sinks_for(top)
+    assert ["a"] == Router([route(["a"], workflow=["support-workflow"])]).sinks_for(top)

@@ -17,7 +17,8 @@ from watcher.config import (
 from watcher.detect.diff import diff
 from watcher.detect.rules import conditions, on_change
 from watcher.model.jobs import Job
-from watcher.model.snapshot import Snapshot
+from watcher.model.snapshot import JobKind, Snapshot
+from watcher.model.statuses import WORKFLOW_TERMINAL
 from watcher.model.transitions import Transition
 from watcher.sources.fine_tuning import KIND
 
@@ -164,3 +165,35 @@ def test_condition_ids_are_stable_per_spell() -> None:
     (c,) = conditions([rule], later, T0 + 5100)
     assert a.alert_id(first) == b.alert_id(first)
     assert a.alert_id(first) != c.alert_id(later)
+
+
+def test_overrun_on_a_running_workflow_execution() -> None:
+    """A RUNNING Workflows execution with an expected duration overruns like any job: from
+    the time it has been RUNNING (status_since), a numeric string accepted; a new spell
+    after a continue-as-new counts afresh; a finished execution never overruns."""
+    kind = JobKind(prefix="workflow.execution", terminal=WORKFLOW_TERMINAL)
+    rule = OverrunRuleConfig(kind="overrun", factor=2)
+
+    def seen(status: str, at: int, previous: Snapshot | None = None, **meta: Any) -> Snapshot:
+        view = {"workflow_name": "support-workflow", "deployment_name": "prod",
+                "root_execution_id": "exec-1", "parent_execution_id": None,
+                "run_id": "run-1", "attempt": 1, "start_time": T0,
+                "metadata": {"expected_duration_seconds": meta.get("expected", 300)}}  # fmt: skip
+        current = Job(id="exec-1", status=status, created_at=T0, modified_at=at, view=view)
+        snap, _ = diff(previous, current, source="wf", kind=kind)
+        return snap
+
+    running = seen("RUNNING", T0)
+    assert T0 == running.status_since
+    assert [] == conditions([rule], running, T0 + 599)
+    (held,) = conditions([rule], running, T0 + 601)
+    assert ("RUNNING", T0) == held.key
+    assert 300 == held.details["expected_seconds"]
+    assert 1 == len(conditions([rule], seen("RUNNING", T0, expected="300"), T0 + 601))
+    assert [] == conditions([rule], seen("RUNNING", T0, expected=None), T0 + 10**6)
+    handed_over = seen("CONTINUED_AS_NEW", T0 + 500, running)
+    again = seen("RUNNING", T0 + 550, handed_over)
+    assert T0 + 550 == again.status_since
+    assert [] == conditions([rule], again, T0 + 700)
+    assert 1 == len(conditions([rule], again, T0 + 1151))
+    assert [] == conditions([rule], seen("COMPLETED", T0 + 900, again), T0 + 10**6)
