@@ -33,19 +33,31 @@ from watcher.devtools.simulator.scenario import (
     parse_full_scenario,
     parse_scenario,
 )
+from watcher.devtools.simulator.workflows import (
+    ACTIONS,
+    WORKFLOW_STATUSES,
+    SimExecution,
+    WorkflowSpec,
+    WorkflowStep,
+)
 
 __all__ = [
+    "ACTIONS",
     "BATCH_STATUSES",
     "DEFAULT_API_KEY",
     "STATUSES",
+    "WORKFLOW_STATUSES",
     "BatchSpec",
     "Fault",
     "JobSpec",
     "RunningSimulator",
     "Scenario",
     "SimBatch",
+    "SimExecution",
     "SimJob",
     "Simulator",
+    "WorkflowSpec",
+    "WorkflowStep",
     "create_app",
     "default_jobs",
     "format_banner",
@@ -87,6 +99,7 @@ async def simulator(
     *,
     jobs: Iterable[JobSpec] = (),
     batches: Iterable[BatchSpec] = (),
+    workflows: Iterable[WorkflowSpec] = (),
     speed: float = 1.0,
     seed: int | None = None,
     api_key: str = DEFAULT_API_KEY,
@@ -96,8 +109,9 @@ async def simulator(
 ) -> AsyncIterator[RunningSimulator]:
     """Serve a simulator on ``host:port`` (0: a free port) while the block runs.
 
-    ``jobs`` and ``batches`` are scheduled from the moment the server is up (their
-    ``create_after`` counts from then).
+    ``jobs``, ``batches`` and ``workflows`` are scheduled from the moment the server is up
+    (their ``create_after`` counts from then). Open event streams end when the block
+    exits, so they never hold the server's shutdown.
     """
     sim = (
         Simulator(speed=speed, seed=seed)
@@ -105,8 +119,11 @@ async def simulator(
         else Simulator(speed=speed, seed=seed, clock=clock)
     )
     async with serve_app(create_app(sim, api_key), host=host, port=port) as base_url:
-        sim.schedule([*jobs, *batches])
-        yield RunningSimulator(base_url=base_url, api_key=api_key, sim=sim)
+        sim.schedule([*jobs, *batches, *workflows])
+        try:
+            yield RunningSimulator(base_url=base_url, api_key=api_key, sim=sim)
+        finally:
+            sim.close_all_streams()
 
 
 class Serving(TypedDict):
