@@ -223,6 +223,10 @@ class WorkflowStreams:
         self.stream_faults.idle_close_since = time.monotonic()
         self._notify()
 
+    def set_ping_interval(self, seconds: float) -> None:
+        self.stream_faults.ping_interval = seconds
+        self._notify()
+
     def start_outage(self, seconds: float) -> None:
         self.stream_faults.outage_until = time.monotonic() + seconds
         self._notify()
