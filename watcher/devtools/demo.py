@@ -20,7 +20,7 @@ from watcher.app.httpserver import serve_app
 from watcher.app.logging import configure
 from watcher.config import validate_config
 from watcher.devtools.receiver import Received, Receiver, generate_secret
-from watcher.devtools.simulator import load_demo, simulator
+from watcher.devtools.simulator import load_full_demo, simulator
 from watcher.model.statuses import FINE_TUNING_TERMINAL
 
 
@@ -47,8 +47,12 @@ def _delivered(log: list[dict[str, Any]], received: list[Received]) -> tuple[int
 async def _demo(speed: float, limit: float, state_dir: Path) -> int:
     secret = generate_secret()
     receiver = Receiver(secret)
-    jobs = load_demo()
-    async with serve_app(receiver.app) as receiver_url, simulator(jobs=jobs, speed=speed) as sim:
+    demo = load_full_demo()
+    jobs = list(demo.jobs)
+    async with (
+        serve_app(receiver.app) as receiver_url,
+        simulator(jobs=jobs, workflows=demo.workflows, speed=speed) as sim,
+    ):
         config = validate_config(
             {
                 "sources": [
@@ -107,7 +111,7 @@ async def _demo(speed: float, limit: float, state_dir: Path) -> int:
         types = Counter(r.type for r in receiver.accepted())
         _say()
         _say(f"summary after {elapsed:.0f} s:")
-        _say(f"  status changes applied by the simulator: {len(sim.sim.log)}")
+        _say(f"  status changes applied by the simulator: {arrived + missing}")
         _say(f"  received by the webhook receiver:        {arrived} ({missing} missing)")
         _say(
             f"  webhooks received in all: {len(receiver.received)}, "

@@ -25,10 +25,20 @@ request body answers 400 ``{"detail": "<field>: <problem>"}``, an unknown job 40
                                            ``kind`` is ``fine_tuning`` or ``batch``
 ``GET|POST|DELETE /_sim/faults``           ``{"faults": [...]}``; POST queues one fault
                                            (``route``: list, detail, batch_list,
-                                           batch_detail or all; ``rate``: the share of
+                                           batch_detail, workflow_list, workflow_detail,
+                                           workflow_stream, workflow_events,
+                                           workflow_action or all; ``rate``: the share of
                                            matching requests it hits, 1 by default)
 ``POST|DELETE /_sim/retire``               every ``/v1`` route answers 410 / normal again
+``… /_sim/workflows…``                     workflow executions, their actions, stream
+                                           counters and stream faults: see
+                                           :mod:`watcher.devtools.simulator.workflows_admin`
 =========================================  ==================================================
+
+``/_sim/stats`` also shows the ``workflow_*`` request kinds and a ``workflow_streams``
+summary (``opened``, ``open``, ``events_sent``, ``replays_from_zero``) once the Workflows
+API is in use; ``/_sim/stats/reset`` zeroes those too. ``DELETE /_sim/jobs`` forgets the
+workflow executions as well.
 """
 
 from __future__ import annotations
@@ -46,6 +56,7 @@ from watcher.devtools.simulator.batch import BatchSpec
 from watcher.devtools.simulator.engine import (
     FAULT_MODES,
     FAULT_ROUTES,
+    Conflict,
     Fault,
     FaultRoute,
     JobNotFound,
@@ -60,6 +71,7 @@ from watcher.devtools.simulator.scenario import (
     seconds_from,
     steps_from,
 )
+from watcher.devtools.simulator.workflows_admin import WORKFLOW_TABLE
 
 # The admin API creates jobs now: a spec's ``create_after`` has no meaning there.
 _SPEC_KEYS = JOB_FIELDS - {"create_after"}
@@ -82,13 +94,14 @@ def admin_routes(sim: Simulator) -> list[Route]:
     """The ``/_sim/`` routes over ``sim``."""
     return [
         Route(path, _admin(sim, handler), methods=list(methods))
-        for path, methods, handler in _TABLE
+        for path, methods, handler in (*_TABLE, *WORKFLOW_TABLE)
     ]
 
 
 def _admin(sim: Simulator, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
     """``handler`` for loopback clients only, after the simulator caught up with time; its
-    answer as JSON, a bad body 400, an unknown job 404."""
+    answer as JSON, a bad body 400, an unknown job 404, a conflict (an action on an
+    execution that is not running) 409."""
 
     async def endpoint(request: Request) -> Response:
         if not _is_loopback(request):
@@ -96,6 +109,8 @@ def _admin(sim: Simulator, handler: Handler) -> Callable[[Request], Awaitable[Re
         sim.advance()
         try:
             return JSONResponse(await handler(sim, request))
+        except Conflict as exc:
+            return JSONResponse({"detail": str(exc)}, status_code=409)
         except (_BadRequest, ValueError) as exc:
             return JSONResponse({"detail": str(exc)}, status_code=400)
         except JobNotFound as exc:

@@ -1,4 +1,5 @@
-"""The simulator's HTTP face: the fine-tuning and batch APIs under ``/v1`` plus the admin API.
+"""The simulator's HTTP face: the fine-tuning, batch and Workflows APIs under ``/v1`` plus
+the admin API.
 
 ``/v1`` answers like the real API (reference §2, §3, §9; batch reference §2): bearer auth,
 FastAPI-style 422s, ``{"detail": ...}`` errors. Each ``/v1`` request is counted, then
@@ -6,16 +7,17 @@ checked in this order: the API key (401), retirement (410), the first queued fau
 its route (see :mod:`watcher.devtools.simulator.admin`); only then does the engine advance
 and answer.
 Batch routes count as ``batch_list``/``batch_detail``; their cancel and DELETE as ``other``.
+The Workflows routes (:mod:`.workflows_app`) count as ``workflow_list``, ``workflow_detail``,
+``workflow_stream``, ``workflow_events`` and ``workflow_action``; an unknown execution answers
+404 ``{"detail", "code": "WF_1100"}``, an action on one that is not running 409 ``WF_1102``.
 """
 
 from __future__ import annotations
 
 import hmac
-import math
 import secrets
-from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime
-from typing import Any, TypeVar, cast
+from collections.abc import Awaitable, Callable
+from typing import Any, cast
 
 import anyio
 from starlette.applications import Starlette
@@ -28,36 +30,30 @@ from watcher.devtools.simulator.batch import BATCH_ORDERS, BATCH_STATUSES, Batch
 from watcher.devtools.simulator.engine import (
     BatchJobNotFound,
     Conflict,
+    ExecutionNotFound,
     Fault,
     JobNotFound,
+    NotRunning,
     Simulator,
 )
 from watcher.devtools.simulator.engine import Route as RouteKind
-from watcher.devtools.simulator.jobs import STATUSES, SimJob
+from watcher.devtools.simulator.jobs import SimJob
+from watcher.devtools.simulator.query import Answer, Invalid, ListQuery
+from watcher.devtools.simulator.workflows_app import (
+    EXECUTION_NOT_FOUND,
+    NOT_RUNNING,
+    workflow_routes,
+)
 
-Answer = tuple[int, Any]
-_Item = TypeVar("_Item")
 Handler = Callable[[Request], Awaitable[Answer]]
-
-MAX_PAGE_SIZE = 1000  # larger requests are capped silently (the real maximum is unconfirmed)
 NOT_FOUND = "No fine tuning job matches the given query."
 BATCH_NOT_FOUND = "No batch job matches the given query."  # the real wording is unconfirmed
 RETIRED = "This API has been retired"
 
-_TRUE = frozenset({"1", "on", "t", "true", "y", "yes"})
-_FALSE = frozenset({"0", "off", "f", "false", "n", "no"})
 _BAD_GATEWAY = (
     "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
     "<center><h1>502 Bad Gateway</h1></center>\r\n</body>\r\n</html>\r\n"
 )
-
-
-class _Invalid(Exception):
-    """Query validation errors, in FastAPI's ``detail`` list format."""
-
-    def __init__(self, errors: list[dict[str, Any]]) -> None:
-        super().__init__("invalid request")
-        self.errors = errors
 
 
 def create_app(sim: Simulator, api_key: str) -> Starlette:
@@ -83,7 +79,7 @@ def create_app(sim: Simulator, api_key: str) -> Starlette:
         return endpoint
 
     async def list_jobs(request: Request) -> Answer:
-        query = _ListQuery(request)
+        query = ListQuery(request)
         jobs = sim.list_jobs(
             model=query.params.get("model"),
             status=query.status(),
@@ -108,7 +104,7 @@ def create_app(sim: Simulator, api_key: str) -> Starlette:
     async def list_batches(request: Request) -> Answer:
         # Unknown keys are ignored: the SDKs flatten a ``metadata`` filter into arbitrary
         # keys (batch reference §2), and whether the server reads them is unconfirmed.
-        query = _ListQuery(request)
+        query = ListQuery(request)
         statuses = query.statuses("status", BATCH_STATUSES)
         order_by = query.choice("order_by", BATCH_ORDERS, "-created")
         created_after = query.timestamp("created_after")
@@ -148,6 +144,7 @@ def create_app(sim: Simulator, api_key: str) -> Starlette:
         Route(batches + "/{job_id}", v1("batch_detail", get_batch), methods=["GET"]),
         Route(batches + "/{job_id}", v1("other", delete_batch), methods=["DELETE"]),
         Route(batches + "/{job_id}/cancel", v1("other", cancel_batch), methods=["POST"]),
+        *workflow_routes(sim, v1),
         Route("/v1/{rest:path}", v1("other", not_found), methods=_ALL_METHODS),
         *admin_routes(sim),
     ]
@@ -179,14 +176,20 @@ async def _answer(
     sim.advance()
     try:
         status_code, body = await handler(request)
-    except _Invalid as exc:
+    except Invalid as exc:
         return JSONResponse({"detail": exc.errors}, status_code=422)
+    except ExecutionNotFound:
+        return JSONResponse(EXECUTION_NOT_FOUND, status_code=404)
+    except NotRunning as exc:
+        return JSONResponse({**NOT_RUNNING, "status": exc.status}, status_code=409)
     except BatchJobNotFound:
         return JSONResponse({"detail": BATCH_NOT_FOUND}, status_code=404)
     except JobNotFound:
         return JSONResponse({"detail": NOT_FOUND}, status_code=404)
     except Conflict as exc:
         return JSONResponse({"detail": str(exc)}, status_code=409)
+    if isinstance(body, Response):  # a stream, or an answer without a body
+        return body
     if fault is not None and fault.mode == "truncated" and status_code == 200:
         body = _truncate(body, "batch" if kind in ("batch_list", "batch_detail") else "job")
     return JSONResponse(body, status_code=status_code)
@@ -225,7 +228,16 @@ def _fault_response(fault: Fault, kind: RouteKind) -> Response:
 
 
 def _truncate(body: Any, kind: str) -> Any:
-    """A list whose middle item lost its ``id`` (a lone job loses its own ``id``)."""
+    """A list whose middle item lost its ``id`` (a lone job loses its own ``id``); a
+    Workflows list or execution loses ``execution_id`` the same way."""
+    if isinstance(body, dict) and isinstance(body.get("executions"), list):
+        rows = list(body["executions"])
+        if rows:
+            middle = len(rows) // 2
+            rows[middle] = {k: v for k, v in rows[middle].items() if k != "execution_id"}
+        return {**body, "executions": rows}
+    if isinstance(body, dict) and "execution_id" in body:
+        return {k: v for k, v in body.items() if k != "execution_id"}
     if isinstance(body, dict) and isinstance(body.get("data"), list):
         data = list(body["data"])
         if data:
@@ -237,133 +249,3 @@ def _truncate(body: Any, kind: str) -> Any:
     if isinstance(body, dict):
         return {k: v for k, v in body.items() if k != "id"}
     return body
-
-
-def _expected(values: Sequence[str]) -> str:
-    """FastAPI's wording of an enum's values: ``'A', 'B' or 'C'``."""
-    quoted = [f"'{value}'" for value in values]
-    return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + f" or {quoted[-1]}"
-
-
-class _ListQuery:
-    """The list route's query parameters, validated the way FastAPI would."""
-
-    def __init__(self, request: Request) -> None:
-        self.params = request.query_params
-        self.errors: list[dict[str, Any]] = []
-
-    def raise_errors(self) -> None:
-        if self.errors:
-            raise _Invalid(self.errors)
-
-    def page(self, items: Sequence[_Item], shown: Callable[[_Item], Any]) -> Answer:
-        """The ``page``-th page of ``page_size`` items, once the whole query is valid."""
-        page = self.integer("page", 0, minimum=0)
-        size = min(self.integer("page_size", 100, minimum=1), MAX_PAGE_SIZE)
-        self.raise_errors()
-        start = page * size
-        data = [shown(item) for item in items[start : start + size]]
-        return 200, {"object": "list", "total": len(items), "data": data}
-
-    def _error(self, name: str, kind: str, msg: str, value: str, **ctx: Any) -> None:
-        error: dict[str, Any] = {"type": kind, "loc": ["query", name], "msg": msg, "input": value}
-        if ctx:
-            error["ctx"] = ctx
-        self.errors.append(error)
-
-    def integer(self, name: str, default: int, *, minimum: int) -> int:
-        raw = self.params.get(name)
-        if raw is None:
-            return default
-        try:
-            value = int(raw.strip())
-        except ValueError:
-            self._error(
-                name,
-                "int_parsing",
-                "Input should be a valid integer, unable to parse string as an integer",
-                raw,
-            )
-            return default
-        if value < minimum:
-            self._error(
-                name,
-                "greater_than_equal",
-                f"Input should be greater than or equal to {minimum}",
-                raw,
-                ge=minimum,
-            )
-            return default
-        return value
-
-    def boolean(self, name: str) -> bool:
-        raw = self.params.get(name)
-        if raw is None or raw.lower() in _FALSE:
-            return False
-        if raw.lower() in _TRUE:
-            return True
-        self._error(
-            name, "bool_parsing", "Input should be a valid boolean, unable to interpret input", raw
-        )
-        return False
-
-    def status(self) -> str | None:
-        raw = self.params.get("status")
-        if raw is None or raw in STATUSES:
-            return raw
-        expected = _expected(STATUSES)
-        self._error("status", "enum", f"Input should be {expected}", raw, expected=expected)
-        return None
-
-    def statuses(self, name: str, allowed: Sequence[str]) -> list[str] | None:
-        """A multi-valued enum parameter sent as repeated keys (``?s=A&s=B``); None if absent.
-
-        Errors are located by index, like FastAPI's for a list parameter.
-        """
-        raw = self.params.getlist(name)
-        if not raw:
-            return None
-        expected = _expected(allowed)
-        for index, value in enumerate(raw):
-            if value not in allowed:
-                self.errors.append(
-                    {
-                        "type": "enum",
-                        "loc": ["query", name, index],
-                        "msg": f"Input should be {expected}",
-                        "input": value,
-                        "ctx": {"expected": expected},
-                    }
-                )
-        return [value for value in raw if value in allowed]
-
-    def choice(self, name: str, allowed: Sequence[str], default: str) -> str:
-        raw = self.params.get(name)
-        if raw is None:
-            return default
-        if raw in allowed:
-            return raw
-        expected = _expected(allowed)
-        self._error(name, "enum", f"Input should be {expected}", raw, expected=expected)
-        return default
-
-    def timestamp(self, name: str) -> float | None:
-        """Unix seconds from an ISO-8601 date-time, a date, or a number; naive means UTC."""
-        raw = self.params.get(name)
-        if raw is None:
-            return None
-        try:
-            value = float(raw)
-        except ValueError:
-            pass
-        else:
-            if math.isfinite(value):
-                return value
-        try:
-            parsed = datetime.fromisoformat(raw.strip())
-        except ValueError:
-            self._error(name, "datetime_from_date_parsing", "Input should be a valid datetime", raw)
-            return None
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=UTC)
-        return parsed.timestamp()

@@ -7,13 +7,53 @@ import random
 from dataclasses import dataclass
 from typing import Any, Literal
 
-Route = Literal["list", "detail", "other", "batch_list", "batch_detail"]
-FaultRoute = Literal["list", "detail", "batch_list", "batch_detail", "all"]
+Route = Literal[
+    "list",
+    "detail",
+    "other",
+    "batch_list",
+    "batch_detail",
+    "workflow_list",
+    "workflow_detail",
+    "workflow_stream",
+    "workflow_events",
+    "workflow_action",
+]
+FaultRoute = Literal[
+    "list",
+    "detail",
+    "batch_list",
+    "batch_detail",
+    "workflow_list",
+    "workflow_detail",
+    "workflow_stream",
+    "workflow_events",
+    "workflow_action",
+    "all",
+]
 
 FAULT_MODES = frozenset({"429", "500", "502", "503", "slow", "malformed", "gone", "truncated"})
-FAULT_ROUTES: tuple[FaultRoute, ...] = ("list", "detail", "batch_list", "batch_detail", "all")
 _BATCH_ROUTES: tuple[Route, ...] = ("batch_list", "batch_detail")
-_ROUTES: tuple[Route, ...] = ("list", "detail", "other", "batch_list", "batch_detail")
+_WORKFLOW_ROUTES: tuple[Route, ...] = (
+    "workflow_list",
+    "workflow_detail",
+    "workflow_stream",
+    "workflow_events",
+    "workflow_action",
+)
+_ROUTES: tuple[Route, ...] = ("list", "detail", "other", *_BATCH_ROUTES, *_WORKFLOW_ROUTES)
+FAULT_ROUTES: tuple[FaultRoute, ...] = (
+    "list",
+    "detail",
+    "batch_list",
+    "batch_detail",
+    "workflow_list",
+    "workflow_detail",
+    "workflow_stream",
+    "workflow_events",
+    "workflow_action",
+    "all",
+)
 
 
 @dataclass(kw_only=True)
@@ -54,6 +94,7 @@ class Traffic:
     retired: bool
     _fault_draws: random.Random
     _batch_used: bool  # set by the batch engine too: a batch job exists
+    _workflow_used: bool  # set by the workflow engine too: an execution exists
 
     def _start_traffic(self, seed: int | None) -> None:
         self.requests = dict.fromkeys(_ROUTES, 0)
@@ -62,22 +103,27 @@ class Traffic:
         self._fault_draws = random.Random(seed)  # apart: a fault mix leaves job ids alone
         self.retired = False
         self._batch_used = False  # shows the batch request counters in stats()
+        self._workflow_used = False  # shows the workflow request counters in stats()
 
     def count_request(self, route: Route) -> None:
         self.requests[route] += 1
         if route in _BATCH_ROUTES:
             self._batch_used = True
+        elif route in _WORKFLOW_ROUTES:
+            self._workflow_used = True
 
     def stats(self) -> dict[str, Any]:
         """Request counters; ``total`` counts every ``/v1`` request.
 
         ``batch_list`` and ``batch_detail`` appear once the batch API is in use (a batch
-        job was created or a batch route requested), so the fine-tuning-only shape stays.
+        job was created or a batch route requested), the ``workflow_*`` kinds once the
+        Workflows API is, so the fine-tuning-only shape stays.
         """
         shown = {
             route: count
             for route, count in self.requests.items()
-            if self._batch_used or route not in _BATCH_ROUTES
+            if (self._batch_used or route not in _BATCH_ROUTES)
+            and (self._workflow_used or route not in _WORKFLOW_ROUTES)
         }
         return {
             "requests": {**shown, "total": sum(self.requests.values())},

@@ -1,14 +1,17 @@
-"""Seeded random scenarios: varied fine-tuning and batch lifecycles, the same for the same
+"""Seeded random scenarios: varied fine-tuning, batch and workflow lifecycles, the same for the same
 seed (``watcher simulate --seed``, property and endurance tests)."""
 
 from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from typing import cast
+from dataclasses import replace
+from functools import partial
+from typing import Any, cast
 
 from watcher.devtools.simulator.batch import BatchSpec
 from watcher.devtools.simulator.jobs import EventsOrder, JobSpec
+from watcher.devtools.simulator.workflows import WorkflowSpec, WorkflowStep
 
 _V = ("VALIDATING", "VALIDATED")
 _CANCEL = ("CANCELLATION_REQUESTED", "CANCELLED")
@@ -148,4 +151,98 @@ def _random_steps(
     for status in statuses:
         at += round(rng.uniform(*step_gap), 1)
         steps.append((status, at))
+    return tuple(steps)
+
+
+_Script = tuple[tuple[str, dict[str, Any]], ...]
+_FETCH = {"activity": "fetch"}
+_RETRY = ("activity_retrying", {**_FETCH, "message": "TimeoutError: upstream did not answer"})
+_GAVE_UP = ("activity_failed", {**_FETCH, "message": "TimeoutError: upstream did not answer"})
+# Every ending the reference §6 describes, as scripts of (action, params).
+_WORKFLOW_LIFECYCLES: dict[str, _Script] = {
+    "completed": (
+        ("activity_started", _FETCH),
+        ("activity_completed", {**_FETCH, "result": {"rows": 12}}),
+        ("complete", {"result": {"ok": True}}),
+    ),
+    "failed_after_activity_retries": (_RETRY, _RETRY, _GAVE_UP, ("fail", {})),
+    "retried_then_completed": (
+        _RETRY,
+        _GAVE_UP,
+        ("fail", {"retry": True, "message": "ActivityError: fetch failed"}),
+        ("activity_completed", _FETCH),
+        ("complete", {}),
+    ),
+    "canceled": (("activity_started", _FETCH), ("cancel", {"reason": "Stopped by an operator"})),
+    "terminated": (("activity_started", _FETCH), ("terminate", {})),
+    "timed_out": (_RETRY, _RETRY, ("time_out", {})),
+    "continued_as_new": (),  # built per execution: one to three hand-overs, then complete
+    "child_failed": (),  # a root and a child that fails under it
+}
+WORKFLOW_LIFECYCLES = tuple(_WORKFLOW_LIFECYCLES)
+
+
+def random_workflow_scenario(
+    seed: int,
+    executions: int = 8,
+    *,
+    start_within: float = 10.0,
+    step_gap: tuple[float, float] = (2.0, 5.0),
+    hostile: bool = False,
+) -> list[WorkflowSpec]:
+    """``executions`` top-level workflow executions, the same for the same arguments.
+
+    The lifecycles are dealt in a shuffled cycle, so 8 or more executions cover all of
+    :data:`WORKFLOW_LIFECYCLES`; a ``child_failed`` one adds a child execution under its
+    root. ``hostile`` gives workflow names and failure messages a watcher must escape.
+    """
+    rng = random.Random(seed)
+    order = list(WORKFLOW_LIFECYCLES)
+    rng.shuffle(order)
+    specs: list[WorkflowSpec] = []
+    for i in range(executions):
+        lifecycle = order[i % len(order)]
+        name = (rng.choice(_HOSTILE) or "empty") if hostile else f"sim-{lifecycle}"
+        spec = partial(
+            WorkflowSpec,
+            name=f"workflow-{i}",
+            workflow_name=name,
+            deployment_name=rng.choice(("prod", "staging", None)),
+            create_after=round(rng.uniform(0.0, start_within), 1),
+            input={"run": i},
+        )
+        script = _WORKFLOW_LIFECYCLES[lifecycle]
+        if lifecycle == "continued_as_new":
+            hand_over: _Script = (("activity_completed", _FETCH), ("continue_as_new", {}))
+            script = (*hand_over * rng.randint(1, 3), ("complete", {}))
+        elif lifecycle == "child_failed":
+            child_steps = _workflow_steps(rng, (_RETRY, _GAVE_UP, ("fail", {})), step_gap, hostile)
+            root_end = round(child_steps[-1].after + rng.uniform(*step_gap), 1)
+            specs.append(
+                spec(
+                    steps=(
+                        WorkflowStep(action="activity_started", after=1.0, activity="prepare"),
+                        WorkflowStep(action="fail", after=root_end, message="ChildWorkflowError"),
+                    )
+                )
+            )
+            child = spec(steps=child_steps, parent=f"workflow-{i}")
+            specs.append(replace(child, name=f"workflow-{i}-child", workflow_name=f"{name}-child"))
+            continue
+        specs.append(spec(steps=_workflow_steps(rng, script, step_gap, hostile)))
+    return specs
+
+
+def _workflow_steps(
+    rng: random.Random, script: _Script, step_gap: tuple[float, float], hostile: bool
+) -> tuple[WorkflowStep, ...]:
+    at = 0.0
+    steps: list[WorkflowStep] = []
+    for action, params in script:
+        at += round(rng.uniform(*step_gap), 1)
+        message = params.get("message")
+        if hostile and action in ("fail", "activity_failed", "activity_retrying"):
+            message = rng.choice(_HOSTILE) or None
+        step = WorkflowStep(action=action, after=round(at, 1), **params)
+        steps.append(replace(step, message=message))
     return tuple(steps)

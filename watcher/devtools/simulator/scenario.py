@@ -1,4 +1,4 @@
-"""Scenarios: fine-tuning and batch job lifecycles from a YAML file (seeded random ones are
+"""Scenarios: fine-tuning, batch and workflow lifecycles from a YAML file (seeded random ones are
 in :mod:`.random_scenarios`).
 
 A scenario file::
@@ -28,6 +28,10 @@ A scenario file::
         total_while_queued: false      # total_requests is 0 while QUEUED unless true
         frozen: false
         created_by_me: true
+    workflows:                         # optional; workflow executions (see .workflows_scenario)
+      - name: nightly-etl
+        workflow_name: etl-pipeline
+        steps: [[activity_retrying, 2], [activity_failed, 4], [fail, 5]]
 
 Step times are seconds after the job's creation. Errors are :class:`ValueError` naming the
 field (``jobs[1].steps[2]: ...``).
@@ -52,6 +56,8 @@ from watcher.devtools.simulator.batch import (
     BatchSpec,
 )
 from watcher.devtools.simulator.jobs import EVENTS_ORDERS, EventsOrder, JobSpec
+from watcher.devtools.simulator.workflows import WorkflowSpec
+from watcher.devtools.simulator.workflows_scenario import check_parents, workflow_spec
 
 JOB_FIELDS = frozenset(
     {
@@ -71,10 +77,16 @@ BATCH_FIELDS = frozenset(
 
 @dataclass(frozen=True)
 class Scenario:
-    """Everything a scenario file scripts: fine-tuning jobs and batch jobs."""
+    """Everything a scenario file scripts: fine-tuning jobs, batch jobs, workflows."""
 
     jobs: tuple[JobSpec, ...] = ()
     batches: tuple[BatchSpec, ...] = ()
+    workflows: tuple[WorkflowSpec, ...] = ()
+
+    @property
+    def specs(self) -> list[JobSpec | BatchSpec | WorkflowSpec]:
+        """Everything to schedule."""
+        return [*self.jobs, *self.batches, *self.workflows]
 
 
 def load_scenario(path: Path | str) -> list[JobSpec]:
@@ -83,7 +95,7 @@ def load_scenario(path: Path | str) -> list[JobSpec]:
 
 
 def load_full_scenario(path: Path | str) -> Scenario:
-    """The fine-tuning and batch job specs of a scenario file."""
+    """The fine-tuning, batch and workflow specs of a scenario file."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -93,10 +105,15 @@ def load_full_scenario(path: Path | str) -> Scenario:
 
 
 def load_demo() -> list[JobSpec]:
-    """The built-in demo scenario (``scenarios/demo.yaml``)."""
+    """The fine-tuning jobs of the built-in demo scenario (``scenarios/demo.yaml``)."""
+    return list(load_full_demo().jobs)
+
+
+def load_full_demo() -> Scenario:
+    """The built-in demo scenario (``scenarios/demo.yaml``): its jobs and workflows."""
     demo = resources.files("watcher.devtools.simulator").joinpath("scenarios", "demo.yaml")
     text = demo.read_text("utf-8")
-    return parse_scenario(text, source="demo.yaml")
+    return parse_full_scenario(text, source="demo.yaml")
 
 
 def parse_scenario(text: str, *, source: str = "scenario") -> list[JobSpec]:
@@ -105,9 +122,9 @@ def parse_scenario(text: str, *, source: str = "scenario") -> list[JobSpec]:
 
 
 def parse_full_scenario(text: str, *, source: str = "scenario") -> Scenario:
-    """The fine-tuning and batch job specs of a scenario given as YAML text.
+    """The fine-tuning, batch and workflow specs of a scenario given as YAML text.
 
-    ``jobs`` is required unless ``batches`` is given.
+    ``jobs`` is required unless ``batches`` or ``workflows`` is given.
     """
     try:
         data = yaml.safe_load(text)
@@ -115,22 +132,29 @@ def parse_full_scenario(text: str, *, source: str = "scenario") -> Scenario:
         raise ValueError(f"{source}: not valid YAML: {exc}") from None
     if not isinstance(data, Mapping):
         raise ValueError(f"{source}: a scenario is a mapping with a 'jobs' list")
-    unknown = sorted(str(k) for k in data if k not in ("jobs", "batches"))
+    unknown = sorted(str(k) for k in data if k not in ("jobs", "batches", "workflows"))
     if unknown:
         raise ValueError(f"{source}: {unknown[0]}: unknown field")
-    jobs = data.get("jobs", [] if "batches" in data else None)
+    jobs = data.get("jobs", [] if "batches" in data or "workflows" in data else None)
     if not isinstance(jobs, list):
         raise ValueError(f"{source}: jobs: must be a list")
     batches = data.get("batches", [])
     if not isinstance(batches, list):
         raise ValueError(f"{source}: batches: must be a list")
+    workflows = data.get("workflows", [])
+    if not isinstance(workflows, list):
+        raise ValueError(f"{source}: workflows: must be a list")
     specs = [job_spec(raw, where=f"{source}: jobs[{i}]") for i, raw in enumerate(jobs)]
     batch_specs = [
         batch_spec(raw, where=f"{source}: batches[{i}]") for i, raw in enumerate(batches)
     ]
     _unique_names([spec.name for spec in specs], f"{source}: jobs")
     _unique_names([spec.name for spec in batch_specs], f"{source}: batches")
-    return Scenario(jobs=tuple(specs), batches=tuple(batch_specs))
+    workflow_specs = [
+        workflow_spec(raw, where=f"{source}: workflows[{i}]") for i, raw in enumerate(workflows)
+    ]
+    check_parents(workflow_specs, f"{source}: workflows")
+    return Scenario(jobs=tuple(specs), batches=tuple(batch_specs), workflows=tuple(workflow_specs))
 
 
 def _unique_names(names: list[str | None], where: str) -> None:

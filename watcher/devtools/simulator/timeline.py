@@ -16,6 +16,7 @@ from typing import Any
 
 from watcher.devtools.simulator.batch import BatchSpec
 from watcher.devtools.simulator.jobs import JobSpec
+from watcher.devtools.simulator.workflows import WorkflowSpec, WorkflowStep
 
 Clock = Callable[[], float]
 
@@ -37,15 +38,17 @@ class Conflict(ValueError):
 
 @dataclass(frozen=True)
 class Due:
-    """One scheduled step: create a job, or move one (a status, a checkpoint)."""
+    """One scheduled step: create a job (or an execution), or move one (a status, a
+    checkpoint, a workflow action)."""
 
     job_id: str | None
     generation: int
     status: str | None = None  # None: a checkpoint
-    spec: JobSpec | BatchSpec | None = None  # set: create this job
+    spec: JobSpec | BatchSpec | WorkflowSpec | None = None  # set: create this job
     batch: bool = False  # job_id names a batch job
     until: float | None = None  # batch RUNNING: when the next step comes
     succeeds: bool = False  # batch RUNNING: whether that next step is SUCCESS
+    action: WorkflowStep | None = None  # set: job_id names an execution; apply this
 
 
 def log_entry(
@@ -95,9 +98,11 @@ class Timeline:
         self._queue = []
         self._seq = itertools.count()
 
-    def schedule(self, specs: Iterable[JobSpec | BatchSpec], *, start: float | None = None) -> None:
-        """Create each job (fine-tuning or batch) ``create_after`` (scaled) seconds after
-        ``start`` (default: now)."""
+    def schedule(
+        self, specs: Iterable[JobSpec | BatchSpec | WorkflowSpec], *, start: float | None = None
+    ) -> None:
+        """Create each job (fine-tuning or batch) or workflow execution ``create_after``
+        (scaled) seconds after ``start`` (default: now)."""
         base = self.clock() if start is None else start
         for spec in specs:
             self._push(base + spec.create_after / self.speed, Due(None, 0, spec=spec))
