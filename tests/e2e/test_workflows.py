@@ -1,0 +1,214 @@
+"""Workflows executions end to end: the simulator (runs, executions, SSE streams), ``watcher
+run`` as a process, a signature-checking receiver, all on loopback.
+
+The poll interval is 30 s: what arrives sooner came by the event streams."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.harness import WatcherProcess, config, source, webhook, write
+from tests.waiting import wait_until
+from watcher.app.httpserver import serve_app
+from watcher.devtools.receiver import Receiver, generate_secret
+from watcher.devtools.simulator import RunningSimulator, simulator
+from watcher.devtools.simulator.workflows import WorkflowSpec, WorkflowStep
+
+pytestmark = pytest.mark.e2e
+
+START = 6.0  # seconds after creation the scripts begin: the executions are followed by then
+
+
+def _step(action: str, after: float, **options: Any) -> WorkflowStep:
+    return WorkflowStep(action=action, after=START + after, **options)
+
+
+LIFECYCLES: dict[str, tuple[WorkflowStep, ...]] = {
+    "completes": (_step("activity_started", 0, activity="a"), _step("complete", 1)),
+    "fails_after_retries": (
+        _step("activity_retrying", 0, activity="fetch", message="HTTP 503"),
+        _step("activity_retrying", 0.5, activity="fetch", message="HTTP 503"),
+        _step("activity_failed", 1, activity="fetch", message="HTTP 503"),
+        _step("fail", 1.5, message="KeyError: 'customer'"),
+    ),
+    "retried_then_completes": (
+        _step("fail", 0, message="flaky", retry=True),
+        _step("complete", 2),
+    ),
+    "canceled": (_step("cancel", 1, reason="operator"),),
+    "terminated": (_step("terminate", 1),),
+    "timed_out": (_step("time_out", 1),),
+    "continues_as_new": (_step("continue_as_new", 0.5), _step("complete", 2)),
+}
+EXPECTED: dict[str, list[str]] = {
+    "completes": ["workflow.execution.running", "workflow.execution.completed"],
+    "fails_after_retries": [
+        "workflow.execution.running",
+        "workflow.activity.retrying",
+        "workflow.activity.retrying",
+        "workflow.activity.failed",
+        "workflow.execution.failed",
+    ],
+    "retried_then_completes": [
+        "workflow.execution.running",
+        "workflow.execution.retrying",
+        "workflow.execution.completed",
+    ],
+    "canceled": ["workflow.execution.running", "workflow.execution.canceled"],
+    "terminated": ["workflow.execution.running", "workflow.execution.terminated"],
+    "timed_out": ["workflow.execution.running", "workflow.execution.timed_out"],
+    "continues_as_new": [
+        "workflow.execution.running",
+        "workflow.execution.continued_as_new",
+        "workflow.execution.completed",
+    ],
+}
+POLLED_ONLY = {"terminated", "timed_out"}  # no stream event announces these ends
+
+
+def _by_job(receiver: Receiver) -> dict[str, list[Any]]:
+    out: dict[str, list[Any]] = {}
+    for r in receiver.received:
+        if isinstance(r.data, dict) and isinstance(r.data.get("job"), dict):
+            out.setdefault(str(r.data["job"].get("id")), []).append(r)
+    return out
+
+
+def _one_id_per_change(receiver: Receiver) -> None:
+    """A change delivered twice (at least once) keeps its id: never one change under two."""
+    ids: dict[str, set[str | None]] = {}
+    for r in receiver.received:
+        data = {k: v for k, v in r.data.items() if k != "job"} if isinstance(r.data, dict) else {}
+        key = json.dumps([r.type, (r.data or {}).get("job", {}).get("id"), data], sort_keys=True)
+        ids.setdefault(key, set()).add(r.id)
+    assert [] == [k for k, found in ids.items() if len(found) > 1]
+
+
+def _workflows(sim: RunningSimulator, **options: Any) -> dict[str, Any]:
+    return source(
+        sim, name="wf", kind="mistral-workflows", interval="30s", jitter="10ms", **options
+    )
+
+
+async def test_every_lifecycle_arrives_once_in_order_most_within_a_second(tmp_path: Path) -> None:
+    """Each lifecycle's changes arrive exactly once per webhook-id, in order, nothing
+    spurious; the streamed ones about a second after the event although the interval is
+    30 s; TERMINATED and TIMED_OUT arrive although no event announces them."""
+    secret = generate_secret()
+    receiver = Receiver(secret)
+    async with serve_app(receiver.app) as url, simulator(speed=1.0) as sim:
+        path = write(
+            tmp_path / "config.yaml",
+            config(
+                tmp_path,
+                sources=[_workflows(sim, on_start="notify")],
+                sinks=[webhook(f"{url}/h", secret)],
+                delivery={"initial_backoff": "200ms"},
+            ),
+        )
+        ids = {
+            name: sim.sim.create_execution(
+                WorkflowSpec(name=name, workflow_name=f"wf-{name}", steps=steps)
+            ).execution_id
+            for name, steps in LIFECYCLES.items()
+        }
+        watcher = WatcherProcess(path)
+        watcher.start()
+        try:
+
+            def done() -> bool:
+                got = _by_job(receiver)
+                return all(len(got.get(ids[n], [])) >= len(EXPECTED[n]) for n in LIFECYCLES)
+
+            await wait_until(done, within=START + 25, what="every lifecycle's transitions")
+            got = _by_job(receiver)
+            assert all(r.valid for r in receiver.received)
+            for name, job_id in ids.items():
+                assert [r.type for r in got[job_id]] == EXPECTED[name], name
+            counts = Counter(r.id for r in receiver.received)
+            assert [] == [i for i, n in counts.items() if n > 1]
+            streamed = set(LIFECYCLES) - POLLED_ONLY
+            # Streamed ends arrive about a second after their event, not at the next poll.
+            for name in streamed:
+                ended = max(e.at for e in sim.sim.workflow_events if e.execution_id == ids[name])
+                late = got[ids[name]][-1].received_at - ended
+                assert late < 2.0, (name, late)
+            failed = got[ids["fails_after_retries"]][-1]
+            assert failed.data["failure"]["message"] == "KeyError: 'customer'"
+            assert got[ids["fails_after_retries"]][1].data["activity"]["name"] == "fetch"
+        finally:
+            output = watcher.output()
+            watcher.stop()
+        assert "Traceback" not in output
+
+
+async def test_stream_faults_and_a_sigkill_lose_nothing_and_never_replay_from_zero(
+    tmp_path: Path,
+) -> None:
+    """Idle closes, error frames, a stream outage while the API answers, and a SIGKILL
+    mid-stream: every activity retry arrives once, the executions' ends arrive, and each
+    stream resumes from its committed sequence (the simulator saw no replay from 0)."""
+    secret = generate_secret()
+    receiver = Receiver(secret)
+    retries = 24
+    async with serve_app(receiver.app) as url, simulator(speed=1.0) as sim:
+        path = write(
+            tmp_path / "config.yaml",
+            config(
+                tmp_path,
+                sources=[_workflows(sim, on_start="notify")],
+                sinks=[webhook(f"{url}/h", secret)],
+                delivery={"initial_backoff": "200ms"},
+            ),
+        )
+        steps = (
+            *(
+                _step("activity_retrying", 0.5 * i, activity="flaky", message=f"attempt {i}")
+                for i in range(retries)
+            ),
+            _step("fail", 0.5 * retries, message="gave up"),
+        )
+        ids = [
+            sim.sim.create_execution(WorkflowSpec(workflow_name="chaos", steps=steps)).execution_id
+            for _ in range(3)
+        ]
+        watcher = WatcherProcess(path)
+        watcher.start()
+        try:
+
+            def retried() -> int:
+                return sum(1 for r in receiver.received if r.type == "workflow.activity.retrying")
+
+            await wait_until(lambda: retried() >= 3, within=START + 10, what="first retries")
+            sim.sim.set_idle_close(2.0)
+            await wait_until(lambda: retried() >= 12, within=15, what="retries under idle closes")
+            sim.sim.inject_stream_error()
+            watcher.kill()
+            watcher = WatcherProcess(path)
+            watcher.start()
+            sim.sim.start_outage(3.0)
+            await wait_until(
+                lambda: (
+                    sum(1 for r in receiver.received if r.type == "workflow.execution.failed")
+                    == len(ids)
+                ),
+                within=40,
+                what="every execution's failure",
+            )
+            got = _by_job(receiver)
+            for job_id in ids:
+                kinds = Counter(t for _, t in {(r.id, r.type) for r in got[job_id]})
+                assert kinds["workflow.activity.retrying"] == retries, kinds
+            _one_id_per_change(receiver)
+            streams = sim.sim.stream_stats(connections=False)
+            assert streams["opened"] > len(ids)  # they did reconnect
+            assert streams["replays_from_zero"] == 0
+        finally:
+            output = watcher.output()
+            watcher.stop()
+        assert "Traceback" not in output
