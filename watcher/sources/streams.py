@@ -87,6 +87,11 @@ class Hints:
         """Ask the next cycle to confirm ``job_id`` with a GET."""
         self.checks.add(job_id)
 
+    def last_received(self, root: str) -> int:
+        """The highest sequence received from ``root``'s stream (-1: none)."""
+        state = self.roots.get(root)
+        return state.received if state is not None else -1
+
     def resume_at(self, root: str, committed: int | None) -> int:
         """Where ``root``'s stream goes on: after what was committed and what this process
         already holds."""
@@ -208,9 +213,10 @@ class Follower:
     ) -> None:
         attempt = 0
         retry_ms: int | None = None
-        while True:
+        last = -1  # what this task received: a resume never goes back before it
+        while root in self.wanted:
             committed = (await load_cursor()).streams.get(root)
-            start = self.hints.resume_at(root, committed)
+            start = max(self.hints.resume_at(root, committed), last + 1)
             params: dict[str, Any] = {"root_workflow_exec_id": root, "start_seq": start}
             try:
                 async with self.api.stream(
@@ -226,6 +232,7 @@ class Follower:
                             break
                         if sse.data and self._take(root, sse.data):
                             nudge()
+                        last = max(last, self.hints.last_received(root))
                 self._ended(root, nudge)
             except StreamRefused as exc:
                 self._refuse(root, str(exc))
