@@ -21,7 +21,7 @@ from watcher.app.logging import configure
 from watcher.config import validate_config
 from watcher.devtools.receiver import Received, Receiver, generate_secret
 from watcher.devtools.simulator import load_full_demo, simulator
-from watcher.model.statuses import FINE_TUNING_TERMINAL
+from watcher.model.statuses import BATCH_TERMINAL, FINE_TUNING_TERMINAL, WORKFLOW_TERMINAL
 
 
 def _say(text: str = "") -> None:
@@ -38,7 +38,7 @@ def _delivered(log: list[dict[str, Any]], received: list[Received]) -> tuple[int
     wanted = Counter(
         (e["job_id"], e["previous_status"], e["status"])
         for e in log
-        if e.get("kind", "fine_tuning") == "fine_tuning"
+        if e.get("kind", "fine_tuning") in ("fine_tuning", "batch", "workflow")
     )
     missing = sum((wanted - got).values())
     return sum(wanted.values()) - missing, missing
@@ -51,7 +51,7 @@ async def _demo(speed: float, limit: float, state_dir: Path) -> int:
     jobs = list(demo.jobs)
     async with (
         serve_app(receiver.app) as receiver_url,
-        simulator(jobs=jobs, workflows=demo.workflows, speed=speed) as sim,
+        simulator(jobs=jobs, batches=demo.batches, workflows=demo.workflows, speed=speed) as sim,
     ):
         config = validate_config(
             {
@@ -63,7 +63,24 @@ async def _demo(speed: float, limit: float, state_dir: Path) -> int:
                         "api_key": sim.api_key,
                         "interval": "1s",
                         "jitter": "100ms",
-                    }
+                    },
+                    {
+                        "name": "batch",
+                        "kind": "mistral-batch",
+                        "base_url": sim.base_url,
+                        "api_key": sim.api_key,
+                        "interval": "1s",
+                        "jitter": "100ms",
+                    },
+                    {
+                        # Polls discover executions; their event streams carry the rest.
+                        "name": "workflows",
+                        "kind": "mistral-workflows",
+                        "base_url": sim.base_url,
+                        "api_key": sim.api_key,
+                        "interval": "2s",
+                        "on_start": "notify",
+                    },
                 ],
                 "state": {"url": f"sqlite:///{state_dir}/state.db"},
                 "sinks": [
@@ -80,12 +97,19 @@ async def _demo(speed: float, limit: float, state_dir: Path) -> int:
             env={},
         )
         _say("watcher demo: everything runs on loopback, nothing leaves this machine.")
-        _say(f"  Mistral API simulator  {sim.base_url}  ({len(jobs)} jobs scripted)")
+        scripted = f"{len(jobs)} fine-tuning jobs, {len(demo.batches)} batch job(s), "
+        _say(
+            f"  Mistral API simulator  {sim.base_url}  ({scripted}"
+            f"{len(demo.workflows)} workflow execution(s) scripted)"
+        )
         _say(
             f"  webhook receiver       {receiver_url}/hooks  (verifies Standard Webhooks "
             "signatures)"
         )
-        _say("  watcher                polls every 1 s; transitions below, one per line")
+        _say(
+            "  watcher                polls every 1 s (workflows: follows their event "
+            "streams); transitions below, one per line"
+        )
         _say()
         started = time.monotonic()
         done = False
@@ -95,8 +119,13 @@ async def _demo(speed: float, limit: float, state_dir: Path) -> int:
             with anyio.move_on_after(limit):
                 while True:
                     await anyio.sleep(0.5)
-                    settled = len(sim.sim.jobs) == len(jobs) and all(
-                        j.status in FINE_TUNING_TERMINAL for j in sim.sim.jobs.values()
+                    settled = (
+                        len(sim.sim.jobs) == len(jobs)
+                        and all(j.status in FINE_TUNING_TERMINAL for j in sim.sim.jobs.values())
+                        and len(sim.sim.batch_jobs) == len(demo.batches)
+                        and all(b.status in BATCH_TERMINAL for b in sim.sim.batch_jobs.values())
+                        and len(sim.sim.executions) == len(demo.workflows)
+                        and all(e.status in WORKFLOW_TERMINAL for e in sim.sim.executions.values())
                     )
                     arrived, missing = _delivered(sim.sim.log, receiver.received)
                     if settled and not missing:
@@ -125,6 +154,9 @@ async def _demo(speed: float, limit: float, state_dir: Path) -> int:
             "fine_tuning.job.cancellation_requested",
             "fine_tuning.job.cancelled",
             "fine_tuning.job.model_ready",
+            "batch.job.timeout_exceeded",
+            "workflow.activity.retrying",
+            "workflow.execution.failed",
         ):
             if not types.get(needed):
                 ok = False
