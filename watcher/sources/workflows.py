@@ -154,12 +154,11 @@ class WorkflowsSource(ListingSource):
 
     async def poll(self, ctx: PollContext) -> PollResult:
         taken = self.hints.take(ctx.cursor.streams)
-        hinted = ctx.now - self._last_whole < HINTED_WITHIN * self.interval and not self.full_due(
-            ctx.cursor, ctx.now
-        )
-        if hinted and not taken.events and not taken.checks:
-            return PollResult(jobs=[], cursor=ctx.cursor, requests=0)
-        if hinted:
+        # Woken by a stream soon after a whole cycle: only what the streams spoke of. A
+        # cycle without hints (the schedule's) is always whole.
+        recent = ctx.now - self._last_whole < HINTED_WITHIN * self.interval
+        hinted = bool(taken.events or taken.checks) and recent
+        if hinted and not self.full_due(ctx.cursor, ctx.now):
             self.begin_cycle()
             result, shown = PollResult(jobs=[], cursor=ctx.cursor), list[str]()
         else:
