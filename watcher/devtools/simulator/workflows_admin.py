@@ -25,8 +25,10 @@ end_time, continued_run_id}...]). Every action is effective at once.
                                                  each open stream N s after it opened (or
                                                  after this call); null stops it
 ``POST   /_sim/workflows/streams/error``         ``{"error"?, "reason"?, "close"?: true}``:
-                                                 open streams send ``event: error`` (then
-                                                 close) → ``{"streams": n}``
+                                                 open streams send ``event: error`` with
+                                                 ``data: {"error", "reason"}`` (defaults: a
+                                                 message and ``stream_error``), then close
+                                                 → ``{"streams": n}``
 ``POST   /_sim/workflows/streams/outage``        ``{"seconds": D}``: for D s open streams
                                                  close and new ones answer 503 (the JSON
                                                  routes still answer)

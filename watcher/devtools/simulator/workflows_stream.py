@@ -14,7 +14,8 @@ sends live ones as they happen. With the ``last-event-id`` header and no positiv
 time). An injected error sends ``event: error`` with ``data: {"error", "reason"}``. The server
 closes the stream once every execution its filter names or matches has ended (after the last
 event), on an injected idle close, error or outage, and when it shuts down; a client that
-disconnects ends the generator (Starlette cancels it).
+disconnects ends the generator (Starlette cancels it). A filter naming an execution that does
+not exist (yet) keeps the stream open, with pings.
 """
 
 from __future__ import annotations

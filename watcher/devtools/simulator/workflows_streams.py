@@ -21,8 +21,11 @@ from watcher.devtools.simulator.workflows import WorkflowEvent
 
 DEFAULT_PING_INTERVAL = 15.0  # seconds between ``: ping`` comment lines
 DEFAULT_TICK = 0.05  # how often an open stream looks for scripted steps that came due
-STREAM_ERROR = "stream_failed"
-STREAM_ERROR_REASON = "Simulated stream failure"
+# An error frame's ``data``: ``error`` is a message, ``reason`` one of the values mistralai
+# 3.7.0 knows (``read_error``, ``stream_error``, ``internal_error``; it maps others to
+# ``stream_error``) and raises as ``StreamDisconnectedError``: the frame ends the stream.
+STREAM_ERROR = "Stream failed (simulated)"
+STREAM_ERROR_REASON = "stream_error"
 
 
 @dataclass(frozen=True, kw_only=True)

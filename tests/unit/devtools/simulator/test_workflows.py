@@ -6,8 +6,10 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import AsyncIterator
+from functools import partial
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 
@@ -20,6 +22,7 @@ from watcher.devtools.simulator import (
     load_full_demo,
     parse_full_scenario,
     random_workflow_scenario,
+    run_simulator,
     simulator,
 )
 from watcher.model.statuses import WORKFLOW_TERMINAL
@@ -393,3 +396,42 @@ def test_ending_a_parent_terminates_its_running_children() -> None:
     assert "TERMINATED" == sim.executions["kid"].status
     kid_events = [e.event_type for e in sim.workflow_events if e.execution_id == "kid"]
     assert ["WORKFLOW_EXECUTION_STARTED"] == kid_events
+
+
+@pytest.mark.parametrize("seed", [None, 4], ids=["demo", "seeded"])
+async def test_watcher_simulate_serves_workflows(seed: int | None) -> None:
+    """Without a scenario file, ``run_simulator`` plays the demo's workflow next to its jobs;
+    with a seed, random workflows."""
+    urls: list[str] = []
+    listening = anyio.Event()
+
+    def ready(url: str) -> None:
+        urls.append(url)
+        listening.set()
+
+    names: set[str] = set()
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            serve = partial(
+                run_simulator,
+                host="127.0.0.1",
+                port=0,
+                scenario=None,
+                speed=100,
+                seed=seed,
+                api_key=KEY,
+                ready=ready,
+            )
+            tg.start_soon(serve)
+            await listening.wait()
+            headers = {"Authorization": f"Bearer {KEY}"}
+            async with httpx.AsyncClient(base_url=urls[0], headers=headers) as c:
+                while not names:
+                    await anyio.sleep(0.05)
+                    page = (await c.get(RUNS)).json()["executions"]
+                    names = {item["workflow_name"] for item in page}
+            tg.cancel_scope.cancel()
+    if seed is None:
+        assert {"invoice-sync"} == names
+    else:
+        assert all(name.startswith("sim-") for name in names)

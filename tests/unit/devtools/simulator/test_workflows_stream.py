@@ -327,12 +327,12 @@ async def test_pings_idle_close_and_error_frames(client: httpx.AsyncClient) -> N
 
     async def error(reader: Reader) -> None:
         await until(lambda: len(reader.events) == 1, "STARTED")
-        answer = await client.post("/_sim/workflows/streams/error", json={"reason": "broker"})
+        answer = await client.post("/_sim/workflows/streams/error", json={"error": "broker"})
         assert {"streams": 1} == answer.json()
 
     reader = await follow(client, {"workflow_exec_id": "p"}, error)
     last = reader.frames[-1]
-    assert ("error", {"error": "stream_failed", "reason": "broker"}) == (last.event, last.data)
+    assert ("error", {"error": "broker", "reason": "stream_error"}) == (last.event, last.data)
     assert "error" == (await streams(client))["connections"][-1]["closed_by"]
 
 
