@@ -122,6 +122,14 @@ def config(**overrides: Any) -> WorkflowsSourceConfig:
     return WorkflowsSourceConfig(**fields)
 
 
+def _started(raw: Mapping[str, Any]) -> datetime | None:
+    """When a stored execution started (``None``: unreadable, listed whatever the bound)."""
+    try:
+        return datetime.fromisoformat(raw["start_time"])
+    except (TypeError, ValueError):
+        return None
+
+
 class RunsApi:
     """The executions as the API holds them (by id), and what it was asked."""
 
@@ -148,12 +156,12 @@ class RunsApi:
         assert path == RUNS, path
         params = request.url.params
         self.queries.append(params)
-        items = sorted(self.executions.values(), key=lambda e: e["start_time"], reverse=True)
+        items = sorted(self.executions.values(), key=lambda e: str(e["start_time"]), reverse=True)
         if statuses := params.get_list("status"):
             items = [e for e in items if e["status"] in statuses]
         if "start_time_after" in params:
             bound = datetime.fromisoformat(params["start_time_after"])
-            items = [e for e in items if datetime.fromisoformat(e["start_time"]) >= bound]
+            items = [e for e in items if (at := _started(e)) is None or at >= bound]
         if "workflow_identifier" in params:
             items = [e for e in items if e["workflow_name"] == params["workflow_identifier"]]
         if "deployment_name" in params:
