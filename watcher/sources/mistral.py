@@ -113,8 +113,8 @@ class ApiClient:
         connections for long: not the shared client's pool). One attempt, no retries: the
         caller reconnects. A read gap longer than ``idle_timeout`` raises
         ``httpx.ReadTimeout``. Refusals raise as :meth:`get_json`'s answers do, a final 4xx
-        as :class:`StreamRefused`."""
-        self.requests += 1
+        as :class:`StreamRefused`. Not counted in :attr:`requests` (a cycle's cost): the
+        ``observe`` callback sees it as the route ``stream``."""
         timeout = httpx.Timeout(self._deadline, connect=min(self._deadline, 5.0), read=idle_timeout)
         try:
             async with aconnect_sse(

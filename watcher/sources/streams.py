@@ -256,11 +256,16 @@ class Follower:
     def _opened(self, root: str, start: int) -> None:
         self.open.add(root)
         self.connects += 1
+        log.debug("stream_opened", source=self.api.source, root=root, start_seq=start)
+
+    def _healthy(self, root: str) -> None:
+        """A stream delivered an event: failures in a row end; the source is no longer
+        degraded unless a refused stream is still held back."""
         self.failures = 0
-        if self.problem is not None:
+        held = [r for r, until in self.refused.items() if until > time.monotonic()]
+        if self.problem is not None and not held:
             log.warning("streams_recovered", source=self.api.source, root=root)
             self.problem = None
-        log.debug("stream_opened", source=self.api.source, root=root, start_seq=start)
 
     def _take(self, root: str, data: str) -> bool:
         """One frame's data; whether it is news worth a poll now."""
@@ -271,12 +276,14 @@ class Follower:
             return False
         if event is None:
             return False
+        self._healthy(root)
         return self.hints.add(root, event)
 
     def _error_frame(self, root: str, data: str) -> None:
         log.warning("stream_error_frame", source=self.api.source, root=root, data=data[:200])
         self.failures += 1
-        self._degrade(f"the event stream sent an error frame: {data[:200]}")
+        if self.failures >= FAILURES_TO_REPORT:
+            self._degrade(f"event streams keep failing: error frame {data[:200]}")
 
     def _ended(self, root: str, nudge: Callable[[], None]) -> None:
         """The stream ended (or went quiet): a poll confirms what became of the execution

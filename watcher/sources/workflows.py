@@ -229,7 +229,8 @@ class WorkflowsSource(ListingSource):
         a little for the API to agree."""
         if event.type not in LIFECYCLE or event.type.endswith("STARTED"):
             return False
-        if job.status != "RUNNING" or job.view.get("run_id") not in (None, event.run_id):
+        agrees = job.view.get("run_status") == "CONTINUED_AS_NEW" and event.type.endswith("NEW")
+        if agrees or job.status != "RUNNING" or job.view.get("run_id") not in (None, event.run_id):
             self._deferred_since.pop(event.id, None)
             return False
         first = self._deferred_since.setdefault(event.id, now)

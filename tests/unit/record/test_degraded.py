@@ -93,11 +93,6 @@ async def test_a_workflows_source_with_refused_streams_is_degraded_once(
     assert [types.SOURCE_DEGRADED] == counted.types
 
 
-@pytest.mark.xfail(
-    reason="bug: a hinted cycle with nothing to take returns degraded=None: the spell ends "
-    "and the next whole cycle reports watcher.source.degraded again",
-    strict=True,
-)
 async def test_hinted_cycles_do_not_end_a_degraded_spell(sqlite: SqlStore) -> None:
     api = RunsApi(execution("exec-1"))
     source = WorkflowsSource(

@@ -390,12 +390,6 @@ async def test_degraded_streams_recover_when_one_opens() -> None:
     assert ["streams_degraded", "streams_recovered"] == said
 
 
-@pytest.mark.xfail(
-    reason="bug: one error frame degrades the source at once (no FAILURES_TO_REPORT "
-    "threshold, and _opened resets the count), so a transient error frame is reported as "
-    "watcher.source.degraded",
-    strict=True,
-)
 async def test_one_error_frame_then_a_good_stream_does_not_degrade() -> None:
     error = 'event: error\ndata: {"error": "stream_failed", "reason": "broker"}\n\n'
     with capture_logs() as logs:
@@ -413,12 +407,6 @@ async def test_error_frames_in_a_row_degrade() -> None:
         assert "stream_failed" in (run.follower.problem or "")
 
 
-@pytest.mark.xfail(
-    reason="bug: a refused root stays refused (left to polling) but the problem is cleared "
-    "as soon as any other root's stream (re)opens; the refusal is then reported again as a "
-    "new degraded spell every REFUSED_HOLD",
-    strict=True,
-)
 async def test_a_refusal_stays_reported_while_other_streams_reconnect() -> None:
     refusal = Answer(status=422, body={"detail": [{"msg": "refused"}]})
     following = Following([refusal])

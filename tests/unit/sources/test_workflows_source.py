@@ -196,9 +196,10 @@ async def test_an_activity_retry_costs_no_request() -> None:
     assert 0 == result.requests
     assert ["workflow.activity.retrying"] == h.types()
     assert {"exec-1": 10} == result.cursor.streams
-    # Committed: the next cycle has nothing to say and asks nothing.
+    # Committed: the next cycle has no hint, so it is a whole one (its two listings), and
+    # says nothing new.
     again = await h.poll(after=1)
-    assert ([], 0) == (again.jobs, again.requests)
+    assert ([], 2) == (again.jobs, again.requests)
     assert ["workflow.activity.retrying"] == h.types()
 
 
@@ -286,13 +287,6 @@ async def test_a_lifecycle_event_the_api_never_confirms_stops_waiting() -> None:
     assert "RUNNING" == h.snapshots["exec-1"].status
 
 
-@pytest.mark.xfail(
-    reason="bug: _lagging takes a GET that shows the run's CONTINUED_AS_NEW row (parsed as "
-    "RUNNING, run_status CONTINUED_AS_NEW, same run) for an API that does not agree yet: "
-    "the CAN event waits DEFER_AT_MOST, its stream's position is held back, and the fact "
-    "goes out from the poll without new_run_id",
-    strict=True,
-)
 async def test_a_continue_as_new_confirmed_by_its_row_does_not_wait() -> None:
     api = RunsApi(execution("exec-1", run_id="run-1"))
     h = await started(api)
@@ -335,13 +329,14 @@ async def test_streams_follow_the_roots_of_followed_executions_newest_first() ->
     assert ["old", "new"] == h.src.follower.wanted
 
 
-async def test_a_hinted_cycle_without_news_asks_nothing() -> None:
+async def test_a_cycle_without_hints_is_whole_however_soon_it_comes() -> None:
+    """The schedule's cycles are never skipped: only stream hints make a cycle partial."""
     api = RunsApi(execution("exec-1"))
     h = await started(api)
     await h.poll(after=1)
     result = await h.poll(after=1)
-    assert ([], 0) == (result.jobs, result.requests)
-    assert 3 == len(api.queries)  # the whole cycles' listings only: full, then new + status
+    assert ([], 2) == (result.jobs, result.requests)
+    assert 5 == len(api.queries)  # full, then new + status, twice
 
 
 async def test_a_whole_cycle_says_the_streams_are_degraded() -> None:
@@ -352,12 +347,6 @@ async def test_a_whole_cycle_says_the_streams_are_degraded() -> None:
     assert "the event stream was refused: HTTP 422" == result.degraded
 
 
-@pytest.mark.xfail(
-    reason="bug: a hinted cycle with nothing to take returns PollResult(degraded=None) "
-    "whatever follower.problem says: the pipeline ends the degraded spell, and the next "
-    "whole cycle reports watcher.source.degraded again (a new spell, a new id)",
-    strict=True,
-)
 async def test_a_hinted_cycle_without_news_still_says_the_streams_are_degraded() -> None:
     api = RunsApi(execution("exec-1"))
     h = await started(api)
