@@ -6,7 +6,6 @@ from __future__ import annotations
 from dataclasses import replace
 
 import httpx
-import pytest
 
 from tests.unit.record.fakes import Clock, Counted
 from tests.unit.sources.workflow_fakes import RunsApi, T, config, execution
