@@ -71,6 +71,7 @@ async def _demo(speed: float, limit: float, state_dir: Path) -> int:
                         "api_key": sim.api_key,
                         "interval": "1s",
                         "jitter": "100ms",
+                        "on_start": "notify",  # a job created before the first poll counts
                     },
                     {
                         # Polls discover executions; their event streams carry the rest.
