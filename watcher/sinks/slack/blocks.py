@@ -238,7 +238,9 @@ class Formatter:
         when = rfc3339(moment) if moment is not None else rfc3339(envelope.detected_at)
         blocks.append(context(f"{code(transition.id, 80)} \u00b7 {when}"))
 
-        text = f"{title}: {summary}"
+        # The fallback is mrkdwn: a workflow's name goes in a code span there.
+        head = workflow.headline(view, emoji(transition)) if view is not None else title
+        text = f"{head}: {summary}"
         if found:
             text += "\n" + "\n".join(found)
         return Message(text=fit(text, MAX_TEXT), blocks=blocks)

@@ -11,6 +11,7 @@ from watcher.model.statuses import FAILED
 from watcher.model.transitions import Transition
 from watcher.render import workflows
 from watcher.render.text import duration, finite
+from watcher.sinks.slack import workflow
 from watcher.sinks.slack.mrkdwn import ARROW, clean, code, escape, number, safe
 
 PREFIXES = (*(f"{prefix}." for prefix in types.JOB_PREFIXES), "watcher.")
@@ -55,7 +56,6 @@ _WORKFLOW_EMOJI = {
 _WORKFLOW_KIND_EMOJI = {
     "retrying": ":repeat:",
     "activity.retrying": ":repeat:",
-    "retry_storm": ":cyclone:",
     "continued_as_new": ":fast_forward:",
     "stalled": ":hourglass:",
     "overrun": ":stopwatch:",
@@ -165,11 +165,10 @@ def _fact(key: object, value: Any) -> str:
 
 
 def _workflow_lines(transition: Transition) -> list[str]:
-    """A Workflows failure, quoted (it is too long for a field)."""
+    """A Workflows failure, as a code block (it is too long for a field)."""
     view = workflows.read(transition)
-    if view is None or view.failure is None:
-        return []
-    return [f"*Failure*\n> {safe(view.failure, workflows.MAX_FAILURE)}"]
+    shown = workflow.failure(view) if view is not None else None
+    return [shown] if shown is not None else []
 
 
 def facts(transition: Transition) -> list[str]:
