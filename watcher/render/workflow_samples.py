@@ -40,6 +40,7 @@ def _sample(
     previous: str | None = None,
     status: str | None = None,
     job: dict[str, Any] | None = None,
+    /,
     **details: Any,
 ) -> Transition:
     return Transition(
@@ -76,24 +77,24 @@ SAMPLES: dict[str, Transition] = {
         {"status": "TIMED_OUT", "attempt": None},
     ),
     "workflow_retrying": _sample(
-        "workflow_retrying", "workflow.execution.retrying", job=_RUNNING,
+        "workflow_retrying", "workflow.execution.retrying", None, None, _RUNNING,
         attempt=1, failure=_FAILURE, run_id=RUN_ID,
     ),
     "continued_as_new": _sample(
-        "continued_as_new", "workflow.execution.continued_as_new", job=_RUNNING,
+        "continued_as_new", "workflow.execution.continued_as_new", None, None, _RUNNING,
         status="CONTINUED_AS_NEW", previous_status="RUNNING", run_id=RUN_ID,
         new_run_id=NEW_RUN_ID,
     ),
     "activity_retrying": _sample(
-        "activity_retrying", "workflow.activity.retrying", job=_RUNNING,
+        "activity_retrying", "workflow.activity.retrying", None, None, _RUNNING,
         activity={**_ACTIVITY, "attempt": 2}, run_id=RUN_ID,
     ),
     "activity_failed": _sample(
-        "activity_failed", "workflow.activity.failed", job=_RUNNING,
+        "activity_failed", "workflow.activity.failed", None, None, _RUNNING,
         activity=_ACTIVITY, run_id=RUN_ID,
     ),
     "retry_storm": _sample(
-        "retry_storm", "workflow.execution.retry_storm", job=_RUNNING,
+        "retry_storm", "workflow.execution.retry_storm", None, None, _RUNNING,
         activity={"name": "charge_card", "retries": 12, "within_seconds": 300},
         rule="retry_storm",
     ),
