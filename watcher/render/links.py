@@ -11,6 +11,7 @@ broken link is worse than none). Pure, no I/O.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Mapping
 from urllib.parse import quote
@@ -28,6 +29,7 @@ _WORKFLOW_FIELDS = {
     "root_execution_id": "root_execution_id",
 }
 PLACEHOLDERS = ("job_id", "source", *_WORKFLOW_FIELDS)
+_LEFT = re.compile(r"\{[A-Za-z_][A-Za-z0-9_]*\}")  # a placeholder nobody fills
 
 
 def _value(value: object) -> str | None:
@@ -40,7 +42,8 @@ def _value(value: object) -> str | None:
 
 def fill(template: str, transition: Transition) -> str | None:
     """``template`` with the transition's values percent-encoded into it; ``None`` when a
-    placeholder it names has no value, or when the result is not an http(s) URL."""
+    placeholder it names has no value, when it names one nobody fills (``{foo}``), or when
+    the result is not an http(s) URL."""
     job_id = transition.job_id or _value(transition.job.get("id"))
     values: dict[str, str | None] = {"job_id": job_id, "source": transition.source}
     workflow = transition.type.startswith(_WORKFLOW)
@@ -54,6 +57,8 @@ def fill(template: str, transition: Transition) -> str | None:
         if value is None:
             return None
         url = url.replace(marker, quote(value, safe=""))
+    if _LEFT.search(url):  # values are quoted: only the template's own braces are left
+        return None
     # The template is the operator's; still, nothing invisible or spacing survives.
     url = "".join(ch for ch in url if unicodedata.category(ch)[0] not in "CZ")
     if len(url) > MAX_URL or not url.lower().startswith(("https://", "http://")):

@@ -71,6 +71,7 @@ def test_hostile_ids_cannot_leave_their_place() -> None:
             id="no run yet",
         ),
         pytest.param("{job_id}", job("batch.job.failed", job_id="https://evil"), id="no scheme"),
+        pytest.param("https://x/{job}", job("batch.job.failed"), id="unknown placeholder"),
         pytest.param("https://x/" + "p" * 3000 + "/{job_id}", job("batch.job.failed"), id="long"),
     ],
 )

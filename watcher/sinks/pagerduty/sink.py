@@ -48,6 +48,14 @@ _KEEP = (
 _TREE = ("workflow_name", "deployment_name", "run_id", "parent_execution_id", "root_execution_id")
 
 
+def _small(value: Any) -> Any:
+    """A scalar kept when an event must shrink: text cut to 1000 characters, structures
+    dropped (``None``)."""
+    if isinstance(value, str):
+        return value[:1000]
+    return value if isinstance(value, int | float | bool) or value is None else None
+
+
 class PagerDutySink:
     """Delivers paging transitions to the PagerDuty Events API v2 over a shared client.
 
@@ -186,12 +194,15 @@ class PagerDutySink:
         details = event["payload"]["custom_details"]
         job = details.get("job") if isinstance(details.get("job"), Mapping) else {}
         kept = ("source", "status", "previous_status", *_TREE)
+        failure = details.get("failure")
+        message = failure.get("message") if isinstance(failure, Mapping) else None
         event["payload"]["custom_details"] = {
-            **{k: details[k] for k in kept if k in details},
+            **{k: _small(details[k]) for k in kept if k in details},
             "occurred_at": details.get("occurred_at"),
             "type": details.get("type"),
             "transition_id": details.get("transition_id"),
-            "job": {k: job[k] for k in _KEEP if k in job},
+            "job": {k: _small(job[k]) for k in _KEEP if k in job},
+            **({"failure": {"message": _small(message)}} if message is not None else {}),
             "truncated": True,
         }
         return json.dumps(event, separators=(",", ":"), ensure_ascii=True, default=str).encode()

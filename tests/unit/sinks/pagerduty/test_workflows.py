@@ -4,6 +4,8 @@ resolve_on defaults and synonyms."""
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 
@@ -12,7 +14,7 @@ from tests.unit.sinks.workflow_cases import HOSTILE, KINDS, hostile, workflow
 from watcher.model.outbox import Envelope
 from watcher.model.transitions import Transition
 from watcher.render.workflow_samples import EXECUTION_ID, PARENT_ID, ROOT_ID
-from watcher.sinks.pagerduty import DEFAULT_RESOLVE_ON, decide, resolving
+from watcher.sinks.pagerduty import DEFAULT_RESOLVE_ON, MAX_EVENT_BYTES, decide, resolving
 
 KEY = f"watcher/wf/{EXECUTION_ID}"
 
@@ -150,3 +152,29 @@ def test_hostile_values_are_sanitized_and_capped(name: str) -> None:
         assert len(value) <= 1024
         assert not any(ord(ch) < 32 or ch in "\x7f\u202e" for ch in value)
     assert HOSTILE not in payload["summary"]
+
+
+async def test_a_huge_failed_child_still_pages_with_its_root() -> None:
+    """Past 512 KB, the event keeps the execution's tree and the start of its failure."""
+    seen: list[bytes] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.content)
+        return httpx.Response(202)
+
+    huge = workflow(
+        "workflow_failed",
+        details={"failure": {"message": "E" * 600_000}, "attempt": 2},
+        job={"workflow_name": "W" * 600_000},
+    )
+    await mock_sink(handler).send([huge])
+
+    assert len(seen[0]) <= MAX_EVENT_BYTES
+    details = json.loads(seen[0])["payload"]["custom_details"]
+    assert (True, ROOT_ID, PARENT_ID) == (
+        details["truncated"],
+        details["root_execution_id"],
+        details["parent_execution_id"],
+    )
+    assert "E" * 1000 == details["failure"]["message"]
+    assert (EXECUTION_ID, "W" * 1000) == (details["job"]["id"], details["job"]["workflow_name"])
