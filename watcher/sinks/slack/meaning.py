@@ -51,9 +51,10 @@ _WORKFLOW_EMOJI = {
     "success": ":white_check_mark:",
     "cancelled": ":no_entry_sign:",
     "resolved": ":large_green_circle:",
-    "info": ":arrow_forward:",
+    "info": ":information_source:",
 }
 _WORKFLOW_KIND_EMOJI = {
+    "running": ":arrow_forward:",
     "retrying": ":repeat:",
     "activity.retrying": ":repeat:",
     "continued_as_new": ":fast_forward:",

@@ -72,6 +72,13 @@ def test_failed_child_shows_its_fields_failure_and_root() -> None:
     assert f"in root `{ROOT_ID}`" in message.text
 
 
+def test_an_unknown_status_is_news() -> None:
+    """A status watcher does not know keeps its own word, with a neutral emoji."""
+    paused = workflow("workflow_running", type="workflow.execution.paused", status="PAUSED", job={})
+    message = Formatter().single(paused)
+    assert ":information_source: support-workflow PAUSED" == message.blocks[0]["text"]["text"]
+
+
 def test_retry_storm_and_activity_fields() -> None:
     """A retry storm names the activity, its retries and window, and the rule."""
     message = Formatter().single(workflow("retry_storm"))
