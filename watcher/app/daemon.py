@@ -98,7 +98,14 @@ class Watcher:
         await self.store.open()
         stack.push_async_callback(self.store.aclose)
         for sink_config in config.sinks:
-            sink = build_sink(sink_config, client, self.store)
+            sink = build_sink(
+                sink_config,
+                client,
+                self.store,
+                job_links={
+                    s.name: s.job_url_template for s in config.sources if s.job_url_template
+                },
+            )
             stack.push_async_callback(sink.aclose)
             self.sinks[sink_config.name] = sink
         for source_config in config.sources:

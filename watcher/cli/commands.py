@@ -267,13 +267,13 @@ def render(config: Config, sink_name: str, sample: str) -> int:
         rendered = templates.render(part, batch)
         if rendered is not None:
             print(f"--- {part} (template) ---\n{rendered}")
-    built = _built_in(sink, batch)
+    built = _built_in(sink, batch, config)
     print(f"--- {sink.kind} message ---")
     print(built if isinstance(built, str) else json.dumps(built, indent=2, ensure_ascii=False))
     return EXIT_OK
 
 
-def _built_in(sink: SinkConfig, batch: list[Envelope]) -> object:
+def _built_in(sink: SinkConfig, batch: list[Envelope], config: Config) -> object:
     """The sink's own rendering of ``batch``, without sending it."""
     # heavy: httpx and every sink with its client library
     import httpx
@@ -288,7 +288,8 @@ def _built_in(sink: SinkConfig, batch: list[Envelope]) -> object:
         async def put_sink_state(self, sink: str, key: str, value: str) -> None:
             return None
 
-    built = build_sink(sink, httpx.AsyncClient(), _NoState())
+    links = {s.name: s.job_url_template for s in config.sources if s.job_url_template}
+    built = build_sink(sink, httpx.AsyncClient(), _NoState(), job_links=links)
     if isinstance(built, Previews):
         return built.preview(batch)
     return batch[0].transition.payload(batch[0].detected_at)

@@ -1,5 +1,10 @@
 """JSON Schemas of the user's contract: the config file and the event payloads
-(``watcher schema config|events``). Generated from pydantic models, versioned."""
+(``watcher schema config|events``). Generated from pydantic models, versioned.
+
+The events schema holds every family's payload; a ``workflow.*`` event (a Workflows
+execution, or one of its activities) must also match ``$defs/WorkflowEvent``: its ``job`` is
+the execution, and its facts (``failure``, ``attempt``, ``activity``, ``run_id``, …) have
+their shapes."""
 
 from __future__ import annotations
 
@@ -45,16 +50,104 @@ class Event(BaseModel):
 
     type: str = Field(
         pattern=r"^[a-z0-9_]+(\.[a-z0-9_]+)+$",
-        description="fine_tuning.job.<status>, batch.job.<status>, *.checkpoint, "
-        "*.model_ready, *.progress, *.errors_rising, *.stalled[.resolved], watcher.source.*, "
+        description="fine_tuning.job.<status>, batch.job.<status>, "
+        "workflow.execution.<status> (running, completed, failed, canceled, terminated, "
+        "timed_out, …), workflow.execution.retrying|continued_as_new|retry_storm, "
+        "workflow.activity.retrying|failed, *.checkpoint, *.model_ready, *.progress, "
+        "*.errors_rising, *.stalled[.resolved], *.overrun[.resolved], watcher.source.*, "
         "watcher.digest, watcher.heartbeat, …",
     )
     timestamp: str = Field(pattern=DATE_TIME, description="when it happened (RFC 3339, UTC)")
     data: EventData
 
 
+class Failure(BaseModel):
+    """Why an attempt failed, as the execution's event stream said."""
+
+    model_config = ConfigDict(extra="allow")
+
+    message: str
+
+
+class ExecutionMetadata(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    expected_duration_seconds: float | None = Field(
+        None, description="the execution timeout configured for its workflow"
+    )
+
+
+class WorkflowExecutionView(BaseModel):
+    """``data.job`` of a Workflows event: the execution as last seen (workflows reference
+    §3), plus what only its event stream tells (``attempt``)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str = Field(description="the execution_id")
+    status: str | None = Field(description="RUNNING, COMPLETED, FAILED, CANCELED, TERMINATED, …")
+    run_id: str | None = Field(None, description="the current run (changes on continue-as-new)")
+    workflow_name: str
+    deployment_name: str | None = None
+    start_time: str | None = Field(None, description="ISO 8601, as the API sends it")
+    end_time: str | None = Field(None, description="ISO 8601; null while running")
+    parent_execution_id: str | None = Field(None, description="set for a sub-workflow")
+    root_execution_id: str | None = Field(None, description="equals id for a top-level run")
+    attempt: int | None = Field(None, description="known only from the event stream")
+    total_duration_ms: int | None = None
+    user_id: str | None = None
+    created_at: int = Field(description="Unix seconds")
+    modified_at: int = Field(description="Unix seconds")
+    metadata: ExecutionMetadata | None = None
+
+
+class Activity(BaseModel):
+    """The activity a ``workflow.activity.*`` or ``retry_storm`` event is about."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str | None = None
+    attempt: int | None = Field(None, description="the failed attempt (1-indexed)")
+    failure: Failure | None = None
+    task_id: str | None = None
+    retries: int | None = Field(None, description="retry_storm: retries counted")
+    within_seconds: float | None = Field(None, description="retry_storm: within this window")
+
+
+class WorkflowEventData(EventData):
+    """``data`` of a Workflows event: ``job`` is the execution; the facts' own fields."""
+
+    job: WorkflowExecutionView  # type: ignore[assignment]  # narrower than a job's
+    failure: Failure | None = Field(None, description="why it failed, when the stream said")
+    attempt: int | None = Field(None, description="the attempt this fact is about")
+    run_id: str | None = Field(None, description="the run this fact happened in")
+    new_run_id: str | None = Field(None, description="continued_as_new: the next run")
+    activity: Activity | None = None
+    rule: str | None = Field(None, description="retry_storm: the rule that fired")
+
+
+class WorkflowEvent(BaseModel):
+    """A ``workflow.*`` event: a Workflows execution (``workflow.execution.*``) or one of
+    its activities (``workflow.activity.*``)."""
+
+    type: str = Field(pattern=r"^workflow\.(execution|activity)\.[a-z0-9_]+(\.[a-z0-9_]+)*$")
+    timestamp: str = Field(pattern=DATE_TIME)
+    data: WorkflowEventData
+
+
+WORKFLOW_TYPES = r"^workflow\."
+
+
 def events_schema() -> dict[str, Any]:
     schema = Event.model_json_schema()
+    workflow = WorkflowEvent.model_json_schema()
+    defs = {**schema.pop("$defs", {}), **workflow.pop("$defs", {}), "WorkflowEvent": workflow}
+    schema["$defs"] = defs
+    schema["allOf"] = [
+        {
+            "if": {"properties": {"type": {"pattern": WORKFLOW_TYPES}}, "required": ["type"]},
+            "then": {"$ref": "#/$defs/WorkflowEvent"},
+        }
+    ]
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": f"urn:watcher:schema:events:v{SCHEMA_VERSION}",

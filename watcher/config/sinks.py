@@ -11,12 +11,26 @@ import os
 import re
 from typing import Annotated, Any, ClassVar, Literal, Self
 
+import structlog
 from pydantic import Field, field_validator, model_validator
 
 from watcher.config.fields import ConfigModel, Duration, Name, StrList, Wait, check_http_url
 from watcher.model.secrets import Secret
 from watcher.model.webhooks import check_headers, decode_secret
-from watcher.render.templates import MessageTemplates
+from watcher.render.templates import CLASSIC, MessageTemplates
+
+log = structlog.get_logger(__name__)
+
+
+def _deprecated_link(sink: str, template: str | None) -> None:
+    """A sink-level ``job_url_template`` still works, for fine-tuning jobs only: say so."""
+    if template is not None:
+        log.warning(
+            "config_deprecated",
+            option=f"sinks[{sink}].job_url_template",
+            hint="links are per source now: set sources[].job_url_template; the sink's own "
+            "template only links fine-tuning jobs of sources without one",
+        )
 
 
 class TemplatesConfig(ConfigModel):
@@ -54,7 +68,9 @@ class _SinkConfig(ConfigModel):
     def _templates_render(self) -> Self:
         if self.templates is not None:
             try:
-                MessageTemplates(self.name, self.templates.model_dump()).check()
+                # The Workflows samples are left out: a template written before them must
+                # not turn a config invalid (``watcher render`` shows them).
+                MessageTemplates(self.name, self.templates.model_dump()).check(CLASSIC)
             except ValueError as exc:
                 raise ValueError(f"sink {self.name!r}: {exc}") from None
         return self
@@ -100,7 +116,9 @@ class SlackSinkConfig(_SinkConfig):
     token: Secret | None = None
     channel: str | None = None
     api_url: str = "https://slack.com/api"
-    job_url_template: str | None = None  # e.g. https://console.example/{source}/{job_id}
+    # Deprecated: use sources[].job_url_template. Links fine-tuning jobs of sources without
+    # a template of their own, e.g. https://console.example/{source}/{job_id}.
+    job_url_template: str | None = None
     timeout: Duration = 10.0
     DEFAULTS: ClassVar[tuple[float, int, int | None]] = (2.0, 50, 60)  # Slack: 1 msg/s
 
@@ -122,6 +140,7 @@ class SlackSinkConfig(_SinkConfig):
             raise ValueError("give either webhook_url (incoming webhook) or token + channel")
         if self.token is not None and not self.channel:
             raise ValueError("a bot token needs a channel")
+        _deprecated_link(self.name, self.job_url_template)
         return self
 
 
@@ -136,7 +155,7 @@ class EmailSinkConfig(_SinkConfig):
     sender: str = Field(alias="from")
     to: Annotated[StrList, Field(min_length=1)]
     timeout: Duration = 30.0
-    job_url_template: str | None = None
+    job_url_template: str | None = None  # deprecated: see SlackSinkConfig.job_url_template
     DEFAULTS: ClassVar[tuple[float, int, int | None]] = (10.0, 100, 10)
 
     @field_validator("ca_file")
@@ -161,18 +180,22 @@ class EmailSinkConfig(_SinkConfig):
         loopback = self.host in ("localhost", "::1") or self.host.startswith("127.")
         if self.password is not None and self.tls == "none" and not loopback:
             raise ValueError("a password is never sent in plaintext: use tls: starttls or tls")
+        _deprecated_link(self.name, self.job_url_template)
         return self
 
 
 class PagerDutySinkConfig(_SinkConfig):
-    """Events API v2: FAILED, TIMEOUT_EXCEEDED, stalled… trigger; SUCCESS, CANCELLED and
-    resolved alerts resolve (one dedup_key per job)."""
+    """Events API v2: FAILED, TIMEOUT_EXCEEDED, TIMED_OUT, TERMINATED, retry storms,
+    stalled… trigger; SUCCESS, CANCELLED, COMPLETED, CANCELED and resolved alerts resolve
+    (one dedup_key per job or execution)."""
 
     kind: Literal["pagerduty"]
     routing_key: Secret
     url: str = "https://events.pagerduty.com/v2/enqueue"
     severity: dict[str, Literal["critical", "error", "warning", "info"]] = {}  # noqa: RUF012 (a pydantic field)
-    resolve_on: StrList | None = None  # default: SUCCESS, CANCELLED
+    # default: SUCCESS, CANCELLED, COMPLETED, CANCELED; a list naming SUCCESS or COMPLETED
+    # means both, CANCELLED or CANCELED both (each family's word).
+    resolve_on: StrList | None = None
     timeout: Duration = 10.0
 
     @field_validator("url")

@@ -14,7 +14,7 @@ when the fact is not a status change), ``t`` (the first of them), ``count``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError
@@ -22,6 +22,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from watcher.model.outbox import Envelope
 from watcher.model.transitions import Transition
+from watcher.render import workflow_samples
 
 MAX_RENDERED = 100_000  # characters; a template is not a way to build megabytes
 
@@ -82,6 +83,11 @@ SAMPLES: dict[str, Transition] = {
         details={"reason": "list answers 410 Gone: the API was retired"},
     ),
 }  # fmt: skip
+# The samples a config's templates were checked against before Workflows: templates are
+# still checked against these when a config loads, so that a template written for
+# fine-tuning jobs (``{{ t.job.model }}`` behind ``{% if t.job %}``) keeps its config valid.
+CLASSIC = tuple(SAMPLES)
+SAMPLES.update(workflow_samples.SAMPLES)
 
 
 def sample_envelopes(name: str) -> list[Envelope]:
@@ -148,9 +154,10 @@ class MessageTemplates:
             text = " ".join(text.split())  # a header: one line
         return text[:MAX_RENDERED]
 
-    def check(self) -> None:
-        """Render every part against every sample; ``ValueError`` names the first failure."""
-        for name in SAMPLES:
+    def check(self, samples: Iterable[str] | None = None) -> None:
+        """Render every part against every sample (or those named); ``ValueError`` names the
+        first failure."""
+        for name in SAMPLES if samples is None else samples:
             for part in self._templates:
                 try:
                     self.render(part, sample_envelopes(name))

@@ -9,6 +9,8 @@ May import :mod:`watcher.deliver`, :mod:`watcher.config`, :mod:`watcher.render` 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import httpx
 
 from watcher.abc import Sink, SinkState
@@ -37,9 +39,19 @@ def scrubber_for(config: SinkConfig) -> Scrubber:
     return Scrubber.of_secrets(*secrets_of(config), username=username, plain=plain)
 
 
-def build_sink(config: SinkConfig, client: httpx.AsyncClient, state: SinkState) -> Sink:
+def build_sink(
+    config: SinkConfig,
+    client: httpx.AsyncClient,
+    state: SinkState,
+    *,
+    job_links: Mapping[str, str] | None = None,
+) -> Sink:
     """The sink ``config`` describes; it receives the daemon's HTTP client and the store's
-    sink state, and builds neither."""
+    sink state, and builds neither.
+
+    ``job_links`` maps a source's name to its ``job_url_template``: the link of that
+    source's jobs in Slack and email messages. A sink's own ``job_url_template``
+    (deprecated) only links fine-tuning jobs of sources without one."""
     # Each sink's module is imported when a config names it: a daemon without an email
     # sink never loads aiosmtplib, one without Slack never loads its Block Kit layouts.
     scrubber = scrubber_for(config)
@@ -77,6 +89,7 @@ def build_sink(config: SinkConfig, client: httpx.AsyncClient, state: SinkState) 
             state=state,
             templates=templates,
             job_url_template=config.job_url_template,
+            job_links=job_links,
             timeout=config.timeout,
             scrubber=scrubber,
         )
@@ -96,6 +109,7 @@ def build_sink(config: SinkConfig, client: httpx.AsyncClient, state: SinkState) 
             timeout=config.timeout,
             templates=templates,
             job_url_template=config.job_url_template,
+            job_links=job_links,
             scrubber=scrubber,
         )
     assert isinstance(config, PagerDutySinkConfig)

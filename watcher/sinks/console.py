@@ -19,7 +19,7 @@ from watcher.exceptions import DeliveryError
 from watcher.model import types
 from watcher.model.outbox import Envelope
 from watcher.model.transitions import Transition, rfc3339
-from watcher.render import text
+from watcher.render import text, workflows
 from watcher.render.text import ELLIPSIS as _ELLIPSIS
 from watcher.render.text import number
 
@@ -50,7 +50,33 @@ def _job_id(transition: Transition) -> str:
     return text if len(text) <= 9 else text[:8] + _ELLIPSIS
 
 
+def _describe_workflow(view: workflows.WorkflowView) -> str:
+    """``RUNNING → FAILED attempt 2 (child of p in root r): KeyError: 'customer'``."""
+    if view.status_change:
+        before = clean(view.previous_status, 40) if view.previous_status else "new"
+        said = f"{before} {_ARROW} {clean(view.status, 40)}"
+    else:
+        said = workflows.what(view)
+    if view.kind == workflows.CONTINUED_AS_NEW and view.new_run_id:
+        said += f" run {clean(view.run_id, 40)} {_ARROW} {clean(view.new_run_id, 40)}"
+    if view.attempt is not None and view.status_change:
+        said += f" attempt {view.attempt}"
+    if view.retries is not None:
+        said += f" {view.retries} retries"
+        if view.within_seconds is not None:
+            said += f" within {text.duration(view.within_seconds)}"
+    lineage = workflows.lineage(view)
+    if lineage:
+        said += f" ({clean(lineage, 200)})"
+    if view.failure is not None:
+        said += f": {clean(view.failure, 160)}"
+    return said
+
+
 def _describe(transition: Transition) -> str:
+    view = workflows.read(transition)
+    if view is not None and not workflows.is_time_alert(view):
+        return _describe_workflow(view)
     details = transition.details
     kind = transition.type
     if transition.is_status_change:
@@ -122,6 +148,11 @@ def format_line(envelope: Envelope) -> str:
         when = "????-??-??T??:??:??Z"
     fields = [when, clean(transition.source, 40), _job_id(transition), _describe(transition)]
     label = _job_label(transition.job) if transition.job_id or transition.job else ""
+    view = workflows.read(transition)
+    if view is not None and view.workflow:
+        label = clean(view.workflow, 64)
+        if view.deployment:
+            label += f" ({clean(view.deployment, 40)})"
     if label:
         fields.append(label)
     line = "  ".join(fields)

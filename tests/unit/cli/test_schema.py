@@ -78,3 +78,60 @@ def test_schema_command_prints_json() -> None:
         timeout=60,
     )
     assert json.loads(result.stdout)["$id"].startswith("urn:watcher:schema:events:v")
+
+
+WORKFLOW_SAMPLES = [name for name in SAMPLES if SAMPLES[name].type.startswith("workflow.")]
+
+
+def test_every_workflow_kind_has_a_sample() -> None:
+    """Executions' statuses and facts, activities' facts: each has a sample to render."""
+    kinds = {SAMPLES[name].type for name in WORKFLOW_SAMPLES}
+    assert {
+        "workflow.execution.running",
+        "workflow.execution.failed",
+        "workflow.execution.completed",
+        "workflow.execution.timed_out",
+        "workflow.execution.retrying",
+        "workflow.execution.continued_as_new",
+        "workflow.execution.retry_storm",
+        "workflow.activity.retrying",
+        "workflow.activity.failed",
+    } <= kinds
+
+
+@pytest.mark.parametrize(
+    ("sample", "path", "value"),
+    [
+        pytest.param("workflow_failed", ("job", "workflow_name"), None, id="no workflow name"),
+        pytest.param("workflow_failed", ("job", "attempt"), "two", id="attempt not an int"),
+        pytest.param("workflow_failed", ("failure", "message"), 3, id="failure not text"),
+        pytest.param("activity_failed", ("activity", "attempt"), [1], id="activity attempt"),
+        pytest.param("retry_storm", ("activity", "retries"), "many", id="retries"),
+        pytest.param("continued_as_new", ("new_run_id",), {"id": 1}, id="new run id"),
+        pytest.param("workflow_running", ("job", "created_at"), "yesterday", id="created_at"),
+    ],
+)
+def test_workflow_payloads_have_their_shape(
+    sample: str, path: tuple[str, ...], value: object
+) -> None:
+    """A ``workflow.*`` event whose job or facts have the wrong shape fails the schema."""
+    payload = SAMPLES[sample].payload(detected_at=T0)
+    node = payload["data"]
+    for key in path[:-1]:
+        node = node[key]
+    if value is None:
+        del node[path[-1]]
+    else:
+        node[path[-1]] = value
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(payload, events_schema())
+
+
+def test_other_families_are_not_held_to_the_workflow_shape() -> None:
+    """A fine-tuning job needs no workflow_name: the workflow shape is for workflow.* only."""
+    payload = SAMPLES["failed"].payload(detected_at=T0)
+    assert "workflow_name" not in payload["data"]["job"]
+    jsonschema.validate(payload, events_schema())
+    payload["type"] = "workflow.execution.failed"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(payload, events_schema())

@@ -12,6 +12,7 @@ from email.message import EmailMessage
 
 from watcher.model.outbox import Envelope
 from watcher.model.transitions import Transition
+from watcher.render.links import JobLinks
 from watcher.render.templates import MessageTemplates
 from watcher.render.text import ELLIPSIS
 from watcher.sinks.email.facts import clean, facts, label, sparklines, svg_for, tag
@@ -85,14 +86,14 @@ def _last_of_job(batch: Sequence[Envelope]) -> set[int]:
     return set(last.values())
 
 
-def render_text(batch: Sequence[Envelope], job_url_template: str | None = None) -> str:
+def render_text(batch: Sequence[Envelope], links: JobLinks | None = None) -> str:
     """The plain text part: per transition a heading and its facts, one per line."""
     shown, hidden = _sections(batch)
     charted = _last_of_job(shown)
     blocks = []
     for index, envelope in enumerate(shown):
         transition = envelope.transition
-        rows = facts(envelope, job_url_template)
+        rows = facts(envelope, links)
         if index in charted:
             rows += sparklines(transition.job)
         width = max(len(name) for name, _ in rows) + 2
@@ -108,9 +109,7 @@ _TH = "text-align:left;vertical-align:top;padding:2px 12px 2px 0;color:#666;font
 _TD = "vertical-align:top;padding:2px 0"
 
 
-def render_html(
-    batch: Sequence[Envelope], subject: str, job_url_template: str | None = None
-) -> str:
+def render_html(batch: Sequence[Envelope], subject: str, links: JobLinks | None = None) -> str:
     """The HTML part: per transition a heading, a compact table of facts and, when the job
     has a loss curve and the chart module is there, an inline SVG chart."""
     esc = html.escape
@@ -129,7 +128,7 @@ def render_html(
             f"[{esc(tag(transition))}] {esc(label(transition))}</h2>"
         )
         parts.append('<table style="border-collapse:collapse">')
-        for name, value in facts(envelope, job_url_template):
+        for name, value in facts(envelope, links):
             cell = esc(value)
             if name == "Link" and value.startswith(("https://", "http://")):
                 cell = f'<a href="{esc(value)}">{esc(value)}</a>'
@@ -158,7 +157,7 @@ def compose(
     sender: str,
     recipients: Sequence[str],
     templates: MessageTemplates | None = None,
-    job_url_template: str | None = None,
+    links: JobLinks | None = None,
     now: float | None = None,
 ) -> EmailMessage:
     """The message for ``batch`` (``ValueError`` when a user template fails)."""
@@ -166,10 +165,10 @@ def compose(
     subject = clean(subject if subject else default_subject(batch), MAX_SUBJECT)
     text = templates.render("text", batch) if templates else None
     if text is None:
-        text = render_text(batch, job_url_template)
+        text = render_text(batch, links)
     body = templates.render("html", batch) if templates else None
     if body is None:
-        body = render_html(batch, subject, job_url_template)
+        body = render_html(batch, subject, links)
 
     message = EmailMessage(policy=email.policy.SMTP)
     message["Subject"] = subject or "watcher"

@@ -7,20 +7,20 @@ import importlib
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
-from urllib.parse import quote
 
 import structlog
 
 from watcher.model.outbox import Envelope
 from watcher.model.transitions import Transition, rfc3339
-from watcher.render import text
+from watcher.render import text, workflows
+from watcher.render.links import JobLinks
 from watcher.render.text import duration, finite, number
 
 log = structlog.get_logger(__name__)
 
 MAX_ROWS = 60  # facts per transition
 ARROW = "\u2192"
-_TYPE_PREFIXES = ("fine_tuning.job.", "batch.job.", "watcher.")
+_TYPE_PREFIXES = ("fine_tuning.job.", "batch.job.", "workflow.execution.", "workflow.", "watcher.")
 _COUNTERS = ("total_requests", "completed_requests", "succeeded_requests", "failed_requests")
 
 
@@ -58,7 +58,11 @@ def tag(transition: Transition) -> str:
 
 
 def label(transition: Transition) -> str:
-    """The fine-tuned model, else the model, else the job id; then the suffix in brackets."""
+    """The fine-tuned model, else the model, else the job id; then the suffix in brackets.
+    A Workflows execution: its workflow (deployment), and the activity a fact is about."""
+    view = workflows.read(transition)
+    if view is not None:
+        return _workflow_label(transition, view)
     job = transition.job
     name = job.get("fine_tuned_model") or job.get("model") or transition.job_id
     text = clean(name, 80) if name else ""
@@ -68,6 +72,15 @@ def label(transition: Transition) -> str:
     if not text:
         text = clean(transition.source, 40)
     return text
+
+
+def _workflow_label(transition: Transition, view: workflows.WorkflowView) -> str:
+    name = clean(view.workflow, 80) if view.workflow else clean(transition.job_id, 80)
+    if view.deployment:
+        name = f"{name} ({clean(view.deployment, 40)})".strip()
+    if view.activity:
+        name = f"{name}: {clean(view.activity, 60)}".strip()
+    return name or clean(transition.source, 40)
 
 
 class _Rows(list[tuple[str, str]]):
@@ -168,24 +181,34 @@ def _detail_rows(rows: _Rows, details: Mapping[str, Any]) -> None:
     rows.add("Since", details.get("since"), 40)
 
 
-def facts(envelope: Envelope, job_url_template: str | None = None) -> list[tuple[str, str]]:
+def _workflow_rows(rows: _Rows, envelope: Envelope, view: workflows.WorkflowView) -> None:
+    """A Workflows execution: the workflow, the run, the attempt, the failure, the tree."""
+    transition = envelope.transition
+    rows.add("Source", transition.source, 80)
+    for row in workflows.rows(view):
+        rows.add(row.name, row.value, workflows.MAX_FAILURE + 20)
+    if transition.occurred_at is not None:
+        rows.add("Occurred", _time(transition.occurred_at))
+    else:
+        rows.add("Detected", _time(envelope.detected_at))
+
+
+def facts(envelope: Envelope, links: JobLinks | None = None) -> list[tuple[str, str]]:
     """The (label, value) rows that describe one transition, each value one clean line."""
     transition = envelope.transition
     rows = _Rows()
-    _job_rows(rows, envelope)
+    view = workflows.read(transition, envelope.detected_at)
+    if view is not None:
+        _workflow_rows(rows, envelope, view)
+    else:
+        _job_rows(rows, envelope)
     _outcome_rows(rows, transition)
     _detail_rows(rows, transition.details)
-    if job_url_template and transition.job_id:
-        rows.add("Link", job_url(job_url_template, transition), 500)
+    url = links.url(transition) if links is not None and transition.job_id else None
+    if url is not None:
+        rows.add("Link", url, 2000)
     rows.add("Transition", transition.id, 80)
     return list(rows)
-
-
-def job_url(template: str, transition: Transition) -> str:
-    """The configured link with ``{job_id}`` and ``{source}`` percent-encoded into it."""
-    return template.replace("{job_id}", quote(transition.job_id or "", safe="")).replace(
-        "{source}", quote(transition.source, safe="")
-    )
 
 
 def loss_series(job: Mapping[str, Any]) -> dict[str, list[tuple[float, float]]]:

@@ -7,7 +7,7 @@ import email.utils
 import ipaddress
 import ssl
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from email.message import EmailMessage
 
 import structlog
@@ -16,6 +16,7 @@ from watcher.deliver.redact import Scrubber
 from watcher.exceptions import DeliveryError
 from watcher.model.outbox import Envelope
 from watcher.model.secrets import Secret
+from watcher.render.links import JobLinks
 from watcher.render.templates import MessageTemplates
 from watcher.sinks.email.compose import compose
 from watcher.sinks.email.facts import clean
@@ -72,6 +73,7 @@ class EmailSink:
         timeout: float = 30.0,
         templates: MessageTemplates | None = None,
         job_url_template: str | None = None,
+        job_links: Mapping[str, str] | None = None,
         scrubber: Scrubber | None = None,
     ) -> None:
         self.name = name
@@ -116,7 +118,9 @@ class EmailSink:
         self._sender = sender
         self._recipients = list(recipients)
         self._templates = templates
-        self._job_url_template = job_url_template
+        # The sink's own template (deprecated) only links fine-tuning jobs of sources that
+        # have no template of their own (watcher.render.links).
+        self._links = JobLinks(job_links, job_url_template)
         self._smtp = SmtpTransport(
             host=host,
             port=port,
@@ -138,7 +142,7 @@ class EmailSink:
             sender=self._sender,
             recipients=self._recipients,
             templates=self._templates,
-            job_url_template=self._job_url_template,
+            links=self._links,
             now=now,
         )
 

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import importlib
-import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
 
 import structlog
 
 from watcher.model.outbox import Envelope
 from watcher.model.transitions import Transition, rfc3339
+from watcher.render import workflows
+from watcher.render.links import JobLinks
 from watcher.render.text import ELLIPSIS, duration, finite
+from watcher.sinks.slack import workflow
 from watcher.sinks.slack.meaning import cost_of, emoji, facts, label, requests_of, severity
 from watcher.sinks.slack.mrkdwn import (
     ARROW,
@@ -92,25 +93,24 @@ def _pack(lines: Sequence[str], limit: int) -> Iterator[str]:
 
 
 class Formatter:
-    """Builds messages; ``job_url_template`` (``str.format`` with ``{source}``, ``{job_id}``)
-    adds links."""
+    """Builds messages; links come from ``job_links`` (source name -> template) and, for
+    fine-tuning jobs of sources without one, the sink's own ``job_url_template``
+    (:class:`watcher.render.links.JobLinks`)."""
 
-    def __init__(self, job_url_template: str | None = None) -> None:
-        self.job_url_template = job_url_template
+    def __init__(
+        self,
+        job_url_template: str | None = None,
+        *,
+        job_links: Mapping[str, str] | None = None,
+    ) -> None:
+        self.links = JobLinks(job_links, job_url_template)
 
     def link(self, transition: Transition) -> str | None:
         """The job's URL, escaped for a ``<url|label>`` link; ``None`` without a template."""
-        job_id = transition.job_id
-        if self.job_url_template is None or not job_id:
+        if transition.job_id is None:
             return None
-        try:
-            url = self.job_url_template.format(
-                source=quote(transition.source, safe=""), job_id=quote(job_id, safe="")
-            )
-        except (KeyError, IndexError, ValueError, AttributeError):
-            return None
-        url = "".join(ch for ch in url if unicodedata.category(ch)[0] not in "CZ")
-        if len(url) > 1000:
+        url = self.links.url(transition)
+        if url is None or len(url) > 1000:
             return None
         return escape(url).replace("|", "%7C")
 
@@ -132,6 +132,10 @@ class Formatter:
     def line(self, envelope: Envelope) -> str:
         """One compact line of a grouped message."""
         transition = envelope.transition
+        view = workflows.read(transition, envelope.detected_at)
+        if view is not None:
+            ref = self._job_ref(transition, 48) or "-"
+            return workflow.line(view, emoji(transition), ref, transition.source)
         parts = [f"{emoji(transition)} "]
         ref = self._job_ref(transition, 48)
         if ref:
@@ -158,6 +162,9 @@ class Formatter:
             return f"Source *{source}*"
         if not ref:
             return found.pop(0) if found else escape(label(transition))
+        view = workflows.read(transition)
+        if view is not None:
+            return workflow.summary(view, ref, transition.source)
         if transition.status is not None:
             return f"Job {ref} on *{source}*: {self._change(transition)}"
         return f"Job {ref} on *{source}*"
@@ -166,6 +173,11 @@ class Formatter:
         """The (name, value) pairs of the single layout's fields."""
         transition = envelope.transition
         job = transition.job
+        view = workflows.read(transition, envelope.detected_at)
+        if view is not None:
+            url = self.link(transition)
+            link = [("Link", f"<{url}|Open the execution>")] if url is not None else []
+            return [*workflow.fields(view), ("Source", safe(transition.source, 60)), *link]
         fields: list[tuple[str, str]] = []
         if transition.job_id:
             fields.append(("Job", code(transition.job_id, 80)))
@@ -197,7 +209,9 @@ class Formatter:
         """The full layout of one transition."""
         transition = envelope.transition
         job = transition.job
-        title = escape(f"{emoji(transition)} {label(transition)}")
+        view = workflows.read(transition, envelope.detected_at)
+        shown = workflows.title(view) if view is not None else label(transition)
+        title = escape(f"{emoji(transition)} {shown}")
         found = facts(transition)
         summary = self._summary(transition, found)
         fields = self._fields(envelope)
@@ -224,7 +238,9 @@ class Formatter:
         when = rfc3339(moment) if moment is not None else rfc3339(envelope.detected_at)
         blocks.append(context(f"{code(transition.id, 80)} \u00b7 {when}"))
 
-        text = f"{title}: {summary}"
+        # The fallback is mrkdwn: a workflow's name goes in a code span there.
+        head = workflow.headline(view, emoji(transition)) if view is not None else title
+        text = f"{head}: {summary}"
         if found:
             text += "\n" + "\n".join(found)
         return Message(text=fit(text, MAX_TEXT), blocks=blocks)
@@ -270,6 +286,8 @@ class Formatter:
         if len(ordered) == 1 and all(t.job_id for t in transitions):
             jobs = len({(t.source, t.job_id) for t in transitions})
             noun = "job" if jobs == 1 else "jobs"
+            if all(workflows.is_workflow(t) for t in transitions):
+                noun = "execution" if jobs == 1 else "executions"
             headline = f"{jobs} {noun} {ordered[0][0]}"
             if jobs != len(transitions):
                 headline = f"{len(transitions)} updates: {ordered[0][0]}"

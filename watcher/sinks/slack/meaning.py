@@ -9,7 +9,9 @@ from typing import Any
 from watcher.model import types
 from watcher.model.statuses import FAILED
 from watcher.model.transitions import Transition
+from watcher.render import workflows
 from watcher.render.text import duration, finite
+from watcher.sinks.slack import workflow
 from watcher.sinks.slack.mrkdwn import ARROW, clean, code, escape, number, safe
 
 PREFIXES = (*(f"{prefix}." for prefix in types.JOB_PREFIXES), "watcher.")
@@ -42,6 +44,35 @@ _KIND_EMOJI = {
 }
 
 
+# Workflows executions by tone (:func:`watcher.render.workflows.tone`), a few kinds apart.
+_WORKFLOW_EMOJI = {
+    "failure": ":x:",
+    "warning": ":warning:",
+    "success": ":white_check_mark:",
+    "cancelled": ":no_entry_sign:",
+    "resolved": ":large_green_circle:",
+    "info": ":information_source:",
+}
+_WORKFLOW_KIND_EMOJI = {
+    "running": ":arrow_forward:",
+    "retrying": ":repeat:",
+    "activity.retrying": ":repeat:",
+    "continued_as_new": ":fast_forward:",
+    "stalled": ":hourglass:",
+    "overrun": ":stopwatch:",
+}
+_WORKFLOW_SEVERITY = {"failure": 0, "warning": 1, "cancelled": 2}
+
+
+def _workflow_label(view: workflows.WorkflowView) -> str:
+    """A label that groups alike: the status, or the fact's words (no attempt numbers)."""
+    if view.kind == workflows.CONTINUED_AS_NEW:
+        return "continued as new"
+    if view.status_change:
+        return clean(view.status, 40)
+    return clean(view.kind.replace(".", " ").replace("_", " "), 60)
+
+
 def _kind(transition: Transition) -> str:
     for prefix in PREFIXES:
         if transition.type.startswith(prefix):
@@ -51,12 +82,19 @@ def _kind(transition: Transition) -> str:
 
 def label(transition: Transition) -> str:
     """The entered status (``FAILED``) or the fact (``stalled``, ``source retired``)."""
+    view = workflows.read(transition)
+    if view is not None:
+        return _workflow_label(view)
     if transition.status is not None:
         return clean(transition.status, 40)
     return clean(_kind(transition).replace(".", " ").replace("_", " "), 60)
 
 
 def severity(transition: Transition) -> int:
+    """0 a failure, 1 a warning or an alert, 2 a cancellation, 3 the rest."""
+    view = workflows.read(transition)
+    if view is not None:
+        return _WORKFLOW_SEVERITY.get(workflows.tone(view), 3)
     status = (transition.status or "").upper()
     kind = _kind(transition)
     if status in FAILED:
@@ -75,6 +113,12 @@ def severity(transition: Transition) -> int:
 
 
 def emoji(transition: Transition) -> str:
+    view = workflows.read(transition)
+    if view is not None:
+        tone = workflows.tone(view)
+        if tone in ("failure", "resolved"):
+            return _WORKFLOW_EMOJI[tone]
+        return _WORKFLOW_KIND_EMOJI.get(view.kind, _WORKFLOW_EMOJI[tone])
     if transition.status is not None:
         return _STATUS_EMOJI.get(transition.status.upper(), ":information_source:")
     kind = _kind(transition)
@@ -121,11 +165,18 @@ def _fact(key: object, value: Any) -> str:
     return f"{escape(name)} {shown}"
 
 
+def _workflow_lines(transition: Transition) -> list[str]:
+    """A Workflows failure, as a code block (it is too long for a field)."""
+    view = workflows.read(transition)
+    shown = workflow.failure(view) if view is not None else None
+    return [shown] if shown is not None else []
+
+
 def facts(transition: Transition) -> list[str]:
     """Lines of mrkdwn (escaped) with what is specific to this kind of transition."""
     details = transition.details
     kind = _kind(transition)
-    lines: list[str] = []
+    lines = _workflow_lines(transition)
     checkpoint = _mapping(details.get("checkpoint"))
     if checkpoint:
         parts = [f"step *{number(checkpoint.get('step_number'))}*"]

@@ -24,9 +24,9 @@ from watcher.deliver.retry import Verdict
 from watcher.exceptions import DeliveryError
 from watcher.model.outbox import Envelope
 from watcher.model.secrets import Secret
-from watcher.model.statuses import FAILED
 from watcher.render.templates import MessageTemplates
 from watcher.sinks.slack.blocks import Formatter, Message, section
+from watcher.sinks.slack.meaning import severity
 from watcher.sinks.slack.mrkdwn import MAX_TEXT, clean, multiline
 
 log = structlog.get_logger(__name__)
@@ -75,6 +75,7 @@ class SlackSink:
         state: SinkState | None = None,
         templates: MessageTemplates | None = None,
         job_url_template: str | None = None,
+        job_links: Mapping[str, str] | None = None,
         timeout: float = 10.0,
         scrubber: Scrubber | None = None,
     ) -> None:
@@ -111,7 +112,7 @@ class SlackSink:
         self._client = client
         self._state = state
         self._templates = templates
-        self._format = Formatter(job_url_template)
+        self._format = Formatter(job_url_template, job_links=job_links)
         self._timeout = timeout
         if webhook_url is not None:
             self._url = url
@@ -218,7 +219,7 @@ class SlackSink:
                 ) from None
             if thread is not None and not _TS.fullmatch(thread):
                 thread = None
-            failed = any((e.transition.status or "").upper() in FAILED for e in envelopes)
+            failed = any(severity(e.transition) == 0 for e in envelopes)
             ts = await self._post_api(envelopes, thread_ts=thread, broadcast=failed)
             if thread is None and ts is not None:
                 try:
