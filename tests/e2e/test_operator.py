@@ -153,3 +153,26 @@ async def test_dead_letters_listed_and_retried(tmp_path: Path) -> None:
     assert "delivered" in listed.stdout and "dead" not in listed.stdout
     types = [r.type for r in receiver.accepted()]
     assert ["watcher.test", "fine_tuning.job.queued"] == types
+
+
+def test_routes_explain_reads_an_activity_from_a_webhook_payload(tmp_path: Path) -> None:
+    """A route on ``activity`` (a key of the payload's data, not of its job) is explained as
+    the daemon would route it."""
+    path = write_operator(
+        tmp_path, routes=[{"match": {"activity": ["charge_*"]}, "sinks": ["hooks"]}]
+    )
+    payload = {
+        "type": "workflow.activity.retrying",
+        "timestamp": "2026-11-27T00:00:00Z",
+        "data": {
+            "source": "ft",
+            "job": {"id": "exec-1", "workflow_name": "billing"},
+            "activity": {"name": "charge_card", "attempt": 2, "failure": {"message": "503"}},
+        },
+    }
+    result = watcher("routes", "-c", str(path), "explain", json.dumps(payload))
+    assert 0 == result.returncode, result.stderr
+    assert "route 0 -> hooks: matches" == result.stdout.splitlines()[1].strip()
+    other = {**payload, "data": {**payload["data"], "activity": {"name": "fetch"}}}
+    result = watcher("routes", "-c", str(path), "explain", json.dumps(other))
+    assert "no match" in result.stdout.splitlines()[1]

@@ -201,6 +201,9 @@ def simulate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+_STANDARD_DATA = frozenset({"source", "job", "status", "previous_status", "occurred_at"})
+
+
 def _transition_from(text: str) -> Transition:
     """A transition from a webhook payload or a stored transition, as a file or JSON."""
     path = Path(text)
@@ -218,6 +221,8 @@ def _transition_from(text: str) -> Transition:
             status=data.get("status"),
             previous_status=data.get("previous_status"),
             job=job,
+            # What the payload says besides the standard keys (an activity, a failure).
+            details={k: v for k, v in data.items() if k not in _STANDARD_DATA},
         )
     return Transition.from_json({"id": "explain", "source": "", **raw})
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
 from watcher.config.fields import ConfigModel, Duration, Name, StrList, check_http_url
 from watcher.model.secrets import Secret
+from watcher.render.links import PLACEHOLDERS
+
+_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 
 
 class SourceBaseConfig(ConfigModel):
@@ -41,7 +45,11 @@ class SourceBaseConfig(ConfigModel):
             return None
         if any(c.isspace() or ord(c) < 32 for c in value):
             raise ValueError("must be a URL without spaces or control characters")
-        check_http_url(value.replace("{job_id}", "x").replace("{source}", "x"))
+        unknown = sorted(set(_PLACEHOLDER.findall(value)) - set(PLACEHOLDERS))
+        if unknown:
+            known = ", ".join(f"{{{p}}}" for p in PLACEHOLDERS)
+            raise ValueError(f"unknown placeholder {{{unknown[0]}}} (known: {known})")
+        check_http_url(_PLACEHOLDER.sub("x", value))
         return value
 
     @field_validator("base_url")

@@ -240,8 +240,9 @@ def _from_event(event: StreamEvent, current: Job) -> Fact | None:
     if event.type == CONTINUED_EVENT and event.run_id:
         new_run = opt_str(event.attributes.get("new_execution_run_id"))
         return _continued(event.run_id, new_run, event.at)
-    # A failing attempt that a workflow-level retry runs again under a new run.
-    retried = current.status != "FAILED" and current.view.get("run_id") not in (None, event.run_id)
+    # A failing attempt that a workflow-level retry ran again under a new run (whatever
+    # became of that run).
+    retried = current.view.get("run_id") not in (None, event.run_id)
     if event.type == FAILED and event.run_id and retried:
         return _retrying(event)
     return None
@@ -267,9 +268,10 @@ def status_details(current: Job, status: str) -> Mapping[str, Any]:
     """Why the execution entered ``status``, when its stream said (``failure`` of FAILED,
     ``reason`` of CANCELED) and the attempt that ended."""
     wanted = {"FAILED": FAILED, "CANCELED": CANCELED, "COMPLETED": COMPLETED}.get(status)
+    run = current.view.get("run_id")
     for event in sorted(current.stream, key=lambda e: -e.sequence):
-        if event.type != wanted:
-            continue
+        if event.type != wanted or run not in (None, event.run_id):
+            continue  # another event, or an earlier attempt's
         details: dict[str, Any] = {}
         attempt = opt_int(event.attributes.get("attempt"))
         if attempt is not None:

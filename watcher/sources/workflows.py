@@ -22,6 +22,7 @@ from dataclasses import replace
 from typing import Any, ClassVar, Unpack
 from urllib.parse import quote
 
+import anyio
 import httpx
 
 from watcher.abc import PollContext, PollResult
@@ -148,6 +149,8 @@ class WorkflowsSource(ListingSource):
         replica owns the source); ``nudge`` asks for a poll cycle now."""
         if self.streaming:
             await self.follower.run(load_cursor, nudge)
+        else:
+            await anyio.sleep_forever()  # polling alone: nothing to follow
 
     def streams_open(self) -> int:
         return len(self.follower.open)

@@ -27,3 +27,27 @@ def test_broken_sources_name_the_field(
     error = refused(tmp_path, edit)
     assert path == error.path
     assert message in error.message
+
+
+def test_a_link_template_with_an_unknown_placeholder_is_refused(tmp_path: Path) -> None:
+    """A misspelt placeholder would leave a broken link in every message: refused, with the
+    known ones named; a placeholder in the host is fine."""
+    from watcher.config import validate_config
+    from watcher.exceptions import ConfigError
+
+    def load(template: str) -> None:
+        validate_config(
+            {
+                "sources": [{"name": "wf", "kind": "mistral-workflows", "api_key": "k",
+                             "job_url_template": template}],
+                "sinks": [{"name": "console", "kind": "console"}],
+            },
+            env={},
+        )  # fmt: skip
+
+    load("https://{workflow_name}.console.example/runs/{run_id}?root={root_execution_id}")
+    with pytest.raises(ConfigError) as refused_link:
+        load("https://console.example/{job}")
+    assert "sources[0].job_url_template" == refused_link.value.path
+    assert "unknown placeholder {job}" in refused_link.value.message
+    assert "{job_id}" in refused_link.value.message

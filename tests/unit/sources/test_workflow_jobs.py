@@ -456,6 +456,18 @@ def test_the_final_failure_says_why(kind: JobKind) -> None:
     assert {"attempt": 3, "failure": {"message": "ValueError: bad input"}} == out[0].details
 
 
+def test_the_failure_is_the_last_run_s_not_a_retried_attempt_s(kind: JobKind) -> None:
+    """A FAILED execution whose last run ended without its own event (a timeout of the
+    attempt, say) does not borrow the message of an earlier, retried attempt."""
+    before = seen(kind, job(run="run-1"))
+    earlier = event(10, "WORKFLOW_EXECUTION_FAILED", "run-1", attempt=1,
+                    failure={"message": "first attempt"})  # fmt: skip
+    out = found(kind, before, job("FAILED", run="run-2", stream=(earlier,)))
+    assert {"workflow.execution.retrying", "workflow.execution.failed"} == {t.type for t in out}
+    (failed,) = [t for t in out if t.type == "workflow.execution.failed"]
+    assert {} == failed.details
+
+
 def test_a_cancel_says_its_reason(kind: JobKind) -> None:
     before = seen(kind, job())
     canceled = event(5, "WORKFLOW_EXECUTION_CANCELED", reason="operator asked")
