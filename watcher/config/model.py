@@ -14,8 +14,12 @@ from watcher.config.routes import RouteConfig
 from watcher.config.rules import DigestConfig, HeartbeatConfig, RuleConfig
 from watcher.config.service import HttpConfig, LoggingConfig, StateConfig
 from watcher.config.sinks import SinkConfig
-from watcher.config.sources import SourceConfig
+from watcher.config.sources import SourceConfig, WorkflowsSourceConfig
 from watcher.exceptions import ConfigError
+from watcher.render.templates import MessageTemplates
+from watcher.render.workflow_samples import SAMPLES as WORKFLOWS
+
+WORKFLOW_SAMPLES = tuple(WORKFLOWS)
 
 
 class Config(ConfigModel):
@@ -61,6 +65,22 @@ def check_references(config: Config) -> None:
         _known(config.digest.sinks, sinks, "digest.sinks", "sink")
     for i, rule in enumerate(config.rules):
         _known(rule.sources or [], sources, f"rules[{i}].sources", "source")
+    _templates_fit_workflows(config)
+
+
+def _templates_fit_workflows(config: Config) -> None:
+    """With a Workflows source, a sink's templates must render its transitions too (each
+    sink checked them against the other families when it loaded)."""
+    if not any(isinstance(s, WorkflowsSourceConfig) for s in config.sources):
+        return
+    for i, sink in enumerate(config.sinks):
+        if sink.templates is None:
+            continue
+        try:
+            MessageTemplates(sink.name, sink.templates.model_dump()).check(WORKFLOW_SAMPLES)
+        except ValueError as exc:
+            where, why = f"sinks[{i}].templates", f"{exc}: a Workflows source is configured"
+            raise ConfigError(where, why) from None
 
 
 def _unique(entries: Iterable[tuple[str, str, str]]) -> set[str]:

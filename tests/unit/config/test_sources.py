@@ -51,3 +51,28 @@ def test_a_link_template_with_an_unknown_placeholder_is_refused(tmp_path: Path) 
     assert "sources[0].job_url_template" == refused_link.value.path
     assert "unknown placeholder {job}" in refused_link.value.message
     assert "{job_id}" in refused_link.value.message
+
+
+def test_templates_must_fit_workflows_when_a_workflows_source_is_configured() -> None:
+    """A template written for jobs with a model loads beside a batch source, and is refused
+    (at the sink's templates, saying why) once a Workflows source would feed it."""
+    from watcher.config import validate_config
+    from watcher.exceptions import ConfigError
+
+    template = {"text": "{% if t.job %}{{ t.job.model or 'no model' }}{% endif %}"}
+
+    def load(kind: str) -> None:
+        validate_config(
+            {
+                "sources": [{"name": "s", "kind": kind, "api_key": "k"}],
+                "sinks": [{"name": "c", "kind": "console", "templates": template}],
+            },
+            env={},
+        )
+
+    load("mistral-batch")
+    with pytest.raises(ConfigError) as refused_template:
+        load("mistral-workflows")
+    assert "sinks[0].templates" == refused_template.value.path
+    assert "workflow" in refused_template.value.message
+    assert "a Workflows source is configured" in refused_template.value.message
