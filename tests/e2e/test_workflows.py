@@ -69,6 +69,7 @@ EXPECTED: dict[str, list[str]] = {
     ],
 }
 POLLED_ONLY = {"terminated", "timed_out"}  # no stream event announces these ends
+COPIES = 5  # of each lifecycle: 35 executions, and a parent with a failing child
 
 
 def _by_job(receiver: Receiver) -> dict[str, list[Any]]:
@@ -111,36 +112,63 @@ async def test_every_lifecycle_arrives_once_in_order_most_within_a_second(tmp_pa
                 delivery={"initial_backoff": "200ms"},
             ),
         )
+        copies = {
+            f"{name}-{n}": name for name in LIFECYCLES for n in range(COPIES)
+        }  # fmt: skip
         ids = {
-            name: sim.sim.create_execution(
-                WorkflowSpec(name=name, workflow_name=f"wf-{name}", steps=steps)
+            key: sim.sim.create_execution(
+                WorkflowSpec(name=key, workflow_name=f"wf-{name}", steps=LIFECYCLES[name])
             ).execution_id
-            for name, steps in LIFECYCLES.items()
+            for key, name in copies.items()
         }
+        # A sub-workflow that fails under a parent that goes on: found on the root's stream.
+        parent = sim.sim.create_execution(
+            WorkflowSpec(name="parent", workflow_name="orchestrator", steps=(_step("complete", 4),))
+        )
+        child = sim.sim.create_execution(
+            WorkflowSpec(
+                workflow_name="child-task",
+                parent="parent",
+                steps=(_step("fail", 1, message="child broke"),),
+            )
+        )
         watcher = WatcherProcess(path)
         watcher.start()
         try:
 
             def done() -> bool:
                 got = _by_job(receiver)
-                return all(len(got.get(ids[n], [])) >= len(EXPECTED[n]) for n in LIFECYCLES)
+                return all(len(got.get(ids[k], [])) >= len(EXPECTED[n]) for k, n in copies.items())
 
             await wait_until(done, within=START + 25, what="every lifecycle's transitions")
+            await wait_until(
+                lambda: len(_by_job(receiver).get(parent.execution_id, [])) >= 2,
+                within=10,
+                what="the parent's completion",
+            )
             got = _by_job(receiver)
             assert all(r.valid for r in receiver.received)
-            for name, job_id in ids.items():
-                assert [r.type for r in got[job_id]] == EXPECTED[name], name
+            for key, name in copies.items():
+                assert [r.type for r in got[ids[key]]] == EXPECTED[name], key
+            failed_child = got[child.execution_id][-1]
+            assert "workflow.execution.failed" == failed_child.type
+            assert parent.execution_id == failed_child.data["job"]["root_execution_id"]
+            assert parent.execution_id == failed_child.data["job"]["parent_execution_id"]
+            assert "child broke" == failed_child.data["failure"]["message"]
             counts = Counter(r.id for r in receiver.received)
             assert [] == [i for i, n in counts.items() if n > 1]
             streamed = set(LIFECYCLES) - POLLED_ONLY
             # Streamed ends arrive about a second after their event, not at the next poll.
-            for name in streamed:
-                ended = max(e.at for e in sim.sim.workflow_events if e.execution_id == ids[name])
-                late = got[ids[name]][-1].received_at - ended
-                assert late < 2.0, (name, late)
-            failed = got[ids["fails_after_retries"]][-1]
+            for key, name in copies.items():
+                if name not in streamed:
+                    continue
+                job_id = ids[key]
+                ended = max(e.at for e in sim.sim.workflow_events if e.execution_id == job_id)
+                late = got[job_id][-1].received_at - ended
+                assert late < 2.0, (key, late)
+            failed = got[ids["fails_after_retries-0"]][-1]
             assert failed.data["failure"]["message"] == "KeyError: 'customer'"
-            assert got[ids["fails_after_retries"]][1].data["activity"]["name"] == "fetch"
+            assert got[ids["fails_after_retries-0"]][1].data["activity"]["name"] == "fetch"
         finally:
             output = watcher.output()
             watcher.stop()
