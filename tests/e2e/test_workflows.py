@@ -240,3 +240,59 @@ async def test_stream_faults_and_a_sigkill_lose_nothing_and_never_replay_from_ze
             output = watcher.output()
             watcher.stop()
         assert "Traceback" not in output
+
+
+async def test_an_execution_that_ends_between_two_polls_still_says_what_happened(
+    tmp_path: Path,
+) -> None:
+    """Started and failed between two polls, never streamed: its activity retries and its
+    failure's message still arrive (read once from the events list), each once."""
+    secret = generate_secret()
+    receiver = Receiver(secret)
+    async with serve_app(receiver.app) as url, simulator(speed=1.0) as sim:
+        path = write(
+            tmp_path / "config.yaml",
+            config(
+                tmp_path,
+                sources=[
+                    source(sim, name="wf", kind="mistral-workflows", interval="4s", jitter="10ms")
+                ],
+                sinks=[webhook(f"{url}/h", secret)],
+                delivery={"initial_backoff": "200ms"},
+            ),
+        )
+        watcher = WatcherProcess(path)
+        watcher.start()
+        try:
+            await wait_until(
+                lambda: sim.sim.stats()["requests"].get("workflow_list", 0) >= 1,
+                within=15,
+                what="the first poll",
+            )
+            quick = sim.sim.create_execution(
+                WorkflowSpec(
+                    workflow_name="quick",
+                    steps=(
+                        WorkflowStep(action="activity_retrying", after=0.1, activity="io"),
+                        WorkflowStep(action="activity_retrying", after=0.2, activity="io"),
+                        WorkflowStep(action="fail", after=0.3, message="quick failure"),
+                    ),
+                )
+            )
+            await wait_until(
+                lambda: len(_by_job(receiver).get(quick.execution_id, [])) >= 3,
+                within=15,
+                what="the quick execution's news",
+            )
+            got = _by_job(receiver)[quick.execution_id]
+            assert [
+                "workflow.activity.retrying",
+                "workflow.activity.retrying",
+                "workflow.execution.failed",
+            ] == [r.type for r in got]
+            assert "quick failure" == got[-1].data["failure"]["message"]
+            assert sim.sim.stats()["requests"]["workflow_events"] >= 1
+        finally:
+            output = watcher.output()
+            watcher.stop()
+        assert "Traceback" not in output

@@ -294,9 +294,12 @@ def _model_ready(found: _Found, previous: Snapshot | None) -> None:
 
 def _family_facts(found: _Found, previous: Snapshot | None, kind: JobKind) -> None:
     for fact in kind.facts(previous, found.current):
+        # A fact with its own time happened before a status of the same second (an
+        # activity's retries before the failure they led to); one without follows it.
+        rank = _RANK_CHECKPOINT if fact.occurred_at is not None else _RANK_EVENT
         found.fact(
             fact.occurred_at,
-            _RANK_EVENT,
+            rank,
             fact.type,
             ("fact", *(fact.ident if fact.ident is not None else (fact.type, *fact.key))),
             dict(fact.details),

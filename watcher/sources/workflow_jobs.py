@@ -144,6 +144,16 @@ def parse_frame(data: str) -> StreamEvent | None:
     if sequence is None or sequence < 0 or not isinstance(event, Mapping):
         raise MalformedItem("stream frame has no broker_sequence or data")
     context = body.get("workflow_context")
+    return parse_event(event, sequence, context, body.get("timestamp"))
+
+
+def parse_event(
+    event: Any, sequence: int, context: Any = None, envelope_time: Any = None
+) -> StreamEvent:
+    """One event (the ``data`` of a stream frame, or an item of ``/events/list``), at
+    ``sequence`` in its stream (an item of a list has its rank)."""
+    if not isinstance(event, Mapping):
+        raise MalformedItem("event is not a JSON object")
     context = context if isinstance(context, Mapping) else {}
     job_id = key(
         event.get("workflow_exec_id") or context.get("workflow_exec_id"),
@@ -152,7 +162,7 @@ def parse_frame(data: str) -> StreamEvent | None:
     )
     at = _optional(event.get("event_timestamp"), "event_timestamp")
     if at is None:
-        at = _optional(body.get("timestamp"), "timestamp") or 0
+        at = _optional(envelope_time, "timestamp") or 0
     attributes = event.get("attributes")
     return StreamEvent(
         id=text(str(event.get("event_id") or f"seq-{sequence}"))[:256],

@@ -24,21 +24,24 @@ from urllib.parse import quote
 
 import anyio
 import httpx
+import structlog
 
 from watcher.abc import PollContext, PollResult
 from watcher.config import WorkflowsSourceConfig
-from watcher.exceptions import SourceProtocolError
+from watcher.exceptions import SourceError, SourceProtocolError
 from watcher.model import types
-from watcher.model.jobs import Job, StreamEvent
+from watcher.model.jobs import Job, MalformedItem, StreamEvent
 from watcher.model.snapshot import Cursor, JobKind, Snapshot
-from watcher.model.statuses import WORKFLOW_ENDS, WORKFLOW_STATUSES
+from watcher.model.statuses import WORKFLOW_ENDS, WORKFLOW_STATUSES, WORKFLOW_TERMINAL
 from watcher.sources.jobs import WATERMARK_OVERLAP, iso
 from watcher.sources.listing import ListingSource, SourceOptions
 from watcher.sources.streams import Follower, Hints, Taken
 from watcher.sources.workflow_jobs import (
+    KEPT,
     LIFECYCLE,
     attempt_of,
     carry,
+    parse_event,
     parse_execution,
     status_details,
     workflow_facts,
@@ -47,6 +50,11 @@ from watcher.sources.workflow_jobs import (
 RESYNC_WINDOW = 7 * 86400  # a full resync reads the executions started in the last week
 HINTED_WITHIN = 0.5  # of the interval: a cycle this soon after a whole one is hinted
 DEFER_AT_MOST = 60.0  # seconds a lifecycle event waits for the API to agree with it
+EVENTS_PATH = "/v1/workflows/events/list"
+BACKFILL_LIMIT = 1000  # events read for an execution no stream followed (one page)
+BACKFILL_PER_CYCLE = 50
+
+log = structlog.get_logger(__name__)
 
 
 class WorkflowsSource(ListingSource):
@@ -169,6 +177,7 @@ class WorkflowsSource(ListingSource):
             self._last_whole = ctx.now
         jobs = {job.id: job for job in result.jobs}
         await self._confirm(ctx, taken, jobs, set(shown))
+        await self._backfill(ctx, taken, jobs)
         deferred = self._attach(ctx, taken, jobs)
         merged: dict[str, Snapshot | Job] = {**ctx.active, **jobs}
         active = {k: v for k, v in merged.items() if v.status not in WORKFLOW_ENDS}
@@ -203,6 +212,44 @@ class WorkflowsSource(ListingSource):
             before = ctx.active.get(job_id) or known.get(job_id)
             if job_id not in jobs and before is not None:
                 jobs[job_id] = _as_last_seen(before)
+
+    async def _backfill(self, ctx: PollContext, taken: Taken, jobs: dict[str, Job]) -> None:
+        """Executions that began and ended between two polls (no stream followed them):
+        their events, read once from ``/events/list``, tell what a stream would have told
+        (activity retries, why it failed). One request each, for those that ended lately,
+        at most :data:`BACKFILL_PER_CYCLE` a cycle; best effort."""
+        if not self.streaming or (not ctx.cursor.baseline_done and self.on_start == "baseline"):
+            return
+        recent = ctx.now - 2 * self.interval - WATERMARK_OVERLAP
+        ended = [
+            job
+            for job in jobs.values()
+            if job.status in WORKFLOW_TERMINAL
+            and job.modified_at >= recent
+            and job.id not in ctx.active
+            and job.id not in taken.events
+        ][:BACKFILL_PER_CYCLE]
+        known = await ctx.lookup([job.id for job in ended]) if ended else {}
+        for job in ended:
+            if job.id in known:
+                continue
+            query = {"workflow_exec_id": job.id, "limit": BACKFILL_LIMIT}
+            try:
+                body = await self.api.get_json(EVENTS_PATH, query, route="events")
+            except SourceError as exc:
+                log.info("backfill_failed", source=self.name, job_id=job.id, error=str(exc))
+                continue
+            items = body.get("events") if isinstance(body, Mapping) else None
+            events = []
+            for rank, item in enumerate(items if isinstance(items, list) else []):
+                try:
+                    event = parse_event(item, rank)
+                except MalformedItem:
+                    continue
+                if event.job_id == job.id and event.type in KEPT:
+                    events.append(event)
+            if events:
+                taken.events[job.id] = events
 
     def _attach(self, ctx: PollContext, taken: Taken, jobs: dict[str, Job]) -> list[StreamEvent]:
         """Each execution's events onto it; returns the lifecycle events that wait because
