@@ -44,7 +44,6 @@ workflow executions as well.
 from __future__ import annotations
 
 import ipaddress
-import json
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar, cast
 
@@ -53,6 +52,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from watcher.devtools.simulator.batch import BatchSpec
+from watcher.devtools.simulator.bodies import BadRequest, json_body, only
 from watcher.devtools.simulator.engine import (
     FAULT_MODES,
     FAULT_ROUTES,
@@ -83,8 +83,7 @@ MAX_BULK = 100_000
 _Spec = TypeVar("_Spec", JobSpec, BatchSpec)
 
 
-class _BadRequest(ValueError):
-    """The admin request body is not usable; the message names the field."""
+_BadRequest = BadRequest
 
 
 Handler = Callable[[Simulator, Request], Awaitable[Any]]
@@ -133,7 +132,7 @@ async def _all_jobs(sim: Simulator, request: Request) -> Any:
 
 
 async def _post_jobs(sim: Simulator, request: Request) -> Any:
-    return {"ids": _create_jobs(sim, await _body(request))}
+    return {"ids": _create_jobs(sim, await json_body(request))}
 
 
 async def _clear_jobs(sim: Simulator, request: Request) -> Any:
@@ -146,8 +145,8 @@ async def _one_job(sim: Simulator, request: Request) -> Any:
 
 
 async def _set_status(sim: Simulator, request: Request) -> Any:
-    body = await _body(request)
-    _only(body, {"status", "steps", "checkpoints"})
+    body = await json_body(request)
+    only(body, {"status", "steps", "checkpoints"})
     job = sim.set_status(
         request.path_params["job_id"],
         _status(body),
@@ -169,7 +168,7 @@ async def _all_batches(sim: Simulator, request: Request) -> Any:
 
 
 async def _post_batches(sim: Simulator, request: Request) -> Any:
-    return {"ids": _create_batches(sim, await _body(request))}
+    return {"ids": _create_batches(sim, await json_body(request))}
 
 
 async def _one_batch(sim: Simulator, request: Request) -> Any:
@@ -177,8 +176,8 @@ async def _one_batch(sim: Simulator, request: Request) -> Any:
 
 
 async def _set_batch_status(sim: Simulator, request: Request) -> Any:
-    body = await _body(request)
-    _only(body, {"status", "steps"})
+    body = await json_body(request)
+    only(body, {"status", "steps"})
     batch = sim.set_batch_status(
         request.path_params["job_id"],
         _status(body),
@@ -188,8 +187,8 @@ async def _set_batch_status(sim: Simulator, request: Request) -> Any:
 
 
 async def _set_batch_progress(sim: Simulator, request: Request) -> Any:
-    body = await _body(request)
-    _only(body, {"completed", "failed"})
+    body = await json_body(request)
+    only(body, {"completed", "failed"})
     batch = sim.get_batch(request.path_params["job_id"])
     completed = _count(body, "completed", batch.completed_requests)
     failed = _count(body, "failed", batch.failed_requests) if "failed" in body else None
@@ -202,7 +201,7 @@ async def _log(sim: Simulator, request: Request) -> Any:
 
 async def _faults(sim: Simulator, request: Request) -> Any:
     if request.method == "POST":
-        sim.add_fault(_fault(await _body(request)))
+        sim.add_fault(_fault(await json_body(request)))
     elif request.method == "DELETE":
         sim.faults.clear()
     return {"faults": [fault.to_json() for fault in sim.faults]}
@@ -265,7 +264,7 @@ def _creation(
     body: dict[str, Any], spec_keys: frozenset[str], parse: Callable[[dict[str, Any]], _Spec]
 ) -> tuple[_Spec, int, int | None, bool]:
     """The spec of a creation body, and how many jobs alike to create, when and logged how."""
-    _only(body, spec_keys | _BULK_KEYS)
+    only(body, spec_keys | _BULK_KEYS)
     count, created_at, log = _bulk(body)
     spec = parse({k: v for k, v in body.items() if k in spec_keys})
     if spec.name is not None and count > 1:
@@ -295,7 +294,7 @@ def _bulk(body: dict[str, Any]) -> tuple[int, int | None, bool]:
 
 
 def _fault(body: dict[str, Any]) -> Fault:
-    _only(body, {"mode", "count", "retry_after", "delay", "route", "rate"})
+    only(body, {"mode", "count", "retry_after", "delay", "route", "rate"})
     mode = body.get("mode")
     if not isinstance(mode, str) or mode not in FAULT_MODES:
         raise _BadRequest(f"mode: must be one of {', '.join(sorted(FAULT_MODES))}")
@@ -319,25 +318,6 @@ def _fault(body: dict[str, Any]) -> Fault:
         route=cast(FaultRoute, route),
         rate=float(rate),
     )
-
-
-async def _body(request: Request) -> dict[str, Any]:
-    raw = await request.body()
-    if not raw.strip():
-        return {}
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        raise _BadRequest("body: not valid JSON") from None
-    if not isinstance(body, dict):
-        raise _BadRequest("body: must be a JSON object")
-    return body
-
-
-def _only(body: dict[str, Any], allowed: frozenset[str] | set[str]) -> None:
-    for key in body:
-        if key not in allowed:
-            raise _BadRequest(f"{key}: unknown field")
 
 
 def _count(body: dict[str, Any], key: str, default: int) -> int:

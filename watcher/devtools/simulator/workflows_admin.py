@@ -54,13 +54,13 @@ Stream fault times are real seconds (unscaled), like the ``slow`` fault's delay.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
 
+from watcher.devtools.simulator.bodies import json_body, only
 from watcher.devtools.simulator.engine import Simulator
 from watcher.devtools.simulator.workflows import ACTIONS, admin_json
 from watcher.devtools.simulator.workflows_scenario import WORKFLOW_FIELDS, step_with, workflow_spec
@@ -88,8 +88,8 @@ async def _create(sim: Simulator, request: Request) -> Any:
     ``input`` (object), ``name``, ``steps`` (a script, seconds from now: see
     :mod:`.workflows_scenario`).
     """
-    body = await _body(request)
-    _only(body, _CREATE_KEYS)
+    body = await json_body(request)
+    only(body, _CREATE_KEYS)
     if "parent_execution_id" in body:
         if "parent" in body:
             raise ValueError("parent_execution_id: give it or parent, not both")
@@ -121,16 +121,16 @@ async def _reset_streams(sim: Simulator, request: Request) -> Any:
 
 
 async def _idle_close(sim: Simulator, request: Request) -> Any:
-    body = await _body(request)
-    _only(body, {"after"})
+    body = await json_body(request)
+    only(body, {"after"})
     after = body.get("after")
     sim.set_idle_close(None if after is None else _seconds(after, "after", positive=True))
     return sim.stream_stats()
 
 
 async def _error(sim: Simulator, request: Request) -> Any:
-    body = await _body(request)
-    _only(body, {"error", "reason", "close"})
+    body = await json_body(request)
+    only(body, {"error", "reason", "close"})
     error, reason = body.get("error", STREAM_ERROR), body.get("reason", STREAM_ERROR_REASON)
     close = body.get("close", True)
     if not isinstance(error, str) or not isinstance(reason, str):
@@ -141,15 +141,15 @@ async def _error(sim: Simulator, request: Request) -> Any:
 
 
 async def _outage(sim: Simulator, request: Request) -> Any:
-    body = await _body(request)
-    _only(body, {"seconds"})
+    body = await json_body(request)
+    only(body, {"seconds"})
     sim.start_outage(_seconds(body.get("seconds"), "seconds", positive=True))
     return sim.stream_stats()
 
 
 async def _refuse(sim: Simulator, request: Request) -> Any:
-    body = await _body(request)
-    _only(body, {"status", "count"})
+    body = await json_body(request)
+    only(body, {"status", "count"})
     status, count = body.get("status"), body.get("count")
     if status is not None and (
         isinstance(status, bool) or not isinstance(status, int) or not 400 <= status <= 499
@@ -162,8 +162,8 @@ async def _refuse(sim: Simulator, request: Request) -> Any:
 
 
 async def _ping(sim: Simulator, request: Request) -> Any:
-    body = await _body(request)
-    _only(body, {"interval"})
+    body = await json_body(request)
+    only(body, {"interval"})
     sim.set_ping_interval(_seconds(body.get("interval"), "interval", positive=True))
     return sim.stream_stats()
 
@@ -181,7 +181,7 @@ async def _act(sim: Simulator, request: Request) -> Any:
     action = request.path_params["action"]
     if action not in ACTIONS:
         raise ValueError(f"action: must be one of {', '.join(ACTIONS)}")
-    step = step_with(action, await _body(request), where="")
+    step = step_with(action, await json_body(request), where="")
     return admin_json(sim.act(_execution_id(sim, request), step))
 
 
@@ -206,25 +206,6 @@ WORKFLOW_TABLE: tuple[tuple[str, tuple[str, ...], Handler], ...] = (
 def _execution_id(sim: Simulator, request: Request) -> str:
     given: str = request.path_params["execution_id"]
     return sim.workflow_names.get(given, given)
-
-
-async def _body(request: Request) -> dict[str, Any]:
-    raw = await request.body()
-    if not raw.strip():
-        return {}
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        raise ValueError("body: not valid JSON") from None
-    if not isinstance(body, dict):
-        raise ValueError("body: must be a JSON object")
-    return body
-
-
-def _only(body: dict[str, Any], allowed: frozenset[str] | set[str]) -> None:
-    for key in body:
-        if key not in allowed:
-            raise ValueError(f"{key}: unknown field")
 
 
 def _seconds(value: Any, key: str, *, positive: bool = False) -> float:
