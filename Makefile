@@ -51,6 +51,8 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.delivery
 	$(BIN)/python -m benchmarks.startup
 	$(BIN)/python -m benchmarks.takeover
+	$(BIN)/python -m benchmarks.stream_latency
+	$(BIN)/python -m benchmarks.workflows_poll_cost
 
 # The endurance suite at the issue's full figures (50 kills, 500 transitions, 30 simulated
 # minutes of API faults, 10 of sink outage): many minutes. `make test` runs a short version.
