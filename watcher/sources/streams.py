@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +44,40 @@ REFUSED_HOLD = 600.0  # seconds a refused stream is left to polling
 CHECK_EVERY = 10.0  # at most one confirming GET per root this often when its stream ends
 FAILURES_TO_REPORT = 5  # connection failures in a row before the source is degraded
 RECONCILE_EVERY = 1.0
+# The reference: 1 MB per event (docs), 2 MB (the worker SDK); past 8 MB the stream is held
+# back like a refused one (its events are left to polling).
+MAX_EVENT_BYTES = 8 * 1024 * 1024
+
+
+class _TooLarge(Exception):
+    """An event grew past :data:`MAX_EVENT_BYTES` before it ended."""
+
+
+class _Bounded(httpx.AsyncByteStream):
+    """A response body that refuses to carry one event past :data:`MAX_EVENT_BYTES` (the
+    SSE decoder buffers an event whole before yielding it: a hostile stream must not fill
+    the memory)."""
+
+    def __init__(self, inner: httpx.AsyncByteStream | httpx.SyncByteStream) -> None:
+        self.inner = inner
+        self.read = 0
+        self.since = 0
+
+    def mark(self) -> None:
+        """An event came whole: the next one starts here."""
+        self.since = self.read
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        assert isinstance(self.inner, httpx.AsyncByteStream)
+        async for chunk in self.inner:
+            self.read += len(chunk)
+            if self.read - self.since > MAX_EVENT_BYTES:
+                raise _TooLarge
+            yield chunk
+
+    async def aclose(self) -> None:
+        if isinstance(self.inner, httpx.AsyncByteStream):
+            await self.inner.aclose()
 
 
 @dataclass
@@ -224,7 +258,10 @@ class Follower:
                 ) as events:
                     self._opened(root, start)
                     attempt = 0
+                    guard = _Bounded(events.response.stream)
+                    events.response.stream = guard
                     async for sse in events.aiter_sse():
+                        guard.mark()
                         if sse.retry is not None:
                             retry_ms = sse.retry
                         if sse.event == "error":
@@ -234,6 +271,9 @@ class Follower:
                             nudge()
                         last = max(last, self.hints.last_received(root))
                 self._ended(root, nudge)
+            except _TooLarge:
+                self._refuse(root, f"an event larger than {MAX_EVENT_BYTES} bytes")
+                return
             except StreamRefused as exc:
                 self._refuse(root, str(exc))
                 return

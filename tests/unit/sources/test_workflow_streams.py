@@ -422,3 +422,22 @@ async def test_a_refusal_stays_reported_while_other_streams_reconnect() -> None:
         )
         assert ROOT in run.follower.refused  # still left to polling
         assert run.follower.problem is not None
+
+
+async def test_an_event_that_never_ends_is_cut_off_and_left_to_polling(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A hostile stream sends one event's data without end: it is cut off past the cap
+    (memory stays bounded), the root is held back like a refused one and the source says
+    so once; the events before it were taken."""
+    monkeypatch.setattr(streams, "MAX_EVENT_BYTES", 256 * 1024)
+    endless = Answer([sse(7), "data: " + "x" * 65536] + ["x" * 65536] * 64, then="hang")
+    with capture_logs() as logs:
+        async with Following([endless], committed=6) as run:
+            await wait_until(lambda: run.follower.problem is not None, what="the cut-off")
+            assert 7 in pending(run.hints)
+            assert ROOT in run.follower.refused
+            assert "larger than" in (run.follower.problem or "")
+            await anyio.sleep(0.1)
+            assert 1 == len(run.server.asked)
+    assert 1 == len([e for e in logs if e["event"] == "streams_degraded"])
