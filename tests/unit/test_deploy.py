@@ -471,7 +471,7 @@ def test_kubernetes_config_is_valid(kustomization: str, tmp_path: Path) -> None:
         assert ("http", "unknown key") == (refused.value.path, refused.value.message)
         raw = {key: value for key, value in raw.items() if key != "http"}
     config = validate_config(raw, env=env)
-    assert ["batch"] == [source.name for source in config.sources]
+    assert ["workflows", "batch"] == [source.name for source in config.sources]
 
 
 @needs_kubectl
