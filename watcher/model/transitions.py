@@ -165,3 +165,26 @@ def source_recovered(source: str, since: float, at: float) -> Transition:
         since=rfc3339(since),
         down_seconds=round(at - since),
     )
+
+
+def action_taken(
+    type_: str,
+    source: str,
+    job_id: str | None,
+    *,
+    by: str,
+    at: float,
+    key: str,
+    **details: Any,
+) -> Transition:
+    """``watcher.action.*``: someone (``by``) acted on a job (or on watcher) at ``at``;
+    ``key`` tells this action from another of the same kind on the same job (a silence's
+    id, the time of a click), so that recording it twice gives one id."""
+    return Transition(
+        id=stable_id(source, job_id, type_, key),
+        type=type_,
+        source=source,
+        job_id=job_id,
+        occurred_at=int(at),
+        details={"by": by, **details},
+    )

@@ -76,6 +76,14 @@ SOURCE_DEGRADED = "watcher.source.degraded"  # it works, in a lesser way (stream
 DIGEST = "watcher.digest"
 HEARTBEAT = "watcher.heartbeat"
 TEST = "watcher.test"
+# What people did from watcher (audited, routed like any transition): ``watcher.action.*``.
+ACTION_ACKNOWLEDGED = "watcher.action.acknowledged"
+ACTION_SILENCED = "watcher.action.silenced"
+ACTION_SILENCE_EXPIRED = "watcher.action.silence_expired"
+ACTION_CANCEL_REQUESTED = "watcher.action.cancel_requested"
+ACTIONS = frozenset(
+    {ACTION_ACKNOWLEDGED, ACTION_SILENCED, ACTION_SILENCE_EXPIRED, ACTION_CANCEL_REQUESTED}
+)
 WATCHER_PREFIX = "watcher"
 
 # --- what is known -------------------------------------------------------------------------
@@ -91,6 +99,7 @@ JOB_SUFFIXES = frozenset(
 WATCHER_TYPES = frozenset(
     {SOURCE_RETIRED, SOURCE_UNREACHABLE, SOURCE_RECOVERED, SOURCE_DEGRADED, DIGEST, HEARTBEAT}
     | {TEST}
+    | ACTIONS
 )
 
 

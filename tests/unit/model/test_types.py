@@ -24,6 +24,7 @@ from watcher.model.snapshot import Cursor, JobKind, Snapshot
 from watcher.model.statuses import BATCH_STATUSES, FINE_TUNING_STATUSES, KNOWN_STATUSES
 from watcher.model.transitions import (
     Transition,
+    action_taken,
     source_degraded,
     source_recovered,
     source_retired,
@@ -91,6 +92,7 @@ def test_watcher_types_are_catalogued() -> None:
         source_unreachable("ft", T0, "timeout"),
         source_recovered("ft", T0, T0 + 60),
         source_degraded("wf", T0, "the event stream was refused"),
+        *(action_taken(t, "wf", "exec-1", by="ana", at=T0, key="k") for t in types.ACTIONS),
         digest_transition({}, T0),
         heartbeat(T0, 60, {"ft": Cursor()}, {}),
     ]
