@@ -1,0 +1,53 @@
+"""The extension points: :class:`Source`, :class:`Sink` and :class:`Store` (with its parts).
+
+Implementations live side by side in ``sources/``, ``sinks/`` and ``stores/`` and never
+import each other; the pipeline around them owns retries, routing and commits. The store's
+parts are in :mod:`watcher.abc.store`, the rest in :mod:`watcher.abc.plugins`; both are
+imported from here.
+"""
+
+from watcher.abc.plugins import (
+    CountsFinalErrors,
+    Follows,
+    Ownership,
+    PollContext,
+    PollResult,
+    Previews,
+    Sink,
+    Source,
+)
+from watcher.abc.store import (
+    AdminViews,
+    AlertStore,
+    CursorReader,
+    DigestLog,
+    Outbox,
+    Readiness,
+    SinkState,
+    SnapshotReader,
+    SnapshotStore,
+    Store,
+    StoreLifecycle,
+)
+
+__all__ = [
+    "AdminViews",
+    "AlertStore",
+    "CountsFinalErrors",
+    "CursorReader",
+    "DigestLog",
+    "Follows",
+    "Outbox",
+    "Ownership",
+    "PollContext",
+    "PollResult",
+    "Previews",
+    "Readiness",
+    "Sink",
+    "SinkState",
+    "SnapshotReader",
+    "SnapshotStore",
+    "Source",
+    "Store",
+    "StoreLifecycle",
+]
