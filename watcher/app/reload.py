@@ -33,7 +33,8 @@ async def next_config(
             log.warning("reload_not_supported", hint="no config file to re-read")
             continue
         try:
-            new = load_config(path)
+            # Off the event loop: reading and validating must not stall polls and deliveries.
+            new = await anyio.to_thread.run_sync(load_config, path)
         except ConfigError as exc:
             log.error("reload_refused", error=str(exc), hint="the old config stays")
             notifier.status(f"reload refused: {exc}"[:200])

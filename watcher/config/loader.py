@@ -17,6 +17,7 @@ import yaml
 from pydantic import ValidationError
 
 from watcher.config.model import Config, check_references
+from watcher.config.yamlsafe import YamlLimitError, load_limited
 from watcher.exceptions import ConfigError
 
 DEFAULT_PATH = Path("/etc/watcher/config.yaml")
@@ -157,7 +158,9 @@ def load_config(path: Path, *, env: Mapping[str, str] | None = None) -> Config:
     except UnicodeDecodeError:
         raise ConfigError("", f"cannot read {path}: not UTF-8 text") from None
     try:
-        raw = yaml.safe_load(text)
+        raw = load_limited(text)
+    except YamlLimitError as exc:
+        raise ConfigError("", f"{path}: {exc}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

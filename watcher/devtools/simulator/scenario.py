@@ -48,6 +48,7 @@ from typing import Any, cast
 
 import yaml
 
+from watcher.config.yamlsafe import YamlLimitError, load_limited
 from watcher.devtools.simulator.batch import (
     DEFAULT_BATCH_MODEL,
     DEFAULT_ENDPOINT,
@@ -127,7 +128,9 @@ def parse_full_scenario(text: str, *, source: str = "scenario") -> Scenario:
     ``jobs`` is required unless ``batches`` or ``workflows`` is given.
     """
     try:
-        data = yaml.safe_load(text)
+        data = load_limited(text)
+    except YamlLimitError as exc:
+        raise ValueError(f"{source}: {exc}") from None
     except yaml.YAMLError as exc:
         raise ValueError(f"{source}: not valid YAML: {exc}") from None
     if not isinstance(data, Mapping):
