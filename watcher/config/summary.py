@@ -8,12 +8,12 @@ from pydantic import BaseModel
 from watcher.config.model import Config
 from watcher.config.sinks import WebhookSinkConfig
 from watcher.config.sources import FineTuningSourceConfig, WorkflowsSourceConfig
-from watcher.model.secrets import Secret
+from watcher.model.secrets import Secret, masked_url, url_credentials
 
 
 def summary(config: Config) -> str:
     """A short human summary for ``check-config`` (no secrets)."""
-    lines = [f"state: {config.state.url}"]
+    lines = [f"state: {masked_url(config.state.url)}"]
     lines.append(f"sources ({len(config.sources)}):")
     for source in config.sources:
         if isinstance(source, FineTuningSourceConfig):
@@ -26,7 +26,7 @@ def summary(config: Config) -> str:
             milestones = ", ".join(f"{m:g}%" for m in source.progress_milestones)
             extra = f"milestones=[{milestones}], errors_rising at {source.error_ratio:.0%}"
         lines.append(
-            f"  - {source.name}: {source.kind} at {source.base_url},"
+            f"  - {source.name}: {source.kind} at {masked_url(source.base_url)},"
             f" every {source.interval:g}s, on_start={source.on_start}, {extra}"
         )
     lines.append(f"sinks ({len(config.sinks)}):")
@@ -52,13 +52,16 @@ def summary(config: Config) -> str:
 
 
 def secrets_of(config: object) -> list[str]:
-    """Every secret value in the config (API keys, webhook secrets, URLs, tokens, passwords),
-    for the log redactor."""
+    """Every secret value in the config (API keys, webhook secrets, URLs, tokens, passwords,
+    and the credentials in plain URLs: ``state.url``'s password, a query token of a
+    ``base_url``), for the log redactor."""
     found: list[str] = []
 
     def walk(node: object) -> None:
         if isinstance(node, Secret):
             found.append(node.get())
+        elif isinstance(node, str):
+            found.extend(url_credentials(node))
         elif isinstance(node, BaseModel):
             for name in type(node).model_fields:
                 walk(getattr(node, name))
