@@ -35,6 +35,7 @@ from watcher.config import (
 from watcher.model import types
 from watcher.model.snapshot import Snapshot
 from watcher.model.transitions import Transition, rfc3339, stable_id
+from watcher.render.charts import valid_loss
 from watcher.render.text import to_float
 
 
@@ -109,12 +110,12 @@ def _metric(
         metrics = checkpoint.get("metrics", {}) if isinstance(checkpoint, Mapping) else {}
         step = checkpoint.get("step_number")
         train = to_float(metrics.get("train_loss"))
-        valid = to_float(metrics.get("valid_loss"))
+        valid = valid_loss(metrics.get("valid_loss"))
         problem: tuple[str, dict[str, Any]] | None = None
         if rule.non_finite and train is not None and not math.isfinite(train):
             problem = ("train_loss_not_finite", {"train_loss": str(train)})
-        # 0.0 means "no validation at this step": never a loss to compare.
-        elif valid is not None and valid != 0.0 and math.isfinite(valid):
+        # None: no validation at this step (the API's 0.0 placeholder), nothing to compare.
+        elif valid is not None and math.isfinite(valid):
             if best is not None and valid > best * (1 + rule.valid_loss_rise / 100):
                 rise = 100 * (valid - best) / best if best else math.inf
                 problem = (

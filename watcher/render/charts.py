@@ -65,6 +65,14 @@ def sparkline(values: Sequence[float]) -> str:
     return "".join(out)
 
 
+def valid_loss(value: object) -> float | None:
+    """A ``valid_loss`` as the API reports it, or ``None`` where there is none: missing, not a
+    number, or the API's ``0.0`` placeholder ("no validation at this step"). The one place
+    that knows the placeholder: rules, charts, Slack, email and the console ask here."""
+    number = to_float(value)
+    return None if number is None or number == 0.0 else number
+
+
 def loss_series(curve: Sequence[Sequence[object]]) -> dict[str, list[tuple[float, float]]]:
     """``train_loss`` and ``valid_loss`` as ``(step, value)`` pairs sorted by step.
 
@@ -82,8 +90,9 @@ def loss_series(curve: Sequence[Sequence[object]]) -> dict[str, list[tuple[float
         if step is None or not math.isfinite(step):
             continue
         for index, name in enumerate(SERIES, start=1):
-            value = to_float(row[index]) if len(row) > index else None
-            if value is None or (name == "valid_loss" and value == 0.0):
+            raw = row[index] if len(row) > index else None
+            value = valid_loss(raw) if name == "valid_loss" else to_float(raw)
+            if value is None:
                 continue
             out[name].append((step, value))
     for points in out.values():

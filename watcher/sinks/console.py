@@ -20,6 +20,7 @@ from watcher.model import types
 from watcher.model.outbox import Envelope
 from watcher.model.transitions import Transition, rfc3339
 from watcher.render import text, workflows
+from watcher.render.charts import valid_loss
 from watcher.render.text import ELLIPSIS as _ELLIPSIS
 from watcher.render.text import number
 
@@ -88,7 +89,9 @@ def _describe(transition: Transition) -> str:
         parts = [f"step {number(checkpoint.get('step_number'))}"]
         metrics = checkpoint.get("metrics")
         if isinstance(metrics, Mapping):
-            parts += [f"{clean(k, 32)}={number(v)}" for k, v in list(metrics.items())[:8]]
+            # valid_loss 0.0 is the API's "no validation at this step": shown as "-".
+            shown = [(k, valid_loss(v) if k == "valid_loss" else v) for k, v in metrics.items()]
+            parts += [f"{clean(k, 32)}={number(v)}" for k, v in shown[:8]]
         return " ".join(parts)
     if kind.endswith(".model_ready"):
         model = details.get("fine_tuned_model") or transition.job.get("fine_tuned_model")

@@ -74,6 +74,21 @@ async def test_one_line_per_transition() -> None:
         ),
         pytest.param(
             {
+                "type": "fine_tuning.job.checkpoint",
+                "status": None,
+                "previous_status": None,
+                "details": {
+                    "checkpoint": {
+                        "step_number": 40,
+                        "metrics": {"train_loss": 1.28412, "valid_loss": 0.0},
+                    }
+                },
+            },
+            "step 40 train_loss=1.284 valid_loss=-",
+            id="checkpoint-placeholder",
+        ),
+        pytest.param(
+            {
                 "type": "fine_tuning.job.model_ready",
                 "status": None,
                 "previous_status": None,

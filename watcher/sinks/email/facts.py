@@ -12,7 +12,7 @@ import structlog
 
 from watcher.model.outbox import Envelope
 from watcher.model.transitions import Transition, rfc3339
-from watcher.render import text, workflows
+from watcher.render import charts, text, workflows
 from watcher.render.links import JobLinks
 from watcher.render.text import duration, finite, number
 
@@ -213,21 +213,16 @@ def facts(envelope: Envelope, links: JobLinks | None = None) -> list[tuple[str, 
 
 def loss_series(job: Mapping[str, Any]) -> dict[str, list[tuple[float, float]]]:
     """``{"train_loss": [(step, loss), …], "valid_loss": …}`` from the view's ``loss_curve``
-    (malformed points and non-finite values skipped; empty series dropped)."""
-    series: dict[str, list[tuple[float, float]]] = {"train_loss": [], "valid_loss": []}
+    as :func:`watcher.render.charts.loss_series` reads it (malformed points and the API's
+    ``0.0`` "no validation" placeholders skipped), non-finite values left out too (the chart
+    cannot place them); empty series dropped."""
     curve = job.get("loss_curve")
     if not isinstance(curve, list):
         return {}
-    for point in curve:
-        if not isinstance(point, list | tuple) or len(point) < 2:
-            continue
-        step = finite(point[0])
-        if step is None:
-            continue
-        for index, name in ((1, "train_loss"), (2, "valid_loss")):
-            value = finite(point[index]) if len(point) > index else None
-            if value is not None:
-                series[name].append((step, value))
+    series = {
+        name: [(step, value) for step, value in points if finite(value) is not None]
+        for name, points in charts.loss_series(curve).items()
+    }
     return {name: points for name, points in series.items() if points}
 
 

@@ -13,6 +13,7 @@ import structlog
 from watcher.model.outbox import Envelope
 from watcher.model.transitions import Transition, rfc3339
 from watcher.render import workflows
+from watcher.render.charts import valid_loss
 from watcher.render.links import JobLinks
 from watcher.render.text import ELLIPSIS, duration, finite
 from watcher.sinks.slack import workflow
@@ -259,8 +260,8 @@ class Formatter:
             loss = finite(point[1])
             if loss is not None:
                 train.append(loss)
-            loss = finite(point[2])
-            if loss is not None and loss != 0.0:  # 0.0: the API's "not evaluated" placeholder
+            loss = finite(valid_loss(point[2]))
+            if loss is not None:
                 valid.append(loss)
         draw = _sparkline()
         parts = []

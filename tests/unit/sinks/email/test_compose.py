@@ -201,3 +201,19 @@ def test_real_chart_is_valid_svg_in_the_html_part() -> None:
     line = next(row for row in text.splitlines() if row.startswith("Train loss:"))
     spark = line.split(":", 1)[1].split()[0]
     assert spark[0] > spark[-1]  # block characters rise in code point with the value
+
+
+def test_no_validation_placeholders_are_not_plotted_as_zeros() -> None:
+    """The API's ``valid_loss: 0.0`` ("no validation at this step") is a gap, not a point:
+    the valid series holds only the real evaluations, in the chart and in the text part."""
+    from watcher.sinks.email.facts import loss_series, sparklines
+
+    curve = [[s, 3.0 - 0.1 * s, 2.5 - 0.1 * s if s % 5 == 0 else 0.0] for s in range(1, 21)]
+    series = loss_series({"loss_curve": curve})
+    assert [step for step, _ in series["valid_loss"]] == [5.0, 10.0, 15.0, 20.0]
+    assert all(value > 0 for _, value in series["valid_loss"])
+    assert len(series["train_loss"]) == 20
+    rows = dict(sparklines({"loss_curve": curve}))
+    assert rows["Valid loss"].endswith("2 → 0.5")  # first and last real evaluations
+    only_placeholders = [[s, 1.0, 0.0] for s in range(1, 6)]
+    assert "valid_loss" not in loss_series({"loss_curve": only_placeholders})
