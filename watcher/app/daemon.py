@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import os
+import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -175,9 +176,10 @@ class Watcher:
             config,
             store,
             self.dispatcher,
-            last_ok,
+            self.pipeline.last_ok_monotonic,
             metrics,
             self.progress,
+            clock=time.monotonic,  # ages on the monotonic clock: wall steps change nothing
             ownership=self.ownership,
         )
         self.polls = Polls(self.pipeline, self.ownership, self.progress)

@@ -140,7 +140,9 @@ class Health:
         self.config = config
         self.store = store
         self.dispatcher = dispatcher
-        self.last_ok = last_ok  # wall time of each source's last good poll (the pipeline's)
+        # When each source last polled well (the pipeline's), on the same clock as ``clock``:
+        # the daemon gives both on the monotonic clock.
+        self.last_ok = last_ok
         self.metrics = metrics
         self.progress = progress
         self.limits = limits or Limits.from_config(config)

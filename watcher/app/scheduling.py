@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import anyio
 import structlog
@@ -22,6 +22,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from watcher.abc import Ownership
 from watcher.app.chores import Chores
+from watcher.app.clocksteps import CHECK_EVERY, ClockSteps
 from watcher.app.health import SCHEDULER_TICK, Health, Progress
 from watcher.app.sdnotify import Notifier
 from watcher.config import Config
@@ -71,10 +72,12 @@ class Schedule:
     """APScheduler only rings the bells; the actions run in ``tg``'s tasks, one at a time
     each."""
 
-    def __init__(self, tg: TaskGroup) -> None:
+    def __init__(self, tg: TaskGroup, *, clock: ClockSteps | None = None) -> None:
         self.scheduler = AsyncIOScheduler(timezone="UTC")
+        self.clock = clock or ClockSteps()
         self._tg = tg
         self._bells: dict[str, MemoryObjectSendStream[None]] = {}  # job -> its bell
+        self._following = anyio.CancelScope()  # the watch over the wall clock
 
     def on(
         self,
@@ -109,8 +112,26 @@ class Schedule:
 
     def start(self) -> None:
         self.scheduler.start()
+        self._tg.start_soon(self._follow_clock)
+
+    def realign(self) -> None:
+        """Each job's next run from its trigger as of the wall time now: after a step of
+        the wall clock, within one interval of now (not an hour away, not all at once)."""
+        now = datetime.now(UTC)
+        for job in self.scheduler.get_jobs():
+            upcoming = job.trigger.get_next_fire_time(None, now)
+            if upcoming is not None:
+                job.modify(next_run_time=upcoming)
+
+    async def _follow_clock(self) -> None:
+        with self._following:
+            while True:
+                await anyio.sleep(CHECK_EVERY)
+                if self.clock.check() is not None:
+                    self.realign()
 
     def stop(self) -> None:
+        self._following.cancel()
         self.scheduler.shutdown(wait=False)
         for bell in self._bells.values():
             bell.close()

@@ -76,6 +76,7 @@ class Dispatcher:
         *,
         policies: Mapping[str, SinkPolicy] | None = None,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
         batch: int = BATCH,
         metrics: DeliveryMetrics | None = None,
@@ -88,7 +89,8 @@ class Dispatcher:
         self.sinks = dict(sinks)
         self.config = config
         self.policies = dict(policies or {})
-        self.clock = clock
+        self.clock = clock  # wall time: what the outbox stores, shared by the replicas
+        self.monotonic = monotonic  # the pacing of rate-limited sinks: a wall step is no pause
         self.rng = rng or random.Random()
         self.batch = batch
         self._wake = anyio.Event()
@@ -106,9 +108,10 @@ class Dispatcher:
         """New deliveries are pending: start a pass now rather than at the next tick."""
         self._wake.set()
 
-    def _allowance(self, sink: str, policy: SinkPolicy, now: float) -> int | None:
+    def _allowance(self, sink: str, policy: SinkPolicy) -> int | None:
         if policy.max_per_minute is None:
             return None
+        now = self.monotonic()
         sent = self._sent.setdefault(sink, deque())
         while sent and sent[0] <= now - 60:
             sent.popleft()
@@ -129,7 +132,7 @@ class Dispatcher:
             groups = [
                 items[i : i + policy.group_max] for i in range(0, len(items), policy.group_max)
             ]
-            allowance = self._allowance(name, policy, now)
+            allowance = self._allowance(name, policy)
             if allowance is not None:
                 groups = groups[:allowance]  # the rest joins a later message
             if groups:
@@ -169,7 +172,7 @@ class Dispatcher:
         for group in groups:
             sent = self._sent.get(name)
             if sent:
-                await anyio.sleep(max(0.0, sent[-1] + spacing - self.clock()))
+                await anyio.sleep(min(spacing, max(0.0, sent[-1] + spacing - self.monotonic())))
             await self._round(name, [group])
 
     async def _round(self, name: str, groups: list[list[PendingDelivery]]) -> None:
@@ -245,7 +248,7 @@ class Dispatcher:
         if self.policies.get(name, SinkPolicy()).max_per_minute is not None:
             # Message times, for the pacing of a rate-limited sink (trimmed to the minute by
             # _allowance); kept for no other sink, or they would pile up forever.
-            self._sent.setdefault(name, deque()).append(self.clock())
+            self._sent.setdefault(name, deque()).append(self.monotonic())
         try:
             await self.sinks[name].send([delivery.envelope for delivery in group])
         except DeliveryError as exc:

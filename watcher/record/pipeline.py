@@ -99,8 +99,15 @@ class Pipeline:
         self.sources = dict(sources)
         self.clock = clock
         self.metrics = metrics
-        self.last_ok: dict[str, float] = {}
+        self.last_ok: dict[str, float] = {}  # source -> wall time of its last good poll
+        # ... and on the monotonic clock, for the ages /readyz measures (a step of the wall
+        # clock must not make a stopped source look fresh, nor a fresh one stale).
+        self.last_ok_monotonic: dict[str, float] = {}
         self._last_try: dict[str, float] = {}
+
+    def _ok(self, name: str) -> None:
+        self.last_ok[name] = self.clock()
+        self.last_ok_monotonic[name] = time.monotonic()
 
     async def poll(self, name: str) -> CycleOutcome:
         """One cycle of source ``name``; never raises for a source's own failures."""
@@ -157,7 +164,7 @@ class Pipeline:
             return CycleOutcome("error")
         cursor, notices = _degraded(name, result, now)
         await self._record(cycle, result.jobs, cursor, final=True, notices=notices)
-        self.last_ok[name] = self.clock()
+        self._ok(name)
         log.info("poll_done", **cycle.summary(result, time.monotonic() - started))
         return CycleOutcome("ok", cycle.jobs, cycle.transitions, result.requests)
 
@@ -237,7 +244,7 @@ class Pipeline:
         self, name: str, cursor: Cursor, exc: SourceRetired, now: float
     ) -> CycleOutcome:
         # A retired source counts as healthy: it is an expected, already reported state.
-        self.last_ok[name] = self.clock()
+        self._ok(name)
         if cursor.retired:
             log.debug("source_still_retired", route=exc.route)
             return CycleOutcome("retired")

@@ -235,6 +235,7 @@ async def test_rate_limit_defers_and_merges(store: SqlStore) -> None:
         {"mail": sink},
         DeliveryConfig(),
         clock=clock,
+        monotonic=clock,
         policies={"mail": SinkPolicy(group_max=2, max_per_minute=1)},
     )
     await dispatcher.drain()
