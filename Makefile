@@ -1,11 +1,12 @@
 # Everything a newcomer needs: `make demo` and `make test` set themselves up (a virtual
 # environment in .venv with the pinned dependencies of requirements.lock).
 PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
-VENV := .venv
+VENV ?= .venv
+SDK3 ?= .sdk3
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint typecheck unit bench endurance lock clean
+.PHONY: install demo test lint typecheck unit unit-only bench endurance lock clean
 
 $(STAMP): pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "watcher needs Python 3.11 or newer")'
@@ -29,17 +30,22 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 unit: $(STAMP) sdk3
-	$(BIN)/pytest
+	WATCHER_SDK3=$(SDK3) $(BIN)/pytest
+
+# The unit tests alone (no end-to-end processes): what .ci/run also runs on each newer
+# interpreter, e.g. `make unit-only PYTHON=python3.13 VENV=.venv-3.13 SDK3=.sdk3-3.13`.
+unit-only: $(STAMP) sdk3
+	WATCHER_SDK3=$(SDK3) $(BIN)/pytest -q tests/unit
 
 # mistralai 3.x for tests/unit/devtools/simulator/test_sdk_batch_contract.py, in its own directory: the venv pins
 # 1.x for the fine-tuning contract. Pinned whole in tests/sdk3.lock; changing it reinstalls.
 .PHONY: sdk3
-sdk3: .sdk3/.installed
+sdk3: $(SDK3)/.installed
 
-.sdk3/.installed: tests/sdk3.lock $(STAMP)
-	rm -rf .sdk3
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --target .sdk3 -r tests/sdk3.lock
-	@touch .sdk3/.installed
+$(SDK3)/.installed: tests/sdk3.lock $(STAMP)
+	rm -rf $(SDK3)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --target $(SDK3) -r tests/sdk3.lock
+	@touch $(SDK3)/.installed
 
 # Every figure of the README's benchmark table (about 45 minutes on 2 cores; each script
 # also runs alone, with --help for its options).
@@ -64,4 +70,4 @@ lock: $(STAMP)
 	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^watcher' > requirements.lock
 
 clean:
-	rm -rf $(VENV) .sdk3 .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .venv .venv-3.* .sdk3 .sdk3-3.* .pytest_cache .mypy_cache .ruff_cache

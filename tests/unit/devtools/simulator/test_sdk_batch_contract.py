@@ -35,7 +35,9 @@ from watcher.devtools.simulator import (
 )
 
 SDK_VERSION = "3.7.0"
-SDK3 = REPO / ".sdk3"
+# `make sdk3` installs it for the interpreter of the venv (WATCHER_SDK3 names the directory
+# when several interpreters are tested: its compiled parts are per interpreter).
+SDK3 = REPO / os.environ.get("WATCHER_SDK3", ".sdk3")
 KEY = "contract-key"
 T0 = 1_800_000_000.0
 OLD = 1_700_000_000
