@@ -203,6 +203,18 @@ class Readiness(CursorReader, Protocol):
         """Why the last write transaction failed, until one succeeds."""
         ...
 
+    @property
+    def standing_error(self) -> str | None:
+        """A problem successful writes do not end (SQLite: the database file lost and not
+        yet written back), until the store itself ends it."""
+        ...
+
+    @property
+    def notice(self) -> str | None:
+        """Something that went wrong and was mended (the file written back): shown by
+        ``/readyz``, not a failure."""
+        ...
+
 
 class StoreLifecycle(Protocol):
     async def open(self) -> None:

@@ -222,7 +222,10 @@ class Health:
             checks["store"] = f"unreachable ({type(exc).__name__})"
         else:
             failing = self.store.write_error
+            standing = self.store.standing_error
             checks["store"] = "ok" if failing is None else f"writes failing ({failing})"
+            if standing is not None:
+                checks["store"] = standing
         cached = self.metrics.store_status
         for source in self.config.sources:
             if source.name not in cursors and cached is not None and source.name in cached.cursors:
@@ -268,7 +271,9 @@ class Health:
         return self._verdict(self.alive())
 
     async def _readyz(self, request: Request) -> Response:
-        return self._verdict(await self.ready(), **self.owners())
+        notice = self.store.notice
+        extra = {"store_notice": notice} if notice is not None else {}
+        return self._verdict(await self.ready(), **self.owners(), **extra)
 
     async def _metrics(self, request: Request) -> Response:
         encoder, content_type = choose_encoder(request.headers.get("accept", ""))

@@ -114,6 +114,9 @@ async def test_readiness_by_source(store: SqlStore) -> None:
         == (await health.ready())["store"]
     )
     store.write_error = None
+    store.standing_error = "database file deleted, cannot write it back: [Errno 30]"
+    assert store.standing_error == (await health.ready())["store"]  # a write since: still
+    store.standing_error = None
     health.store = BrokenStore()  # type: ignore[assignment]
     checks = await health.ready()
     assert ("unreachable (OSError)", "last") == (checks["store"], checks["source:ft"][:4])

@@ -44,6 +44,8 @@ class SqlBase:
         # queueing here is cheaper than BUSY retries.
         self._write = anyio.Lock()
         self.write_error: str | None = None  # why the last write failed, until one succeeds
+        self.standing_error: str | None = None  # see watcher.abc.Readiness
+        self.notice: str | None = None  # something /readyz shows, not a failure
         self._write_failing_since: float | None = None
 
     @asynccontextmanager
@@ -52,6 +54,7 @@ class SqlBase:
         remembered in :attr:`write_error` for the readiness check, and logged once per
         spell rather than once per attempt; the first success after it says so."""
         async with self._write:
+            await self._before_write()
             try:
                 async with self.engine.begin() as conn:
                     yield conn
@@ -65,6 +68,10 @@ class SqlBase:
                 down = time.time() - (self._write_failing_since or time.time())
                 log.warning("store_writable_again", down_seconds=round(down, 1))
                 self.write_error = None
+
+    async def _before_write(self) -> None:
+        """A backend's check before each write transaction (SQLite: is the file still
+        there?); nothing by default."""
 
     def _insert(self, table: sa.Table) -> Any:
         if self.engine.dialect.name == "postgresql":
