@@ -33,6 +33,10 @@ def _ids(path: Path) -> set[str]:
         return {row[0] for row in conn.execute("SELECT id FROM transitions")}
 
 
+def _set_aside(folder: Path) -> list[Path]:
+    return [p for p in folder.iterdir() if ".replaced-" in p.name]
+
+
 @pytest.mark.parametrize("how", ["deleted", "deleted-with-wal", "replaced"])
 async def test_a_lost_file_is_written_back_and_nothing_is_lost(tmp_path: Path, how: str) -> None:
     path = tmp_path / "state.db"
@@ -64,7 +68,7 @@ async def test_a_lost_file_is_written_back_and_nothing_is_lost(tmp_path: Path, h
     finally:
         await reopened.aclose()
     if how == "replaced":
-        aside = [p for p in tmp_path.iterdir() if ".replaced-" in p.name]
+        aside = _set_aside(tmp_path)
         assert 1 == len(aside)  # the other file is kept, not overwritten
         with sqlite3.connect(aside[0]) as conn:
             assert [("other",)] == conn.execute("SELECT name FROM sqlite_master").fetchall()
