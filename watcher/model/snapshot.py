@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from watcher.model.jobs import Job
+from watcher.model.transitions import json_safe
 
 
 @dataclass(frozen=True)
@@ -65,18 +66,24 @@ class Snapshot:
     marks: Mapping[str, Any] = field(default_factory=dict)  # what rules remember of the job
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "status": self.status,
-            "created_at": self.created_at,
-            "modified_at": self.modified_at,
-            "status_since": self.status_since,
-            "job": self.job,
-            "fine_tuned_model": self.fine_tuned_model,
-            "detailed": self.detailed,
-            "seen_events": sorted(self.seen_events),
-            "seen_checkpoints": sorted(self.seen_checkpoints),
-            "marks": dict(self.marks),
-        }
+        """The stored form: JSON-safe (a NaN or an infinity in a job's metadata is a string
+        here: PostgreSQL's json refuses the bare tokens, and one such value must not make
+        every commit of the source fail)."""
+        stored: dict[str, Any] = json_safe(
+            {
+                "status": self.status,
+                "created_at": self.created_at,
+                "modified_at": self.modified_at,
+                "status_since": self.status_since,
+                "job": self.job,
+                "fine_tuned_model": self.fine_tuned_model,
+                "detailed": self.detailed,
+                "seen_events": sorted(self.seen_events),
+                "seen_checkpoints": sorted(self.seen_checkpoints),
+                "marks": dict(self.marks),
+            }
+        )
+        return stored
 
     @classmethod
     def from_json(

@@ -171,3 +171,17 @@ async def test_failing_writes_are_reported_once_and_recovered(store: SqlStore) -
     events = [e["event"] for e in logs if e["event"].startswith("store_")]
     assert ["store_unwritable", "store_writable_again"] == events
     assert Cursor(watermark=3) == await store.load_cursor("ft")
+
+
+async def test_non_finite_values_in_a_job_do_not_break_the_commit(store: SqlStore) -> None:
+    """``NaN`` and ``Infinity`` are valid to ``json.loads`` and to SQLite, refused by
+    PostgreSQL's json (issue 15, item 1): stored as strings, on both stores."""
+    import math
+
+    metadata = {"cost": math.nan, "eta": math.inf, "nested": [{"x": -math.inf}]}
+    hostile = job(status="RUNNING", metadata=metadata)
+    snapshot, _ = diff(None, hostile, source="ft", kind=KIND)
+    await store.commit("ft", Cursor(), [snapshot], [Routed(transition(1), ["a"])], now=1.0)
+    kept = (await store.active_snapshots("ft"))["job-1"]
+    assert "NaN" in str(kept.job) and "Infinity" in str(kept.job)
+    assert 1 == (await store.status()).pending
