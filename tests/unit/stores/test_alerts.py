@@ -98,7 +98,7 @@ async def test_an_acknowledgement_outlives_a_save_read_before_it(store: SqlStore
     """Alerting read the alert, someone acknowledged it, alerting saves a repeat: the
     acknowledgement stays; a resolved alert's id fired anew starts unacknowledged."""
     await store.save_alerts("ft", [alert("a1")], [], now=10.0)
-    (read,) = await store.open_alerts("ft")
+    await store.open_alerts("ft")  # what alerting read (no acknowledgement)
     await store.acknowledge_alerts("j1", source="ft", by="alice", now=15.0)
     await store.save_alerts("ft", [alert("a1", last_sent_at=20.0, repeats=1)], [], now=20.0)
     (kept,) = await store.open_alerts("ft")
