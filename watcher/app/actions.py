@@ -176,14 +176,14 @@ class Actions:
 
     async def _audit(self, audits: Sequence[Transition], now: float) -> None:
         """Record the audit transitions, each with the job as last seen when the store
-        knows it (so that a receiver sees what was acted on)."""
+        knows it, else its id alone (so that a receiver sees what was acted on)."""
         shown: list[Transition] = []
         for audit in audits:
             if audit.job_id is not None:
                 known = await self.store.get_snapshots(audit.source, [audit.job_id])
                 snapshot = known.get(audit.job_id)
-                if snapshot is not None:
-                    audit = replace(audit, job=snapshot.job)
+                job = snapshot.job if snapshot is not None else {"id": audit.job_id}
+                audit = replace(audit, job=job)
             shown.append(audit)
         await self.recorder.outbox(shown, now=now)
 
