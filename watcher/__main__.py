@@ -49,6 +49,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="FILE_OR_JSON",
         help="a webhook payload or transition, as a file or inline JSON",
     )
+    cancel = with_config("cancel", "ask a source's API to cancel a job (audited)")
+    cancel.add_argument("source", metavar="SOURCE")
+    cancel.add_argument("job_id", metavar="JOB_ID")
+    cancel.add_argument("--by", metavar="NAME", help="who asks (default: the OS user)")
+    ack = with_config("ack", "acknowledge a job's open alerts: no more repeats (audited)")
+    ack.add_argument("job_id", metavar="JOB_ID")
+    ack.add_argument("--source", metavar="NAME", help="only this source's alerts")
+    ack.add_argument("--by", metavar="NAME", help="who acknowledges (default: the OS user)")
 
     schema = sub.add_parser("schema", help="JSON Schema of the config file or of the events")
     schema.add_argument("what", choices=["config", "events"])

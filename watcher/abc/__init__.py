@@ -7,6 +7,8 @@ imported from here.
 """
 
 from watcher.abc.plugins import (
+    CancelAnswer,
+    Cancels,
     CountsFinalErrors,
     Follows,
     Ownership,
@@ -33,6 +35,8 @@ from watcher.abc.store import (
 __all__ = [
     "AdminViews",
     "AlertStore",
+    "CancelAnswer",
+    "Cancels",
     "CountsFinalErrors",
     "CursorReader",
     "DigestLog",

@@ -151,3 +151,25 @@ class Previews(Protocol):
     def preview(self, batch: Sequence[Envelope]) -> str | dict[str, Any]:
         """What the sink would send for ``batch``: a text as is, or a JSON object."""
         ...
+
+
+@dataclass(frozen=True)
+class CancelAnswer:
+    """What a source's API said to a cancel request, in words for the person who asked
+    (API text already cleaned, never a secret)."""
+
+    ok: bool
+    message: str
+    # One word for logs and the audit: requested, not_found, conflict, key_refused,
+    # retired, invalid_id, failed.
+    outcome: str
+    status: str | None = None  # the job's status as the API now reports it, when it said
+
+
+@runtime_checkable
+class Cancels(Protocol):
+    """A source whose API can cancel one of its jobs (every Mistral family can)."""
+
+    async def cancel(self, job_id: str) -> CancelAnswer:
+        """Ask the API to cancel ``job_id``; never raises for the API's answers."""
+        ...

@@ -143,7 +143,17 @@ class AlertStore(SnapshotReader, Protocol):
         self, source: str, alerts: Sequence[AlertState], routed: Sequence[Routed], *, now: float
     ) -> int:
         """Alert states and the outbox rows of ``routed``, in ONE transaction; returns how
-        many deliveries became pending."""
+        many deliveries became pending. An acknowledgement the store holds for an alert
+        (``data["acknowledged"]``) is kept even if ``alerts`` were read before it."""
+        ...
+
+    async def acknowledge_alerts(
+        self, job_id: str, *, source: str | None, by: str, now: float
+    ) -> list[AlertState]:
+        """Mark the job's open alerts that were sent (not a silent baseline's) as
+        acknowledged by ``by`` at ``now`` (``data["acknowledged"] = {"by", "at"}``), in
+        one transaction; of every source unless ``source`` is given. Returns them, as
+        now stored (none: the job has no open alert)."""
         ...
 
 

@@ -11,14 +11,19 @@ for the person who asked (:class:`Done`). Callers never touch the store for an a
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Protocol
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
 
 import structlog
 
-from watcher.abc import Source, Store
+from watcher.abc import Cancels, Source, Store
+from watcher.model import types
+from watcher.model.jobs import job_id_problem
+from watcher.model.outbox import AlertState
+from watcher.model.transitions import Transition, action_taken
 from watcher.record.recorder import Recorder
+from watcher.render.text import clean
 
 log = structlog.get_logger(__name__)
 
@@ -96,7 +101,97 @@ class Actions:
         raise NotImplementedError("silences: issue 13, part 1")
 
     async def acknowledge(self, job_id: str, *, by: str, source: str | None = None) -> Done:
-        raise NotImplementedError("acknowledgement: issue 13, part 2")
+        shown = clean(job_id)
+        problem = job_id_problem(job_id)
+        if problem is not None:
+            return Done(False, f"cannot acknowledge {shown!r}: {problem}")
+        now = self.clock()
+        acked = await self.store.acknowledge_alerts(job_id, source=source, by=by, now=now)
+        where = f" on source {clean(source)}" if source is not None else ""
+        if not acked:
+            log.info("job_acknowledged", by=by, source=source, job_id=job_id, outcome="no_alert")
+            return Done(False, f"job {shown}{where} has no open alert to acknowledge")
+        by_source: dict[str, list[AlertState]] = {}
+        for alert in acked:
+            by_source.setdefault(alert.source, []).append(alert)
+        audits = [
+            action_taken(
+                types.ACTION_ACKNOWLEDGED,
+                name,
+                job_id,
+                by=by,
+                at=now,
+                key=f"{now:.6f}",
+                alerts=[_alert_facts(a) for a in alerts],
+            )
+            for name, alerts in by_source.items()
+        ]
+        await self._audit(audits, now)
+        for name, alerts in by_source.items():
+            log.info(
+                "job_acknowledged",
+                by=by,
+                source=name,
+                job_id=job_id,
+                outcome="acknowledged",
+                rules=[a.rule for a in alerts],
+            )
+        rules = ", ".join(sorted({clean(a.rule) for a in acked}))
+        said = f"acknowledged {len(acked)} open alert(s) of job {shown}{where} ({rules})"
+        return Done(True, said + ": no more repeats until they resolve")
 
     async def cancel(self, source: str, job_id: str, *, by: str) -> Done:
-        raise NotImplementedError("cancel: issue 13, part 3")
+        built = self.sources.get(source)
+        if built is None:
+            return Done(False, f"no source {clean(source)!r} in the config")
+        if not isinstance(built, Cancels):
+            return Done(False, f"source {clean(source)} cannot cancel jobs")
+        problem = job_id_problem(job_id)
+        if problem is not None:
+            return Done(False, f"cannot cancel {clean(job_id)!r}: {problem}")
+        answer = await built.cancel(job_id)
+        now = self.clock()
+        audit = action_taken(
+            types.ACTION_CANCEL_REQUESTED,
+            source,
+            job_id,
+            by=by,
+            at=now,
+            key=f"{now:.6f}",
+            ok=answer.ok,
+            outcome=answer.outcome,
+            status=answer.status,
+            message=answer.message,
+        )
+        await self._audit([audit], now)
+        log.info(
+            "job_cancel_requested",
+            by=by,
+            source=source,
+            job_id=job_id,
+            outcome=answer.outcome,
+            status=answer.status,
+        )
+        return Done(answer.ok, answer.message)
+
+    async def _audit(self, audits: Sequence[Transition], now: float) -> None:
+        """Record the audit transitions, each with the job as last seen when the store
+        knows it, else its id alone (so that a receiver sees what was acted on)."""
+        shown: list[Transition] = []
+        for audit in audits:
+            if audit.job_id is not None:
+                known = await self.store.get_snapshots(audit.source, [audit.job_id])
+                snapshot = known.get(audit.job_id)
+                job = snapshot.job if snapshot is not None else {"id": audit.job_id}
+                audit = replace(audit, job=job)
+            shown.append(audit)
+        await self.recorder.outbox(shown, now=now)
+
+
+def _alert_facts(alert: AlertState) -> dict[str, Any]:
+    """What an acknowledgement says of each alert: enough for a sink to name its incident
+    (PagerDuty's ``dedup_key`` is made of the rule and the spell's ``since``)."""
+    facts: dict[str, Any] = {"rule": alert.rule, "type": alert.data.get("type")}
+    if alert.data.get("since"):
+        facts["since"] = alert.data["since"]
+    return facts

@@ -326,6 +326,13 @@ async def _test_sink(config: Config, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+async def _act(config: Config, args: argparse.Namespace) -> int:
+    """``watcher cancel`` and ``watcher ack`` (:mod:`watcher.cli.actions`)."""
+    from watcher.cli import actions  # heavy: the store and the sources
+
+    return await (actions.cancel if args.command == "cancel" else actions.acknowledge)(config, args)
+
+
 async def _deliveries(config: Config, args: argparse.Namespace) -> int:
     """``watcher deliveries``: list them, or ``retry`` dead ones."""
     from watcher.stores import open_store  # heavy: SQLAlchemy
@@ -376,4 +383,6 @@ _WORK: dict[str, Callable[[Config, argparse.Namespace], Awaitable[int]]] = {
     "once": _once,
     "status": _status,
     "migrate": _migrate,
+    "cancel": _act,
+    "ack": _act,
 }

@@ -10,6 +10,7 @@ page. Each source module turns its raw JSON into a :class:`Job` with these helpe
 from __future__ import annotations
 
 import math
+import unicodedata
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -231,3 +232,21 @@ def parse_checkpoint(raw: Any) -> Checkpoint | None:
         else {}
     )
     return Checkpoint(step_number=step, created_at=created, metrics=metrics)
+
+
+MAX_JOB_ID = 256  # longer than any id the APIs make (UUIDs)
+
+
+def job_id_problem(job_id: str) -> str | None:
+    """Why ``job_id`` cannot name a job in a request path (``None``: it can). It is quoted
+    before it goes into a path all the same; these are refused outright: empty, too long,
+    control or format characters, and ``.``/``..`` (a client resolves them as path steps)."""
+    if not job_id.strip():
+        return "the job id is empty"
+    if len(job_id) > MAX_JOB_ID:
+        return f"the job id is longer than {MAX_JOB_ID} characters"
+    if any(unicodedata.category(ch)[0] == "C" for ch in job_id):
+        return "the job id holds control characters"
+    if job_id in (".", ".."):
+        return "the job id is not an id"
+    return None

@@ -6,7 +6,9 @@ transitions they produce in one transaction (:meth:`~watcher.record.recorder.Rec
 - while it holds, it repeats every ``repeat_interval`` if the rule asks (same type,
   ``details.alert.repeat`` = n);
 - when it stops holding (the job moved on or ended) a ``<prefix>.stalled.resolved``
-  follows if the rule asks.
+  follows if the rule asks;
+- an alert someone acknowledged (``watcher ack``: ``data["acknowledged"]``) is not
+  repeated any more; its resolve is still sent, and a later spell fires anew.
 
 A source that currently fails to poll has stale snapshots: its alerts are held back until
 it answers again (``watcher.source.unreachable`` covers the outage).
@@ -116,7 +118,7 @@ class Alerting:
                             alert_id, kind, rule, snapshot, condition.details, now, source=name
                         )
                     )
-            elif alert.data.get("silent"):
+            elif alert.data.get("silent") or alert.data.get("acknowledged"):
                 continue
             elif rule.repeat_interval and now - alert.last_sent_at >= rule.repeat_interval:
                 repeat = alert.repeats + 1
@@ -143,7 +145,8 @@ class Alerting:
                 await self.store.get_snapshots(name, [alert.job_id])
             ).get(alert.job_id)
             kind = str(alert.data.get("type", types.job_type(prefix, known_rule.kind)))
-            facts = {k: v for k, v in alert.data.items() if k not in ("type", "silent")}
+            hidden = ("type", "silent", "acknowledged")
+            facts = {k: v for k, v in alert.data.items() if k not in hidden}
             facts["resolved_after_seconds"] = round(now - alert.fired_at)
             out.append(
                 self._transition(

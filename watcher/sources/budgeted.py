@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 import anyio
 import httpx
 
-from watcher.abc import PollContext, PollResult
+from watcher.abc import CancelAnswer, PollContext, PollResult
 from watcher.config import SourceBaseConfig
 from watcher.model.snapshot import JobKind, Snapshot
 from watcher.sources.budget import WINDOW, BudgetedApiClient, RequestBudget
@@ -237,6 +237,9 @@ class BudgetedSource:
 
     async def aclose(self) -> None:
         await self.source.aclose()
+
+    async def cancel(self, job_id: str) -> CancelAnswer:
+        return await self.source.cancel(job_id)
 
     async def poll(self, ctx: PollContext) -> PollResult:
         source, cursor = self.source, ctx.cursor

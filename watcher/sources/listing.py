@@ -33,13 +33,14 @@ import anyio
 import httpx
 import structlog
 
-from watcher.abc import PollContext, PollResult
+from watcher.abc import CancelAnswer, PollContext, PollResult
 from watcher.config import SourceBaseConfig
 from watcher.detect.diff import same_view
 from watcher.exceptions import SourceError, SourceProtocolError
 from watcher.model.jobs import Job, MalformedItem
 from watcher.model.snapshot import Cursor, JobKind, Snapshot
 from watcher.sources.budget import BudgetedApiClient, RequestBudget
+from watcher.sources.cancel import cancel_job
 from watcher.sources.jobs import created_since, deleted, iso, settle
 from watcher.sources.malformed import Rejections
 from watcher.sources.mistral import ApiClient, NotFound
@@ -131,6 +132,12 @@ class ListingSource(ABC):
         """The path of one job (quoted: a job id is foreign data and must not reshape the
         request path)."""
         return f"{self.path}/{quote(job_id, safe='')}"
+
+    async def cancel(self, job_id: str) -> CancelAnswer:
+        """Ask the API to cancel ``job_id`` at ``<detail path>/cancel`` (every family's
+        route): :func:`watcher.sources.cancel.cancel_job`."""
+        path = self.detail_path(job_id) + "/cancel"
+        return await cancel_job(self.api, path, job_id, detail=self._detail)
 
     def settle(self, job: Job, previous: Snapshot | None, now: float) -> Job:
         """``job`` as the diff should see it, given what was known of it (default: times

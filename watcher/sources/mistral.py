@@ -4,6 +4,10 @@ Converts httpx errors and HTTP statuses into watcher's own exceptions:
 429/5xx/timeouts/connection errors are retried (``Retry-After`` honoured) and then become
 :class:`SourceUnavailable`; 401/403 :class:`SourceAuthError`; 410 :class:`SourceRetired`;
 an answer that is not JSON :class:`SourceProtocolError`; 404 :class:`NotFound`.
+
+A POST (:meth:`ApiClient.post_json`, an action such as cancel) is retried only when the API
+cannot have applied it: a connection never made, or 429/503 (refused before processing).
+A timeout or a lost connection after sending, or another 5xx, is reported, never repeated.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import structlog
 from httpx_sse import EventSource, aconnect_sse
 
 from watcher import __version__
+from watcher.deliver.redact import Scrubber
 from watcher.deliver.retry import Verdict, backoff, classify, parse_retry_after
 from watcher.exceptions import (
     SourceAuthError,
@@ -49,6 +54,20 @@ class StreamRefused(SourceProtocolError):
     def __init__(self, source: str, status: int, detail: str) -> None:
         super().__init__(source, f"HTTP {status} from the event stream: {detail}")
         self.status_code = status
+
+
+# Statuses that say a POST was refused before it was processed: it may be sent again.
+NOT_PROCESSED = frozenset({429, 503})
+# Transport errors raised before a request left: sending it again cannot apply it twice.
+NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
+class Posted(NamedTuple):
+    """A POST's final answer: a 2xx, or a refusal for the caller to word (404, 409, 422…)."""
+
+    status: int
+    body: Any  # the decoded JSON, None when empty or not JSON
+    detail: str  # the API's own message (``detail``/``message``): one clean line, scrubbed
 
 
 class _Retryable(NamedTuple):
@@ -185,6 +204,72 @@ class ApiClient:
             await self._sleep(delay)
         raise SourceUnavailable(self.source, problem or f"{route} failed")
 
+    async def post_json(self, path: str, *, route: str) -> Posted:
+        """``POST path`` (no body): its final answer. 401/403, 410 and exhausted retries
+        raise as :meth:`get_json`'s do; an answer lost after sending, or a 5xx other than
+        503, raises :class:`SourceUnavailable` at once (the API may have applied it)."""
+        headers = self._headers()
+        wait = self.not_before - time.time()
+        if wait > 0:
+            raise SourceUnavailable(self.source, f"the API asked to wait {wait:.0f}s more")
+        problem = f"{route} failed"
+        for attempt in range(self._max_retries + 1):
+            self.requests += 1
+            retry_after: float | None = None
+            try:
+                with anyio.fail_after(self._deadline):
+                    status, retry_header, body = await self._send("POST", path, {}, headers)
+            except NEVER_SENT as exc:
+                self._observe(route, None)
+                problem = f"{type(exc).__name__} on {route}"
+            except (TimeoutError, httpx.TransportError) as exc:
+                self._observe(route, None)
+                what = "timeout" if isinstance(exc, TimeoutError) else type(exc).__name__
+                raise SourceUnavailable(
+                    self.source, f"no answer to {route} ({what}): it may have been applied"
+                ) from None
+            else:
+                self._observe(route, status)
+                if status == 410:
+                    raise SourceRetired(self.source, route)
+                if status in (401, 403):
+                    raise SourceAuthError(self.source, status)
+                if status not in NOT_PROCESSED:
+                    if status >= 500:
+                        raise SourceUnavailable(
+                            self.source, f"HTTP {status} from {route}: it may have been applied"
+                        )
+                    return self._posted(status, body)
+                problem = f"HTTP {status} from {route}"
+                retry_after = parse_retry_after(retry_header, now=time.time())
+            if attempt == self._max_retries:
+                break
+            delay = backoff(
+                attempt, base=self._backoff_base, cap=self._backoff_cap, retry_after=retry_after
+            )
+            if delay > MAX_WAIT:
+                problem += f" (asked to wait {delay:.0f}s)"
+                self.not_before = time.time() + delay
+                break
+            await self._sleep(delay)
+        raise SourceUnavailable(self.source, problem)
+
+    def _posted(self, status: int, body: bytes | None) -> Posted:
+        """A final answer, its JSON decoded and its message made fit to quote."""
+        try:
+            decoded = json.loads(body) if body else None
+        except (ValueError, RecursionError):
+            decoded = None
+        said: Any = None
+        if isinstance(decoded, dict):
+            said = decoded.get("detail") or decoded.get("message")
+        if isinstance(said, list):  # FastAPI's 422: [{"loc", "msg", "type"}…]
+            said = "; ".join(str(e.get("msg", e)) if isinstance(e, dict) else str(e) for e in said)
+        if said is None and body and decoded is None:
+            said = body[:4096].decode("utf-8", "replace")
+        scrubber = Scrubber.of_secrets(self._api_key)
+        return Posted(status, decoded, scrubber.excerpt(str(said)) if said else "")
+
     async def _attempt(
         self, path: str, params: Mapping[str, Any], headers: Mapping[str, str], route: str
     ) -> Any:
@@ -235,8 +320,13 @@ class ApiClient:
         self, path: str, params: Mapping[str, Any], headers: Mapping[str, str]
     ) -> tuple[int, str | None, bytes | None]:
         """Status, Retry-After and body (``None`` when larger than ``MAX_BODY``)."""
+        return await self._send("GET", path, params, headers)
+
+    async def _send(
+        self, method: str, path: str, params: Mapping[str, Any], headers: Mapping[str, str]
+    ) -> tuple[int, str | None, bytes | None]:
         request = self._client.build_request(
-            "GET", self.base_url + path, params=params, headers=headers, timeout=self._timeout
+            method, self.base_url + path, params=params, headers=headers, timeout=self._timeout
         )
         response = await self._client.send(request, stream=True)
         try:

@@ -8,6 +8,8 @@ request body answers 400 ``{"detail": "<field>: <problem>"}``, an unknown job 40
                                            "total"}, "in_flight"}`` (``/v1`` requests only;
                                            ``batch_list``/``batch_detail`` too once the
                                            batch API is in use)
+``GET  /_sim/cancels``                     ``{"cancels": {job id: n}}``: cancel requests
+                                           per job, any family, whatever the answer
 ``POST /_sim/stats/reset``                 zero the counters; answers the stats
 ``GET  /_sim/jobs``                        ``{"jobs": [detailed...], "names": {name: id}}``
 ``POST /_sim/jobs``                        create (see :func:`_create_jobs`) → ``{"ids"}``
@@ -127,6 +129,10 @@ async def _reset_stats(sim: Simulator, request: Request) -> Any:
     return sim.stats()
 
 
+async def _cancels(sim: Simulator, request: Request) -> Any:
+    return {"cancels": dict(sim.cancels)}
+
+
 async def _all_jobs(sim: Simulator, request: Request) -> Any:
     return {"jobs": [job.detailed() for job in sim.jobs.values()], "names": dict(sim.names)}
 
@@ -215,6 +221,7 @@ async def _retire(sim: Simulator, request: Request) -> Any:
 _TABLE: tuple[tuple[str, tuple[str, ...], Handler], ...] = (
     ("/_sim/stats", ("GET",), _stats),
     ("/_sim/stats/reset", ("POST",), _reset_stats),
+    ("/_sim/cancels", ("GET",), _cancels),
     ("/_sim/jobs", ("GET",), _all_jobs),
     ("/_sim/jobs", ("POST",), _post_jobs),
     ("/_sim/jobs", ("DELETE",), _clear_jobs),

@@ -7,6 +7,7 @@ checked in this order: the API key (401), retirement (410), the first queued fau
 its route (see :mod:`watcher.devtools.simulator.admin`); only then does the engine advance
 and answer.
 Batch routes count as ``batch_list``/``batch_detail``; their cancel and DELETE as ``other``.
+Every cancel (of any family) is also counted per job id: ``/_sim/stats`` ``cancels``.
 The Workflows routes (:mod:`.workflows_app`) count as ``workflow_list``, ``workflow_detail``,
 ``workflow_stream``, ``workflow_events`` and ``workflow_action``; an unknown execution answers
 404 ``{"detail", "code": "WF_1100"}``, an action on one that is not running 409 ``WF_1102``.
@@ -96,6 +97,7 @@ def create_app(sim: Simulator, api_key: str) -> Starlette:
         return 200, sim.get(request.path_params["job_id"]).detailed()
 
     async def cancel_job(request: Request) -> Answer:
+        sim.count_cancel(request.path_params["job_id"])
         return 200, sim.cancel(request.path_params["job_id"]).detailed()
 
     async def start_job(request: Request) -> Answer:
@@ -124,6 +126,7 @@ def create_app(sim: Simulator, api_key: str) -> Starlette:
         return 200, sim.get_batch(request.path_params["job_id"]).to_json()
 
     async def cancel_batch(request: Request) -> Answer:
+        sim.count_cancel(request.path_params["job_id"])
         return 200, sim.cancel_batch(request.path_params["job_id"]).to_json()
 
     async def delete_batch(request: Request) -> Answer:

@@ -89,6 +89,7 @@ class Traffic:
     """Request counters, requests in flight, queued faults and the retired (410) switch."""
 
     requests: dict[Route, int]
+    cancels: dict[str, int]  # job or execution id -> cancel requests that reached it
     in_flight: int
     faults: list[Fault]
     retired: bool
@@ -98,6 +99,7 @@ class Traffic:
 
     def _start_traffic(self, seed: int | None) -> None:
         self.requests = dict.fromkeys(_ROUTES, 0)
+        self.cancels = {}
         self.in_flight = 0
         self.faults = []
         self._fault_draws = random.Random(seed)  # apart: a fault mix leaves job ids alone
@@ -111,6 +113,11 @@ class Traffic:
             self._batch_used = True
         elif route in _WORKFLOW_ROUTES:
             self._workflow_used = True
+
+    def count_cancel(self, job_id: str) -> None:
+        """A cancel request for ``job_id`` (any family) got past auth and faults, whatever
+        the answer (``GET /_sim/cancels``; zeroed with the request counters)."""
+        self.cancels[job_id] = self.cancels.get(job_id, 0) + 1
 
     def stats(self) -> dict[str, Any]:
         """Request counters; ``total`` counts every ``/v1`` request.
@@ -132,6 +139,7 @@ class Traffic:
 
     def reset_stats(self) -> None:
         self.requests = dict.fromkeys(_ROUTES, 0)
+        self.cancels = {}
 
     def add_fault(self, fault: Fault) -> None:
         if fault.mode not in FAULT_MODES:

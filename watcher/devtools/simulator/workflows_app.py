@@ -70,6 +70,7 @@ def workflow_routes(sim: Simulator, v1: Wrap) -> list[Route]:
         return 200, execution_json(execution, run, with_result=True)
 
     async def cancel(request: Request) -> Answer:
+        sim.count_cancel(request.path_params["execution_id"])
         sim.cancel_execution(request.path_params["execution_id"])
         return 204, Response(status_code=204)
 

@@ -1,5 +1,8 @@
-"""What a transition means to PagerDuty: trigger or resolve which alert (its ``dedup_key``),
-with which severity word, under which one-line summary. Pure, no I/O."""
+"""What a transition means to PagerDuty: trigger, acknowledge or resolve which alert (its
+``dedup_key``), with which severity word, under which one-line summary. Pure, no I/O.
+
+The ``dedup_key`` of each incident is decided here only: the transitions that open, close
+and acknowledge it (``watcher.action.acknowledged``) all name it the same way."""
 
 from __future__ import annotations
 
@@ -50,7 +53,7 @@ MAX_SUMMARY = 1024  # PagerDuty's limit for payload.summary
 MAX_DEDUP_KEY = 255  # PagerDuty's limit for dedup_key
 MAX_FAILURE = 200  # characters of a workflow's failure message in the summary
 
-Action = Literal["trigger", "resolve"]
+Action = Literal["trigger", "resolve", "acknowledge"]
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,15 @@ def dedup_key(*parts: str) -> str:
         return key
     digest = hashlib.sha256(key.encode("utf-8", errors="surrogatepass")).hexdigest()[:32]
     return f"{key[: MAX_DEDUP_KEY - 33]}~{digest}"
+
+
+def alert_key(source: str, job_id: str, rule: str, since: object = None) -> str:
+    """The ``dedup_key`` of a time alert's incident: one per job, rule and spell (``since``,
+    when the condition says when it began)."""
+    parts = [source, job_id, rule]
+    if since:
+        parts.append(str(since))
+    return dedup_key(*parts)
 
 
 def resolving(statuses: Any) -> frozenset[str]:
@@ -127,10 +139,8 @@ def decide(transition: Transition, resolve_on: frozenset[str]) -> Decision | Non
     if time_alert is not None:
         kind, resolved = time_alert
         facts = alert_facts(transition)
-        parts = [source, job_id, str(facts.get("rule") or kind)]
-        if facts.get("since"):
-            parts.append(str(facts["since"]))
-        return Decision("resolve" if resolved else "trigger", dedup_key(*parts), kind)
+        key = alert_key(source, job_id, str(facts.get("rule") or kind), facts.get("since"))
+        return Decision("resolve" if resolved else "trigger", key, kind)
     if transition.type in WORKFLOW_TRIGGERS:
         return Decision("trigger", dedup_key(source, job_id), WORKFLOW_TRIGGERS[transition.type])
     if transition.status is None:
@@ -141,6 +151,27 @@ def decide(transition: Transition, resolve_on: frozenset[str]) -> Decision | Non
     if status in resolve_on:
         return Decision("resolve", dedup_key(source, job_id), status.lower())
     return None
+
+
+def decisions(transition: Transition, resolve_on: frozenset[str]) -> list[Decision]:
+    """Every PagerDuty action ``transition`` means: :func:`decide`'s one (or none), and for
+    an acknowledgement one ``acknowledge`` per alert it names (``details.alerts``: each
+    with the ``rule`` and ``since`` its trigger carried)."""
+    if transition.type != types.ACTION_ACKNOWLEDGED:
+        decision = decide(transition, resolve_on)
+        return [] if decision is None else [decision]
+    alerts = transition.details.get("alerts")
+    if not transition.job_id or not isinstance(alerts, list):
+        return []
+    return [
+        Decision(
+            "acknowledge",
+            alert_key(transition.source, transition.job_id, str(a["rule"]), a.get("since")),
+            "acknowledged",
+        )
+        for a in alerts
+        if isinstance(a, Mapping) and a.get("rule")
+    ]
 
 
 def _workflow_what(transition: Transition, view: workflows.WorkflowView, source: str) -> str:

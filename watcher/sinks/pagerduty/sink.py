@@ -26,7 +26,7 @@ from watcher.sinks.pagerduty.meaning import (
     SEVERITIES,
     TRIGGER_STATUSES,
     Decision,
-    decide,
+    decisions,
     family,
     resolving,
     sanitize,
@@ -115,13 +115,12 @@ class PagerDutySink:
 
     async def send(self, batch: Sequence[Envelope]) -> None:
         """Send each paging envelope in order; the first failure raises
-        :class:`DeliveryError`. Envelopes that neither trigger nor resolve are accepted
-        without a request; a re-send repeats the same ``dedup_key`` (PagerDuty merges it)."""
+        :class:`DeliveryError`. Envelopes that neither trigger, acknowledge nor resolve are
+        accepted without a request; a re-send repeats the same ``dedup_key`` (PagerDuty
+        merges it)."""
         for envelope in batch:
-            decision = decide(envelope.transition, self._resolve_on)
-            if decision is None:
-                continue
-            await self._send_one(envelope, decision)
+            for decision in decisions(envelope.transition, self._resolve_on):
+                await self._send_one(envelope, decision)
 
     async def aclose(self) -> None:
         """Nothing to release: the ``httpx`` client is shared and owned by the caller."""
@@ -142,7 +141,7 @@ class PagerDutySink:
             "event_action": decision.action,
             "dedup_key": decision.dedup_key,
         }
-        if decision.action == "resolve":
+        if decision.action != "trigger":  # resolve, acknowledge: the key says which alert
             return body
         job = transition.job
         payload: dict[str, Any] = {
@@ -179,10 +178,10 @@ class PagerDutySink:
     def preview(self, batch: Sequence[Envelope]) -> str | dict[str, Any]:
         """The event :meth:`send` would send for the first of ``batch``, its routing key
         hidden (nothing is sent); a sentence when PagerDuty would not hear about it."""
-        decision = decide(batch[0].transition, self._resolve_on)
-        if decision is None:
+        chosen = decisions(batch[0].transition, self._resolve_on)
+        if not chosen:
             return "(not sent: PagerDuty only hears about failures, stalls and their ends)"
-        event = self.event(batch[0], decision)
+        event = self.event(batch[0], chosen[0])
         event["routing_key"] = "<secret>"
         return event
 
