@@ -18,7 +18,12 @@ from typing import Protocol
 import structlog
 
 from watcher.abc import Source, Store
+from watcher.detect.silencing import MATCH_KEYS
+from watcher.model import types
+from watcher.model.silences import Silence, new_silence_id
 from watcher.record.recorder import Recorder
+from watcher.record.silences import audit, describe, logged
+from watcher.render.text import clean
 
 log = structlog.get_logger(__name__)
 
@@ -90,10 +95,43 @@ class Actions:
         until: float | None = None,
         resolved: tuple[str, str] | None = None,
     ) -> Done:
-        raise NotImplementedError("silences: issue 13, part 1")
+        """Checks the keys and the span (the caller checks what a person may silence: a
+        silence of everything, or no one), keeps the silence, audits it."""
+        now = self.clock()
+        unknown = sorted(set(matchers) - set(MATCH_KEYS))
+        if unknown:
+            keys = ", ".join(clean(k, 40) for k in unknown)
+            return Done(False, f"unknown match key {keys} (valid: {', '.join(MATCH_KEYS)})")
+        if until is None and resolved is None:
+            return Done(False, "a silence needs an end: a time, or until its job resolves")
+        if until is not None and until <= now:
+            return Done(False, "the silence would end in the past")
+        silence = Silence(
+            id=new_silence_id(),
+            matchers=dict(matchers),
+            starts_at=now,
+            ends_at=until,
+            comment=comment,
+            created_by=by,
+            created_at=now,
+            resolved=resolved,
+        )
+        await self.store.add_silence(silence)
+        self.recorder.silences.forget()
+        logged("silence_added", silence, by=by, ends_at=until, resolved=resolved is not None)
+        await self.recorder.outbox([audit(silence, types.ACTION_SILENCED, by=by, at=now)], now=now)
+        return Done(True, f"silenced {describe(silence.matchers)}", silence.id)
 
     async def expire(self, silence_id: str, *, by: str) -> Done:
-        raise NotImplementedError("silences: issue 13, part 1")
+        now = self.clock()
+        ended = await self.store.expire_silence(silence_id, now=now, by=by, reason="expired")
+        if ended is None:
+            return Done(False, f"no active silence {clean(silence_id, 80)}")
+        self.recorder.silences.forget()
+        logged("silence_expired", ended, by=by, reason="expired")
+        transition = audit(ended, types.ACTION_SILENCE_EXPIRED, by=by, at=now, reason="expired")
+        await self.recorder.outbox([transition], now=now)
+        return Done(True, f"silence {ended.id} expired", ended.id)
 
     async def acknowledge(self, job_id: str, *, by: str, source: str | None = None) -> Done:
         raise NotImplementedError("acknowledgement: issue 13, part 2")
