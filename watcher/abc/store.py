@@ -127,9 +127,9 @@ class Outbox(Protocol):
         ...
 
     async def prune(self, *, before: float) -> int:
-        """Forget delivered (and silenced) deliveries, and transitions left with none, older than
-        ``before``; dead-lettered ones stay for someone to look at. Returns the transitions
-        removed."""
+        """Forget delivered (and silenced) deliveries, and transitions left with none, older
+        than ``before``; dead-lettered ones stay for someone to look at. Returns the
+        transitions removed."""
         ...
 
 

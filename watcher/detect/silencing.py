@@ -56,9 +56,7 @@ def ending(silence: Silence, transition: Transition) -> str | None:
     return None
 
 
-def silenced_by(
-    silences: Iterable[Silence], transition: Transition, now: float
-) -> str | None:
+def silenced_by(silences: Iterable[Silence], transition: Transition, now: float) -> str | None:
     """The id of the first active silence that keeps ``transition`` from every sink, or
     ``None``. A transition that ends an "until resolved" silence is not silenced by it (the
     end is news)."""

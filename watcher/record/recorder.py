@@ -161,7 +161,9 @@ class Recorder:
             if ended is None:
                 continue
             logged("silence_expired", ended, by=WATCHER, reason=why)
-            audits.append(audit(ended, types.ACTION_SILENCE_EXPIRED, by=WATCHER, at=now, reason=why))
+            audits.append(
+                audit(ended, types.ACTION_SILENCE_EXPIRED, by=WATCHER, at=now, reason=why)
+            )
         if audits:
             self.silences.forget()
             await self.outbox(audits, now=now)

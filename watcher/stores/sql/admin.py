@@ -16,8 +16,8 @@ from watcher.stores.schema import (
     SILENCED,
     cursors,
     deliveries,
-    snapshots,
     silences,
+    snapshots,
     transitions,
 )
 from watcher.stores.sql.base import SqlBase, cursor_of
