@@ -173,7 +173,7 @@ async def _status(config: Config, args: argparse.Namespace) -> int:
         + ("  (see: watcher deliveries --state dead)" if status.dead else "")
     )
     if silenced:
-        console.print(silences.table(silenced, now, title="silences in force"))
+        print("silences in force:\n  " + "\n  ".join(silences.lines(silenced, now)))
     return EXIT_OK
 
 

@@ -16,9 +16,6 @@ import time
 from collections.abc import Sequence
 from datetime import datetime
 
-from rich.console import Console
-from rich.table import Table
-
 from watcher.config import Config, parse_duration
 from watcher.detect.silencing import MATCH_KEYS, matches_everything
 from watcher.model.silences import Silence
@@ -99,15 +96,18 @@ def _ends(silence: Silence, now: float) -> str:
     return ", or ".join(parts)
 
 
-def table(silences: Sequence[Silence], now: float, *, title: str) -> Table:
-    """The silences as a table: id, matchers, ends, by, comment (all cleaned)."""
-    out = Table(title=title, title_justify="left")
-    for column in ("id", "matchers", "ends", "by", "comment"):
-        out.add_column(column)
+def lines(silences: Sequence[Silence], now: float) -> list[str]:
+    """The silences as aligned lines under a header: id, matchers, ends, by, comment (all
+    cleaned; plain text, so that it greps and never wraps an id)."""
+    rows = [("ID", "MATCHERS", "ENDS", "BY", "COMMENT")]
     for s in silences:
         by, comment = clean(s.created_by, 40), clean(s.comment, 80)
-        out.add_row(clean(s.id, 40), describe(s.matchers), _ends(s, now), by, comment)
-    return out
+        rows.append((clean(s.id, 40), describe(s.matchers), _ends(s, now), by, comment))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    return [
+        "  ".join([*(c.ljust(w) for c, w in zip(row, widths, strict=False)), row[4]])
+        for row in rows
+    ]
 
 
 def as_json(silence: Silence) -> dict[str, object]:
@@ -154,9 +154,7 @@ async def run(config: Config, args: argparse.Namespace) -> int:
             if args.output == "json":
                 print(json.dumps([as_json(s) for s in silences], indent=2, ensure_ascii=False))
             elif silences:
-                Console(highlight=False, soft_wrap=True).print(
-                    table(silences, now, title="silences")
-                )
+                print("\n".join(lines(silences, now)))
             else:
                 print("no silences" if args.all else "no silence in force")
             return EXIT_OK
