@@ -91,9 +91,15 @@ def _silence_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="KEY=VALUE",
         help="a glob on a route match key or job_id (repeatable; all must match)",
     )
-    span = add.add_mutually_exclusive_group(required=True)
+    span = add.add_mutually_exclusive_group()
     span.add_argument("--for", dest="for_", metavar="DURATION", help="e.g. 30m, 2h, 1d")
     span.add_argument("--until", metavar="RFC3339", help="e.g. 2026-12-03T18:00:00+01:00")
+    add.add_argument(
+        "--until-resolved",
+        nargs=2,
+        metavar=("SOURCE", "JOB_ID"),
+        help="end when the job ends or its alert resolves (matches that job unless --match)",
+    )
     add.add_argument("--comment", required=True, help="why (shown in list and status)")
     add.add_argument("--by", help="who (default: your user name)")
     add.add_argument("--all", action="store_true", help="allow a silence of everything")

@@ -53,9 +53,11 @@ def matchers_of(pairs: Sequence[str], *, everything: bool) -> dict[str, str]:
     return out
 
 
-def end_of(for_: str | None, until: str | None, now: float) -> float:
+def end_of(for_: str | None, until: str | None, now: float) -> float | None:
     """When the silence ends: ``now`` + ``--for``, or ``--until`` (RFC 3339, with a zone, in
-    the future)."""
+    the future), or ``None`` (neither given)."""
+    if for_ is None and until is None:
+        return None
     if for_ is not None:
         try:
             return now + parse_duration(for_)
@@ -72,6 +74,16 @@ def end_of(for_: str | None, until: str | None, now: float) -> float:
     if end <= now:
         raise Refused(f"--until {clean(text, 40)!r} is in the past")
     return end
+
+
+def _bound(pair: Sequence[str] | None) -> tuple[str, str] | None:
+    """``--until-resolved SOURCE JOB_ID``."""
+    if pair is None:
+        return None
+    source, job_id = pair
+    if not source or not job_id or clean(source, None) != source or clean(job_id, None) != job_id:
+        raise Refused("--until-resolved: SOURCE and JOB_ID must be printable, not empty")
+    return source, job_id
 
 
 def _who(by: str | None) -> str:
@@ -131,8 +143,14 @@ async def run(config: Config, args: argparse.Namespace) -> int:
     now = time.time()
     try:
         if args.action == "add":
-            matchers = matchers_of(args.match, everything=args.all)
+            resolved = _bound(args.until_resolved)
+            pairs = args.match
+            if resolved is not None and not pairs:
+                pairs = [f"source={resolved[0]}", f"job_id={resolved[1]}"]
+            matchers = matchers_of(pairs, everything=args.all)
             until = end_of(args.for_, args.until, now)
+            if until is None and resolved is None:
+                raise Refused("say when it ends: --for, --until and/or --until-resolved")
             if not clean(args.comment, None):
                 raise Refused("--comment: say why (it is shown to whoever wonders)")
             by = _who(args.by)
@@ -160,7 +178,9 @@ async def run(config: Config, args: argparse.Namespace) -> int:
             return EXIT_OK
         actions = Actions(store, Recorder(store, Router(config.effective_routes)), {})
         if args.action == "add":
-            done = await actions.silence(matchers, by=by, comment=args.comment, until=until)
+            done = await actions.silence(
+                matchers, by=by, comment=args.comment, until=until, resolved=resolved
+            )
         else:
             done = await actions.expire(args.id, by=by)
     finally:

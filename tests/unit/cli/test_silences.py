@@ -64,7 +64,8 @@ def test_bad_input_is_one_line_and_exit_2(
 def test_argparse_refuses_both_ends_or_none(capsys: pytest.CaptureFixture[str], cfg: str) -> None:
     both = ["--for", "1h", "--until", "2999-01-01T00:00:00Z"]
     assert 2 == run(capsys, "silence", "add", "-c", cfg, "--comment", "c", *both)[0]
-    assert 2 == run(capsys, "silence", "add", "-c", cfg, "--comment", "c")[0]
+    code, _, err = run(capsys, "silence", "add", "-c", cfg, "--comment", "c", "--match", "job_id=a")
+    assert 2 == code and "say when it ends" in err
 
 
 def test_the_span() -> None:
@@ -106,5 +107,16 @@ def test_add_list_expire_and_status(capsys: pytest.CaptureFixture[str], cfg: str
     (ended,) = json.loads(out)
     assert ("bo", "expired") == (ended["ended_by"], ended["end_reason"])
 
+    code, out, err = run(
+        capsys, "silence", "add", "-c", cfg, "--until-resolved", "ft", "ftjob-9", "--comment", "x"
+    )
+    assert 0 == code, err
+    code, out, _ = run(capsys, "silence", "list", "-c", cfg, "-o", "json")
+    (bound,) = json.loads(out)
+    assert ({"source": "ft", "job_id": "ftjob-9"}, ["ft", "ftjob-9"], None) == (
+        bound["matchers"],
+        bound["until_resolved"],
+        bound["ends_at"],
+    )
     code, out, _ = run(capsys, "deliveries", "-c", cfg, "--state", "silenced")
     assert (0, "no deliveries") == (code, out.strip())
