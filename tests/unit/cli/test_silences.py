@@ -5,15 +5,29 @@ expire over a real SQLite store, silences in ``watcher status``."""
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 
 from tests.e2e.harness import CONSOLE, config, source, write
 from watcher.__main__ import main
 from watcher.cli.silences import Refused, end_of, matchers_of
 
 NOW = 1_795_000_000.0
+
+
+@pytest.fixture(autouse=True)
+def restore_logging() -> Iterator[None]:
+    """``main`` configures process-wide logging onto the captured stderr: put it back."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    structlog.reset_defaults()
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture
