@@ -96,8 +96,11 @@ class Actions:
         resolved: tuple[str, str] | None = None,
     ) -> Done:
         """Checks the keys and the span (the caller checks what a person may silence: a
-        silence of everything, or no one), keeps the silence, audits it."""
+        silence of everything, or no one), keeps the silence, audits it. Bound to a job
+        (``resolved``) without matchers, it matches that job."""
         now = self.clock()
+        if not matchers and resolved is not None:
+            matchers = {"source": resolved[0], "job_id": resolved[1]}
         unknown = sorted(set(matchers) - set(MATCH_KEYS))
         if unknown:
             keys = ", ".join(clean(k, 40) for k in unknown)

@@ -42,7 +42,3 @@ class Silence:
         if self.ended_at is not None or now < self.starts_at:
             return False
         return self.ends_at is None or now < self.ends_at
-
-    def ended(self, now: float) -> bool:
-        """Whether it is over (expired by someone, ended with its job, or past its end)."""
-        return self.ended_at is not None or (self.ends_at is not None and now >= self.ends_at)

@@ -207,3 +207,14 @@ async def test_actions_refuse_what_cannot_be(sqlite: SqlStore) -> None:
 
 async def _rows(store: SqlStore) -> list:  # type: ignore[type-arg]
     return await store.list_deliveries(state=None, limit=100)
+
+
+async def test_a_silence_bound_to_a_job_matches_it_by_default(sqlite: SqlStore) -> None:
+    actions = Actions(sqlite, recorder(sqlite), {}, clock=Clock(NOW))
+    done = await actions.silence({}, by="ana", comment="c", resolved=("ft", "j1"))
+    (kept,) = await sqlite.list_silences(include_ended=True)
+    assert (done.ref, {"source": "ft", "job_id": "j1"}, None) == (
+        kept.id,
+        kept.matchers,
+        kept.ends_at,
+    )
