@@ -37,7 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     render.add_argument("--sink", required=True, metavar="NAME")
     render.add_argument("--sample", default="failed", help="failed, success, stalled, …")
     deliveries = with_config("deliveries", "list deliveries, or put dead ones back in the queue")
-    deliveries.add_argument("--state", choices=["pending", "delivered", "dead"])
+    deliveries.add_argument("--state", choices=["pending", "delivered", "dead", "silenced"])
     deliveries.add_argument("--limit", type=int, default=50)
     deliveries.add_argument("action", nargs="?", choices=["retry"], help="retry dead ones")
     deliveries.add_argument("id", nargs="?", metavar="ID", help="transition id to retry")
@@ -58,6 +58,8 @@ def _parser() -> argparse.ArgumentParser:
     ack.add_argument("--source", metavar="NAME", help="only this source's alerts")
     ack.add_argument("--by", metavar="NAME", help="who acknowledges (default: the OS user)")
 
+    _silence_parser(sub)
+
     schema = sub.add_parser("schema", help="JSON Schema of the config file or of the events")
     schema.add_argument("what", choices=["config", "events"])
 
@@ -73,6 +75,48 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--speed", type=float, default=1.0)
     demo.add_argument("--timeout", type=float, default=90.0)
     return parser
+
+
+def _silence_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``silence add|list|expire``, each with ``-c``."""
+    silence = sub.add_parser("silence", help="runtime silences: add, list, expire")
+    actions = silence.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    def action(name: str, help_text: str) -> argparse.ArgumentParser:
+        cmd = actions.add_parser(name, help=help_text, description=help_text)
+        cmd.add_argument(
+            "-c",
+            "--config",
+            help="config file (else $WATCHER_CONFIG, else /etc/watcher/config.yaml)",
+        )
+        return cmd
+
+    add = action("add", "silence matching transitions (recorded, sent to no sink)")
+    add.add_argument(
+        "--match",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a glob on a route match key or job_id (repeatable; all must match)",
+    )
+    span = add.add_mutually_exclusive_group()
+    span.add_argument("--for", dest="for_", metavar="DURATION", help="e.g. 30m, 2h, 1d")
+    span.add_argument("--until", metavar="RFC3339", help="e.g. 2026-12-03T18:00:00+01:00")
+    add.add_argument(
+        "--until-resolved",
+        nargs=2,
+        metavar=("SOURCE", "JOB_ID"),
+        help="end when the job ends or its alert resolves (matches that job unless --match)",
+    )
+    add.add_argument("--comment", required=True, help="why (shown in list and status)")
+    add.add_argument("--by", help="who (default: your user name)")
+    add.add_argument("--all", action="store_true", help="allow a silence of everything")
+    listing = action("list", "silences in force (with --all: ended ones too)")
+    listing.add_argument("-o", "--output", choices=["table", "json"], default="table")
+    listing.add_argument("--all", action="store_true", help="ended silences too")
+    expire = action("expire", "end a silence now")
+    expire.add_argument("id", metavar="ID")
+    expire.add_argument("--by", help="who (default: your user name)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -17,6 +17,7 @@ from watcher.model.outbox import (
     Routed,
     StoreStatus,
 )
+from watcher.model.silences import Silence
 from watcher.model.snapshot import Cursor, Snapshot
 from watcher.model.transitions import Transition
 
@@ -126,9 +127,9 @@ class Outbox(Protocol):
         ...
 
     async def prune(self, *, before: float) -> int:
-        """Forget delivered deliveries, and transitions left with none, older than
-        ``before``; dead-lettered ones stay for someone to look at. Returns the transitions
-        removed."""
+        """Forget delivered (and silenced) deliveries, and transitions left with none, older
+        than ``before``; dead-lettered ones stay for someone to look at. Returns the
+        transitions removed."""
         ...
 
 
@@ -191,7 +192,8 @@ class AdminViews(Protocol):
     """What operators see and do: ``watcher status``, ``watcher deliveries``, the gauges."""
 
     async def list_deliveries(self, *, state: str | None, limit: int) -> list[DeliveryRow]:
-        """Deliveries, newest first, optionally of one state (pending, delivered, dead)."""
+        """Deliveries, newest first, optionally of one state (pending, delivered, dead,
+        silenced)."""
         ...
 
     async def retry_dead(self, transition_id: str | None, *, now: float) -> int:
@@ -202,6 +204,30 @@ class AdminViews(Protocol):
     async def status(self) -> StoreStatus:
         """Tracked jobs by source and status, each source's cursor and last poll, and the
         outbox's counts."""
+        ...
+
+
+class SilenceStore(Protocol):
+    """Runtime silences, shared by every replica through the store."""
+
+    async def add_silence(self, silence: Silence) -> None:
+        """Keep ``silence`` (its id is new)."""
+        ...
+
+    async def list_silences(self, *, include_ended: bool) -> list[Silence]:
+        """Silences, newest first; those that ended (expired, past their end, ended with
+        their job) only with ``include_ended``."""
+        ...
+
+    async def active_silences(self, now: float) -> list[Silence]:
+        """The silences in force at ``now``, oldest first."""
+        ...
+
+    async def expire_silence(
+        self, silence_id: str, *, now: float, by: str, reason: str
+    ) -> Silence | None:
+        """End the silence now, if it has not ended yet; returns it as ended, or ``None``
+        (no such silence, or it had ended: only one caller ends a silence)."""
         ...
 
 
@@ -243,6 +269,7 @@ class Store(
     SinkState,
     DigestLog,
     AdminViews,
+    SilenceStore,
     Readiness,
     StoreLifecycle,
     Protocol,

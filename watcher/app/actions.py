@@ -18,11 +18,14 @@ from typing import Any, Protocol
 import structlog
 
 from watcher.abc import Cancels, Source, Store
+from watcher.detect.silencing import MATCH_KEYS
 from watcher.model import types
 from watcher.model.jobs import job_id_problem
 from watcher.model.outbox import AlertState
+from watcher.model.silences import Silence, new_silence_id
 from watcher.model.transitions import Transition, action_taken
 from watcher.record.recorder import Recorder
+from watcher.record.silences import audit, describe, logged
 from watcher.render.text import clean
 
 log = structlog.get_logger(__name__)
@@ -95,10 +98,46 @@ class Actions:
         until: float | None = None,
         resolved: tuple[str, str] | None = None,
     ) -> Done:
-        raise NotImplementedError("silences: issue 13, part 1")
+        """Checks the keys and the span (the caller checks what a person may silence: a
+        silence of everything, or no one), keeps the silence, audits it. Bound to a job
+        (``resolved``) without matchers, it matches that job."""
+        now = self.clock()
+        if not matchers and resolved is not None:
+            matchers = {"source": resolved[0], "job_id": resolved[1]}
+        unknown = sorted(set(matchers) - set(MATCH_KEYS))
+        if unknown:
+            keys = ", ".join(clean(k, 40) for k in unknown)
+            return Done(False, f"unknown match key {keys} (valid: {', '.join(MATCH_KEYS)})")
+        if until is None and resolved is None:
+            return Done(False, "a silence needs an end: a time, or until its job resolves")
+        if until is not None and until <= now:
+            return Done(False, "the silence would end in the past")
+        silence = Silence(
+            id=new_silence_id(),
+            matchers=dict(matchers),
+            starts_at=now,
+            ends_at=until,
+            comment=comment,
+            created_by=by,
+            created_at=now,
+            resolved=resolved,
+        )
+        await self.store.add_silence(silence)
+        self.recorder.silences.forget()
+        logged("silence_added", silence, by=by, ends_at=until, resolved=resolved is not None)
+        await self._audit([audit(silence, types.ACTION_SILENCED, by=by, at=now)], now)
+        return Done(True, f"silenced {describe(silence.matchers)}", silence.id)
 
     async def expire(self, silence_id: str, *, by: str) -> Done:
-        raise NotImplementedError("silences: issue 13, part 1")
+        now = self.clock()
+        ended = await self.store.expire_silence(silence_id, now=now, by=by, reason="expired")
+        if ended is None:
+            return Done(False, f"no active silence {clean(silence_id, 80)}")
+        self.recorder.silences.forget()
+        logged("silence_expired", ended, by=by, reason="expired")
+        transition = audit(ended, types.ACTION_SILENCE_EXPIRED, by=by, at=now, reason="expired")
+        await self._audit([transition], now)
+        return Done(True, f"silence {ended.id} expired", ended.id)
 
     async def acknowledge(self, job_id: str, *, by: str, source: str | None = None) -> Done:
         shown = clean(job_id)
@@ -151,7 +190,7 @@ class Actions:
             return Done(False, f"cannot cancel {clean(job_id)!r}: {problem}")
         answer = await built.cancel(job_id)
         now = self.clock()
-        audit = action_taken(
+        requested = action_taken(
             types.ACTION_CANCEL_REQUESTED,
             source,
             job_id,
@@ -163,7 +202,7 @@ class Actions:
             status=answer.status,
             message=answer.message,
         )
-        await self._audit([audit], now)
+        await self._audit([requested], now)
         log.info(
             "job_cancel_requested",
             by=by,
@@ -178,13 +217,13 @@ class Actions:
         """Record the audit transitions, each with the job as last seen when the store
         knows it, else its id alone (so that a receiver sees what was acted on)."""
         shown: list[Transition] = []
-        for audit in audits:
-            if audit.job_id is not None:
-                known = await self.store.get_snapshots(audit.source, [audit.job_id])
-                snapshot = known.get(audit.job_id)
-                job = snapshot.job if snapshot is not None else {"id": audit.job_id}
-                audit = replace(audit, job=job)
-            shown.append(audit)
+        for item in audits:
+            if item.job_id is not None:
+                known = await self.store.get_snapshots(item.source, [item.job_id])
+                snapshot = known.get(item.job_id)
+                job = snapshot.job if snapshot is not None else {"id": item.job_id}
+                item = replace(item, job=job)
+            shown.append(item)
         await self.recorder.outbox(shown, now=now)
 
 

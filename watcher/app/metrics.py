@@ -95,6 +95,9 @@ class _StoreCollector:
             "Age of the oldest pending delivery (0 when none is pending).",
         )
         dead = GaugeMetricFamily("watcher_outbox_dead", "Dead-lettered deliveries.")
+        silences = GaugeMetricFamily(
+            "watcher_silences_active", "Silences in force (watcher silence add, Slack)."
+        )
         refreshed = GaugeMetricFamily(
             "watcher_store_stats_timestamp_seconds",
             "When the jobs and outbox gauges were last read from the store.",
@@ -113,8 +116,9 @@ class _StoreCollector:
             age = now - status.oldest_pending_at if status.oldest_pending_at else 0.0
             oldest.add_metric([], max(0.0, age) if status.pending else 0.0)
             dead.add_metric([], status.dead)
+            silences.add_metric([], status.silences_active)
             refreshed.add_metric([], self._metrics.store_status_at)
-        yield from (jobs, retired, pending, oldest, dead, refreshed)
+        yield from (jobs, retired, pending, oldest, dead, silences, refreshed)
 
 
 class _SinkErrorsCollector:
@@ -201,6 +205,11 @@ class Metrics:
             ["type"],
             **common,
         )
+        self.silenced = Counter(
+            "transitions_silenced",
+            "Transitions a silence kept from every sink (recorded, not sent).",
+            **common,
+        )
         self.deliveries = Counter(
             "deliveries",
             "Deliveries finished, by sink and final outcome (delivered or dead).",
@@ -269,6 +278,9 @@ class Metrics:
     def transitions_recorded(self, transitions: Iterable[Transition]) -> None:
         for transition in transitions:
             self.transitions.labels(type_label(transition.type, self.prefixes)).inc()
+
+    def transitions_silenced(self, count: int) -> None:
+        self.silenced.inc(count)
 
     def delivery_attempt(self, sink: str, result: str) -> None:
         """``result``: ok, retryable_error or final_error."""

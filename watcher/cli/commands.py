@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from watcher.app.logging import configure
+from watcher.cli import silences
 from watcher.cli.schema import config_schema, events_schema
 from watcher.config import (
     Config,
@@ -124,6 +125,7 @@ async def _status(config: Config, args: argparse.Namespace) -> int:
     await store.open()
     try:
         status = await store.status()
+        silenced = await store.active_silences(time.time())
     finally:
         await store.aclose()
     owners: dict[str, str | None] | None = None
@@ -167,8 +169,11 @@ async def _status(config: Config, args: argparse.Namespace) -> int:
     console.print(
         f"deliveries: {status.pending} pending{oldest}, {status.dead} dead, "
         f"{status.delivered} delivered"
+        + (f", {status.silenced} silenced" if status.silenced else "")
         + ("  (see: watcher deliveries --state dead)" if status.dead else "")
     )
+    if silenced:
+        print("silences in force:\n  " + "\n  ".join(silences.lines(silenced, now)))
     return EXIT_OK
 
 
@@ -385,4 +390,5 @@ _WORK: dict[str, Callable[[Config, argparse.Namespace], Awaitable[int]]] = {
     "migrate": _migrate,
     "cancel": _act,
     "ack": _act,
+    "silence": silences.run,
 }

@@ -47,6 +47,12 @@ def values(transition: Transition) -> dict[str, str | None]:
     }
 
 
+def fits(value: str | None, patterns: Sequence[str]) -> bool:
+    """Whether ``value`` is one of ``patterns`` (exact strings or globs, case-sensitive); a
+    missing value (``None``) fits none. Routes and silences match with this one rule."""
+    return value is not None and any(fnmatchcase(value, pattern) for pattern in patterns)
+
+
 def mismatches(match: MatchConfig, transition: Transition) -> list[str]:
     """The keys of ``match`` that ``transition`` fails, each with why (empty: it matches)."""
     have = values(transition)
@@ -55,7 +61,7 @@ def mismatches(match: MatchConfig, transition: Transition) -> list[str]:
         value = have.get(key)
         if value is None:
             out.append(f"{key}: the transition has none (wanted {patterns})")
-        elif not any(fnmatchcase(value, pattern) for pattern in patterns):
+        elif not fits(value, patterns):
             out.append(f"{key}: {value!r} is not in {patterns}")
     return out
 

@@ -14,10 +14,13 @@ from watcher.model.transitions import Transition
 
 @dataclass(frozen=True)
 class Routed:
-    """A transition and the sinks its routes reach (possibly none: recorded, not sent)."""
+    """A transition and the sinks its routes reach (possibly none: recorded, not sent).
+    ``silenced_by``: the silence that keeps it from them (its deliveries are recorded as
+    ``silenced``, never sent)."""
 
     transition: Transition
     sinks: Sequence[str]
+    silenced_by: str | None = None
 
 
 @dataclass(frozen=True)
@@ -83,3 +86,5 @@ class StoreStatus:
     dead: int = 0
     delivered: int = 0
     oldest_pending_at: float | None = None
+    silenced: int = 0  # deliveries a silence kept from their sink
+    silences_active: int = 0

@@ -8,8 +8,10 @@ import sqlalchemy as sa
 
 metadata = sa.MetaData()
 
-# The states of a delivery (``deliveries.state``).
-PENDING, DELIVERED, DEAD = "pending", "delivered", "dead"
+# The states of a delivery (``deliveries.state``). SILENCED: a silence kept the transition
+# from the sink (recorded, never sent; the dispatcher only takes PENDING).
+PENDING, DELIVERED, DEAD, SILENCED = "pending", "delivered", "dead", "silenced"
+DELIVERY_STATES = (PENDING, DELIVERED, DEAD, SILENCED)
 
 
 def _time(name: str, *, optional: bool = False) -> sa.Column[float]:
@@ -76,7 +78,7 @@ deliveries = sa.Table(
     sa.Column("sink", sa.String(64), primary_key=True),
     # source + job (or the transition itself when it concerns no job): the unit of ordering.
     sa.Column("job_key", sa.String(330), nullable=False),
-    sa.Column("state", sa.String(16), nullable=False),  # PENDING | DELIVERED | DEAD
+    sa.Column("state", sa.String(16), nullable=False),  # one of DELIVERY_STATES
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
     _time("next_attempt_at"),
     _time("created_at"),
@@ -126,4 +128,23 @@ digest_log = sa.Table(
     sa.Column("name", sa.String(64), primary_key=True),
     _time("last_end"),
     _time("updated_at"),
+)
+
+# Runtime silences (``watcher silence``, Slack's buttons): every replica reads them.
+silences = sa.Table(
+    "silences",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    _json("matchers"),  # key -> glob
+    _time("starts_at"),
+    _time("ends_at", optional=True),  # None: until resolved, no time cap
+    sa.Column("resolved_source", sa.String(64)),  # "until resolved": the job it is bound to
+    sa.Column("resolved_job_id", sa.String(255)),
+    sa.Column("comment", sa.String(1000), nullable=False),
+    sa.Column("created_by", sa.String(255), nullable=False),
+    _time("created_at"),
+    _time("ended_at", optional=True),
+    sa.Column("ended_by", sa.String(255)),
+    sa.Column("end_reason", sa.String(255)),
+    sa.Index("ix_silences_open", "ended_at"),
 )

@@ -303,3 +303,15 @@ async def test_a_daemon_cycle_moves_the_counters(tmp_path: Path) -> None:
                 metrics, "watcher_api_requests_total", source="ft", route="list", code="200"
             )
             assert requests is not None and requests >= 2
+
+
+def test_silences_are_counted_and_gauged() -> None:
+    """``watcher_silences_active`` from the last store read; silenced transitions counted."""
+    metrics = Metrics(["ft"], process=False)
+    assert 0.0 == value(metrics, "watcher_transitions_silenced_total")
+    metrics.transitions_silenced(3)
+    metrics.refreshed(StoreStatus(silences_active=2))
+    assert (3.0, 2.0) == (
+        value(metrics, "watcher_transitions_silenced_total"),
+        value(metrics, "watcher_silences_active"),
+    )

@@ -31,12 +31,16 @@ class Counted:
     def __init__(self) -> None:
         self.outcomes: list[str] = []
         self.types: list[str] = []
+        self.silenced = 0
 
     def poll_done(self, source: str, outcome: str, seconds: float) -> None:
         self.outcomes.append(outcome)
 
     def transitions_recorded(self, transitions: Iterable[Transition]) -> None:
         self.types.extend(t.type for t in transitions)
+
+    def transitions_silenced(self, count: int) -> None:
+        self.silenced += count
 
 
 class Bell:

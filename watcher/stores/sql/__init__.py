@@ -14,11 +14,20 @@ from watcher.stores.sql.admin import SqlAdminViews
 from watcher.stores.sql.alerts import SqlAlerts
 from watcher.stores.sql.bookkeeping import SqlDigestLog, SqlSinkState
 from watcher.stores.sql.outbox import SqlOutbox
+from watcher.stores.sql.silences import SqlSilences
 from watcher.stores.sql.snapshots import SqlSnapshots
 
 __all__ = ["SqlStore"]
 
 
-class SqlStore(SqlSnapshots, SqlOutbox, SqlAlerts, SqlSinkState, SqlDigestLog, SqlAdminViews):
+class SqlStore(
+    SqlSnapshots,
+    SqlOutbox,
+    SqlAlerts,
+    SqlSinkState,
+    SqlDigestLog,
+    SqlAdminViews,
+    SqlSilences,
+):
     """Implements :class:`watcher.abc.Store`; the backends give it an engine (and, for
     PostgreSQL, a lock across processes while migrating)."""

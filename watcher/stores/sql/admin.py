@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import fields
 
 import sqlalchemy as sa
@@ -12,12 +13,15 @@ from watcher.stores.schema import (
     DEAD,
     DELIVERED,
     PENDING,
+    SILENCED,
     cursors,
     deliveries,
+    silences,
     snapshots,
     transitions,
 )
 from watcher.stores.sql.base import SqlBase, cursor_of
+from watcher.stores.sql.silences import open_at
 
 # The columns a DeliveryRow is made of (the query below labels them so).
 _DELIVERY_ROW = [f.name for f in fields(DeliveryRow)]
@@ -77,4 +81,10 @@ class SqlAdminViews(SqlBase):
                     out.dead = count
                 elif state == DELIVERED:
                     out.delivered = count
+                elif state == SILENCED:
+                    out.silenced = count
+            now = time.time()
+            active = sa.select(sa.func.count()).select_from(silences)
+            active = active.where(open_at(now), silences.c.starts_at <= now)
+            out.silences_active = int((await conn.execute(active)).scalar_one())
         return out

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from watcher.model.outbox import Routed
 from watcher.model.snapshot import Cursor
 from watcher.stores import migrations
-from watcher.stores.schema import PENDING, deliveries, transitions
+from watcher.stores.schema import PENDING, SILENCED, deliveries, transitions
 
 log = structlog.get_logger(__name__)
 
@@ -108,7 +108,8 @@ class SqlBase:
 
     async def _enqueue(self, conn: AsyncConnection, routed: Sequence[Routed], now: float) -> int:
         """The outbox rows of ``routed`` inside the caller's transaction; returns how many
-        deliveries became pending."""
+        deliveries became pending. A silenced transition's rows are ``silenced`` (recorded,
+        never sent), with the silence named in ``last_error``."""
         added = 0
         for item in routed:
             t = item.transition
@@ -135,14 +136,18 @@ class SqlBase:
                         "seq": seq,
                         "sink": sink,
                         "job_key": f"{t.source}/{t.job_id or t.id}",
-                        "state": PENDING,
+                        "state": PENDING if item.silenced_by is None else SILENCED,
                         "attempts": 0,
                         "next_attempt_at": now,
                         "created_at": now,
                         "updated_at": now,
+                        "last_error": None
+                        if item.silenced_by is None
+                        else f"silenced by {item.silenced_by}"[:500],
                     }
                     for sink in item.sinks
                 ],
             )
-            added += len(item.sinks)
+            if item.silenced_by is None:
+                added += len(item.sinks)
         return added

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from watcher.model.outbox import Envelope, PendingDelivery, Routed
 from watcher.model.transitions import Transition
-from watcher.stores.schema import DEAD, DELIVERED, PENDING, deliveries, transitions
+from watcher.stores.schema import DEAD, DELIVERED, PENDING, SILENCED, deliveries, transitions
 from watcher.stores.sql.base import SqlBase
 
 
@@ -196,7 +196,8 @@ class SqlOutbox(SqlBase):
         async with self._writing() as conn:
             await conn.execute(
                 sa.delete(deliveries).where(
-                    deliveries.c.state == DELIVERED, deliveries.c.updated_at < before
+                    deliveries.c.state.in_([DELIVERED, SILENCED]),
+                    deliveries.c.updated_at < before,
                 )
             )
             orphan = ~sa.exists().where(deliveries.c.seq == transitions.c.seq)
