@@ -31,7 +31,7 @@ from watcher.sinks.slack.mrkdwn import clean, escape
 MAX_BODY = 64 * 1024  # an interaction payload is a few KB; more is not Slack
 WINDOW = 300.0  # seconds a request's timestamp may be off (Slack's advice: 5 minutes)
 _SIGNATURE = re.compile(r"v0=[0-9a-f]{64}")
-_TIMESTAMP = re.compile(r"\d{1,12}")
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
 _ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _REPLAY_MEMORY = 100_000
 

@@ -213,8 +213,9 @@ class SlackSink:
         ids: tuple[str, ...],
         accepted: list[tuple[str, ...]],
     ) -> None:
-        """The job's card (posted, its ``ts`` kept as the thread's; or edited) and the
-        batch's reply in its thread (a failure also broadcast to the channel)."""
+        """The job's card (posted, its ``ts`` kept as the thread's; or edited to the batch's
+        latest state, or posted again if someone deleted it), then the batch's reply in its
+        thread (a failure also broadcast to the channel)."""
         source, job_id = key
         state_key = f"thread:{source}:{job_id}"
         state = self._state
@@ -230,18 +231,15 @@ class SlackSink:
                 ) from None
             if thread is not None and not _TS.fullmatch(thread):
                 thread = None
-            edit = thread is not None
             if thread is None:
                 thread = await self._new_card(state, state_key, shown or envelopes[-1])
+            elif shown is not None and not await self._edit_card(thread, shown):
+                thread = await self._new_card(state, state_key, shown)  # it was deleted
             reply = ("reply", *ids)
             if reply not in self._accepted:
                 failed = any(severity(e.transition) == 0 for e in envelopes)
                 await self._post_api(envelopes, thread_ts=thread, broadcast=failed)
                 accepted.append(reply)
-            if edit and thread is not None and shown is not None:
-                edited = await self._edit_card(thread, shown)
-                if not edited:  # the card was deleted: a new one, this state
-                    await self._new_card(state, state_key, shown)
 
     async def _new_card(self, state: SinkState, state_key: str, shown: Envelope) -> str | None:
         """Post the job's card; its ``ts`` becomes the job's thread (``None``: Slack gave

@@ -196,9 +196,9 @@ async def test_bot_retry_does_not_repost_the_parts_already_accepted() -> None:
     assert [
         ("chat.postMessage", one, None), ("chat.postMessage", one, "1.1"),
         ("chat.postMessage", two, None),
-        ("chat.postMessage", two, "1.3"), ("chat.update", two, "1.3"),  # the retry
-        ("chat.postMessage", one, "1.1"), ("chat.update", one, "1.1"),  # sent again
-        ("chat.postMessage", two, "1.3"), ("chat.update", two, "1.3"),
+        ("chat.update", two, "1.3"), ("chat.postMessage", two, "1.3"),  # the retry
+        ("chat.update", one, "1.1"), ("chat.postMessage", one, "1.1"),  # sent again
+        ("chat.update", two, "1.3"), ("chat.postMessage", two, "1.3"),
     ] == shown  # fmt: skip
 
 
