@@ -25,6 +25,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from websockets.asyncio.server import ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
 
 from tests.waiting import wait_until
 
@@ -106,7 +107,7 @@ class SocketModeServer:
         hello = {"type": "hello", "num_connections": 1, "connection_info": {"app_id": "A0"}}
         await connection.send(json.dumps(hello))
         try:
-            async for message in connection:
+            async for message in connection:  # until the client leaves, cleanly or not
                 try:
                     data = json.loads(message)
                 except ValueError:
@@ -114,6 +115,8 @@ class SocketModeServer:
                 self.received.append(data)
                 if isinstance(data, dict) and isinstance(data.get("envelope_id"), str):
                     self.acks.append(data["envelope_id"])
+        except ConnectionClosed:
+            pass  # a client that drops the socket without a close frame (as clients do)
         finally:
             self.connections.remove(connection)
 
