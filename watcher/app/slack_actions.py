@@ -22,6 +22,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Collection, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -217,7 +218,17 @@ class SlackActions:
         try:
             await self._handle(sink, click)
         except Exception as exc:
-            log.error("slack_action_failed", sink=sink.name, error=type(exc).__name__)
+            log.error(
+                "slack_action_failed",
+                sink=sink.name,
+                user=click.user_id,
+                action=click.action,
+                source=click.source,
+                job_id=click.job_id,
+                error=type(exc).__name__,
+            )
+            with suppress(Exception):
+                await self._answer(sink, click, FAILED)
 
     async def _handle(self, sink: Interactive, click: Click) -> None:
         refused = sink.gate.refusal(click)
@@ -285,6 +296,7 @@ class SlackActions:
             log.warning("slack_response_failed", sink=sink.name, status=reply.status_code)
 
 
+FAILED = ":warning: That did not work: watcher failed to act (its log says why)."
 _STATUS_WORDS = {400: "bad request", 401: "unauthorized", 413: "too large"}
 
 

@@ -66,6 +66,8 @@ class Recording:
 
     async def cancel(self, source: str, job_id: str, *, by: str) -> Done:
         self.calls.append(("cancel", source, job_id, by))
+        if job_id == "b-1":
+            raise RuntimeError("a bug in the handler")
         return Done(False, "The job is already over (409)")
 
 
@@ -213,6 +215,15 @@ async def test_refused_clicks_answer_why_and_do_nothing(click: dict[str, Any], w
     assert [] == rig.handler.calls
     assert reply["response_type"] == "ephemeral" and reply["text"].startswith(":no_entry:")
     assert [why] == [e["why"] for e in logs if e["event"] == "slack_action_refused"]
+
+
+async def test_a_failing_action_is_logged_and_answered(rig: Rig) -> None:
+    with capture_logs() as logs:
+        assert 200 == (await rig.post(rig.click(CANCEL, "b-1", "batch"))).status_code
+        (reply,) = await answered(rig)
+    assert reply["text"].startswith(":warning:") and "bug" not in reply["text"]
+    (failed,) = [e for e in logs if e["event"] == "slack_action_failed"]
+    assert ("RuntimeError", "b-1") == (failed["error"], failed["job_id"])
 
 
 async def test_answers_go_only_to_slack_or_the_api_host(rig: Rig) -> None:
