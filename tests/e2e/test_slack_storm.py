@@ -75,7 +75,8 @@ async def test_storm_of_200_failures(tmp_path: Path) -> None:
 
 
 async def test_bot_threads_survive_a_restart(tmp_path: Path) -> None:
-    """In bot mode the messages of one job share a thread, also across a watcher restart."""
+    """In bot mode a job has one card, edited in place, whose thread holds its messages,
+    also across a watcher restart."""
     fake = FakeSlack(api_interval=None)
     async with serve_app(fake.app) as slack_url, simulator() as sim:
         job = sim.sim.create(JobSpec(status="QUEUED", frozen=True))
@@ -97,9 +98,9 @@ async def test_bot_threads_survive_a_restart(tmp_path: Path) -> None:
         async with Watcher(settings) as watcher:  # restart
             sim.sim.set_status(job.id, "FAILED")
             await watcher.once()
-    posted = fake.channel_messages("C-ALERTS")
-    assert 2 == len(posted)
-    first, second = posted
-    assert first.thread_ts is None
-    assert first.ts == second.thread_ts
-    assert second.reply_broadcast is True
+    card, first, second = fake.channel_messages("C-ALERTS")
+    assert card.thread_ts is None
+    assert (card.ts, card.ts) == (first.thread_ts, second.thread_ts)
+    assert (False, True) == (first.reply_broadcast, second.reply_broadcast)
+    assert [card.ts] == [u.ts for u in fake.updates]  # the card, edited after the restart
+    assert "*FAILED*" in json.dumps(card.payload)

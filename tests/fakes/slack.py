@@ -14,6 +14,18 @@ It checks what real Slack checks (and a little more, so that a sink's mistakes s
   archived (``is_archived``), the same payload checks, a ``thread_ts`` naming a message of
   the channel (``thread_not_found``). Answers HTTP 200 ``{"ok": true, "ts", "channel"}``
   with increasing ``ts``, or ``{"ok": false, "error"}``.
+- ``POST /api/chat.update``: the same checks, and ``ts`` naming a message of the channel
+  (``message_not_found``); replaces the message's payload (``updates`` keeps every edit).
+  ``fail_updates(n, retry_after=…)`` answers the next ``n`` edits with HTTP 429
+  ``ratelimited``.
+- ``POST /api/chat.postEphemeral``: the same checks plus a ``user``; recorded in
+  ``ephemeral``.
+- ``POST /actions/{anything}``: a ``response_url``; what is posted is recorded in
+  ``responses``.
+- ``POST /api/apps.connections.open``: needs the app token (``Bearer xapp-…``); answers the
+  ``ws://127.0.0.1:PORT/…`` URL of :attr:`socket` (a
+  :class:`tests.fakes.slack_interactive.SocketModeServer`, started with
+  ``async with slack.socket.running()``).
 - ``GET /_received``: what was accepted, as JSON (for a demo in another process).
 
 In-process::
@@ -40,6 +52,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from tests.fakes.slack_interactive import SocketModeServer
 from tests.fakes.slack_payload import PayloadError, validate
 from tests.waiting import wait_until
 
@@ -81,6 +94,20 @@ class SlackMessage:
 
 
 @dataclass
+class SlackUpdate:
+    """One accepted ``chat.update``: the message ``ts`` now shows ``payload``."""
+
+    ts: str
+    payload: dict[str, Any]
+    received_at: float
+
+    @property
+    def text(self) -> str:
+        value = self.payload.get("text")
+        return value if isinstance(value, str) else ""
+
+
+@dataclass
 class Rejected:
     """One refused request: the HTTP status and Slack's error string."""
 
@@ -104,12 +131,19 @@ class FakeSlack:
         self,
         *,
         token: str = "xoxb-fake-token",  # noqa: S107 - the fake's own test token
+        app_token: str = "xapp-fake-app-token",  # noqa: S107
         channels: Iterable[str] = ("C-ALERTS",),
         webhook_interval: float = 1.0,
         api_interval: float | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.token = token
+        self.app_token = app_token
+        self.updates: list[SlackUpdate] = []
+        self.ephemeral: list[dict[str, Any]] = []
+        self.responses: list[tuple[str, dict[str, Any]]] = []
+        self.socket = SocketModeServer()
+        self._update_fail: list[str] = []
         self._initial_channels = frozenset(channels)
         self.channels: set[str] = set(channels)
         self.archived: set[str] = set()
@@ -127,6 +161,10 @@ class FakeSlack:
             routes=[
                 Route("/hooks/{hook:path}", self._webhook, methods=["POST"]),
                 Route("/api/chat.postMessage", self._post_message, methods=["POST"]),
+                Route("/api/chat.update", self._update, methods=["POST"]),
+                Route("/api/chat.postEphemeral", self._post_ephemeral, methods=["POST"]),
+                Route("/api/apps.connections.open", self._connections_open, methods=["POST"]),
+                Route("/actions/{path:path}", self._response_url, methods=["POST"]),
                 Route("/_received", self._list, methods=["GET"]),
             ]
         )
@@ -186,10 +224,28 @@ class FakeSlack:
         after = None if retry_after is None else str(retry_after)
         self._fail = [(status, error, after)] * n
 
+    def fail_updates(self, n: int = 1, *, retry_after: float = 1) -> None:
+        """Answer the next ``n`` ``chat.update`` calls with HTTP 429 ``ratelimited``."""
+        self._update_fail = [str(retry_after)] * n
+
+    def top_level(self, channel: str | None = None) -> list[SlackMessage]:
+        """Channel messages that are no thread reply (the cards, in bot mode)."""
+        return [m for m in self.channel_messages(channel) if m.thread_ts is None]
+
+    def card_of(self, job_id: str) -> SlackMessage | None:
+        """The top-level message naming ``job_id`` (a job's card), as last edited."""
+        for m in self.top_level():
+            if job_id in json.dumps(m.payload):
+                return m
+        return None
+
     def clear(self) -> None:
         """Forget what was received (channels and behaviour controls stay)."""
         self.messages.clear()
         self.rejected.clear()
+        self.updates.clear()
+        self.ephemeral.clear()
+        self.responses.clear()
 
     def reset(self, *, clock: Callable[[], float] | None = None) -> None:
         """Back to as constructed: nothing received, channels as given, no failure planned,
@@ -200,6 +256,7 @@ class FakeSlack:
         self._broken_hooks.clear()
         self._last.clear()
         self._fail.clear()
+        self._update_fail.clear()
         self.requests = 0
         if clock is not None:
             self.clock = clock
@@ -277,16 +334,20 @@ class FakeSlack:
         )
         return PlainTextResponse("ok")
 
-    async def _post_message(self, request: Request) -> Response:
+    async def _api_request(
+        self, request: Request
+    ) -> tuple[dict[str, Any] | None, Response | None, bytes, dict[str, str]]:
+        """Read a Web API call: (payload, None) when it may go on, (None, refusal) when
+        not (bad body, planned failure, auth, channel)."""
         body = await request.body()
         self.requests += 1
         headers = {k.lower(): v for k, v in request.headers.items()}
+        channel: Any = None
 
         def refuse(error: str, status: int = 200, extra: dict[str, str] | None = None) -> Response:
             self._reject("api", str(channel or ""), status, error, body)
             return JSONResponse({"ok": False, "error": error}, status_code=status, headers=extra)
 
-        channel: Any = None
         payload: Any
         try:
             if headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
@@ -296,29 +357,44 @@ class FakeSlack:
             else:
                 payload = json.loads(body)
         except (ValueError, UnicodeDecodeError):
-            return refuse("invalid_json")
+            return None, refuse("invalid_json"), body, headers
         if not isinstance(payload, dict):
-            return refuse("json_not_object")
+            return None, refuse("json_not_object"), body, headers
         channel = payload.get("channel")
         if self._fail:
             status, error, after = self._fail.pop(0)
-            return refuse(error, status, {"retry-after": after} if after is not None else None)
+            extra = {"retry-after": after} if after is not None else None
+            return None, refuse(error, status, extra), body, headers
         auth = headers.get("authorization", "")
         if not auth:
-            return refuse("not_authed")
+            return None, refuse("not_authed"), body, headers
         if auth != f"Bearer {self.token}":
-            return refuse("invalid_auth")
+            return None, refuse("invalid_auth"), body, headers
         if not isinstance(channel, str) or channel not in self.channels:
-            return refuse("channel_not_found")
+            return None, refuse("channel_not_found"), body, headers
         if channel in self.archived:
-            return refuse("is_archived")
+            return None, refuse("is_archived"), body, headers
+        return payload, None, body, headers
+
+    def _refuse(self, payload: dict[str, Any], body: bytes, error: str, status: int = 200,
+                extra: dict[str, str] | None = None) -> Response:  # fmt: skip
+        self._reject("api", str(payload.get("channel") or ""), status, error, body)
+        return JSONResponse({"ok": False, "error": error}, status_code=status, headers=extra)
+
+    async def _post_message(self, request: Request) -> Response:
+        payload, refused, body, headers = await self._api_request(request)
+        if payload is None:
+            assert refused is not None
+            return refused
+        channel = payload["channel"]
         wait = self._limited(("api", channel), self.api_interval)
         if wait is not None:
-            return refuse("ratelimited", 429, {"retry-after": str(math.ceil(wait))})
+            return self._refuse(payload, body, "ratelimited", 429,
+                                {"retry-after": str(math.ceil(wait))})  # fmt: skip
         try:
             validate(payload)
         except PayloadError as exc:
-            return refuse(str(exc))
+            return self._refuse(payload, body, str(exc))
         thread_ts = payload.get("thread_ts")
         if thread_ts is not None:
             thread_ts = str(thread_ts)
@@ -326,7 +402,7 @@ class FakeSlack:
                 m.ts == thread_ts and m.via == "api" and m.target == channel for m in self.messages
             )
             if not known:
-                return refuse("thread_not_found")
+                return self._refuse(payload, body, "thread_not_found")
         broadcast = payload.get("reply_broadcast") in (True, "true", "1")
         self._last[("api", channel)] = self.clock()
         ts = self._next_ts()
@@ -346,6 +422,64 @@ class FakeSlack:
         answer: dict[str, Any] = {"ok": True, "channel": channel, "ts": ts}
         answer["message"] = {"type": "message", "text": payload.get("text"), "ts": ts}
         return JSONResponse(answer)
+
+    async def _update(self, request: Request) -> Response:
+        payload, refused, body, _ = await self._api_request(request)
+        if payload is None:
+            assert refused is not None
+            return refused
+        if self._update_fail:
+            after = self._update_fail.pop(0)
+            return self._refuse(payload, body, "ratelimited", 429, {"retry-after": after})
+        try:
+            validate(payload)
+        except PayloadError as exc:
+            return self._refuse(payload, body, str(exc))
+        ts = str(payload.get("ts") or "")
+        channel = payload["channel"]
+        found = [m for m in self.messages if m.via == "api" and m.target == channel and m.ts == ts]
+        if not found:
+            return self._refuse(payload, body, "message_not_found")
+        kept = {k: v for k, v in payload.items() if k not in ("channel", "ts")}
+        found[0].payload = {"channel": channel, **kept}
+        self.updates.append(SlackUpdate(ts=ts, payload=payload, received_at=time.time()))
+        return JSONResponse({"ok": True, "channel": channel, "ts": ts, "text": payload.get("text")})
+
+    async def _post_ephemeral(self, request: Request) -> Response:
+        payload, refused, body, _ = await self._api_request(request)
+        if payload is None:
+            assert refused is not None
+            return refused
+        if not isinstance(payload.get("user"), str):
+            return self._refuse(payload, body, "user_not_in_channel")
+        try:
+            validate(payload)
+        except PayloadError as exc:
+            return self._refuse(payload, body, str(exc))
+        self.ephemeral.append(payload)
+        return JSONResponse({"ok": True, "message_ts": self._next_ts()})
+
+    async def _response_url(self, request: Request) -> Response:
+        body = await request.body()
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            return PlainTextResponse("invalid_payload", status_code=400)
+        if not isinstance(payload, dict):
+            return PlainTextResponse("invalid_payload", status_code=400)
+        self.responses.append((str(request.path_params["path"]), payload))
+        return PlainTextResponse("ok")
+
+    async def _connections_open(self, request: Request) -> Response:
+        self.requests += 1
+        auth = request.headers.get("authorization", "")
+        if not auth:
+            return JSONResponse({"ok": False, "error": "not_authed"})
+        if auth != f"Bearer {self.app_token}":
+            return JSONResponse({"ok": False, "error": "invalid_auth"})
+        if not self.socket.url:
+            return JSONResponse({"ok": False, "error": "service_unavailable"})
+        return JSONResponse({"ok": True, "url": self.socket.url})
 
     async def _list(self, request: Request) -> Response:
         return JSONResponse([m.to_json() for m in self.messages])

@@ -26,13 +26,14 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
 import anyio
 import httpx
 import structlog
 
 from watcher.abc import Ownership, Sink, Source, Store
+from watcher.app.actions import Actions
 from watcher.app.chores import Chores
 from watcher.app.coordination import SoleOwnership, build_ownership, replica_name
 from watcher.app.health import Health, Progress, listen
@@ -42,7 +43,7 @@ from watcher.app.reload import SIGNALS, next_config
 from watcher.app.scheduling import Polls, Schedule, plan, watchdog
 from watcher.app.sdnotify import Notifier
 from watcher.app.streaming import Streaming
-from watcher.config import Config, SourceConfig, secrets_of
+from watcher.config import Config, SlackSinkConfig, SourceConfig, secrets_of
 from watcher.deliver.dispatch import Dispatcher, SinkPolicy
 from watcher.detect.routing import Router
 from watcher.record.alerting import Alerting
@@ -51,6 +52,9 @@ from watcher.record.recorder import Recorder
 from watcher.sinks import build_sink
 from watcher.sources import build_source
 from watcher.stores import open_store
+
+if TYPE_CHECKING:
+    from watcher.app.slack_actions import SlackActions
 
 log = structlog.get_logger(__name__)
 
@@ -75,6 +79,7 @@ class Watcher:
         self.progress = Progress()
         self.notifier = Notifier()
         self.reloading = False  # set when the serve ends for a reload, not a stop
+        self.slack: SlackActions | None = None  # the Slack sinks' buttons, when interactive
 
     async def __aenter__(self) -> Self:
         stack = self._stack
@@ -121,6 +126,15 @@ class Watcher:
         )
         await self._share(stack)
         self._assemble()
+        if any(isinstance(c, SlackSinkConfig) and c.interactive for c in config.sinks):
+            # Imported only then: slack_sdk and the Block Kit layouts stay unloaded otherwise.
+            from watcher.app.slack_actions import SlackActions, interactive_sinks
+
+            interactive = interactive_sinks(config.sinks, list(self.sources))
+            sources = {name: source for name, (source, _) in self.sources.items()}
+            actions = Actions(self.store, self.recorder, sources)
+            self.slack = SlackActions(interactive, actions, self.store, client)
+            self.health.routes = list(self.slack.routes())
 
     def _api_request(self, source: str, route: str, status: int | None) -> None:
         """A request a source's API client sent (the metrics are built after the sources:
@@ -287,6 +301,8 @@ class Watcher:
                 sources, self.ownership, self.store, schedule.poll_now, metrics=self.metrics
             )
             tg.start_soon(streaming.run)
+            if self.slack is not None:
+                await tg.start(self.slack.run)
             schedule.start()
             self.health.running = True
             log.info("watcher_started", sources=list(self.sources), sinks=list(self.sinks))

@@ -27,7 +27,7 @@ from prometheus_client.exposition import choose_encoder
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from watcher.abc import Ownership, Readiness
 from watcher.app.httpserver import serve_app
@@ -149,6 +149,7 @@ class Health:
         self.clock = clock
         self.ownership = ownership  # None: this process polls every source
         self.running = False  # set while the schedule runs (config loaded, store open)
+        self.routes: list[BaseRoute] = []  # served beside the probes (Slack's /slack/actions)
 
     # --- liveness and the watchdog ---------------------------------------------------------
 
@@ -243,6 +244,7 @@ class Health:
                 Route("/healthz", self._healthz, methods=["GET"]),
                 Route("/readyz", self._readyz, methods=["GET"]),
                 Route("/metrics", self._metrics, methods=["GET"]),
+                *self.routes,
             ]
         )
 
@@ -294,4 +296,5 @@ async def listen(stack: AsyncExitStack, health: Health) -> None:
         reason = exc.strerror or str(exc)
         log.error("http_listen_failed", listen=http.listen, error=reason)
         raise ListenError(http.listen, reason) from None
-    log.info("http_listening", url=url, endpoints=["/healthz", "/readyz", "/metrics"])
+    extra = [r.path for r in health.routes if isinstance(r, Route)]
+    log.info("http_listening", url=url, endpoints=["/healthz", "/readyz", "/metrics", *extra])

@@ -25,7 +25,17 @@ DEFAULT_PATH = Path("/etc/watcher/config.yaml")
 # Keys whose value may be given as ``<key>_file`` (Kubernetes secret mounts, systemd
 # credentials). ``ca_file`` and friends are plain paths, not secret files.
 SECRET_FILE_KEYS = frozenset(
-    {"api_key", "secret", "url", "webhook_url", "token", "password", "routing_key"}
+    {
+        "api_key",
+        "secret",
+        "url",
+        "webhook_url",
+        "token",
+        "password",
+        "routing_key",
+        "signing_secret",
+        "app_token",
+    }
 )
 
 _VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")

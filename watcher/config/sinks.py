@@ -107,9 +107,34 @@ class ConsoleSinkConfig(_SinkConfig):
     kind: Literal["console"]
 
 
+class SlackActionsConfig(ConfigModel):
+    """Who may act from a Slack card's buttons (bot mode with interactivity)."""
+
+    allowed_users: StrList | None = None  # Slack user ids (U…); unset: anyone in the channel
+    allowed_channels: StrList | None = None  # channel ids (C…); unset: any channel
+    cancel: bool = False  # the *Cancel job* button: off unless asked for
+
+    @field_validator("allowed_users", "allowed_channels")
+    @classmethod
+    def _ids(cls, value: list[str] | None) -> list[str] | None:
+        for item in value or []:
+            if not _SLACK_ID.fullmatch(item):
+                raise ValueError(
+                    f"not a Slack id (letters and digits, e.g. U0123ABC): {item[:80]!r}"
+                )
+        return value
+
+
+_SLACK_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
 class SlackSinkConfig(_SinkConfig):
-    """Incoming webhook (``webhook_url``) or bot token (``token`` + ``channel``: one thread
-    per job)."""
+    """Incoming webhook (``webhook_url``) or bot token (``token`` + ``channel``: one card per
+    job, edited in place, its thread the history).
+
+    Interactivity (bot mode only): ``signing_secret`` verifies the requests Slack sends to
+    ``POST /slack/actions``; ``app_token`` (``xapp-…``) opens Socket Mode instead of a public
+    URL. Either one puts buttons on the cards; ``actions`` says who may press them."""
 
     kind: Literal["slack"]
     webhook_url: Secret | None = None
@@ -120,7 +145,24 @@ class SlackSinkConfig(_SinkConfig):
     # a template of their own, e.g. https://console.example/{source}/{job_id}.
     job_url_template: str | None = None
     timeout: Duration = 10.0
+    signing_secret: Secret | None = None
+    app_token: Secret | None = None
+    actions: SlackActionsConfig | None = None
     DEFAULTS: ClassVar[tuple[float, int, int | None]] = (2.0, 50, 60)  # Slack: 1 msg/s
+
+    @property
+    def interactive(self) -> bool:
+        """Buttons on the cards: a way in for the clicks is configured."""
+        return self.signing_secret is not None or self.app_token is not None
+
+    @field_validator("app_token")
+    @classmethod
+    def _app_token(cls, value: Secret | None) -> Secret | None:
+        if value is not None and not value.get().startswith("xapp-"):
+            raise ValueError(
+                "an app-level token starts with xapp- (Basic Information > App-Level Tokens)"
+            )
+        return value
 
     @field_validator("webhook_url")
     @classmethod
@@ -140,6 +182,12 @@ class SlackSinkConfig(_SinkConfig):
             raise ValueError("give either webhook_url (incoming webhook) or token + channel")
         if self.token is not None and not self.channel:
             raise ValueError("a bot token needs a channel")
+        webhook = self.webhook_url is not None
+        for name in ("signing_secret", "app_token", "actions"):
+            if webhook and getattr(self, name) is not None:
+                raise ValueError(f"{name}: interactivity needs bot mode (token + channel)")
+        if self.actions is not None and not self.interactive:
+            raise ValueError("actions: give a signing_secret or an app_token for the clicks")
         _deprecated_link(self.name, self.job_url_template)
         return self
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from watcher.config.model import Config
-from watcher.config.sinks import WebhookSinkConfig
+from watcher.config.sinks import SlackSinkConfig, WebhookSinkConfig
 from watcher.config.sources import FineTuningSourceConfig, WorkflowsSourceConfig
 from watcher.model.secrets import Secret, masked_url, url_credentials
 
@@ -34,6 +34,11 @@ def summary(config: Config) -> str:
         extra = ""
         if isinstance(sink, WebhookSinkConfig):
             extra = f" (signed: {'yes' if sink.secret else 'no'})"
+        elif isinstance(sink, SlackSinkConfig) and sink.interactive:
+            ways = [w for w, on in (("/slack/actions", sink.signing_secret),
+                                    ("socket mode", sink.app_token)) if on]  # fmt: skip
+            cancel = "on" if sink.actions is not None and sink.actions.cancel else "off"
+            extra = f" (buttons via {' + '.join(ways)}, cancel {cancel})"
         lines.append(f"  - {sink.name}: {sink.kind}{extra}")
     routes = config.effective_routes
     implicit = (

@@ -78,7 +78,12 @@ def build_sink(
         )
     if isinstance(config, SlackSinkConfig):
         from watcher.sinks.slack import SlackSink
+        from watcher.sinks.slack.card import Buttons
 
+        buttons = Buttons(
+            interactive=config.interactive,
+            cancel=config.actions is not None and config.actions.cancel,
+        )
         return SlackSink(
             config.name,
             client=client,
@@ -92,6 +97,7 @@ def build_sink(
             job_links=job_links,
             timeout=config.timeout,
             scrubber=scrubber,
+            buttons=buttons,
         )
     if isinstance(config, EmailSinkConfig):
         from watcher.sinks.email import EmailSink

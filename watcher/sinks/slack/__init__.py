@@ -6,11 +6,13 @@ Exactly one mode is configured:
   full layout; several get a grouped one (a header counting them by status or type, then one
   line per transition, all listed unless Slack's limits forbid, and then a "… and N more"
   marker that still names as many job ids as fit);
-- bot (``token`` + ``channel``): ``chat.postMessage``, one thread per job. The first message
-  about a job starts its thread, whose ``ts`` is kept in the store's sink state so that
-  threads survive restarts; later messages reply in it, and a reply saying the job failed is
-  also broadcast to the channel. Transitions about no job (source health, digest,
-  heartbeat) post top-level.
+- bot (``token`` + ``channel``): one card per job, a channel message edited in place
+  (``chat.update``) to show the job as it is now, whose ``ts`` is kept in the store's sink
+  state so that cards survive restarts; every transition also replies in the card's thread
+  (the history), and a reply saying the job failed is also broadcast to the channel.
+  Transitions about no job (source health, digest, heartbeat) post top-level. With
+  interactivity configured the card carries buttons (:mod:`.card`), whose clicks are
+  checked by :mod:`.interaction` (the endpoint itself is :mod:`watcher.app.slack_actions`).
 
 Everything shown comes from a foreign API and is treated as hostile: control and format
 characters are stripped and ``&``, ``<``, ``>`` are escaped in every value, so that a job
@@ -22,8 +24,10 @@ The webhook URL and the token are secrets: errors and logs show ``scheme://host/
 response excerpts are scrubbed of them.
 
 The package: ``mrkdwn`` (hostile values as Slack text, Slack's limits), ``meaning`` (what a
-transition says: label, emoji, facts), ``blocks`` (the Block Kit layouts), ``sink``
-(:class:`SlackSink`: its config, the webhook and bot deliveries, threads). It may import
+transition says: label, emoji, facts), ``blocks`` (the Block Kit layouts), ``card`` (a job's
+card and its buttons), ``webapi`` (a Web API call and its verdict), ``interaction`` (a click:
+signature, payload, who may act), ``sink`` (:class:`SlackSink`: its config, the webhook and
+bot deliveries, cards and threads). It may import
 :mod:`watcher.deliver`, :mod:`watcher.render` and below; never another sink.
 """
 

@@ -3,12 +3,11 @@
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
@@ -26,28 +25,14 @@ from watcher.model.outbox import Envelope
 from watcher.model.secrets import Secret
 from watcher.render.templates import MessageTemplates
 from watcher.sinks.slack.blocks import Formatter, Message, section
+from watcher.sinks.slack.card import Buttons, card, latest
 from watcher.sinks.slack.meaning import severity
 from watcher.sinks.slack.mrkdwn import MAX_TEXT, clean, multiline
+from watcher.sinks.slack.webapi import BROKEN_DESTINATION, REASON, WebApi, encode
 
 log = structlog.get_logger(__name__)
 
-# ok:false errors that say "not now" rather than "never".
-RETRYABLE_ERRORS = frozenset(
-    {"ratelimited", "rate_limited", "internal_error", "fatal_error", "service_unavailable"}
-)
-# Final errors that mean the destination itself is broken: a human must fix the config.
-BROKEN_DESTINATION = frozenset(
-    {
-        "action_prohibited", "no_service", "no_active_hooks", "channel_not_found",
-        "channel_is_archived", "is_archived", "invalid_token", "invalid_auth", "not_authed",
-        "token_revoked", "token_expired", "account_inactive", "team_disabled", "missing_scope",
-        "not_in_channel", "no_permission", "restricted_action", "posting_to_general_channel_denied",
-    }
-)  # fmt: skip
-
 _WEBHOOK_READ_LIMIT = 4096  # Slack answers "ok" or an error word
-_API_READ_LIMIT = 1_000_000  # chat.postMessage echoes the whole message back
-_REASON = re.compile(r"[a-z][a-z0-9_]{0,63}")
 _TS = re.compile(r"\d{1,20}\.\d{1,20}")
 _ACCEPTED_MEMORY = 4096
 
@@ -78,6 +63,7 @@ class SlackSink:
         job_links: Mapping[str, str] | None = None,
         timeout: float = 10.0,
         scrubber: Scrubber | None = None,
+        buttons: Buttons | None = None,
     ) -> None:
         self.name = name
         where = f"slack {name!r}"
@@ -122,7 +108,20 @@ class SlackSink:
             self._where = f"{where} ({redact_url(url)}, channel {clean(channel, 80)!r})"
         self._token = token
         self._scrubber = scrubber or Scrubber.of_secrets(webhook_url, token)
+        self._buttons = buttons or Buttons()
+        self._api: WebApi | None = None
+        if token is not None:
+            self._api = WebApi(
+                client,
+                url,
+                token,
+                where=self._where,
+                timeout=timeout,
+                scrubber=self._scrubber,
+                final=self._final,
+            )
         self._locks: dict[str, anyio.Lock] = {}
+        # Parts of batches Slack accepted before a later part failed (see :meth:`send`).
         self._accepted: OrderedDict[tuple[str, ...], None] = OrderedDict()
 
     async def aclose(self) -> None:
@@ -153,9 +152,11 @@ class SlackSink:
     # -- sending ----------------------------------------------------------------------------
 
     async def send(self, batch: Sequence[Envelope]) -> None:
-        """Webhook: one message for the whole batch. Bot: one message per job (threaded),
-        one for the transitions about no job; a failure raises :class:`DeliveryError` and
-        the messages already accepted are not posted again by this instance on retry."""
+        """Webhook: one message for the whole batch. Bot: per job, its card (posted the first
+        time, edited after) and one reply in its thread; one top-level message for the
+        transitions about no job. A failure raises :class:`DeliveryError`, and the messages
+        already accepted are not posted again by this instance on retry (the card's edit,
+        which shows the batch's latest state, is redone: the last state wins)."""
         if not batch:
             return
         if self.mode == "webhook":
@@ -175,7 +176,7 @@ class SlackSink:
                 if key is None or self._state is None:
                     await self._post_api(envelopes, thread_ts=None, broadcast=False)
                 else:
-                    await self._post_threaded(key, envelopes)
+                    await self._post_threaded(key, envelopes, ids, accepted)
                 accepted.append(ids)
         except BaseException:
             # Remembered only across a failure, so that the dispatcher's retry makes
@@ -187,6 +188,7 @@ class SlackSink:
             raise
         for _, _, ids in parts:
             self._accepted.pop(ids, None)
+            self._accepted.pop(("reply", *ids), None)
 
     async def _send_webhook(self, batch: Sequence[Envelope]) -> None:
         message = self.compose(batch)
@@ -199,16 +201,26 @@ class SlackSink:
         if error.retryable:
             raise error
         status = answer.status
-        word = excerpt if _REASON.fullmatch(excerpt) else f"http_{status}"
+        word = excerpt if REASON.fullmatch(excerpt) else f"http_{status}"
         self._final(
             word, str(error), broken=word in BROKEN_DESTINATION or status in (401, 403, 404, 410)
         )
 
-    async def _post_threaded(self, key: tuple[str, str], envelopes: Sequence[Envelope]) -> None:
+    async def _post_threaded(
+        self,
+        key: tuple[str, str],
+        envelopes: Sequence[Envelope],
+        ids: tuple[str, ...],
+        accepted: list[tuple[str, ...]],
+    ) -> None:
+        """The job's card (posted, its ``ts`` kept as the thread's; or edited to the batch's
+        latest state, or posted again if someone deleted it), then the batch's reply in its
+        thread (a failure also broadcast to the channel)."""
         source, job_id = key
         state_key = f"thread:{source}:{job_id}"
         state = self._state
         assert state is not None
+        shown = latest(envelopes)
         async with self._lock(state_key):
             try:
                 thread = await state.get_sink_state(self.name, state_key)
@@ -219,18 +231,47 @@ class SlackSink:
                 ) from None
             if thread is not None and not _TS.fullmatch(thread):
                 thread = None
-            failed = any(severity(e.transition) == 0 for e in envelopes)
-            ts = await self._post_api(envelopes, thread_ts=thread, broadcast=failed)
-            if thread is None and ts is not None:
-                try:
-                    await state.put_sink_state(self.name, state_key, ts)
-                except Exception as exc:  # posted: losing the thread is better than a duplicate
-                    log.warning(
-                        "slack_thread_not_saved",
-                        sink=self.name,
-                        job_id=job_id,
-                        error=type(exc).__name__,
-                    )
+            if thread is None:
+                thread = await self._new_card(state, state_key, shown or envelopes[-1])
+            elif shown is not None and not await self._edit_card(thread, shown):
+                thread = await self._new_card(state, state_key, shown)  # it was deleted
+            reply = ("reply", *ids)
+            if reply not in self._accepted:
+                failed = any(severity(e.transition) == 0 for e in envelopes)
+                await self._post_api(envelopes, thread_ts=thread, broadcast=failed)
+                accepted.append(reply)
+
+    async def _new_card(self, state: SinkState, state_key: str, shown: Envelope) -> str | None:
+        """Post the job's card; its ``ts`` becomes the job's thread (``None``: Slack gave
+        none, and the replies go top-level)."""
+        message = card(self._format, shown, self._buttons)
+        ts = await self._call("chat.postMessage", {"channel": self.channel, **message.payload()})
+        if ts is not None:
+            try:
+                await state.put_sink_state(self.name, state_key, ts)
+            except Exception as exc:  # posted: losing the thread is better than a duplicate
+                log.warning(
+                    "slack_thread_not_saved",
+                    sink=self.name,
+                    job_id=shown.transition.job_id,
+                    error=type(exc).__name__,
+                )
+        return ts
+
+    async def _edit_card(self, ts: str, shown: Envelope) -> bool:
+        """``chat.update`` of the card to ``shown``; ``False`` when the card is gone. A rate
+        limit raises a retryable :class:`DeliveryError`: the dispatcher tries again later."""
+        message = card(self._format, shown, self._buttons)
+        payload = {"channel": self.channel, "ts": ts, **message.payload()}
+        payload.pop("unfurl_links", None)  # chat.update takes neither
+        payload.pop("unfurl_media", None)
+        assert self._api is not None
+        reply = await self._api.call("chat.update", payload, tolerate={"message_not_found"})
+        if reply.get("ok") is not True:
+            log.warning("slack_card_gone", sink=self.name, job_id=shown.transition.job_id)
+            return False
+        log.debug("slack_card_edited", sink=self.name, job_id=shown.transition.job_id)
+        return True
 
     @asynccontextmanager
     async def _lock(self, key: str) -> AsyncIterator[None]:
@@ -245,49 +286,31 @@ class SlackSink:
     async def _post_api(
         self, envelopes: Sequence[Envelope], *, thread_ts: str | None, broadcast: bool
     ) -> str | None:
-        """``chat.postMessage``; the new message's ``ts`` (``None`` if Slack gave none)."""
-        message = self.compose(envelopes)
-        payload: dict[str, Any] = {"channel": self.channel, **message.payload()}
+        """``chat.postMessage`` of the batch's message; the new message's ``ts``."""
+        payload: dict[str, Any] = {"channel": self.channel, **self.compose(envelopes).payload()}
         if thread_ts is not None:
             payload["thread_ts"] = thread_ts
             if broadcast:
                 payload["reply_broadcast"] = True
-        answer = await self._post(payload, _API_READ_LIMIT)
-        reply: Any = None
-        with suppress(UnicodeDecodeError, ValueError):
-            reply = json.loads(answer.body.decode("utf-8"))
-        error = reply.get("error") if isinstance(reply, dict) else None
-        # Only Slack-shaped words name a reason (they key ``final_errors`` and the logs).
-        word = f"http_{answer.status}" if answer.verdict is not Verdict.DONE else "unknown_error"
-        if isinstance(error, str) and _REASON.fullmatch(error):
-            word = error
-        excerpt = self._scrubber.scrub(word)
-        if answer.verdict is not Verdict.DONE:
-            refused = refusal(answer, where=self._where, excerpt=excerpt, now=time.time())
-            if refused.retryable:
-                raise refused
-            broken = word in BROKEN_DESTINATION or answer.status in (401, 403)
-            self._final(word, str(refused), broken=broken)
-        if not isinstance(reply, dict):
-            # Posted or not, we cannot tell: a duplicate beats a lost alert.
-            raise DeliveryError(f"{self._where}: unreadable answer", retryable=True)
-        if reply.get("ok") is True:
-            ts = reply.get("ts")
-            log.debug(
-                "slack_delivered",
-                sink=self.name,
-                mode="bot",
-                transitions=len(envelopes),
-                threaded=thread_ts is not None,
-            )
-            return ts if isinstance(ts, str) and _TS.fullmatch(ts) else None
-        reason = f"{self._where}: HTTP {answer.status}: {excerpt}"
-        if word in RETRYABLE_ERRORS:
-            retry_after = answer.retry_after(now=time.time())
-            raise DeliveryError(reason, retryable=True, retry_after=retry_after)
-        self._final(word, reason, broken=word in BROKEN_DESTINATION)
+        ts = await self._call("chat.postMessage", payload)
+        log.debug(
+            "slack_delivered",
+            sink=self.name,
+            mode="bot",
+            transitions=len(envelopes),
+            threaded=thread_ts is not None,
+        )
+        return ts
 
-    def _final(self, word: str, reason: str, *, broken: bool) -> NoReturn:
+    async def _call(self, method: str, payload: Mapping[str, Any]) -> str | None:
+        """A Web API call that makes a message; the message's ``ts`` (``None`` if Slack
+        gave none)."""
+        assert self._api is not None
+        reply = await self._api.call(method, payload)
+        ts = reply.get("ts")
+        return ts if isinstance(ts, str) and _TS.fullmatch(ts) else None
+
+    def _final(self, word: str, reason: str, broken: bool) -> NoReturn:
         self.final_errors[word] += 1
         if broken:
             log.error(
@@ -300,24 +323,16 @@ class SlackSink:
             log.warning("slack_rejected", sink=self.name, reason=word)
         raise DeliveryError(reason, retryable=False)
 
-    def _encode(self, payload: Mapping[str, Any]) -> bytes:
-        body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
-        try:
-            return body.encode("utf-8")
-        except UnicodeEncodeError:
-            return json.dumps(payload, separators=(",", ":"), ensure_ascii=True).encode()
-
     async def _post(self, payload: Mapping[str, Any], read_limit: int) -> Answer:
+        """The incoming webhook's POST (its URL is the secret: no token)."""
         headers = {
             "content-type": "application/json; charset=utf-8",
             "user-agent": f"watcher/{__version__}",
         }
-        if self._token is not None:
-            headers["authorization"] = f"Bearer {self._token.get()}"
         return await post(
             self._client,
             self._url,
-            content=self._encode(payload),
+            content=encode(payload),
             headers=headers,
             deadline_seconds=self._timeout,
             where=self._where,

@@ -26,8 +26,11 @@ from watcher.sinks.slack import SlackSink
 from watcher.stores import open_store
 
 
-async def test_bot_threads_each_job_and_broadcasts_failures(slack: Slack) -> None:
-    """A job's first message starts its thread, later ones reply, a FAILED reply is broadcast."""
+async def test_bot_gives_each_job_a_card_and_a_thread_and_broadcasts_failures(
+    slack: Slack,
+) -> None:
+    """A job's first message is its card (top-level), each transition replies in the card's
+    thread, the card is edited to the latest status, a FAILED reply is broadcast."""
     sink = slack.bot_sink(MemoryState())
     await sink.send([envelope(1, "QUEUED", previous_status=None)])
     await sink.send([envelope(2, "QUEUED", previous_status=None)])
@@ -35,15 +38,20 @@ async def test_bot_threads_each_job_and_broadcasts_failures(slack: Slack) -> Non
     await sink.send([envelope(1, "FAILED")])
 
     messages = slack.fake.channel_messages(CHANNEL)
-    first, other = messages[0].ts, messages[1].ts
-    expected = [(None, False), (None, False), (first, False), (first, True)]
+    card1, card2 = slack.fake.top_level(CHANNEL)
+    expected = [
+        (None, False), (card1.ts, False), (None, False), (card2.ts, False),
+        (card1.ts, False), (card1.ts, True),
+    ]  # fmt: skip
     assert expected == [(m.thread_ts, m.reply_broadcast) for m in messages]
-    assert other != first
+    assert [card1.ts, card1.ts] == [u.ts for u in slack.fake.updates]
+    assert "RUNNING \u2192 *FAILED*" in json.dumps(card1.payload, ensure_ascii=False)
+    assert "QUEUED" in card2.text and "FAILED" not in card2.text
     assert f"Bearer {TOKEN}" == messages[0].headers["authorization"]
 
 
 async def test_bot_splits_a_batch_by_job_and_posts_jobless_ones_top_level(slack: Slack) -> None:
-    """A mixed batch gives one message per job and a top-level one for the digest."""
+    """A mixed batch gives one reply (and card edit) per job and a top-level digest."""
     state = MemoryState()
     sink = slack.bot_sink(state)
     await sink.send([envelope(1, "QUEUED", previous_status=None)])
@@ -51,11 +59,19 @@ async def test_bot_splits_a_batch_by_job_and_posts_jobless_ones_top_level(slack:
 
     messages = slack.fake.channel_messages(CHANNEL)
     root = messages[0].ts
-    assert [(None, False), (root, True), (None, False), (None, False)] == [
-        (m.thread_ts, m.reply_broadcast) for m in messages
-    ]
-    assert ":x: 2 updates: 1 RUNNING, 1 FAILED" == messages[1].blocks[0]["text"]["text"]
-    assert ":newspaper: digest" == messages[3].blocks[0]["text"]["text"]
+    card2 = messages[3].ts
+    assert [
+        (None, False),
+        (root, False),
+        (root, True),
+        (None, False),
+        (card2, True),
+        (None, False),
+    ] == [(m.thread_ts, m.reply_broadcast) for m in messages]
+    assert ":x: 2 updates: 1 RUNNING, 1 FAILED" == messages[2].blocks[0]["text"]["text"]
+    assert ":newspaper: digest" == messages[5].blocks[0]["text"]["text"]
+    assert [root] == [u.ts for u in slack.fake.updates]  # one edit: the latest state
+    assert "*FAILED*" in json.dumps(messages[0].payload)
     assert {("ml-bot", f"thread:ft:{job_id(1)}"), ("ml-bot", f"thread:ft:{job_id(2)}")} == set(
         state.values
     )
@@ -64,7 +80,8 @@ async def test_bot_splits_a_batch_by_job_and_posts_jobless_ones_top_level(slack:
 async def test_bot_threads_survive_a_restart_with_the_sqlite_store(
     slack: Slack, tmp_path: Path
 ) -> None:
-    """A new sink over a reopened SQLite store replies in the thread the old one started."""
+    """A new sink over a reopened SQLite store edits the card and replies in the thread the
+    old one started."""
     url = f"sqlite:///{tmp_path}/state.db"
     store = open_store(url)
     await store.open()
@@ -79,8 +96,10 @@ async def test_bot_threads_survive_a_restart_with_the_sqlite_store(
     finally:
         await store.aclose()
 
-    first, second = slack.fake.channel_messages(CHANNEL)
-    assert (first.ts, True) == (second.thread_ts, second.reply_broadcast)
+    card, first, second = slack.fake.channel_messages(CHANNEL)
+    assert (card.ts, False) == (first.thread_ts, first.reply_broadcast)
+    assert (card.ts, True) == (second.thread_ts, second.reply_broadcast)
+    assert [card.ts] == [u.ts for u in slack.fake.updates]
 
 
 @pytest.mark.parametrize(
@@ -142,17 +161,21 @@ async def test_bot_http_429_is_retryable_with_retry_after(slack: Slack) -> None:
 
 
 async def test_bot_retry_does_not_repost_the_parts_already_accepted() -> None:
-    """After a failure mid-batch, the retry posts only what Slack had not accepted; a batch
-    sent again after a success is posted again."""
-    posted: list[dict[str, Any]] = []
-    answers = iter([200, 500, 200, 200, 200])
+    """After a failure mid-batch, the retry posts only what Slack had not accepted (the
+    card already made is edited, not posted again); a batch sent again after a success is
+    posted again."""
+    calls: list[tuple[str, dict[str, Any]]] = []
+    fail_at = {4}  # the fourth call: job 2's reply (card 1, reply 1, card 2, reply 2)
 
     def handler(request: httpx.Request) -> httpx.Response:
-        status = next(answers)
-        if status != 200:
-            return httpx.Response(status, json={"ok": False, "error": "internal_error"})
-        posted.append(json.loads(request.content))
-        return httpx.Response(200, json={"ok": True, "ts": f"1.{len(posted)}"})
+        method = request.url.path.rsplit("/", 1)[-1]
+        if len(calls) + 1 in fail_at:
+            fail_at.clear()
+            calls.append(("failed", {}))
+            return httpx.Response(500, json={"ok": False, "error": "internal_error"})
+        body = json.loads(request.content)
+        calls.append((method, body))
+        return httpx.Response(200, json={"ok": True, "ts": body.get("ts") or f"1.{len(calls)}"})
 
     async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
         sink = SlackSink(
@@ -164,9 +187,19 @@ async def test_bot_retry_does_not_repost_the_parts_already_accepted() -> None:
         await sink.send(batch)
         await sink.send(batch)
 
-    expected = [job_id(1), job_id(2), job_id(1), job_id(2)]
-    assert expected == [UUID.findall(p["text"])[0] for p in posted]
-    assert [None, None, "1.1", "1.2"] == [p.get("thread_ts") for p in posted]
+    shown = [
+        (method, UUID.findall(body.get("text", ""))[:1], body.get("thread_ts") or body.get("ts"))
+        for method, body in calls
+        if method != "failed"
+    ]
+    one, two = [job_id(1)], [job_id(2)]
+    assert [
+        ("chat.postMessage", one, None), ("chat.postMessage", one, "1.1"),
+        ("chat.postMessage", two, None),
+        ("chat.update", two, "1.3"), ("chat.postMessage", two, "1.3"),  # the retry
+        ("chat.update", one, "1.1"), ("chat.postMessage", one, "1.1"),  # sent again
+        ("chat.update", two, "1.3"), ("chat.postMessage", two, "1.3"),
+    ] == shown  # fmt: skip
 
 
 async def test_fake_refuses_what_slack_refuses(slack: Slack) -> None:

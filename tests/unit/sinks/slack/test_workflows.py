@@ -150,15 +150,16 @@ async def test_sink_level_template_links_fine_tuning_jobs_only(slack: Slack) -> 
 async def test_bot_threads_activities_with_their_execution_and_broadcasts_failures(
     slack: Slack,
 ) -> None:
-    """An execution's activity facts reply in its thread; a failed activity is broadcast, a
-    retry is not."""
+    """An execution's activity facts reply in its card's thread; a failed activity is
+    broadcast, a retry is not."""
     sink = slack.bot_sink(MemoryState())
     for name in ("workflow_running", "activity_retrying", "activity_failed"):
         await sink.send([workflow(name)])
 
-    first, retry, failed = slack.fake.channel_messages(CHANNEL)
-    expected = [(None, False), (first.ts, False), (first.ts, True)]
-    assert expected == [(m.thread_ts, m.reply_broadcast) for m in (first, retry, failed)]
+    card, running, retry, failed = slack.fake.channel_messages(CHANNEL)
+    expected = [(None, False), (card.ts, False), (card.ts, False), (card.ts, True)]
+    assert expected == [(m.thread_ts, m.reply_broadcast) for m in (card, running, retry, failed)]
+    assert [card.ts, card.ts] == [u.ts for u in slack.fake.updates]
 
 
 def test_grouped_executions_are_counted_as_executions() -> None:
