@@ -1,5 +1,5 @@
 """The record stage's side of silences: the active ones, read from the store at most every
-:data:`TTL` seconds per process (so every replica honours a new silence within ~2 s plus its
+:data:`TTL` seconds per process (so every replica honours a new silence within ~1 s plus its
 poll interval), and the audit transition of a silence added or ended.
 """
 
@@ -19,7 +19,7 @@ from watcher.render.text import clean
 
 log = structlog.get_logger(__name__)
 
-TTL = 2.0  # seconds a read of the active silences serves before the store is asked again
+TTL = 1.0  # seconds a read of the active silences serves before the store is asked again
 WATCHER = "watcher"  # who ends an "until resolved" silence, and the source of unbound audits
 
 

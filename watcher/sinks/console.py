@@ -20,6 +20,7 @@ from watcher.model import types
 from watcher.model.outbox import Envelope
 from watcher.model.transitions import Transition, rfc3339
 from watcher.render import text, workflows
+from watcher.render.actions import action_line
 from watcher.render.charts import valid_loss
 from watcher.render.text import ELLIPSIS as _ELLIPSIS
 from watcher.render.text import number
@@ -80,6 +81,9 @@ def _describe(transition: Transition) -> str:
         return _describe_workflow(view)
     details = transition.details
     kind = transition.type
+    acted = action_line(transition)
+    if acted is not None:
+        return acted
     if transition.is_status_change:
         before = clean(transition.previous_status, 40) if transition.previous_status else "new"
         return f"{before} {_ARROW} {clean(transition.status, 40)}"

@@ -13,6 +13,7 @@ import structlog
 from watcher.model.outbox import Envelope
 from watcher.model.transitions import Transition, rfc3339
 from watcher.render import charts, text, workflows
+from watcher.render.actions import action_line
 from watcher.render.links import JobLinks
 from watcher.render.text import duration, finite, number
 
@@ -203,6 +204,7 @@ def facts(envelope: Envelope, links: JobLinks | None = None) -> list[tuple[str, 
     else:
         _job_rows(rows, envelope)
     _outcome_rows(rows, transition)
+    rows.add("Action", action_line(transition), 400)  # who did what (watcher.action.*)
     _detail_rows(rows, transition.details)
     url = links.url(transition) if links is not None and transition.job_id else None
     if url is not None:

@@ -10,6 +10,7 @@ from watcher.model import types
 from watcher.model.statuses import FAILED
 from watcher.model.transitions import Transition
 from watcher.render import workflows
+from watcher.render.actions import action_line
 from watcher.render.text import duration, finite
 from watcher.sinks.slack import workflow
 from watcher.sinks.slack.mrkdwn import ARROW, clean, code, escape, number, safe
@@ -172,11 +173,17 @@ def _workflow_lines(transition: Transition) -> list[str]:
     return [shown] if shown is not None else []
 
 
+def _acted(transition: Transition) -> list[str]:
+    """Who did what, for a ``watcher.action.*`` transition (plain text)."""
+    line = action_line(transition)
+    return [line] if line is not None else []
+
+
 def facts(transition: Transition) -> list[str]:
     """Lines of mrkdwn (escaped) with what is specific to this kind of transition."""
     details = transition.details
     kind = _kind(transition)
-    lines = _workflow_lines(transition)
+    lines = _workflow_lines(transition) + [escape(line) for line in _acted(transition)]
     checkpoint = _mapping(details.get("checkpoint"))
     if checkpoint:
         parts = [f"step *{number(checkpoint.get('step_number'))}*"]
