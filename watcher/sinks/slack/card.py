@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from watcher.model import types
 from watcher.model.outbox import Envelope
 from watcher.model.statuses import BATCH_ENDS, FINE_TUNING_ENDS, WORKFLOW_ENDS
 from watcher.sinks.slack.blocks import Formatter, Message
@@ -74,10 +75,12 @@ def read_value(value: object) -> tuple[str, str] | None:
 
 
 def latest(envelopes: Sequence[Envelope]) -> Envelope | None:
-    """The last of ``envelopes`` that carries the job itself (an action's audit does not):
-    what the card shows."""
+    """The last of ``envelopes`` that tells the job's own state (not an action's audit,
+    which goes to the thread only, even when it carries the job as last seen): what the
+    card shows."""
     for envelope in reversed(envelopes):
-        if envelope.transition.job:
+        transition = envelope.transition
+        if transition.job and transition.type not in types.ACTIONS:
             return envelope
     return None
 

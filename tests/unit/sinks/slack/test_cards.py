@@ -108,3 +108,23 @@ async def test_a_storm_of_50_jobs_leaves_50_channel_messages(slack: Slack) -> No
     assert all("*SUCCESS*" in json.dumps(c.payload) for c in cards)
     assert {job_id(n) for n in range(50)} == {read_value(actions(c.payload)[0]["value"])[1]  # type: ignore[index]
                                               for c in cards}  # fmt: skip
+
+
+def test_an_audit_carrying_the_job_never_becomes_the_card() -> None:
+    """An action's audit carries the job as last seen (for the receivers) but tells no new
+    state of it: the card keeps showing the status change."""
+    from watcher.model import types
+    from watcher.model.outbox import Envelope
+    from watcher.model.transitions import Transition, action_taken
+    from watcher.sinks.slack.card import latest
+
+    running = Transition(
+        id="t1", type="fine_tuning.job.running", source="ft", job_id="j1", status="RUNNING",
+        previous_status="QUEUED", job={"id": "j1", "status": "RUNNING"},
+    )  # fmt: skip
+    acked = action_taken(types.ACTION_ACKNOWLEDGED, "ft", "j1", by="bob", at=1.0, key="k")
+    acked = Transition.from_json({**acked.to_json(), "job": {"id": "j1", "status": "RUNNING"}})
+    batch = [Envelope(running, 1.0), Envelope(acked, 2.0)]
+    chosen = latest(batch)
+    assert chosen is not None and chosen.transition.id == "t1"
+    assert latest([Envelope(acked, 2.0)]) is None
