@@ -170,6 +170,15 @@ class SinkState(Protocol):
         """Remember ``value`` under ``key`` for ``sink`` (replacing what was there)."""
         ...
 
+    async def put_sink_state_once(self, sink: str, key: str, value: str) -> bool:
+        """Remember ``value`` under ``key`` unless something is there already: ``True``
+        for the one caller (of any replica) that put it."""
+        ...
+
+    async def forget_sink_state(self, sink: str, *, before: float) -> int:
+        """Forget what ``sink`` put before ``before`` (wall time); returns how many."""
+        ...
+
 
 class DigestLog(Protocol):
     """The digest's side: what was detected over a period, and where the last digest ended

@@ -133,7 +133,7 @@ class Watcher:
             interactive = interactive_sinks(config.sinks, list(self.sources))
             sources = {name: source for name, (source, _) in self.sources.items()}
             actions = Actions(self.store, self.recorder, sources)
-            self.slack = SlackActions(interactive, actions, self.store, client)
+            self.slack = SlackActions(interactive, actions, self.store, client, replays=self.store)
             self.health.routes = list(self.slack.routes())
 
     def _api_request(self, source: str, route: str, status: int | None) -> None:

@@ -37,13 +37,14 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from watcher.abc import SnapshotReader
+from watcher.abc import SinkState, SnapshotReader
 from watcher.app.actions import ActionHandler, Done
 from watcher.config import SlackSinkConfig
 from watcher.model.secrets import Secret
 from watcher.sinks.slack.card import ACKNOWLEDGE, CANCEL, SILENCE_HOUR, SILENCE_RESOLVED
 from watcher.sinks.slack.interaction import (
     MAX_BODY,
+    WINDOW,
     Click,
     Gate,
     Rejected,
@@ -57,6 +58,8 @@ from watcher.sinks.slack.interaction import (
 )
 
 log = structlog.get_logger(__name__)
+
+REPLAYS = "slack:replays"  # the sink_state namespace of the signed requests already taken
 
 PATH = "/slack/actions"
 SILENCE_SECONDS = 3600.0
@@ -100,11 +103,15 @@ class SlackActions:
         jobs: SnapshotReader,
         client: httpx.AsyncClient,
         *,
+        replays: SinkState | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.sinks = list(sinks)
         self.handler = handler
         self.jobs = jobs
+        # Signed requests already seen by any replica (the verifier's memory is this
+        # process's: behind a load balancer a replay may reach another replica).
+        self.replays = replays
         self.client = client
         self.clock = clock
         self._signed = [s for s in self.sinks if s.signing_secret is not None]
@@ -150,6 +157,7 @@ class SlackActions:
             if declared > MAX_BODY or len(body) > MAX_BODY:
                 raise Rejected(413, "too_large")
             index = self.verifier.verify(body, headers)
+            await self._first_time(headers)
             click = parse_form(body)
         except Rejected as exc:
             log.warning("slack_action_refused", why=exc.why, status=exc.status, via="http")
@@ -159,6 +167,21 @@ class SlackActions:
             return PlainTextResponse("not running", 503)
         self._tg.start_soon(self.handle, self._signed[index], click)
         return Response(status_code=200)
+
+    async def _first_time(self, headers: dict[str, str]) -> None:
+        """:class:`Rejected` (replayed) when another replica already took this request. A
+        store that does not answer lets it through: this process's own check has passed."""
+        if self.replays is None:
+            return
+        key = f"{headers['x-slack-request-timestamp']}:{headers['x-slack-signature']}"
+        try:
+            first = await self.replays.put_sink_state_once(REPLAYS, key, "1")
+            await self.replays.forget_sink_state(REPLAYS, before=self.clock() - 2 * WINDOW)
+        except Exception as exc:  # the store's own failure: not a reason to drop a click
+            log.warning("slack_replay_check_unavailable", error=type(exc).__name__)
+            return
+        if not first:
+            raise Rejected(401, "replayed")
 
     # -- Socket Mode -----------------------------------------------------------------------
 

@@ -298,6 +298,12 @@ def _built_in(sink: SinkConfig, batch: list[Envelope], config: Config) -> object
         async def put_sink_state(self, sink: str, key: str, value: str) -> None:
             return None
 
+        async def put_sink_state_once(self, sink: str, key: str, value: str) -> bool:
+            return False
+
+        async def forget_sink_state(self, sink: str, *, before: float) -> int:
+            return 0
+
     links = {s.name: s.job_url_template for s in config.sources if s.job_url_template}
     built = build_sink(sink, httpx.AsyncClient(), _NoState(), job_links=links)
     if isinstance(built, Previews):

@@ -279,3 +279,46 @@ async def test_socket_mode_acks_and_acts_and_keeps_secrets_out_of_logs() -> None
     shown = json.dumps(logs, default=str)
     for secret in (APP_TOKEN, SIGNING, BOT_TOKEN, "ticket="):
         assert secret not in shown
+
+
+async def test_a_replay_to_another_replica_gets_401(store_url: str) -> None:
+    """Two replicas behind a load balancer share the store: a signed request taken by one is
+    refused by the other (the verifier's own memory is per process)."""
+    from watcher.stores import open_store
+
+    store = open_store(store_url)
+    await store.open()
+    fake, handler = FakeSlack(), Recording()
+    jobs = Jobs({"ft": {"job-1"}})
+    try:
+        async with serve_app(fake.app) as slack_url, httpx.AsyncClient() as client:
+            sink = Interactive(
+                "slack", gate(cancel=True), f"{slack_url}/api", Secret(SIGNING), None
+            )
+            replicas = [
+                SlackActions([sink], handler, jobs, client, replays=store)  # type: ignore[arg-type]
+                for _ in range(2)
+            ]
+            async with anyio.create_task_group() as tg:
+                for replica in replicas:
+                    await tg.start(replica.run)
+                async with (
+                    serve_app(Starlette(routes=replicas[0].routes())) as one,
+                    serve_app(Starlette(routes=replicas[1].routes())) as two,
+                ):
+                    payload = interaction(
+                        CANCEL,
+                        value_of("ft", "job-1") or "",
+                        response_url=f"{slack_url}/actions/T0/1",
+                    )
+                    body, headers = signed(payload, SIGNING)
+                    first = await client.post(f"{one}/slack/actions", content=body, headers=headers)
+                    again = await client.post(f"{two}/slack/actions", content=body, headers=headers)
+                    assert (200, 401) == (first.status_code, again.status_code)
+                    await wait_until(lambda: len(fake.responses) >= 1, what="the answer")
+                tg.cancel_scope.cancel()
+        assert 1 == len(handler.calls)
+        assert 0 == await store.forget_sink_state("slack:replays", before=0.0)
+        assert 1 == await store.forget_sink_state("slack:replays", before=time.time() + 1)
+    finally:
+        await store.aclose()

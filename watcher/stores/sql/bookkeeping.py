@@ -27,6 +27,23 @@ class SqlSinkState(SqlBase):
         async with self._writing() as conn:
             await conn.execute(stmt, row)
 
+    async def put_sink_state_once(self, sink: str, key: str, value: str) -> bool:
+        stmt = (
+            self._insert(sink_state)
+            .values(sink=sink, key=key[:330], value=value[:1000], updated_at=time.time())
+            .on_conflict_do_nothing(index_elements=[sink_state.c.sink, sink_state.c.key])
+            .returning(sink_state.c.key)
+        )
+        async with self._writing() as conn:
+            return (await conn.execute(stmt)).scalar_one_or_none() is not None
+
+    async def forget_sink_state(self, sink: str, *, before: float) -> int:
+        stmt = sa.delete(sink_state).where(
+            sink_state.c.sink == sink, sink_state.c.updated_at < before
+        )
+        async with self._writing() as conn:
+            return (await conn.execute(stmt)).rowcount or 0
+
 
 class SqlDigestLog(SqlBase):
     async def transitions_between(self, start: float, end: float) -> list[tuple[Transition, float]]:
