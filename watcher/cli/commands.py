@@ -21,11 +21,10 @@ from rich.console import Console
 from rich.table import Table
 
 from watcher.app.logging import configure
-from watcher.cli import silences
+from watcher.cli import previews, silences
 from watcher.cli.schema import config_schema, events_schema
 from watcher.config import (
     Config,
-    SinkConfig,
     load_config,
     resolve_path,
     secrets_of,
@@ -36,7 +35,6 @@ from watcher.exceptions import ConfigError, DeliveryError
 from watcher.model import types
 from watcher.model.outbox import Envelope
 from watcher.model.transitions import Transition, stable_id
-from watcher.render.templates import SAMPLES, MessageTemplates, sample_envelopes
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
@@ -262,55 +260,6 @@ def explain_routes(config: Config, text: str) -> int:
     return EXIT_OK
 
 
-def render(config: Config, sink_name: str, sample: str) -> int:
-    """``watcher render``: what a sink would send for a sample transition (nothing is sent)."""
-    sink = next((s for s in config.sinks if s.name == sink_name), None)
-    if sink is None:
-        print(f"watcher: no sink named {sink_name!r}", file=sys.stderr)
-        return EXIT_USAGE
-    if sample not in SAMPLES:
-        print(f"watcher: no sample {sample!r} (one of {', '.join(SAMPLES)})", file=sys.stderr)
-        return EXIT_USAGE
-    batch = sample_envelopes(sample)
-    templates = MessageTemplates(sink.name, sink.templates.model_dump() if sink.templates else {})
-    for part in MessageTemplates.PARTS:
-        rendered = templates.render(part, batch)
-        if rendered is not None:
-            print(f"--- {part} (template) ---\n{rendered}")
-    built = _built_in(sink, batch, config)
-    print(f"--- {sink.kind} message ---")
-    print(built if isinstance(built, str) else json.dumps(built, indent=2, ensure_ascii=False))
-    return EXIT_OK
-
-
-def _built_in(sink: SinkConfig, batch: list[Envelope], config: Config) -> object:
-    """The sink's own rendering of ``batch``, without sending it."""
-    # heavy: httpx and every sink with its client library
-    import httpx
-
-    from watcher.abc import Previews
-    from watcher.sinks import build_sink
-
-    class _NoState:
-        async def get_sink_state(self, sink: str, key: str) -> str | None:
-            return None
-
-        async def put_sink_state(self, sink: str, key: str, value: str) -> None:
-            return None
-
-        async def put_sink_state_once(self, sink: str, key: str, value: str) -> bool:
-            return False
-
-        async def forget_sink_state(self, sink: str, *, before: float) -> int:
-            return 0
-
-    links = {s.name: s.job_url_template for s in config.sources if s.job_url_template}
-    built = build_sink(sink, httpx.AsyncClient(), _NoState(), job_links=links)
-    if isinstance(built, Previews):
-        return built.preview(batch)
-    return batch[0].transition.payload(batch[0].detected_at)
-
-
 async def _test_sink(config: Config, args: argparse.Namespace) -> int:
     """``watcher test-sink``: a clearly labelled test message through one sink."""
     from watcher.app.daemon import Watcher  # heavy: the whole daemon
@@ -384,7 +333,7 @@ _STANDALONE: dict[str, Callable[[argparse.Namespace], int]] = {
 _PRINTING: dict[str, Callable[[Config, argparse.Namespace], int]] = {
     "check-config": _check_config,
     "routes": lambda config, args: explain_routes(config, args.transition),
-    "render": lambda config, args: render(config, args.sink, args.sample),
+    "render": lambda config, args: previews.render(config, args.sink, args.sample),
 }
 # Commands that run async work with logging configured; a crash is logged, exit 1.
 _WORK: dict[str, Callable[[Config, argparse.Namespace], Awaitable[int]]] = {

@@ -13,7 +13,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from tests.unit.sinks.workflow_cases import workflow
-from watcher.cli.commands import render
+from watcher.cli.previews import render
 from watcher.config import Config, validate_config
 from watcher.model.outbox import Envelope
 from watcher.model.transitions import Transition
