@@ -17,11 +17,9 @@ from pathlib import Path
 
 import anyio
 import structlog
-from rich.console import Console
-from rich.table import Table
 
 from watcher.app.logging import configure
-from watcher.cli import previews, silences
+from watcher.cli import previews, silences, views
 from watcher.cli.schema import config_schema, events_schema
 from watcher.config import (
     Config,
@@ -112,67 +110,6 @@ async def _once(config: Config, args: argparse.Namespace) -> int:
         outcomes = await watcher.once()
     failed = [name for name, o in outcomes.items() if o.outcome in ("error", "auth_error")]
     return EXIT_FAILURE if failed else EXIT_OK
-
-
-async def _status(config: Config, args: argparse.Namespace) -> int:
-    """``watcher status``: sources, tracked jobs by status, deliveries. Reads the store the
-    daemon uses (SQLite in WAL mode: safe while it runs)."""
-    from watcher.stores import POSTGRES_PREFIXES, open_store  # heavy: SQLAlchemy
-
-    store = open_store(config.state.url)
-    await store.open()
-    try:
-        status = await store.status()
-        silenced = await store.active_silences(time.time())
-    finally:
-        await store.aclose()
-    owners: dict[str, str | None] | None = None
-    if config.state.url.startswith(POSTGRES_PREFIXES):  # replicas: who polls what
-        from watcher.app.coordination.advisory import current_owners  # heavy: asyncpg
-
-        owners = await current_owners(config.state.url, [s.name for s in config.sources])
-    now = time.time()
-    console = Console(highlight=False, soft_wrap=True)
-    sources = Table(title="sources", title_justify="left")
-    columns = ["source", "kind", "interval", "last poll", "state", "jobs by status"]
-    if owners is not None:
-        columns.append("polled by")
-    for column in columns:
-        sources.add_column(column)
-    for source in config.sources:
-        jobs = status.jobs_by_source.get(source.name, {})
-        last = status.last_poll_at.get(source.name)
-        cursor = status.cursors.get(source.name)
-        state = "ok"
-        if cursor is not None and cursor.retired:
-            state = "retired (410 Gone)"
-        elif cursor is not None and cursor.failing_since is not None:
-            state = f"failing for {now - cursor.failing_since:.0f}s"
-        elif not last:
-            state = "never polled"
-        by_status = ", ".join(f"{name} {count}" for name, count in sorted(jobs.items())) or "-"
-        row = [
-            source.name,
-            source.kind,
-            f"{source.interval:g}s",
-            f"{now - last:.0f}s ago" if last else "never",
-            state,
-            f"{sum(jobs.values())}: {by_status}" if jobs else "0",
-        ]
-        if owners is not None:
-            row.append(owners.get(source.name) or "nobody (no replica running?)")
-        sources.add_row(*row)
-    console.print(sources)
-    oldest = f", oldest {now - status.oldest_pending_at:.0f}s" if status.oldest_pending_at else ""
-    console.print(
-        f"deliveries: {status.pending} pending{oldest}, {status.dead} dead, "
-        f"{status.delivered} delivered"
-        + (f", {status.silenced} silenced" if status.silenced else "")
-        + ("  (see: watcher deliveries --state dead)" if status.dead else "")
-    )
-    if silenced:
-        print("silences in force:\n  " + "\n  ".join(silences.lines(silenced, now)))
-    return EXIT_OK
 
 
 def simulate(args: argparse.Namespace) -> int:
@@ -293,36 +230,6 @@ async def _act(config: Config, args: argparse.Namespace) -> int:
     return await (actions.cancel if args.command == "cancel" else actions.acknowledge)(config, args)
 
 
-async def _deliveries(config: Config, args: argparse.Namespace) -> int:
-    """``watcher deliveries``: list them, or ``retry`` dead ones."""
-    from watcher.stores import open_store  # heavy: SQLAlchemy
-
-    store = open_store(config.state.url)
-    await store.open()
-    try:
-        if args.action == "retry":
-            if not args.id and not args.all_dead:
-                print(
-                    "watcher: deliveries retry needs a transition ID or --all-dead", file=sys.stderr
-                )
-                return EXIT_USAGE
-            count = await store.retry_dead(None if args.all_dead else args.id, now=time.time())
-            print(f"{count} dead deliveries back in the queue")
-            return EXIT_OK
-        rows = await store.list_deliveries(state=args.state, limit=args.limit)
-    finally:
-        await store.aclose()
-    for row in rows:
-        error = f"  {row.last_error}" if row.last_error else ""
-        print(
-            f"{row.transition_id}  {row.sink:<12} {row.state:<9} attempts={row.attempts}  "
-            f"{row.type}  {row.source}/{row.job_id or '-'}{error}"
-        )
-    if not rows:
-        print("no deliveries")
-    return EXIT_OK
-
-
 # Commands that need no config file.
 _STANDALONE: dict[str, Callable[[argparse.Namespace], int]] = {
     "simulate": simulate,
@@ -338,10 +245,10 @@ _PRINTING: dict[str, Callable[[Config, argparse.Namespace], int]] = {
 # Commands that run async work with logging configured; a crash is logged, exit 1.
 _WORK: dict[str, Callable[[Config, argparse.Namespace], Awaitable[int]]] = {
     "test-sink": _test_sink,
-    "deliveries": _deliveries,
+    "deliveries": views.deliveries,
     "run": _run,
     "once": _once,
-    "status": _status,
+    "status": views.status,
     "migrate": _migrate,
     "cancel": _act,
     "ack": _act,
