@@ -176,3 +176,19 @@ def test_routes_explain_reads_an_activity_from_a_webhook_payload(tmp_path: Path)
     other = {**payload, "data": {**payload["data"], "activity": {"name": "fetch"}}}
     result = watcher("routes", "-c", str(path), "explain", json.dumps(other))
     assert "no match" in result.stdout.splitlines()[1]
+
+
+def test_test_sink_to_pagerduty_on_a_closed_port_fails(tmp_path: Path) -> None:
+    """Nothing listens: test-sink must say the sink refused, exit 1 (it used to report
+    "accepted" without a request)."""
+    pagerduty = {
+        "name": "pd",
+        "kind": "pagerduty",
+        "routing_key": "R" * 32,
+        "url": "http://127.0.0.1:9/v2/enqueue",
+    }
+    path = write_operator(tmp_path, sinks=[pagerduty], routes=None)
+    result = watcher("test-sink", "-c", str(path), "pd")
+    assert 1 == result.returncode
+    assert "refused the test message" in result.stdout and "ConnectError" in result.stdout
+    assert "R" * 32 not in result.stdout + result.stderr

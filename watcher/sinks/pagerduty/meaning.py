@@ -157,6 +157,11 @@ def decisions(transition: Transition, resolve_on: frozenset[str]) -> list[Decisi
     """Every PagerDuty action ``transition`` means: :func:`decide`'s one (or none), and for
     an acknowledgement one ``acknowledge`` per alert it names (``details.alerts``: each
     with the ``rule`` and ``since`` its trigger carried)."""
+    if transition.type == types.TEST:
+        # `watcher test-sink`: a real incident, resolved at once, so that the routing key
+        # and the way to PagerDuty are proven (accepted without a request would prove nothing).
+        key = dedup_key("watcher", f"test-{transition.id}")
+        return [Decision("trigger", key, "info"), Decision("resolve", key, "info")]
     if transition.type != types.ACTION_ACKNOWLEDGED:
         decision = decide(transition, resolve_on)
         return [] if decision is None else [decision]
@@ -205,6 +210,9 @@ def summary(transition: Transition, decision: Decision) -> str:
     """One line for the alert's title, at most 1024 characters, e.g.
     ``FAILED: fine-tuning job 3b9c1e7a… (open-mistral-7b, support-bot) on ft``."""
     source = sanitize(transition.source)
+    if transition.type == types.TEST:
+        reason = sanitize(str(transition.details.get("reason") or "watcher test-sink"))
+        return sanitize(f"TEST (resolved at once): {reason}", MAX_SUMMARY)
     if decision.kind in ("unreachable", "retired"):
         reason = sanitize(str(transition.details.get("reason") or ""))
         text = f"source {source} {decision.kind}" + (f": {reason}" if reason else "")

@@ -16,6 +16,7 @@ from watcher import __version__
 from watcher.deliver.exchange import post, refusal
 from watcher.deliver.redact import Scrubber, redact_url
 from watcher.deliver.retry import Verdict
+from watcher.model import types
 from watcher.model.outbox import Envelope
 from watcher.model.secrets import Secret
 from watcher.model.transitions import Transition
@@ -126,7 +127,10 @@ class PagerDutySink:
         """Nothing to release: the ``httpx`` client is shared and owned by the caller."""
 
     def severity_of(self, transition: Transition, decision: Decision) -> str:
-        """The configured level for the full type, else the status, else the kind word."""
+        """The configured level for the full type, else the status, else the kind word
+        (``watcher test-sink``'s incident: info)."""
+        if transition.type == types.TEST:
+            return "info"
         for candidate in (transition.type.lower(), decision.kind):
             level = self._severity.get(candidate)
             if level is not None:

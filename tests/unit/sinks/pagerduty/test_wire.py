@@ -138,3 +138,23 @@ async def test_429_is_retryable_with_retry_after(wire: Wire) -> None:
     with pytest.raises(DeliveryError) as caught:
         await wire.sink().send([status("FAILED")])
     assert (True, 120.0) == (caught.value.retryable, caught.value.retry_after)
+
+
+async def test_a_test_message_opens_and_resolves_a_real_incident(wire: Wire) -> None:
+    """``watcher test-sink``'s message proves the routing key and the way to PagerDuty: a
+    trigger at info severity, resolved at once under the same key (issue 15, item 15: it
+    used to be accepted without a request)."""
+    from watcher.model import types
+    from watcher.model.transitions import Transition
+
+    test = Transition(
+        id="wt_test_1", type=types.TEST, source="watcher", occurred_at=int(NOW),
+        details={"reason": "TEST MESSAGE from `watcher test-sink`: no job is concerned"},
+    )  # fmt: skip
+    await wire.sink().send([Envelope(test, NOW)])
+    actions = wire.fake.actions()
+    assert ["trigger", "resolve"] == [action for action, _ in actions]
+    assert actions[0][1] == actions[1][1]
+    trigger = wire.fake.events[0]
+    assert "info" == trigger["payload"]["severity"]
+    assert trigger["payload"]["summary"].startswith("TEST (resolved at once): TEST MESSAGE")
