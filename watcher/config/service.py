@@ -9,6 +9,17 @@ from pydantic import field_validator
 
 from watcher.config.fields import ConfigModel
 
+# What a postgresql:// URL may say after ``?``: libpq's connection parameters that asyncpg
+# understands (anything else would be sent to the server as a setting and fail there).
+POSTGRES_PARAMETERS = frozenset(
+    {
+        "sslmode", "sslcert", "sslkey", "sslrootcert", "sslcrl", "sslpassword",
+        "sslnegotiation", "ssl_min_protocol_version", "ssl_max_protocol_version",
+        "target_session_attrs", "krbsrvname", "gsslib", "passfile", "service",
+    }
+)  # fmt: skip
+SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+
 
 class StateConfig(ConfigModel):
     url: str = "sqlite:///watcher-state.db"
@@ -29,6 +40,12 @@ class StateConfig(ConfigModel):
                 raise ValueError(f"not a valid PostgreSQL URL: {e}") from None
             if not url.database:
                 raise ValueError("names no database: postgresql://USER@HOST:PORT/DATABASE")
+            for name, given in url.query.items():
+                if name not in POSTGRES_PARAMETERS:
+                    known = ", ".join(sorted(POSTGRES_PARAMETERS))
+                    raise ValueError(f"unknown connection parameter {name!r} (known: {known})")
+                if name == "sslmode" and given not in SSL_MODES:
+                    raise ValueError(f"sslmode must be one of {', '.join(SSL_MODES)}")
             return value
         raise ValueError(
             "must be sqlite:///PATH or postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE"

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
+import asyncpg
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
@@ -17,18 +19,28 @@ from watcher.stores.sql import SqlStore
 MIGRATION_LOCK = 0x7761746368657200
 
 
-def asyncpg_url(url: str) -> sa.URL:
-    """``postgresql://…`` (or ``postgresql+asyncpg://…``) as the asyncpg driver's URL."""
+def libpq_dsn(url: str) -> str:
+    """``state.url`` as the plain ``postgresql://`` DSN asyncpg parses itself (libpq's
+    parameters: ``sslmode``, ``sslrootcert``…)."""
     parsed = make_url(url)
     if parsed.drivername not in ("postgresql", "postgresql+asyncpg"):
         raise ValueError(f"not a postgresql:// URL: {parsed!r}")
-    return parsed.set(drivername="postgresql+asyncpg")
+    return parsed.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 class PostgresStore(SqlStore):
     def __init__(self, url: str) -> None:
+        dsn = libpq_dsn(url)
+
+        async def connect() -> Any:
+            # asyncpg reads the DSN whole, as libpq would: SQLAlchemy would pass its query
+            # (?sslmode=require) as keyword arguments asyncpg.connect does not take.
+            return await asyncpg.connect(dsn)
+
         # pre_ping: a server restart or failover must not hand out dead pooled connections.
-        super().__init__(create_async_engine(asyncpg_url(url), pool_pre_ping=True))
+        super().__init__(
+            create_async_engine("postgresql+asyncpg://", async_creator=connect, pool_pre_ping=True)
+        )
 
     @asynccontextmanager
     async def _migrating(self, conn: AsyncConnection) -> AsyncIterator[None]:

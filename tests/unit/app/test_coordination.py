@@ -11,8 +11,9 @@ import asyncpg
 
 from tests.waiting import wait_until
 from watcher.app.coordination import SoleOwnership, build_ownership
-from watcher.app.coordination.advisory import AdvisoryLocks, current_owners, libpq_dsn
+from watcher.app.coordination.advisory import AdvisoryLocks, current_owners
 from watcher.app.coordination.share import fair_share, rebalance
+from watcher.stores.postgres import libpq_dsn
 
 SOURCES = ["ft-a", "ft-b", "batch-a", "batch-b", "ft-c"]
 ROUND = 0.1

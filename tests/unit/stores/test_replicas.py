@@ -179,3 +179,31 @@ async def test_a_late_failure_does_not_clear_another_replicas_claim(
     assert [(0, None)] == [(r.attempts, r.last_error) for r in rows]
     await b.failed(seq, "hook", now=141.0, error="503", retry_at=150.0, owner="b")
     assert keys == [(p.seq, p.sink) for p in await a.pending(now=160.0, limit=10)]
+
+
+async def test_sslmode_in_the_url_is_honoured_by_store_and_coordination(
+    postgres_url: str,
+) -> None:
+    """``?sslmode=…`` reaches asyncpg as libpq would read it (SQLAlchemy used to pass it as
+    a keyword asyncpg refuses): ``disable`` connects, ``require`` against this server (no
+    TLS) fails with the server's own answer, not a TypeError."""
+    import asyncpg
+
+    from watcher.app.coordination.advisory import connect
+    from watcher.stores import open_store
+
+    store = open_store(f"{postgres_url}?sslmode=disable")
+    await store.open()
+    try:
+        assert 0 == (await store.status()).pending
+    finally:
+        await store.aclose()
+    conn = await connect(f"{postgres_url}?sslmode=disable", "r1")
+    await conn.close()
+    strict = open_store(f"{postgres_url}?sslmode=require")
+    try:
+        with pytest.raises((ConnectionError, OSError, asyncpg.PostgresError)) as caught:
+            await strict.open()
+        assert "SSL" in str(caught.value)
+    finally:
+        await strict.aclose()

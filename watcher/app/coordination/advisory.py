@@ -27,9 +27,9 @@ from typing import Any
 import anyio
 import asyncpg
 import structlog
-from sqlalchemy.engine import make_url
 
 from watcher.app.coordination.share import rebalance
+from watcher.stores.postgres import libpq_dsn
 
 log = structlog.get_logger(__name__)
 
@@ -57,11 +57,6 @@ def source_key(name: str) -> int:
     """The second lock key of source ``name``: 32 bits of a hash, as PostgreSQL's int4."""
     digest = hashlib.blake2b(name.encode(), digest_size=4).digest()
     return int.from_bytes(digest, "big", signed=True)
-
-
-def libpq_dsn(url: str) -> str:
-    """``state.url`` as the plain ``postgresql://`` DSN asyncpg takes."""
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 @dataclass(frozen=True)
