@@ -20,7 +20,7 @@ from watcher.model import types
 from watcher.model.silences import Silence
 from watcher.model.snapshot import Cursor
 from watcher.record.recorder import Recorder
-from watcher.record.silences import SilenceCache
+from watcher.record.silences import TTL, SilenceCache
 from watcher.sources.fine_tuning import KIND
 from watcher.stores.sql import SqlStore
 
@@ -66,9 +66,9 @@ async def test_the_cache_reads_the_store_at_most_every_ttl() -> None:
     cache = SilenceCache(store, clock=tick)  # type: ignore[arg-type]
     assert ["sil-a"] == [s.id for s in await cache.get(NOW)]
     store.silences = []
-    tick.now = 1.9
+    tick.now = TTL * 0.95
     assert ["sil-a"] == [s.id for s in await cache.get(NOW)]  # still the read of t=0
-    tick.now = 2.0
+    tick.now = TTL
     assert [] == await cache.get(NOW)
     assert 2 == store.reads
     cache.forget()

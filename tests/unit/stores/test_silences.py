@@ -19,27 +19,31 @@ from watcher.stores.sql import SqlStore
 NOW = time.time()  # status() counts the active silences at the wall time
 
 
-def silence(**fields: object) -> Silence:
+def silence(*, at: float | None = None, **fields: object) -> Silence:
+    """A silence made at ``at`` (the module's NOW by default: a test comparing with the
+    wall time passes its own, taken when it runs, not when the module was imported)."""
+    now = NOW if at is None else at
     base: dict[str, object] = {
         "id": new_silence_id(),
         "matchers": {"source": "ft", "job_id": "ftjob-*"},
-        "starts_at": NOW - 10,
-        "ends_at": NOW + 3600,
+        "starts_at": now - 10,
+        "ends_at": now + 3600,
         "comment": "maintenance ✓",
         "created_by": "ana",
-        "created_at": NOW - 10,
+        "created_at": now - 10,
     }
     return Silence(**(base | fields))  # type: ignore[arg-type]
 
 
 async def test_kept_listed_and_active(store: SqlStore) -> None:
-    timed = silence(created_at=NOW - 10)
-    bound = silence(ends_at=None, resolved=("ft", "ftjob-1"), created_at=NOW - 5)
-    later = silence(starts_at=NOW + 100, created_at=NOW - 1)
-    past = silence(ends_at=NOW - 1, created_at=NOW - 20)
+    now = time.time()
+    timed = silence(at=now, created_at=now - 10)
+    bound = silence(at=now, ends_at=None, resolved=("ft", "ftjob-1"), created_at=now - 5)
+    later = silence(at=now, starts_at=now + 100, created_at=now - 1)
+    past = silence(at=now, ends_at=now - 1, created_at=now - 20)
     for s in (timed, bound, later, past):
         await store.add_silence(s)
-    assert [timed, bound] == await store.active_silences(NOW)
+    assert [timed, bound] == await store.active_silences(now)
     assert [later, bound, timed] == await store.list_silences(include_ended=False)
     assert [later, bound, timed, past] == await store.list_silences(include_ended=True)
     assert 2 == (await store.status()).silences_active
