@@ -92,3 +92,92 @@ async def test_reload_good_and_bad(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     finally:
         notify.close()
     assert ["fine_tuning.job.running", "fine_tuning.job.failed"] == [r.type for r in new.accepted()]
+
+
+@pytest.mark.parametrize(
+    "breakage",
+    ["port-in-use", "state-path-under-a-file", "database-out-of-reach"],
+)
+async def test_a_reload_that_cannot_be_applied_keeps_the_running_config(
+    tmp_path: Path, breakage: str
+) -> None:
+    """A config that validates but cannot be applied (issue 15, item 9) is found out before
+    the running daemon is torn down: it goes on polling and delivering, says why in the log,
+    on /readyz and in watcher_config_last_reload_successful; a good reload after it works."""
+    import socket
+
+    import httpx
+
+    from tests.e2e.harness import free_port
+
+    secret = generate_secret()
+    receiver = Receiver(secret)
+    path = tmp_path / "config.yaml"
+    port = free_port()
+    blocker = socket.socket()
+    async with serve_app(receiver.app) as hook, simulator() as sim:
+        job = sim.sim.create(JobSpec(status="QUEUED", frozen=True))
+        good = config_for(tmp_path, sim, f"{hook}/h", secret)
+        good["http"] = {"listen": f"127.0.0.1:{port}"}
+        write(path, good)
+        watcher = WatcherProcess(path)
+        watcher.start()
+        try:
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+
+                async def ready() -> dict[str, Any]:
+                    return dict((await http.get("/readyz")).json())
+
+                await wait_until(
+                    lambda: sim.sim.stats()["requests"]["list"] >= 2, within=20, what="baseline"
+                )
+                bad = dict(good)
+                if breakage == "port-in-use":
+                    other = free_port()
+                    blocker.bind(("127.0.0.1", other))
+                    blocker.listen(1)
+                    bad["http"] = {"listen": f"127.0.0.1:{other}"}
+                elif breakage == "state-path-under-a-file":
+                    (tmp_path / "plain-file").write_text("x")
+                    bad["state"] = {"url": f"sqlite:///{tmp_path}/plain-file/state.db"}
+                else:
+                    bad["state"] = {"url": "postgresql://watcher@127.0.0.1:1/watcher"}
+                write(path, bad)
+                watcher.proc.send_signal(signal.SIGHUP)  # type: ignore[union-attr]
+                await wait_until(
+                    lambda: "reload_failed" in watcher.output(), within=40, what="reload_failed"
+                )
+                sim.sim.set_status(job.id, "RUNNING")  # the old config still polls and sends
+                await wait_until(
+                    lambda: any(r.type == "fine_tuning.job.running" for r in receiver.accepted()),
+                    within=20,
+                    what="delivery with the running config",
+                )
+                body = await ready()
+                assert body["status"] == "ok" and "reload_failed" in body
+                metrics = (await http.get("/metrics")).text
+                assert "watcher_config_last_reload_successful 0.0" in metrics
+                write(path, good)  # and a good reload after it is applied
+                watcher.proc.send_signal(signal.SIGHUP)  # type: ignore[union-attr]
+                await wait_until(
+                    lambda: watcher.output().count('"reloaded"') >= 1, within=30, what="reloaded"
+                )
+                await wait_until(lambda: _answers(port), within=20, what="the listener again")
+                metrics = (await http.get("/metrics")).text
+                assert "watcher_config_last_reload_successful 1.0" in metrics
+                assert "reload_failed" not in await ready()
+            assert watcher.alive()
+            assert 0 == watcher.stop()
+        finally:
+            blocker.close()
+            if watcher.alive():
+                watcher.kill()
+
+
+def _answers(port: int) -> bool:
+    import httpx
+
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False

@@ -149,6 +149,7 @@ class Health:
         self.clock = clock
         self.ownership = ownership  # None: this process polls every source
         self.running = False  # set while the schedule runs (config loaded, store open)
+        self.reload_error: str | None = None  # why the last SIGHUP reload was not applied
         self.routes: list[BaseRoute] = []  # served beside the probes (Slack's /slack/actions)
 
     # --- liveness and the watchdog ---------------------------------------------------------
@@ -275,6 +276,8 @@ class Health:
     async def _readyz(self, request: Request) -> Response:
         notice = self.store.notice
         extra = {"store_notice": notice} if notice is not None else {}
+        if self.reload_error is not None:  # the previous config runs: ready, but say it
+            extra["reload_failed"] = self.reload_error
         return self._verdict(await self.ready(), **self.owners(), **extra)
 
     async def _metrics(self, request: Request) -> Response:

@@ -243,6 +243,19 @@ class Metrics:
             ["source"],
             **common,
         )
+        self.reload_ok = Gauge(
+            "config_last_reload_successful",
+            "1 when the last SIGHUP reload was applied (or none was asked), 0 when it failed"
+            " and the previous config still runs.",
+            **common,
+        )
+        self.reload_ok.set(1)
+        self.reload_at = Gauge(
+            "config_last_reload_success_timestamp_seconds",
+            "When the running config was loaded (start or last applied reload; Unix time).",
+            **common,
+        )
+        self.reload_at.set(clock())
         Info("build", "The running watcher.", **common).info({"version": __version__})
         registry.register(_StoreCollector(self))
         registry.register(_SinkErrorsCollector(sinks or {}))
@@ -253,6 +266,9 @@ class Metrics:
                 self.polls.labels(source, outcome)  # every series exists from the start
 
     # --- what the daemon's parts report ----------------------------------------------------
+
+    def reload_done(self, ok: bool) -> None:
+        self.reload_ok.set(1 if ok else 0)
 
     def poll_done(self, source: str, outcome: str, seconds: float) -> None:
         self.polls.labels(source, outcome if outcome in POLL_OUTCOMES else "error").inc()
