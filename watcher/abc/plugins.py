@@ -4,7 +4,7 @@ may have (:class:`Follows`, :class:`CountsFinalErrors`, :class:`Previews`)."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -98,6 +98,12 @@ class Ownership(Protocol):
 
     def owners(self) -> Mapping[str, str | None]:
         """Source -> the replica polling it (``None``: nobody right now), as last seen."""
+        ...
+
+    def replicas(self) -> Collection[str] | None:
+        """The replicas alive, as last seen (their member locks held): a replica missing
+        here has died, and its delivery claims may go at once. ``None``: this process is
+        alone (nobody else could have claimed anything)."""
         ...
 
     async def run(self, on_acquired: Callable[[str], None], on_lost: Callable[[str], None]) -> None:

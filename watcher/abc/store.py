@@ -99,6 +99,10 @@ class Outbox(Protocol):
         process's). Returns how many."""
         ...
 
+    async def claimants(self) -> set[str]:
+        """The owners holding claims on pending deliveries now."""
+        ...
+
     async def next_due(self, *, sinks: Collection[str] | None = None) -> float | None:
         """When the earliest pending delivery (to ``sinks`` when given) is due (``None``:
         nothing pending)."""

@@ -32,6 +32,7 @@ from watcher.record.pipeline import CycleOutcome, Pipeline
 log = structlog.get_logger(__name__)
 
 STATS_EVERY = 5.0  # at most this many seconds between reads of the store for gauges/STATUS
+RELEASE_EVERY = 2.0  # seconds between looks for the claims of replicas that died
 
 Action = Callable[[], Awaitable[object]]
 
@@ -181,6 +182,14 @@ def plan(
             CronTrigger.from_crontab(config.digest.cron, timezone=config.digest.timezone),
             grace=3600,  # a digest a little late beats no digest
         )
+    # A dead replica's delivery claims go back within seconds, not after the lease.
+    schedule.on(
+        "claims",
+        chores.release_dead_claims,
+        IntervalTrigger(seconds=RELEASE_EVERY),
+        start=first + timedelta(seconds=RELEASE_EVERY),
+        grace=RELEASE_EVERY,
+    )
     schedule.on(
         "housekeeping",
         chores.housekeeping,

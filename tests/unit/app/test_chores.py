@@ -66,3 +66,42 @@ async def test_digests_cover_the_time_since_the_previous_one(tmp_path: Path) -> 
     digests = [t.details["digest"] for t, _ in found if t.type == "watcher.digest"]
     assert rfc3339(first - 3600) == digests[0]["from"]
     assert (rfc3339(first), rfc3339(second)) == (digests[1]["from"], digests[1]["to"])
+
+
+async def test_the_claims_of_a_replica_that_died_go_back_at_once(postgres_url: str) -> None:
+    """Two replicas on one PostgreSQL database: the leader gives back the claims of one
+    whose member lock is gone, keeps its own and a live replica's (issue 15, item 6)."""
+    from tests.factories import transition
+    from watcher.app.coordination.advisory import AdvisoryLocks
+    from watcher.model.outbox import Routed
+    from watcher.model.snapshot import Cursor
+
+    raw = {
+        "sources": [
+            {"name": "ft", "kind": "mistral-fine-tuning", "base_url": "http://127.0.0.1:9",
+             "api_key": "k"}
+        ],
+        "state": {"url": postgres_url},
+        "sinks": [{"name": "console", "kind": "console"}],
+    }  # fmt: skip
+    long_name = "pod-" + "x" * 70  # longer than application_name keeps
+    async with Watcher(validate_config(raw, env={})) as leader:
+        await leader.ownership.take_free()  # first: it takes the leader's lock
+        other = AdvisoryLocks(postgres_url, ["ft"], replica=long_name)
+        await other.take_free()  # alive: its member lock is held
+        try:
+            store = leader.store
+            routed = [Routed(transition(n, job_id=f"j{n}"), ["console"]) for n in range(3)]
+            await store.commit("ft", Cursor(), [], routed, now=time.time())
+            keys = [(p.seq, p.sink) for p in await store.pending(now=time.time(), limit=10)]
+            until = time.time() + 600  # a long lease: only the release can free them
+            now = time.time()
+            await store.claim(keys[:1], owner=f"{leader.replica}#1", until=until, now=now)
+            await store.claim(keys[1:2], owner=f"{long_name}#7", until=until, now=now)
+            await store.claim(keys[2:], owner="dead-replica#9", until=until, now=now)
+            assert leader.ownership.leader
+            await leader.ownership._round(lambda s: None, lambda s: None)  # type: ignore[attr-defined]
+            assert 1 == await leader.chores.release_dead_claims()
+            assert {f"{leader.replica}#1", f"{long_name}#7"} == await store.claimants()
+        finally:
+            await other.aclose()

@@ -16,6 +16,16 @@ from watcher.abc import Ownership
 from watcher.app.coordination.sole import SoleOwnership
 from watcher.stores import POSTGRES_PREFIXES
 
+APP_PREFIX = "watcher:"  # each replica's connection: application_name = prefix + its name
+SHOWN_NAME = 63 - len(APP_PREFIX)  # PostgreSQL keeps 63 bytes of application_name
+
+
+def claims_of(owner: str, replica: str) -> bool:
+    """Whether a delivery claim's ``owner`` (``replica#pid``) is ``replica``'s, as the
+    replica's name is seen in the database (cut to :data:`SHOWN_NAME`)."""
+    name = owner.rsplit("#", 1)[0]
+    return name == replica or (len(replica) >= SHOWN_NAME and name[:SHOWN_NAME] == replica)
+
 
 def replica_name() -> str:
     """``$WATCHER_REPLICA`` (e.g. the pod's name), else ``host-pid``."""

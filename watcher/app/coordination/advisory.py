@@ -28,6 +28,7 @@ import anyio
 import asyncpg
 import structlog
 
+from watcher.app.coordination import APP_PREFIX
 from watcher.app.coordination.share import rebalance
 from watcher.stores.postgres import libpq_dsn
 
@@ -37,7 +38,6 @@ log = structlog.get_logger(__name__)
 MEMBERS = 0x5741_0001
 SOURCES = 0x5741_0002
 LEADER = 0x5741_0003
-APP_PREFIX = "watcher:"
 ROUND = 1.0  # seconds between rounds: a dead replica's sources move within about this
 ROUND_TIMEOUT = 5.0  # a round's queries must answer within this, else the connection is dropped
 REJOIN_WAIT = (1.0, 10.0)  # backoff bounds between attempts to reconnect
@@ -140,9 +140,13 @@ class AdvisoryLocks:
         self.round_seconds = round_seconds
         self._conn: Any = None
         self._seen: dict[str, str | None] = dict.fromkeys(self.sources)
+        self._members: frozenset[str] = frozenset()  # replica names, as the last round saw
 
     def owners(self) -> Mapping[str, str | None]:
         return {s: self.replica if s in self.owned else self._seen.get(s) for s in self.sources}
+
+    def replicas(self) -> Collection[str] | None:
+        return self._members if self._conn is not None and self._members else None
 
     async def run(self, on_acquired: Callable[[str], None], on_lost: Callable[[str], None]) -> None:
         failures = 0
@@ -219,6 +223,7 @@ class AdvisoryLocks:
                 log.info("leader_acquired", replica=self.replica)
         self._seen = seen.named(self.sources)
         self._seen.update(dict.fromkeys(moves.release))
+        self._members = frozenset(seen.members.values())
 
     async def _try(self, source: str, on_acquired: Callable[[str], None]) -> bool:
         taken = await self._conn.fetchval(_TRY, SOURCES, source_key(source), timeout=ROUND_TIMEOUT)

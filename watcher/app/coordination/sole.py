@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 
 import anyio
 
@@ -17,6 +17,9 @@ class SoleOwnership:
 
     def owners(self) -> Mapping[str, str | None]:
         return dict.fromkeys(self.owned, self.replica)
+
+    def replicas(self) -> Collection[str] | None:
+        return None  # alone: nobody else's claims to release
 
     async def run(self, on_acquired: Callable[[str], None], on_lost: Callable[[str], None]) -> None:
         await anyio.sleep_forever()

@@ -124,6 +124,15 @@ class SqlOutbox(SqlBase):
         async with self._writing() as conn:
             return (await conn.execute(stmt)).rowcount or 0
 
+    async def claimants(self) -> set[str]:
+        query = (
+            sa.select(deliveries.c.claimed_by)
+            .where(deliveries.c.state == PENDING, deliveries.c.claimed_by.is_not(None))
+            .distinct()
+        )
+        async with self.engine.connect() as conn:
+            return {str(row[0]) for row in await conn.execute(query)}
+
     async def next_due(self, *, sinks: Collection[str] | None = None) -> float | None:
         # A claimed delivery is due (to anyone else) when its lease runs out.
         due = sa.case(
