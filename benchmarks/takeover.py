@@ -3,9 +3,10 @@ six simulated workspaces (one source each) playing a scripted scenario, one webh
 receiver. One replica at a time is SIGKILLed every 2-4 s and restarted a second later.
 
 Prints, and writes to benchmarks/results/takeover.json: status changes applied and
-delivered, lost, duplicates (same webhook-id / another id), and the takeover time after
-each kill: from the SIGKILL to the dead replica's sources being polled again (the next
-listing request each source's simulator receives).
+delivered, lost, duplicates (same webhook-id / another id), the delivery latency of every
+status change (from the change to its first accepted delivery: p50, p99, max), and the
+takeover time after each kill: from the SIGKILL to the dead replica's sources being polled
+again (the next listing request each source's simulator receives).
 
     .venv/bin/python -m benchmarks.takeover [--kills 20] [--jobs 12]
 
@@ -77,6 +78,21 @@ def changes(sims: dict[str, RunningSimulator]) -> Counter[tuple[str, str | None,
     for sim in sims.values():
         out.update((e["job_id"], e["previous_status"], e["status"]) for e in sim.sim.log)
     return out
+
+
+def latencies(sims: dict[str, RunningSimulator], receiver: Receiver) -> list[float]:
+    """Seconds from each status change (the simulator's clock, whole seconds) to its first
+    accepted delivery: detection and delivery together, an upper bound of each."""
+    applied: dict[tuple[str, str | None, str], float] = {}
+    for sim in sims.values():
+        for e in sim.sim.log:
+            applied.setdefault((e["job_id"], e["previous_status"], e["status"]), float(e["at"]))
+    first: dict[tuple[str, str | None, str], float] = {}
+    for r in receiver.received:
+        if r.accepted and isinstance(r.data, dict) and r.data.get("status"):
+            key = (r.data["job"]["id"], r.data["previous_status"], r.data["status"])
+            first[key] = min(first.get(key, r.received_at), r.received_at)
+    return sorted(first[k] - applied[k] for k in first if k in applied)
 
 
 def received(receiver: Receiver) -> dict[tuple[str, str | None, str], set[str]]:
@@ -168,7 +184,11 @@ async def run(url: str, workdir: Path, kills: int, jobs: int) -> dict[str, Any]:
         await anyio.sleep(2.0)  # late duplicates would arrive now
         wanted, got = changes(sims), received(receiver)
         accepted = Counter(r.id for r in receiver.received if r.accepted and r.id)
+        delays = latencies(sims, receiver)
         return {
+            "delivery_p50_s": statistics.median(delays) if delays else None,
+            "delivery_p99_s": delays[int(0.99 * (len(delays) - 1))] if delays else None,
+            "delivery_max_s": delays[-1] if delays else None,
             "replicas": len(REPLICAS),
             "sources": WORKSPACES,
             "kills": kills,
@@ -209,6 +229,12 @@ def main() -> None:
             "duplicates only with the same webhook-id",
             figures["dup_other_id"] == 0,
             f"{figures['dup_same_id']} with the same id, {figures['dup_other_id']} with another",
+        ),
+        verdict(
+            f"every delivery within {LIMIT:g} s of its change, during the kill storm",
+            (figures["delivery_max_s"] or 0) <= LIMIT,
+            f"p50 {figures['delivery_p50_s']:.2f}s, p99 {figures['delivery_p99_s']:.2f}s, "
+            f"max {figures['delivery_max_s']:.2f}s",
         ),
         verdict(
             f"takeover within {LIMIT:g} s",

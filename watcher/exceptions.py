@@ -91,3 +91,10 @@ class StaleCycle(WatcherError):
         )
         self.source = source
         self.expected = expected
+
+
+class RecordRefused(WatcherError):
+    """The store refused what a write carried (a value its columns cannot hold: a NUL
+    character, a number out of range…), not the write itself: the same write without the
+    offending item goes through. Raised by the store, so that the pipeline can record the
+    other items and skip the bad one (one bad job must never blind its whole source)."""

@@ -15,7 +15,13 @@ from watcher.abc import PollContext, PollResult, Source
 from watcher.config import RuleConfig, SourceConfig
 from watcher.detect.diff import diff
 from watcher.detect.rules import on_change
-from watcher.exceptions import SourceAuthError, SourceError, SourceRetired, StaleCycle
+from watcher.exceptions import (
+    RecordRefused,
+    SourceAuthError,
+    SourceError,
+    SourceRetired,
+    StaleCycle,
+)
 from watcher.model.jobs import Job
 from watcher.model.snapshot import Cursor, Snapshot
 from watcher.model.transitions import (
@@ -26,6 +32,7 @@ from watcher.model.transitions import (
     source_unreachable,
 )
 from watcher.record.recorder import Recorder
+from watcher.render.text import clean
 
 
 class CycleMetrics(Protocol):
@@ -64,6 +71,7 @@ class _Cycle:
     jobs: int = 0
     transitions: int = 0
     deliveries: int = 0
+    refused: int = 0  # jobs the store refused to keep (skipped)
     current: Cursor = field(default_factory=Cursor)  # as last committed (or found)
 
     def __post_init__(self) -> None:
@@ -77,7 +85,7 @@ class _Cycle:
             "deliveries": self.deliveries,
             "commits": self.commits,
             "requests": result.requests,
-            "malformed": result.malformed,
+            "malformed": result.malformed + self.refused,
             "baseline": self.baseline,
             "seconds": round(seconds, 3),
         }
@@ -169,6 +177,33 @@ class Pipeline:
         return CycleOutcome("ok", cycle.jobs, cycle.transitions, result.requests)
 
     async def _record(
+        self,
+        cycle: _Cycle,
+        jobs: Sequence[Job],
+        cursor: Cursor,
+        *,
+        final: bool,
+        notices: Sequence[Transition] = (),
+    ) -> None:
+        """Record ``jobs`` with ``cursor``; when the store refuses what they carry, record
+        them one by one, skip the ones it refuses (logged, counted as malformed) and then
+        the cursor: one bad job never blinds its source."""
+        try:
+            await self._commit(cycle, jobs, cursor, final=final, notices=notices)
+            return
+        except RecordRefused as exc:
+            if not jobs:
+                raise
+            log.warning("commit_refused", error=str(exc), jobs=len(jobs), hint="one job at a time")
+        for job in jobs:
+            try:
+                await self._commit(cycle, [job], cycle.current, final=False)
+            except RecordRefused as exc:
+                cycle.refused += 1
+                log.error("job_unrecordable", job_id=clean(job.id, 120), error=str(exc))
+        await self._commit(cycle, [], cursor, final=final, notices=notices)
+
+    async def _commit(
         self,
         cycle: _Cycle,
         jobs: Sequence[Job],

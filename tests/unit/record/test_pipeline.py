@@ -193,3 +193,36 @@ async def test_a_store_failure_is_an_error_not_a_crash(
     first = await pipeline.poll("ft")
     monkeypatch.undo()
     assert ("error", "ok") == (first.outcome, (await pipeline.poll("ft")).outcome)
+
+
+async def test_a_job_the_store_refuses_is_skipped_and_the_others_recorded(
+    store: SqlStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One job whose values the database refuses (a DataError from PostgreSQL, say) no
+    longer blinds its source (issue 15, item 1): the store says RecordRefused, the cycle
+    records the jobs one by one, skips the refused one and commits its cursor."""
+    import sqlalchemy as sa
+
+    from watcher.stores.sql import snapshots as sql_snapshots
+
+    source = ScriptedSource(
+        [job("a", "RUNNING"), job("b", "RUNNING")],
+        [job("a", "FAILED"), job("bad", "FAILED"), job("b", "FAILED")],
+    )
+    pipeline, polls = scripted(store, source, Clock(5000.0))
+    await pipeline.poll("ft")  # the baseline
+    real = sql_snapshots.SqlSnapshots.commit
+
+    async def refusing(self: Any, source: str, cursor: Cursor, snapshots: Any, *a: Any, **k: Any):  # type: ignore[no-untyped-def]
+        if any(s.job_id == "bad" for s in snapshots):
+            async with self._writing():
+                raise sa.exc.DataError("INSERT …", {}, ValueError("invalid value for column"))
+        return await real(self, source, cursor, snapshots, *a, **k)
+
+    monkeypatch.setattr(sql_snapshots.SqlSnapshots, "commit", refusing)
+    outcome = await pipeline.poll("ft")
+    assert "ok" == outcome.outcome
+    assert ["fine_tuning.job.failed", "fine_tuning.job.failed"] == polls.types
+    known = await store.get_snapshots("ft", ["a", "b", "bad"])
+    assert {"a", "b"} == set(known) and all(s.status == "FAILED" for s in known.values())
+    assert store.write_error is None  # the store was never said to be failing

@@ -14,6 +14,7 @@ import structlog
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from watcher.exceptions import RecordRefused
 from watcher.model.outbox import Routed
 from watcher.model.snapshot import Cursor
 from watcher.stores import migrations
@@ -26,6 +27,14 @@ def _brief(exc: sa.exc.DBAPIError) -> str:
     """The driver's own message, without SQLAlchemy's SQL and parameters (no data leaks
     into logs or /readyz)."""
     return f"{type(exc.orig).__name__}: {exc.orig}"[:200]
+
+
+def _brief_any(exc: BaseException) -> str:
+    """The reason a write's values were refused: PostgreSQL refusing a NUL character or a
+    malformed value (DataError), a value the driver or the JSON encoder cannot take (a
+    StatementError around a TypeError or ValueError). The store itself is fine."""
+    orig = getattr(exc, "orig", None) or exc
+    return f"{type(orig).__name__}: {orig}"[:200]
 
 
 def cursor_of(data: dict[str, Any], version: int) -> Cursor:
@@ -58,12 +67,17 @@ class SqlBase:
             try:
                 async with self.engine.begin() as conn:
                     yield conn
+            except sa.exc.DataError as exc:
+                # What was written, not the store: the write is refused, the store is fine.
+                raise RecordRefused(_brief_any(exc)) from exc
             except sa.exc.DBAPIError as exc:
                 if self.write_error is None:
                     self._write_failing_since = time.time()
                     log.error("store_unwritable", error=_brief(exc))
                 self.write_error = _brief(exc)
                 raise
+            except sa.exc.StatementError as exc:  # a value the driver could not take
+                raise RecordRefused(_brief_any(exc)) from exc
             if self.write_error is not None:
                 down = time.time() - (self._write_failing_since or time.time())
                 log.warning("store_writable_again", down_seconds=round(down, 1))
