@@ -9,7 +9,7 @@ leader's alone; every transition they produce goes through the
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import anyio
 import structlog
@@ -20,10 +20,15 @@ from watcher.app.health import Health, Progress
 from watcher.app.metrics import Metrics
 from watcher.app.sdnotify import Notifier
 from watcher.config import Config
+from watcher.deliver.dispatch import Dispatcher
 from watcher.detect.digest import digest_transition, heartbeat, summarize
+from watcher.model.outbox import Envelope
+from watcher.model.transitions import store_unwritable
 from watcher.record.recorder import Recorder
 
 log = structlog.get_logger(__name__)
+
+STORE_ALERT_AFTER = 60.0  # seconds of refused writes before the store's own alert goes out
 
 
 class Chores:
@@ -42,6 +47,8 @@ class Chores:
         health: Health,
         progress: Progress,
         notifier: Notifier,
+        dispatcher: Dispatcher,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
         self.recorder = recorder
@@ -53,6 +60,10 @@ class Chores:
         self.health = health
         self.progress = progress
         self.notifier = notifier
+        self.dispatcher = dispatcher  # for the one message that cannot go through the outbox
+        self.clock = clock
+        self._store_failing_since: float | None = None  # on ``clock``
+        self._store_alerted = False
 
     async def housekeeping(self) -> None:
         """Keeps the outbox from growing forever (``delivery.retention``)."""
@@ -82,6 +93,29 @@ class Chores:
                 log.warning("claims_released", owner=owner, deliveries=count, reason="replica gone")
             released += count
         return released
+
+    async def watch_store(self) -> None:
+        """A store that has refused every write for :data:`STORE_ALERT_AFTER` seconds cannot
+        record the alert about itself: ``watcher.store.unwritable`` goes straight to the
+        sinks routed for it, once per spell (by every replica that sees it: with the
+        database down there is no leader to ask)."""
+        failing = self.store.write_error or self.store.standing_error
+        now = self.clock()
+        if failing is None:
+            if self._store_alerted:
+                log.warning("store_writable_after_alert")
+            self._store_failing_since, self._store_alerted = None, False
+            return
+        if self._store_failing_since is None:
+            self._store_failing_since = now
+        if self._store_alerted or now - self._store_failing_since < STORE_ALERT_AFTER:
+            return
+        self._store_alerted = True
+        since = time.time() - (now - self._store_failing_since)
+        transition = store_unwritable(self.ownership.replica, since, failing)
+        sinks = self.recorder.router.sinks_for(transition, time.time())
+        sent = await self.dispatcher.send_direct(Envelope(transition, time.time()), sinks)
+        log.error("store_alert_sent", sinks=sent, routed=list(sinks), error=failing)
 
     async def send_digest(self, now: float | None = None) -> None:
         """``watcher.digest`` over the last ``digest.period`` to the digest's sinks."""

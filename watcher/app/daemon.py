@@ -211,6 +211,7 @@ class Watcher:
             health=self.health,
             progress=self.progress,
             notifier=self.notifier,
+            dispatcher=self.dispatcher,
         )
 
     async def __aexit__(

@@ -32,6 +32,7 @@ from watcher.record.pipeline import CycleOutcome, Pipeline
 log = structlog.get_logger(__name__)
 
 STATS_EVERY = 5.0  # at most this many seconds between reads of the store for gauges/STATUS
+STORE_EVERY = 5.0  # seconds between looks at whether the store refuses writes
 RELEASE_EVERY = 2.0  # seconds between looks for the claims of replicas that died
 
 Action = Callable[[], Awaitable[object]]
@@ -182,6 +183,9 @@ def plan(
             CronTrigger.from_crontab(config.digest.cron, timezone=config.digest.timezone),
             grace=3600,  # a digest a little late beats no digest
         )
+    schedule.on(
+        "store", chores.watch_store, IntervalTrigger(seconds=STORE_EVERY), start=first, grace=1
+    )
     # A dead replica's delivery claims go back within seconds, not after the lease.
     schedule.on(
         "claims",

@@ -21,7 +21,7 @@ from __future__ import annotations
 import random
 import time
 from collections import defaultdict, deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -32,7 +32,7 @@ from watcher.abc import Outbox, Sink
 from watcher.config import DeliveryConfig
 from watcher.deliver.retry import backoff
 from watcher.exceptions import DeliveryError
-from watcher.model.outbox import PendingDelivery
+from watcher.model.outbox import Envelope, PendingDelivery
 
 
 class DeliveryMetrics(Protocol):
@@ -50,6 +50,7 @@ log = structlog.get_logger(__name__)
 BATCH = 1000  # pending rows read per pass
 LEASE = 60.0  # seconds a claimed delivery stays ours (longer than any one send)
 IDLE_WAIT = 1.0  # seconds between passes when nothing is due and nobody woke us
+DIRECT_TIMEOUT = 30.0  # seconds for one sink to take a message sent outside the outbox
 # Messages per concurrency slot claimed in one round: fewer transactions, at the price of
 # leases that long (a killed replica's claimed deliveries wait that many leases).
 ROUND_PER_SLOT = 4
@@ -116,6 +117,24 @@ class Dispatcher:
         while sent and sent[0] <= now - 60:
             sent.popleft()
         return max(0, policy.max_per_minute - len(sent))
+
+    async def send_direct(self, envelope: Envelope, sinks: Sequence[str]) -> list[str]:
+        """Deliver ``envelope`` now to ``sinks``, outside the outbox (for when the store
+        itself cannot be written): one attempt each, nothing recorded; returns the sinks
+        that accepted it."""
+        accepted = []
+        for name in sinks:
+            sink = self.sinks.get(name)
+            if sink is None:
+                continue
+            try:
+                with anyio.fail_after(DIRECT_TIMEOUT):
+                    await sink.send([envelope])
+            except (DeliveryError, TimeoutError) as exc:
+                log.error("direct_delivery_failed", sink=name, error=str(exc)[:300])
+                continue
+            accepted.append(name)
+        return accepted
 
     async def run_once(self) -> int:
         """One pass over the due deliveries; returns how many were attempted."""

@@ -147,6 +147,20 @@ def source_unreachable(source: str, since: float, reason: str) -> Transition:
     )
 
 
+def store_unwritable(replica: str, since: float, reason: str) -> Transition:
+    """``watcher.store.unwritable``: the state store has refused every write since
+    ``since`` (as ``replica`` sees it): nothing new can be recorded or marked delivered."""
+    return _about_source(
+        types.STORE_UNWRITABLE,
+        "watcher",
+        since,
+        since,
+        reason=reason[:500],
+        since=rfc3339(since),
+        replica=replica,
+    )
+
+
 def source_degraded(source: str, since: float, reason: str) -> Transition:
     """``watcher.source.degraded``: the source works in a lesser way since ``since`` (its
     event streams refused or failing: polling alone goes on)."""

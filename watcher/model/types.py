@@ -76,6 +76,9 @@ SOURCE_DEGRADED = "watcher.source.degraded"  # it works, in a lesser way (stream
 DIGEST = "watcher.digest"
 HEARTBEAT = "watcher.heartbeat"
 TEST = "watcher.test"
+# The state store refuses writes (disk full, read-only, database down): sent straight to the
+# sinks, since it cannot go through the outbox.
+STORE_UNWRITABLE = "watcher.store.unwritable"
 # What people did from watcher (audited, routed like any transition): ``watcher.action.*``.
 ACTION_ACKNOWLEDGED = "watcher.action.acknowledged"
 ACTION_SILENCED = "watcher.action.silenced"
@@ -98,7 +101,7 @@ JOB_SUFFIXES = frozenset(
 )
 WATCHER_TYPES = frozenset(
     {SOURCE_RETIRED, SOURCE_UNREACHABLE, SOURCE_RECOVERED, SOURCE_DEGRADED, DIGEST, HEARTBEAT}
-    | {TEST}
+    | {TEST, STORE_UNWRITABLE}
     | ACTIONS
 )
 

@@ -105,3 +105,47 @@ async def test_the_claims_of_a_replica_that_died_go_back_at_once(postgres_url: s
             assert {f"{leader.replica}#1", f"{long_name}#7"} == await store.claimants()
         finally:
             await other.aclose()
+
+
+async def test_a_store_refusing_writes_still_gets_its_alert_out(tmp_path: Path) -> None:
+    """The store cannot record the alert about itself (issue 15, item 1): after a minute of
+    refused writes, ``watcher.store.unwritable`` goes straight to the routed sinks, once
+    per spell, through the real wire."""
+    from watcher.app.chores import STORE_ALERT_AFTER
+    from watcher.app.httpserver import serve_app
+    from watcher.devtools.receiver import Receiver, generate_secret
+
+    secret = generate_secret()
+    receiver = Receiver(secret)
+    async with serve_app(receiver.app) as hook:
+        raw = {
+            "sources": [
+                {"name": "ft", "kind": "mistral-fine-tuning", "base_url": "http://127.0.0.1:9",
+                 "api_key": "k"}
+            ],
+            "state": {"url": f"sqlite:///{tmp_path}/state.db"},
+            "sinks": [{"name": "hooks", "kind": "webhook", "url": f"{hook}/h", "secret": secret}],
+        }  # fmt: skip
+        async with Watcher(validate_config(raw, env={})) as watcher:
+            clock = [1000.0]
+            watcher.chores.clock = lambda: clock[0]
+            store = watcher.store
+            store.write_error = "OperationalError: database or disk is full"  # type: ignore[misc]
+            await watcher.chores.watch_store()
+            clock[0] += STORE_ALERT_AFTER - 1
+            await watcher.chores.watch_store()
+            assert [] == receiver.accepted()  # not yet: a blip is no alert
+            clock[0] += 2
+            await watcher.chores.watch_store()
+            clock[0] += 30
+            await watcher.chores.watch_store()  # the same spell: said once
+            store.write_error = None  # type: ignore[misc]
+            await watcher.chores.watch_store()
+            store.write_error = "OperationalError: disk I/O error"  # type: ignore[misc]
+            await watcher.chores.watch_store()
+            clock[0] += STORE_ALERT_AFTER + 1
+            await watcher.chores.watch_store()  # a new spell: said again
+    got = [r for r in receiver.accepted() if r.type == "watcher.store.unwritable"]
+    assert 2 == len(got)
+    assert "database or disk is full" in got[0].data["reason"]
+    assert "disk I/O error" in got[1].data["reason"]

@@ -29,6 +29,7 @@ from watcher.model.transitions import (
     source_recovered,
     source_retired,
     source_unreachable,
+    store_unwritable,
 )
 from watcher.sources.batch import batch_facts, parse_batch_job
 from watcher.sources.fine_tuning import KIND, parse_job
@@ -92,6 +93,7 @@ def test_watcher_types_are_catalogued() -> None:
         source_unreachable("ft", T0, "timeout"),
         source_recovered("ft", T0, T0 + 60),
         source_degraded("wf", T0, "the event stream was refused"),
+        store_unwritable("replica-1", T0, "OperationalError: disk I/O error"),
         *(action_taken(t, "wf", "exec-1", by="ana", at=T0, key="k") for t in types.ACTIONS),
         digest_transition({}, T0),
         heartbeat(T0, 60, {"ft": Cursor()}, {}),
