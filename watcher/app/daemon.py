@@ -127,6 +127,7 @@ class Watcher:
             sinks=self.sinks,
             prefixes=[source.kind.prefix for source, _ in self.sources.values()],
         )
+        self.metrics.watch_store(self.store)
         await self._share(stack)
         self._assemble()
         if any(isinstance(c, SlackSinkConfig) and c.interactive for c in config.sinks):

@@ -22,7 +22,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.process_collector import ProcessCollector
 
 from watcher import __version__
-from watcher.abc import CountsFinalErrors
+from watcher.abc import CountsFinalErrors, Readiness
 from watcher.model.outbox import StoreStatus
 from watcher.model.statuses import KNOWN_STATUSES
 from watcher.model.transitions import Transition
@@ -158,6 +158,36 @@ class _SinkErrorsCollector:
         return [family]
 
 
+class _StoreHealthCollector:
+    """Whether the store takes writes, and how often its file had to be written back (the
+    SQLite file deleted or replaced under the daemon), read from the store at scrape."""
+
+    def __init__(self, store: Readiness) -> None:
+        self._store = store
+
+    def describe(self) -> Iterable[Metric]:
+        return self._families()
+
+    def collect(self) -> Iterable[Metric]:
+        return self._families()
+
+    def _families(self) -> list[Metric]:
+        writable = GaugeMetricFamily(
+            "watcher_store_writable",
+            "1 while the state store takes writes, 0 while it refuses them (or its file is"
+            " lost and not yet written back).",
+        )
+        store = self._store
+        failing = store.write_error is not None or store.standing_error is not None
+        writable.add_metric([], 0.0 if failing else 1.0)
+        restores = CounterMetricFamily(
+            "watcher_store_file_restores",
+            "Times the SQLite file was found deleted or replaced and written back.",
+        )
+        restores.add_metric([], float(getattr(store, "restores", 0)))
+        return [writable, restores]
+
+
 class Metrics:
     """Every metric of one daemon, registered in :attr:`registry` (not the global one)."""
 
@@ -264,6 +294,10 @@ class Metrics:
         for source in self.sources:
             for outcome in POLL_OUTCOMES:
                 self.polls.labels(source, outcome)  # every series exists from the start
+
+    def watch_store(self, store: Readiness) -> None:
+        """Expose the store's own health (writable, file restores)."""
+        self.registry.register(_StoreHealthCollector(store))
 
     # --- what the daemon's parts report ----------------------------------------------------
 

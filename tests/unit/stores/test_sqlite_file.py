@@ -95,3 +95,27 @@ async def test_a_file_that_cannot_be_written_back_fails_readiness_and_keeps_the_
     finally:
         await store.aclose()
     assert {f"t{n}" for n in range(1, 6)} <= _ids(path)
+
+
+async def test_metrics_say_the_file_was_written_back(tmp_path: Path) -> None:
+    """/metrics: ``watcher_store_file_restores_total`` counts the write-backs and
+    ``watcher_store_writable`` is 1 once the file is back."""
+    from prometheus_client import generate_latest
+
+    from watcher.app.metrics import Metrics
+
+    path = tmp_path / "state.db"
+    store = await _store(path)
+    metrics = Metrics(process=False)
+    metrics.watch_store(store)
+    try:
+        await _history(store, 1, 1)
+        path.unlink()
+        await _history(store, 2, 1)
+        text = generate_latest(metrics.registry).decode()
+        assert "watcher_store_file_restores_total 1.0" in text
+        assert "watcher_store_writable 1.0" in text
+        store.standing_error = "database file deleted, cannot write it back"
+        assert "watcher_store_writable 0.0" in generate_latest(metrics.registry).decode()
+    finally:
+        await store.aclose()
