@@ -20,6 +20,7 @@ import structlog
 
 from watcher.app.logging import configure
 from watcher.cli import previews, silences, views
+from watcher.cli.failures import one_line
 from watcher.cli.schema import config_schema, events_schema
 from watcher.config import (
     Config,
@@ -65,8 +66,12 @@ def dispatch(args: argparse.Namespace) -> int:
         return anyio.run(work, config, args)
     except KeyboardInterrupt:
         return EXIT_OK
-    except Exception:
-        structlog.get_logger(__name__).exception("watcher_failed")
+    except Exception as exc:
+        said = one_line(exc)
+        if said is None:  # a bug: the whole story, in the log
+            structlog.get_logger(__name__).exception("watcher_failed")
+        else:
+            print(f"watcher {command}: {said}", file=sys.stderr)
         return EXIT_FAILURE
 
 
@@ -121,6 +126,12 @@ def simulate(args: argparse.Namespace) -> int:
     def ready(base_url: str) -> None:
         print(format_banner(base_url, args.api_key), flush=True)
 
+    if not 0 <= args.port <= 65535:
+        print(f"watcher simulate: --port {args.port}: not a TCP port (0-65535)", file=sys.stderr)
+        return EXIT_USAGE
+    if not args.speed > 0:
+        print(f"watcher simulate: --speed {args.speed:g}: must be above 0", file=sys.stderr)
+        return EXIT_USAGE
     try:
         anyio.run(
             lambda: run_simulator(
@@ -135,9 +146,12 @@ def simulate(args: argparse.Namespace) -> int:
         )
     except KeyboardInterrupt:
         return EXIT_OK
-    except (ValueError, OSError) as exc:
-        print(f"watcher simulate: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    except Exception as exc:
+        said = one_line(exc)
+        if said is None:
+            raise
+        print(f"watcher simulate: {said}", file=sys.stderr)
+        return EXIT_FAILURE
     return EXIT_OK
 
 
