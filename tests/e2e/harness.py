@@ -110,6 +110,18 @@ def write_config(
     )
 
 
+def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``python -m watcher ARGS`` as a user runs it: its exit code, stdout and stderr."""
+    return subprocess.run(
+        [sys.executable, "-m", "watcher", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
+
+
 def free_port() -> int:
     """A loopback TCP port nobody listens on (now)."""
     with socket.socket() as s:

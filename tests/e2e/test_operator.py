@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
 
-from tests.e2e.harness import CONSOLE, config, source, webhook, write
+from tests.e2e.harness import CONSOLE, cli, config, source, webhook, write
 from watcher.app.httpserver import serve_app
 from watcher.devtools.receiver import Receiver, generate_secret
 from watcher.devtools.simulator import JobSpec, simulator
@@ -22,13 +21,7 @@ SECRET = generate_secret()
 
 
 def watcher(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "watcher", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return cli(*args)
 
 
 async def run(*args: str) -> subprocess.CompletedProcess[str]:

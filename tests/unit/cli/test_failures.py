@@ -6,24 +6,17 @@ from __future__ import annotations
 
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.harness import CONSOLE, config, source, write
+from tests.e2e.harness import CONSOLE, cli, config, source, write
 from watcher.cli.failures import one_line
 from watcher.exceptions import SourceUnavailable
 
 
 def watcher(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "watcher", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return cli(*args)
 
 
 def cfg(tmp_path: Path, **parts: object) -> str:

@@ -8,14 +8,13 @@ from __future__ import annotations
 import os
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import anyio
 import pytest
 
-from tests.e2e.harness import CONSOLE, config, source, write
+from tests.e2e.harness import CONSOLE, cli, config, source, write
 from watcher.model.outbox import Routed
 from watcher.model.snapshot import Cursor, Snapshot
 from watcher.model.transitions import Transition
@@ -25,14 +24,7 @@ HOSTILE = "[/bold][link=https://evil.example]x[/link]\x1b]8;;https://evil\x07\u2
 
 
 def watcher(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "watcher", *args],
-        env={**os.environ, "COLUMNS": "400"},  # one table row per line
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return cli(*args, env={**os.environ, "COLUMNS": "400"})  # one table row per line
 
 
 def prepare(tmp_path: Path, *, last_poll_ago: float) -> str:
