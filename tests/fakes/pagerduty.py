@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,6 +9,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+
+from tests.fakes.strict import strict_json
 
 ROUTING_KEY = "R0ut1ngK3yS3cr3t0000000000000042"
 SEVERITIES = {"critical", "error", "warning", "info"}
@@ -58,7 +59,7 @@ class FakePagerDuty:
         if request.headers.get("content-type") != "application/json":
             return JSONResponse({"status": "invalid event", "message": "Bad content type"}, 400)
         try:
-            event = json.loads(await request.body())
+            event = strict_json(await request.body())  # strict, as PagerDuty is
         except ValueError:
             return JSONResponse({"status": "invalid event", "message": "Invalid JSON"}, 400)
         errors = self.problems(event)

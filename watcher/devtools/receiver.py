@@ -25,6 +25,7 @@ import base64
 import contextlib
 import json
 import os
+import re
 import secrets
 import signal
 import time
@@ -43,6 +44,7 @@ from starlette.routing import Route
 
 from watcher.app.httpserver import serve_app
 
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 SECRET_ENV = "WATCHER_RECEIVER_SECRET"  # noqa: S105 - a variable name, not a secret
 
 
@@ -83,6 +85,27 @@ class Received:
             "status": self.status,
             "path": self.path,
         }
+
+
+def _unreadable(body: bytes) -> str | None:
+    """Why a strict receiver refuses ``body`` (invalid UTF-8, or a lone surrogate escaped
+    in its JSON, which no UTF-8 string can hold), else ``None``."""
+    try:
+        parsed = json.loads(body.decode("utf-8"), parse_constant=str)
+    except UnicodeDecodeError:
+        return "invalid UTF-8"
+    except ValueError:
+        return None  # not JSON: the signature decides
+    pending: list[Any] = [parsed]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            pending += [*item.keys(), *item.values()]
+        elif isinstance(item, list):
+            pending += item
+        elif isinstance(item, str) and _SURROGATE.search(item):
+            return "lone surrogate"
+    return None
 
 
 class Receiver:
@@ -194,6 +217,7 @@ class Receiver:
         body = await request.body()
         headers = {key.lower(): value for key, value in request.headers.items()}
         valid, error = self._verify(body, headers)
+        unreadable = _unreadable(body)
         try:
             parsed = json.loads(body, parse_constant=str)  # NaN would break /_received
         except (ValueError, UnicodeDecodeError):
@@ -219,6 +243,8 @@ class Receiver:
             status, message = self._fail_status, "told to fail"
             if self._fail_retry_after is not None:
                 extra["retry-after"] = self._fail_retry_after
+        elif unreadable is not None:  # a strict receiver, as many are
+            status, message = 400, unreadable
         elif not valid:
             status, message = 401, "invalid signature"
         else:

@@ -52,16 +52,23 @@ def json_safe(value: Any, depth: int = 0) -> Any:
     receiver refuses the body, a database the row) replaced by U+FFFD, and anything nested
     deeper than :data:`MAX_DEPTH` replaced by :data:`TOO_DEEP` (a hostile answer must not
     exhaust the recursion of every later walk or encoder)."""
+    kind = type(value)
+    if kind is str:
+        return value if value.isascii() else valid_text(value)
+    if kind is int or kind is bool or value is None:
+        return value  # the common cases first: a payload holds many of them
+    if kind is float or isinstance(value, float):
+        if math.isfinite(value):
+            return value
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if kind is dict or kind is list or isinstance(value, Mapping | list | tuple):
+        if depth >= MAX_DEPTH:
+            return TOO_DEEP
+        if kind is dict or (kind is not list and isinstance(value, Mapping)):
+            return {json_safe(str(k)): json_safe(v, depth + 1) for k, v in value.items()}
+        return [json_safe(v, depth + 1) for v in value]
     if isinstance(value, str):
         return valid_text(value)
-    if isinstance(value, float) and not math.isfinite(value):
-        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
-    if isinstance(value, Mapping | list | tuple) and depth >= MAX_DEPTH:
-        return TOO_DEEP
-    if isinstance(value, Mapping):
-        return {json_safe(str(k)): json_safe(v, depth + 1) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(v, depth + 1) for v in value]
     return value
 
 
