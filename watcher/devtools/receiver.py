@@ -25,7 +25,6 @@ import base64
 import contextlib
 import json
 import os
-import re
 import secrets
 import signal
 import time
@@ -44,7 +43,6 @@ from starlette.routing import Route
 
 from watcher.app.httpserver import serve_app
 
-_SURROGATE = re.compile(r"[\ud800-\udfff]")
 SECRET_ENV = "WATCHER_RECEIVER_SECRET"  # noqa: S105 - a variable name, not a secret
 
 
@@ -92,19 +90,11 @@ def _unreadable(body: bytes) -> str | None:
     in its JSON, which no UTF-8 string can hold), else ``None``."""
     try:
         parsed = json.loads(body.decode("utf-8"), parse_constant=str)
-    except UnicodeDecodeError:
-        return "invalid UTF-8"
+        json.dumps(parsed, ensure_ascii=False).encode("utf-8")  # a surrogate raises
+    except UnicodeError:
+        return "invalid UTF-8 or a lone surrogate"
     except ValueError:
         return None  # not JSON: the signature decides
-    pending: list[Any] = [parsed]
-    while pending:
-        item = pending.pop()
-        if isinstance(item, dict):
-            pending += [*item.keys(), *item.values()]
-        elif isinstance(item, list):
-            pending += item
-        elif isinstance(item, str) and _SURROGATE.search(item):
-            return "lone surrogate"
     return None
 
 
