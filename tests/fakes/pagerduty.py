@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,7 +10,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from tests.fakes.strict import strict_json
+
 ROUTING_KEY = "R0ut1ngK3yS3cr3t0000000000000042"
+MAX_BODY = 512 * 1024  # PagerDuty refuses bigger events
 SEVERITIES = {"critical", "error", "warning", "info"}
 
 
@@ -57,8 +59,11 @@ class FakePagerDuty:
             return JSONResponse(body, status_code=code, headers=headers)
         if request.headers.get("content-type") != "application/json":
             return JSONResponse({"status": "invalid event", "message": "Bad content type"}, 400)
+        body = await request.body()
+        if len(body) > MAX_BODY:
+            return JSONResponse({"status": "invalid event", "message": "Event too large"}, 400)
         try:
-            event = json.loads(await request.body())
+            event = strict_json(body)  # strict, as PagerDuty is
         except ValueError:
             return JSONResponse({"status": "invalid event", "message": "Invalid JSON"}, 400)
         errors = self.problems(event)

@@ -54,6 +54,7 @@ from starlette.routing import Route
 
 from tests.fakes.slack_interactive import SocketModeServer
 from tests.fakes.slack_payload import PayloadError, validate
+from tests.fakes.strict import strict_json
 from tests.waiting import wait_until
 
 
@@ -312,7 +313,7 @@ class FakeSlack:
                 "rate_limited", status_code=429, headers={"retry-after": str(math.ceil(wait))}
             )
         try:
-            payload = json.loads(body)
+            payload = strict_json(body)
             validate(payload)
         except PayloadError as exc:
             self._reject("webhook", hook, 400, str(exc), body)
@@ -355,7 +356,7 @@ class FakeSlack:
                 if isinstance(payload.get("blocks"), str):
                     payload["blocks"] = json.loads(payload["blocks"])
             else:
-                payload = json.loads(body)
+                payload = strict_json(body)
         except (ValueError, UnicodeDecodeError):
             return None, refuse("invalid_json"), body, headers
         if not isinstance(payload, dict):

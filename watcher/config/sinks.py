@@ -82,6 +82,8 @@ class WebhookSinkConfig(_SinkConfig):
     secret: Secret | None = None
     timeout: Duration = 10.0
     headers: dict[str, str] = {}  # noqa: RUF012 (a pydantic field)
+    # Bodies past this many bytes have their data trimmed (marked data.truncated: true).
+    max_body: Annotated[int, Field(ge=4096, le=64 * 1024 * 1024)] = 256 * 1024
 
     @field_validator("url")
     @classmethod

@@ -8,7 +8,9 @@ transitions between the two, in the order they happened:
   authority: an event ahead of it waits for the next poll);
 - new checkpoints (step number and metrics);
 - ``fine_tuned_model`` becoming available;
-- other new events.
+- other new events;
+
+at most :data:`~watcher.detect.overflow.MAX_PER_JOB` of them, the excess grouped into one.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from watcher.detect.overflow import cap
 from watcher.model import types
 from watcher.model.jobs import Checkpoint, Event, Job
 from watcher.model.snapshot import JobKind, Snapshot
@@ -338,4 +341,8 @@ def diff(
         seen_checkpoints=frozenset(seen_checkpoints),
         marks=previous.marks if previous else {},
     )
-    return snapshot, found.ordered()
+    # At most MAX_PER_JOB transitions: the excess of a flooding answer is grouped.
+    transitions = cap(
+        found.ordered(), source=source, job_id=current.id, prefix=kind.prefix, job=job_view
+    )
+    return snapshot, transitions

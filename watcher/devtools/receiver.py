@@ -85,6 +85,19 @@ class Received:
         }
 
 
+def _unreadable(body: bytes) -> str | None:
+    """Why a strict receiver refuses ``body`` (invalid UTF-8, or a lone surrogate escaped
+    in its JSON, which no UTF-8 string can hold), else ``None``."""
+    try:
+        parsed = json.loads(body.decode("utf-8"), parse_constant=str)
+        json.dumps(parsed, ensure_ascii=False).encode("utf-8")  # a surrogate raises
+    except UnicodeError:
+        return "invalid UTF-8 or a lone surrogate"
+    except ValueError:
+        return None  # not JSON: the signature decides
+    return None
+
+
 class Receiver:
     """Verifies and records webhooks; behaviour controls for tests (see the module doc).
 
@@ -194,6 +207,7 @@ class Receiver:
         body = await request.body()
         headers = {key.lower(): value for key, value in request.headers.items()}
         valid, error = self._verify(body, headers)
+        unreadable = _unreadable(body)
         try:
             parsed = json.loads(body, parse_constant=str)  # NaN would break /_received
         except (ValueError, UnicodeDecodeError):
@@ -219,6 +233,8 @@ class Receiver:
             status, message = self._fail_status, "told to fail"
             if self._fail_retry_after is not None:
                 extra["retry-after"] = self._fail_retry_after
+        elif unreadable is not None:  # a strict receiver, as many are
+            status, message = 400, unreadable
         elif not valid:
             status, message = 401, "invalid signature"
         else:

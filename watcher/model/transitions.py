@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -36,18 +37,38 @@ MAX_DEPTH = 64  # levels of nesting a payload keeps (an API's metadata or event 
 TOO_DEEP = f"<nested deeper than {MAX_DEPTH} levels>"
 
 
+_SURROGATES = re.compile(r"[\ud800-\udfff]")
+
+
+def valid_text(text: str) -> str:
+    """``text`` with every lone surrogate (a hostile API's ``"\\ud800"``: valid in a JSON
+    escape, invalid in UTF-8) replaced by U+FFFD."""
+    return _SURROGATES.sub("\ufffd", text)
+
+
 def json_safe(value: Any, depth: int = 0) -> Any:
     """``value`` with non-finite floats (NaN, inf: valid metrics, invalid JSON) as strings,
-    and anything nested deeper than :data:`MAX_DEPTH` replaced by :data:`TOO_DEEP` (a
-    hostile answer must not exhaust the recursion of every later walk or encoder)."""
-    if isinstance(value, float) and not math.isfinite(value):
+    lone surrogates in strings and keys (valid in a JSON escape, invalid in UTF-8: a strict
+    receiver refuses the body, a database the row) replaced by U+FFFD, and anything nested
+    deeper than :data:`MAX_DEPTH` replaced by :data:`TOO_DEEP` (a hostile answer must not
+    exhaust the recursion of every later walk or encoder)."""
+    kind = type(value)
+    if kind is str:
+        return value if value.isascii() else valid_text(value)
+    if kind is int or kind is bool or value is None:
+        return value  # the common cases first: a payload holds many of them
+    if kind is float or isinstance(value, float):
+        if math.isfinite(value):
+            return value
         return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
-    if isinstance(value, Mapping | list | tuple) and depth >= MAX_DEPTH:
-        return TOO_DEEP
-    if isinstance(value, Mapping):
-        return {str(k): json_safe(v, depth + 1) for k, v in value.items()}
-    if isinstance(value, list | tuple):
+    if kind is dict or kind is list or isinstance(value, Mapping | list | tuple):
+        if depth >= MAX_DEPTH:
+            return TOO_DEEP
+        if kind is dict or (kind is not list and isinstance(value, Mapping)):
+            return {json_safe(str(k)): json_safe(v, depth + 1) for k, v in value.items()}
         return [json_safe(v, depth + 1) for v in value]
+    if isinstance(value, str):
+        return valid_text(value)
     return value
 
 

@@ -27,6 +27,9 @@ JOB_PREFIXES = (FINE_TUNING_JOB, BATCH_JOB, WORKFLOW_EXECUTION, WORKFLOW_ACTIVIT
 EVENT = "event"
 CHECKPOINT = "checkpoint"
 MODEL_READY = "model_ready"
+# More facts about one job in one cycle than a cycle reports: the excess, counted
+# (:mod:`watcher.detect.overflow`).
+GROUPED = "grouped"
 # What a family reports of its own (batch: :func:`watcher.sources.batch.batch_facts`).
 PROGRESS = "progress"
 ERRORS_RISING = "errors_rising"
@@ -94,7 +97,7 @@ WATCHER_PREFIX = "watcher"
 # What follows a job prefix in a known type.
 JOB_SUFFIXES = frozenset(
     {status_slug(s) for s in KNOWN_STATUSES}
-    | {EVENT, CHECKPOINT, MODEL_READY}
+    | {EVENT, CHECKPOINT, MODEL_READY, GROUPED}
     | FAMILY_FACTS
     | {COST_EXCEEDED, METRIC_REGRESSED, RETRY_STORM}
     | {f"{alert}{end}" for alert in TIME_ALERTS for end in ("", f".{RESOLVED}")}

@@ -10,6 +10,7 @@ Pure functions, no I/O.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 import unicodedata
@@ -46,6 +47,24 @@ def clean(value: object, limit: int | None = 80, *, mark: str = "") -> str:
     if limit is not None and len(text) > limit:
         text = text[: max(limit - 1, 0)].rstrip() + ELLIPSIS
     return text
+
+
+def exact(value: str, *, reserved: str = "") -> str:
+    """``value`` as a key part that tells it apart from every other value: itself when it
+    is plain text (what :func:`clean` leaves unchanged, without ``~`` or a ``reserved``
+    separator), else its cleaned form with ``~`` and a hash of the exact value.
+
+    Ids that differ only in invisible characters (a zero-width space, a bidi mark, NBSP
+    for a space, a lone surrogate) are shown alike but are different jobs: their keys (an
+    alert's ``dedup_key``, a thread's) must differ, or one job's success closes another's
+    incident. Plain ids keep the key they always had."""
+    if clean(value, None) == value and "~" not in value and not set(reserved) & set(value):
+        return value
+    raw = value.encode("utf-8", errors="surrogatepass")
+    shown = clean(value, 64, mark=" ").replace("~", "-")
+    for separator in reserved:
+        shown = shown.replace(separator, "-")
+    return f"{shown}~{hashlib.sha256(raw).hexdigest()[:16]}"
 
 
 def finite(value: object) -> float | None:

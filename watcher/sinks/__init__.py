@@ -75,6 +75,7 @@ def build_sink(
             timeout=config.timeout,
             headers=config.headers,
             scrubber=scrubber,
+            max_body=config.max_body,
         )
     if isinstance(config, SlackSinkConfig):
         from watcher.sinks.slack import SlackSink

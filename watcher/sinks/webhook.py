@@ -3,7 +3,10 @@
 Each envelope is POSTed on its own (Standard Webhooks: one message per ``webhook-id``) with
 ``webhook-id`` (the transition id, stable across re-sends so that receivers can deduplicate),
 ``webhook-timestamp`` and, when a secret is configured, ``webhook-signature``. The body is the
-compact JSON ``{"type", "timestamp", "data"}`` of README.md, "Webhook format".
+compact JSON ``{"type", "timestamp", "data"}`` of README.md, "Webhook format", in valid UTF-8
+(lone surrogates from a hostile API replaced by U+FFFD) and at most ``max_body`` bytes: a
+bigger one has its ``data`` trimmed field by field (long strings cut with "…", long lists and
+objects shortened, what identifies the job kept) and says so with ``data.truncated: true``.
 
 The URL may carry credentials (userinfo, tokens in the path or query): errors and logs only
 ever show :func:`redact_url`'s form, and response excerpts are scrubbed of every known secret.
@@ -11,7 +14,6 @@ ever show :func:`redact_url`'s form, and response excerpts are scrubbed of every
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -26,11 +28,15 @@ from watcher.deliver.exchange import post, refusal
 from watcher.deliver.redact import Scrubber, redact_url
 from watcher.deliver.retry import Verdict
 from watcher.exceptions import DeliveryError
+from watcher.model.fitting import encode, fit
 from watcher.model.outbox import Envelope
 from watcher.model.secrets import Secret
 from watcher.model.webhooks import check_headers, decode_secret
 
 log = structlog.get_logger(__name__)
+
+DEFAULT_MAX_BODY = 256 * 1024  # bytes; receivers commonly refuse 1 MB, some 256 KB
+MIN_BODY = 4096  # what the smallest trimmed body (the job's identity) always fits in
 
 
 class WebhookSink:
@@ -51,8 +57,12 @@ class WebhookSink:
         headers: Mapping[str, str] | None = None,
         clock: Callable[[], float] = time.time,
         scrubber: Scrubber | None = None,
+        max_body: int = DEFAULT_MAX_BODY,
     ) -> None:
         self.name = name
+        if max_body < MIN_BODY:
+            raise ValueError(f"webhook {name!r}: max_body must be at least {MIN_BODY} bytes")
+        self._max_body = max_body
         self._redacted = redact_url(url)
         parts = urlsplit(url)
         if parts.scheme.lower() not in ("http", "https") or self._redacted == "<invalid url>":
@@ -95,15 +105,24 @@ class WebhookSink:
     async def aclose(self) -> None:
         """Nothing to release: the ``httpx`` client is shared and owned by the caller."""
 
-    def _encode(self, envelope: Envelope) -> str:
+    def _encode(self, envelope: Envelope) -> bytes:
+        """The body: valid UTF-8, at most ``max_body`` bytes (``data`` trimmed and marked
+        ``truncated`` when the whole would not fit)."""
         payload = envelope.transition.payload(envelope.detected_at)
-        body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False, default=str)
-        try:
-            body.encode("utf-8")
-        except UnicodeEncodeError:
-            # Lone surrogates from hostile API strings cannot be UTF-8: escape everything.
-            body = json.dumps(payload, separators=(",", ":"), ensure_ascii=True, default=str)
-        return body
+        body = encode(payload)
+        if len(body) <= self._max_body:
+            return body
+        data = payload["data"]
+        room = self._max_body - len(encode({**payload, "data": {}})) - len(',"truncated":true')
+        fitted, _ = fit(data, room)
+        log.warning(
+            "webhook_body_trimmed",
+            sink=self.name,
+            transition_id=envelope.transition.id,
+            size=len(body),
+            max_body=self._max_body,
+        )
+        return encode({**payload, "data": {**fitted, "truncated": True}})
 
     async def _send_one(self, envelope: Envelope) -> None:
         transition = envelope.transition
@@ -121,7 +140,7 @@ class WebhookSink:
         signature = ""
         if self._webhook is not None:
             moment = datetime.fromtimestamp(timestamp, tz=UTC)
-            signature = self._webhook.sign(transition.id, moment, body)
+            signature = self._webhook.sign(transition.id, moment, body.decode("utf-8"))
             headers["webhook-signature"] = signature
         where = f"webhook {self.name!r} ({self._redacted})"
 
@@ -129,7 +148,7 @@ class WebhookSink:
         answer = await post(
             self._client,
             self._url,
-            content=body.encode("utf-8"),
+            content=body,
             headers=headers,
             deadline_seconds=self._timeout,
             where=where,

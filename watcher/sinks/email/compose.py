@@ -30,7 +30,9 @@ def _token(value: object, limit: int = 64) -> str:
 
 
 def _digest(*parts: object) -> str:
-    return hashlib.sha256("\x1f".join(map(str, parts)).encode("utf-8", "replace")).hexdigest()
+    # surrogatepass: ids that differ only in lone surrogates must not share a digest.
+    raw = "\x1f".join(map(str, parts)).encode("utf-8", "surrogatepass")
+    return hashlib.sha256(raw).hexdigest()
 
 
 def message_id(batch: Sequence[Envelope]) -> str:

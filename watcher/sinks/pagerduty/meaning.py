@@ -15,7 +15,7 @@ from watcher.model import types
 from watcher.model.statuses import CANCELLED, FAILED, SUCCEEDED
 from watcher.model.transitions import Transition
 from watcher.render import workflows
-from watcher.render.text import clean
+from watcher.render.text import clean, exact
 
 EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
 SEVERITIES = frozenset({"critical", "error", "warning", "info"})
@@ -76,8 +76,11 @@ def _short_id(job_id: str) -> str:
 
 
 def dedup_key(*parts: str) -> str:
-    """``watcher/part/part…``, at most 255 characters (a hash stands in for the overflow)."""
-    key = "/".join(("watcher", *(sanitize(p) or "-" for p in parts)))
+    """``watcher/part/part…``, at most 255 characters (a hash stands in for the overflow).
+
+    Each part is exact (:func:`exact`): ids that differ only in invisible characters (or
+    hold a ``/``) get a hash of the raw id, so two jobs never share an incident."""
+    key = "/".join(("watcher", *(exact(p, reserved="/") or "-" for p in parts)))
     if len(key) <= MAX_DEDUP_KEY:
         return key
     digest = hashlib.sha256(key.encode("utf-8", errors="surrogatepass")).hexdigest()[:32]

@@ -17,6 +17,7 @@ from watcher.deliver.exchange import post, refusal
 from watcher.deliver.redact import Scrubber, redact_url
 from watcher.deliver.retry import Verdict
 from watcher.model import types
+from watcher.model.fitting import encode, fit
 from watcher.model.outbox import Envelope
 from watcher.model.secrets import Secret
 from watcher.model.transitions import Transition
@@ -39,22 +40,8 @@ log = structlog.get_logger(__name__)
 MAX_FIELD = 255  # our own cap for source, component, group, class
 MAX_EVENT_BYTES = 500_000  # PagerDuty refuses events over 512 KB; keep a margin
 RATE_LIMIT_WAIT = 30.0  # PagerDuty: "retry 3 times with each request being 30 seconds apart"
-# What identifies a job when an event must shrink: the job's own fields, each family's.
-_KEEP = (
-    "id", "status", "model", "job_type", "suffix", "fine_tuned_model",
-    "workflow_name", "deployment_name", "run_id", "parent_execution_id", "root_execution_id",
-    "attempt",
-)  # fmt: skip
 # A Workflows execution's tree, on top of the payload data (a failed child names its root).
 _TREE = ("workflow_name", "deployment_name", "run_id", "parent_execution_id", "root_execution_id")
-
-
-def _small(value: Any) -> Any:
-    """A scalar kept when an event must shrink: text cut to 1000 characters, structures
-    dropped (``None``)."""
-    if isinstance(value, str):
-        return value[:1000]
-    return value if isinstance(value, int | float | bool) or value is None else None
 
 
 class PagerDutySink:
@@ -190,25 +177,20 @@ class PagerDutySink:
         return event
 
     def _encode(self, event: dict[str, Any]) -> bytes:
-        raw = json.dumps(event, separators=(",", ":"), ensure_ascii=True, default=str).encode()
+        """The event as valid UTF-8 JSON within :data:`MAX_EVENT_BYTES`: a job carrying a
+        600 KB suffix, a huge error list or thousands of metadata keys must still page, so
+        ``custom_details`` is trimmed field by field (:func:`fit`, marked ``truncated``)
+        around the summary, key, severity and source, which are short already."""
+        raw = encode(event)
         if len(raw) <= MAX_EVENT_BYTES or "payload" not in event:
             return raw
-        # A job carrying a huge error list must still page: keep what identifies it.
-        details = event["payload"]["custom_details"]
-        job = details.get("job") if isinstance(details.get("job"), Mapping) else {}
-        kept = ("source", "status", "previous_status", *_TREE)
-        failure = details.get("failure")
-        message = failure.get("message") if isinstance(failure, Mapping) else None
-        event["payload"]["custom_details"] = {
-            **{k: _small(details[k]) for k in kept if k in details},
-            "occurred_at": details.get("occurred_at"),
-            "type": details.get("type"),
-            "transition_id": details.get("transition_id"),
-            "job": {k: _small(job[k]) for k in _KEEP if k in job},
-            **({"failure": {"message": _small(message)}} if message is not None else {}),
-            "truncated": True,
-        }
-        return json.dumps(event, separators=(",", ":"), ensure_ascii=True, default=str).encode()
+        payload = event["payload"]
+        details = payload["custom_details"]
+        payload["custom_details"] = {}
+        room = MAX_EVENT_BYTES - len(encode(event)) - len(',"truncated":true')
+        fitted, _ = fit(details, room)
+        payload["custom_details"] = {**fitted, "truncated": True}
+        return encode(event)
 
     async def _send_one(self, envelope: Envelope, decision: Decision) -> None:
         transition = envelope.transition

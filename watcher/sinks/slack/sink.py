@@ -24,6 +24,7 @@ from watcher.exceptions import DeliveryError
 from watcher.model.outbox import Envelope
 from watcher.model.secrets import Secret
 from watcher.render.templates import MessageTemplates
+from watcher.render.text import exact
 from watcher.sinks.slack.blocks import Formatter, Message, section
 from watcher.sinks.slack.card import Buttons, card, latest
 from watcher.sinks.slack.meaning import severity
@@ -217,7 +218,9 @@ class SlackSink:
         latest state, or posted again if someone deleted it), then the batch's reply in its
         thread (a failure also broadcast to the channel)."""
         source, job_id = key
-        state_key = f"thread:{source}:{job_id}"
+        # Exact: ids that differ only in invisible characters are two jobs, two threads
+        # (a plain id keeps the key it always had).
+        state_key = f"thread:{source}:{exact(job_id)}"
         state = self._state
         assert state is not None
         shown = latest(envelopes)

@@ -23,6 +23,7 @@ from watcher.deliver.exchange import post, refusal
 from watcher.deliver.redact import Scrubber
 from watcher.deliver.retry import Verdict
 from watcher.exceptions import DeliveryError
+from watcher.model import fitting
 from watcher.model.secrets import Secret
 
 # ok:false errors that say "not now" rather than "never".
@@ -47,11 +48,9 @@ Final = Callable[[str, str, bool], NoReturn]
 
 
 def encode(payload: Mapping[str, Any]) -> bytes:
-    body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
-    try:
-        return body.encode("utf-8")
-    except UnicodeEncodeError:  # a lone surrogate: escaped instead
-        return json.dumps(payload, separators=(",", ":"), ensure_ascii=True).encode()
+    """The request body: compact JSON in valid UTF-8 (a lone surrogate, invalid anywhere,
+    becomes U+FFFD rather than an escape a strict receiver refuses)."""
+    return fitting.encode(payload)
 
 
 class WebApi:

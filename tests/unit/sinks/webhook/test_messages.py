@@ -128,15 +128,19 @@ async def test_extra_headers_sent_but_cannot_override_protocol_headers() -> None
     assert expected == (seen[0].headers["authorization"], seen[0].headers["webhook-id"])
 
 
-async def test_lone_surrogate_is_escaped_and_still_signed() -> None:
-    """A lone surrogate from the API is sent ASCII-escaped and the signature still verifies."""
+async def test_lone_surrogate_becomes_a_replacement_character_and_is_still_signed() -> None:
+    """A lone surrogate from the API never reaches the receiver (issue 15, item 14: a strict
+    one answers 500 for ever): it becomes U+FFFD, the body is valid UTF-8 without a
+    surrogate escape, and the signature still verifies."""
     seen, handler = recorder()
-    hostile = envelope(job=job(suffix="bad\ud800"))
+    hostile = envelope(job=job(suffix="bad\ud800", metadata={"k\udc00": ["\udbff"]}))
     await make_sink(handler, clock=time.time).send([hostile])
 
+    seen[0].content.decode("utf-8")  # strict: raises on anything invalid
+    assert b"\\ud" not in seen[0].content
     payload = standardwebhooks.Webhook(SECRET).verify(seen[0].content, dict(seen[0].headers))
-    expected = "bad\ud800"
-    assert expected == payload["data"]["job"]["suffix"]
+    job_seen = payload["data"]["job"]
+    assert ("bad\ufffd", {"k\ufffd": ["\ufffd"]}) == (job_seen["suffix"], job_seen["metadata"])
 
 
 async def test_one_log_line_per_delivered_transition() -> None:
