@@ -9,6 +9,7 @@ import os
 import sqlite3
 import subprocess
 import time
+from contextlib import closing
 from pathlib import Path
 
 import anyio
@@ -27,10 +28,10 @@ def watcher(*args: str) -> subprocess.CompletedProcess[str]:
     return cli(*args, env={**os.environ, "COLUMNS": "400"})  # one table row per line
 
 
-def prepare(tmp_path: Path, *, last_poll_ago: float) -> str:
+def prepare(tmp_path: Path, *, last_poll_ago: float, interval: str = "1s") -> str:
     content = config(
         tmp_path,
-        sources=[source(base_url="http://127.0.0.1:9", api_key="k", interval="1s")],
+        sources=[source(base_url="http://127.0.0.1:9", api_key="k", interval=interval)],
         sinks=[CONSOLE],
         logging={"level": "warning", "format": "json"},
     )
@@ -59,7 +60,7 @@ def prepare(tmp_path: Path, *, last_poll_ago: float) -> str:
 
     anyio.run(fill)
     db = url.removeprefix("sqlite:///")
-    with sqlite3.connect(db) as conn:  # a sink's hostile error text too
+    with closing(sqlite3.connect(db)) as conn, conn:  # a sink's hostile error text too
         conn.execute("UPDATE deliveries SET last_error = ?", (f"HTTP 500: {HOSTILE}",))
     return str(path)
 
@@ -80,7 +81,7 @@ def test_status_shows_markup_as_text_and_says_a_source_is_stale(tmp_path: Path) 
 
 
 def test_status_is_ok_for_a_source_polled_just_now(tmp_path: Path) -> None:
-    cfg = prepare(tmp_path, last_poll_ago=0)
+    cfg = prepare(tmp_path, last_poll_ago=0, interval="60s")  # a slow machine: room to spare
     done = watcher("status", "-c", cfg)
     assert done.returncode == 0, done.stderr
     assert " ok " in done.stdout and "stale" not in done.stdout

@@ -4,6 +4,7 @@ the next write, written back from the open connection, nothing lost, said loudly
 from __future__ import annotations
 
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -29,7 +30,7 @@ async def _history(store: SQLiteStore, first: int, count: int) -> None:
 
 
 def _ids(path: Path) -> set[str]:
-    with sqlite3.connect(path) as conn:
+    with closing(sqlite3.connect(path)) as conn:
         return {row[0] for row in conn.execute("SELECT id FROM transitions")}
 
 
@@ -45,7 +46,7 @@ async def test_a_lost_file_is_written_back_and_nothing_is_lost(tmp_path: Path, h
         await _history(store, 1, 5)
         if how == "replaced":
             path.unlink()
-            with sqlite3.connect(path) as foreign:  # someone else's database now
+            with closing(sqlite3.connect(path)) as foreign, foreign:  # someone else's now
                 foreign.execute("CREATE TABLE other (x)")
         else:
             path.unlink()
@@ -70,7 +71,7 @@ async def test_a_lost_file_is_written_back_and_nothing_is_lost(tmp_path: Path, h
     if how == "replaced":
         aside = _set_aside(tmp_path)
         assert 1 == len(aside)  # the other file is kept, not overwritten
-        with sqlite3.connect(aside[0]) as conn:
+        with closing(sqlite3.connect(aside[0])) as conn:
             assert [("other",)] == conn.execute("SELECT name FROM sqlite_master").fetchall()
 
 
