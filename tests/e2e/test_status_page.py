@@ -72,6 +72,12 @@ async def daemon(tmp_path: Path) -> AsyncIterator[Daemon]:
                         return False
 
                 await wait_until(serving, within=10, what="the page to be served")
+
+            async def baseline_done() -> bool:
+                return (await watcher.store.load_cursor("ft")).baseline_done
+
+            # Jobs the tests create from here on are news (the first poll is silent).
+            await wait_until(baseline_done, within=10, what="the first poll")
             try:
                 yield Daemon(sim, receiver, watcher, url)
             finally:
