@@ -1,6 +1,7 @@
 """The status page in a real browser (the system's Chromium driven by Playwright) against
 the daemon and the simulator on loopback: jobs appear and change status without a reload, a
-dead letter's Retry delivers it, the buttons are guarded, API text stays text, and
+dead letter's Retry delivers it, a silence is added and expired, the buttons are guarded, API
+text stays text, and
 ``chromium --dump-dom`` lists every followed job's full id."""
 
 from __future__ import annotations
@@ -226,3 +227,28 @@ async def test_dump_dom_lists_every_followed_job_in_full(daemon: Daemon) -> None
 async def _all_followed(daemon: Daemon, ids: set[str]) -> bool:
     view = await daemon.watcher.store.overview(source=None, status=None, limit=50, recent=0)
     return ids <= {row.snapshot.job_id for row in view.followed}
+
+
+async def test_silence_from_a_jobs_page_then_expire_it(daemon: Daemon, browser: Any) -> None:
+    """The signed-in operator silences a job from its page (kept by the store through the
+    actions, audited) and expires it on /silences."""
+    job = daemon.sim.sim.create(JobSpec(status="RUNNING", frozen=True))
+    context = await browser.new_context(http_credentials={"username": USER, "password": PASSWORD})
+    page = await context.new_page()
+    await page.goto(daemon.url + "/")
+    await page.locator(f'#followed tr[data-job-id="{job.id}"] a.id').click(timeout=10_000)
+    await page.select_option("select[name=span]", "resolved")
+    await page.fill("input[name=comment]", "known flaky")
+    await page.click("text=Silence this job")
+    await page.wait_for_url(lambda url: "notice=" in url)
+    [silence] = await daemon.watcher.store.list_silences(include_ended=False)
+    assert (("ft", job.id), "web:ops", "known flaky") == (
+        silence.resolved,
+        silence.created_by,
+        silence.comment,
+    )
+    await page.goto(daemon.url + "/silences")
+    await page.locator(f'tr[data-silence-id="{silence.id}"] button', has_text="Expire").click()
+    await page.wait_for_url(lambda url: "expired" in url)
+    assert [] == await daemon.watcher.store.list_silences(include_ended=False)
+    await context.close()
