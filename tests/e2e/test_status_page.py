@@ -1,8 +1,7 @@
 """The status page in a real browser (the system's Chromium driven by Playwright) against
 the daemon and the simulator on loopback: jobs appear and change status without a reload, a
 dead letter's Retry delivers it, a silence is added and expired, the buttons are guarded, API
-text stays text, and
-``chromium --dump-dom`` lists every followed job's full id."""
+text stays text, and ``chromium --dump-dom`` lists every followed job's full id."""
 
 from __future__ import annotations
 
