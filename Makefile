@@ -6,7 +6,7 @@ SDK3 ?= .sdk3
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint typecheck unit unit-only bench endurance lock clean
+.PHONY: install demo test lint typecheck unit unit-only bench endurance lock clean chromium screenshots
 
 $(STAMP): pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "watcher needs Python 3.11 or newer")'
@@ -29,8 +29,24 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP) sdk3
+unit: $(STAMP) sdk3 chromium
 	WATCHER_SDK3=$(SDK3) $(BIN)/pytest
+
+# The status page's browser tests drive the system's Chromium through Playwright (never a
+# browser of Playwright's own): Debian's package, installed here when missing and root may;
+# otherwise those tests skip and say so (WATCHER_CHROMIUM names another binary).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 \
+	  || [ -n "$$WATCHER_CHROMIUM" ] \
+	  || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+	       && { apt-get install -y -qq chromium >/dev/null 2>&1 \
+	            || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium >/dev/null 2>&1; }; }; } \
+	  || echo "no Chromium (apt-get install chromium): the status page's browser tests will skip"
+
+# PNGs of the status page's main pages for the README (the daemon, the simulator and a
+# receiver on loopback, a few jobs, a dead letter and a silence).
+screenshots: $(STAMP) chromium
+	$(BIN)/python -m tests.e2e.screenshots docs/screenshots
 
 # The unit tests alone (no end-to-end processes): what .ci/run also runs on each newer
 # interpreter, e.g. `make unit-only PYTHON=python3.13 VENV=.venv-3.13 SDK3=.sdk3-3.13`.
@@ -59,6 +75,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.takeover
 	$(BIN)/python -m benchmarks.stream_latency
 	$(BIN)/python -m benchmarks.workflows_poll_cost
+	$(BIN)/python -m benchmarks.page_render
 
 # The endurance suite at the issue's full figures (50 kills, 500 transitions, 30 simulated
 # minutes of API faults, 10 of sink outage): many minutes. `make test` runs a short version.

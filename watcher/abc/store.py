@@ -17,6 +17,7 @@ from watcher.model.outbox import (
     Routed,
     StoreStatus,
 )
+from watcher.model.pages import DeliveriesView, JobHistory, Overview
 from watcher.model.silences import Silence
 from watcher.model.snapshot import Cursor, Snapshot
 from watcher.model.transitions import Transition
@@ -220,6 +221,28 @@ class AdminViews(Protocol):
         ...
 
 
+class PageViews(Protocol):
+    """The status page's reads: one call per page, a few statements each, every one with a
+    limit (never one query per row)."""
+
+    async def overview(
+        self, *, source: str | None, status: str | None, limit: int, recent: int
+    ) -> Overview:
+        """Cursors and last polls, the followed jobs (of ``source`` / in ``status`` when
+        given; at most ``limit``, the latest changed first) and their total, and the
+        ``recent`` terminal jobs that changed last."""
+        ...
+
+    async def job_history(self, source: str, job_id: str, *, limit: int) -> JobHistory:
+        """The job as last seen and its last ``limit`` transitions with their deliveries."""
+        ...
+
+    async def deliveries_view(self, *, limit: int) -> DeliveriesView:
+        """At most ``limit`` pending, dead and silenced deliveries each, and every sink's
+        counts."""
+        ...
+
+
 class SilenceStore(Protocol):
     """Runtime silences, shared by every replica through the store."""
 
@@ -282,6 +305,7 @@ class Store(
     SinkState,
     DigestLog,
     AdminViews,
+    PageViews,
     SilenceStore,
     Readiness,
     StoreLifecycle,

@@ -139,6 +139,18 @@ class Watcher:
             actions = Actions(self.store, self.recorder, sources)
             self.slack = SlackActions(interactive, actions, self.store, client, replays=self.store)
             self.health.routes = list(self.slack.routes())
+        if config.http is not None and config.http.listen is not None:
+            self._status_page()
+
+    def _status_page(self) -> None:
+        """The status page on ``http.listen``, after every other route (it answers the
+        paths they do not)."""
+        from watcher.app.web import StatusPage  # Jinja2 and the templates: only when served
+
+        sources = {name: source for name, (source, _) in self.sources.items()}
+        actions = Actions(self.store, self.recorder, sources)
+        page = StatusPage(self.config, self.store, actions, self.ownership)
+        self.health.routes = [*self.health.routes, *page.routes()]
 
     def _api_request(self, source: str, route: str, status: int | None) -> None:
         """A request a source's API client sent (the metrics are built after the sources:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import field_validator
+from pydantic import field_validator, model_validator
 
 from watcher.config.fields import ConfigModel
+from watcher.model.secrets import Secret
 
 # What a postgresql:// URL may say after ``?``: libpq's connection parameters that asyncpg
 # understands (anything else would be sent to the server as a setting and fail there).
@@ -60,11 +61,34 @@ class LoggingConfig(ConfigModel):
 _LISTEN = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^\s:\[\]]*)):(?P<port>\d{1,5})$")
 
 
+class HttpAuth(ConfigModel):
+    """Who may press the status page's buttons (retry, silence, expire): a bearer ``token``
+    (a browser gives it as the password of basic auth, any user name), or ``username`` +
+    ``password``. Secrets, from ``token_file`` / ``password_file`` as well."""
+
+    token: Secret | None = None
+    username: str | None = None
+    password: Secret | None = None
+
+    @model_validator(mode="after")
+    def _one_way(self) -> HttpAuth:
+        if (self.username is None) != (self.password is None):
+            raise ValueError("username and password go together")
+        if (self.token is None) == (self.password is None):
+            raise ValueError("give either token (or token_file) or username + password")
+        for secret in (self.token, self.password):
+            if secret is not None and len(secret.get()) < 12:
+                raise ValueError("a token or password needs at least 12 characters")
+        return self
+
+
 class HttpConfig(ConfigModel):
-    """``/healthz``, ``/readyz`` and ``/metrics`` on ``listen`` (``HOST:PORT``,
-    ``[::1]:PORT``, or ``:PORT`` for every interface); off when ``listen`` is absent."""
+    """``/healthz``, ``/readyz``, ``/metrics`` and the status page on ``listen``
+    (``HOST:PORT``, ``[::1]:PORT``, or ``:PORT`` for every interface); off when ``listen`` is
+    absent. The page is read-only unless ``auth`` is set."""
 
     listen: str | None = None
+    auth: HttpAuth | None = None
 
     @field_validator("listen")
     @classmethod

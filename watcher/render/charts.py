@@ -159,9 +159,12 @@ def svg_chart(
     width: int = 480,
     height: int = 160,
     title: str | None = None,
+    x_label: str | None = None,
+    y_label: str | None = None,
 ) -> str:
     """A standalone SVG 1.1 document: axes, one polyline per non-empty series (distinct
-    colours, a legend), min and max labels on both axes.
+    colours, a legend), min and max labels on both axes, and the axes' names when
+    ``x_label`` / ``y_label`` are given.
 
     Non-finite points are left out; a series left empty draws nothing, and no drawable
     point at all gives a small "no data" picture. Every text shown is escaped and stripped
@@ -228,6 +231,17 @@ def svg_chart(
         f'<text x="{x1:.1f}" y="{y0 + 14:.1f}" text-anchor="end">{_label(x_high)}</text>'
         "</g>"
     )
+    if x_label:
+        parts.append(
+            f'<text x="{(x0 + x1) / 2:.1f}" y="{y0 + 14:.1f}" text-anchor="middle" '
+            f'fill="#666666">{_text(x_label, _NAME_CHARS)}</text>'
+        )
+    if y_label:
+        middle = (y0 + y1) / 2
+        parts.append(
+            f'<text x="10" y="{middle:.1f}" text-anchor="middle" fill="#666666" '
+            f'transform="rotate(-90 10 {middle:.1f})">{_text(y_label, _NAME_CHARS)}</text>'
+        )
     legend_y = top - 6 if title else 11.0
     for index, (name, points) in enumerate(drawable.items()):
         colour = COLOURS[index % len(COLOURS)]

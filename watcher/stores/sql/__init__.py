@@ -14,6 +14,7 @@ from watcher.stores.sql.admin import SqlAdminViews
 from watcher.stores.sql.alerts import SqlAlerts
 from watcher.stores.sql.bookkeeping import SqlDigestLog, SqlSinkState
 from watcher.stores.sql.outbox import SqlOutbox
+from watcher.stores.sql.pages import SqlPageViews
 from watcher.stores.sql.silences import SqlSilences
 from watcher.stores.sql.snapshots import SqlSnapshots
 
@@ -27,6 +28,7 @@ class SqlStore(
     SqlSinkState,
     SqlDigestLog,
     SqlAdminViews,
+    SqlPageViews,
     SqlSilences,
 ):
     """Implements :class:`watcher.abc.Store`; the backends give it an engine (and, for
