@@ -37,14 +37,12 @@ from watcher.app.actions import Actions
 from watcher.app.chores import Chores
 from watcher.app.coordination import SoleOwnership, build_ownership, replica_name
 from watcher.app.health import Health, Progress, listen
-from watcher.app.httpserver import bind
-from watcher.app.logging import configure
 from watcher.app.metrics import Metrics
-from watcher.app.reload import SIGNALS, next_config
+from watcher.app.reload import next_config
 from watcher.app.scheduling import Polls, Schedule, plan, watchdog
 from watcher.app.sdnotify import Notifier
 from watcher.app.streaming import Streaming
-from watcher.config import Config, SlackSinkConfig, SourceConfig, secrets_of
+from watcher.config import Config, SlackSinkConfig, SourceConfig
 from watcher.deliver.dispatch import Dispatcher, SinkPolicy
 from watcher.detect.routing import Router
 from watcher.record.alerting import Alerting
@@ -58,8 +56,6 @@ if TYPE_CHECKING:
     from watcher.app.slack_actions import SlackActions
 
 log = structlog.get_logger(__name__)
-
-RELOAD_TIMEOUT = 30.0  # seconds to open a reloaded config's store, sinks and sources
 
 
 class Watcher:
@@ -350,59 +346,3 @@ def claim_lease(config: Config) -> float:
     some, so that only a dead replica's claims ever expire."""
     timeouts = [float(getattr(sink, "timeout", 10.0)) for sink in config.sinks]
     return 2 * max(timeouts, default=10.0) + 10.0
-
-
-async def run(config: Config, path: Path | None) -> None:
-    """The daemon's life. SIGHUP re-reads ``path``: a valid config replaces sources, sinks
-    and routes (pending deliveries and snapshots live in the store and carry over); an
-    invalid one is refused, logged, and the running config goes on. A valid config that
-    cannot be applied (its port taken, its state path or database out of reach) is found
-    out before the running one is torn down: refused the same way, and said by
-    ``watcher_config_last_reload_successful`` and ``/readyz``. SIGTERM/SIGINT stop."""
-    with anyio.open_signal_receiver(*SIGNALS) as signals:
-        watcher = Watcher(config)
-        await watcher.__aenter__()
-        try:
-            while True:
-                new = await watcher.serve_signals(signals, path)
-                if new is None:
-                    return
-                replacement = await _replacement(watcher, new)
-                if replacement is None:
-                    continue  # the running config serves on
-                old, watcher = watcher, replacement
-                await old.__aexit__(None, None, None)
-                configure(new.logging.level, new.logging.format, secrets=secrets_of(new))
-                log.info(
-                    "reloaded",
-                    sources=[s.name for s in new.sources],
-                    sinks=[s.name for s in new.sinks],
-                )
-        finally:
-            await watcher.__aexit__(None, None, None)
-
-
-async def _replacement(running: Watcher, new: Config) -> Watcher | None:
-    """The daemon of ``new``, opened beside the running one (store, sinks, sources, its
-    port checked), or ``None`` when it cannot be: logged, and the running one told."""
-    replacement = Watcher(new)
-    try:
-        _port_free(new, running.config)
-        with anyio.fail_after(RELOAD_TIMEOUT):  # a database out of reach: not forever
-            await replacement.__aenter__()
-    except Exception as exc:
-        reason = f"{type(exc).__name__}: {exc}"[:300]
-        log.error("reload_failed", error=reason, hint="the running config stays")
-        running.reload_failed(reason)
-        return None
-    return replacement
-
-
-def _port_free(new: Config, old: Config) -> None:
-    """Raise :class:`OSError` when ``new``'s ``http.listen`` cannot be bound (the running
-    daemon's own listener is closed while it reloads, so its address is free)."""
-    address = new.http.address if new.http is not None else None
-    if address is None:
-        return
-    sock = bind(*address)
-    sock.close()

@@ -102,7 +102,7 @@ async def _migrate(config: Config, args: argparse.Namespace) -> int:
 
 
 async def _run(config: Config, args: argparse.Namespace) -> int:
-    from watcher.app.daemon import run  # heavy: the whole daemon
+    from watcher.app.life import run  # heavy: the whole daemon
 
     await run(config, resolve_path(args.config))
     return EXIT_OK
