@@ -145,7 +145,13 @@ class Watcher:
 
         sources = {name: source for name, (source, _) in self.sources.items()}
         actions = Actions(self.store, self.recorder, sources)
-        page = StatusPage(self.config, self.store, actions, self.ownership)
+        page = StatusPage(
+            self.config,
+            self.store,
+            actions,
+            self.ownership,
+            requests=lambda source: self.metrics.requests_last_minute(source),
+        )
         self.health.routes = [*self.health.routes, *page.routes()]
 
     def _api_request(self, source: str, route: str, status: int | None) -> None:

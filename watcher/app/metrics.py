@@ -13,6 +13,7 @@ so that a scrape never waits for the database.
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from typing import Any
 
@@ -204,6 +205,7 @@ class Metrics:
         self.clock = clock
         self.prefixes = tuple(dict.fromkeys([*JOB_PREFIXES, *prefixes]))
         self.store_status: StoreStatus | None = None
+        self._recent: dict[str, deque[float]] = {}  # monotonic times of API requests, a minute
         self.store_status_at = 0.0
         self.registry = registry = CollectorRegistry(auto_describe=True)
         common: dict[str, Any] = {"namespace": "watcher", "registry": registry}
@@ -322,8 +324,21 @@ class Metrics:
     def claim_conflict(self, sink: str, count: int) -> None:
         self.claim_conflicts.labels(sink).inc(count)
 
+    def requests_last_minute(self, source: str) -> int:
+        """API requests the source sent in the last 60 s (this process)."""
+        sent = self._recent.get(source)
+        if sent is None:
+            return 0
+        while sent and sent[0] < time.monotonic() - 60:
+            sent.popleft()
+        return len(sent)
+
     def api_request(self, source: str, route: str, status: int | None) -> None:
         self.api_requests.labels(source, route, code_label(status)).inc()
+        sent = self._recent.setdefault(source, deque())
+        sent.append(time.monotonic())
+        while sent and sent[0] < sent[-1] - 60:
+            sent.popleft()
 
     def transitions_recorded(self, transitions: Iterable[Transition]) -> None:
         for transition in transitions:

@@ -286,6 +286,18 @@ class Condition:
         return stable_id(snapshot.source, snapshot.job_id, "rule", self.rule.key, *self.key)
 
 
+def expected_duration(snapshot: Snapshot) -> float | None:
+    """How long the job is expected to run (``metadata.expected_duration_seconds``, seconds),
+    or ``None`` when it does not say."""
+    metadata = snapshot.job.get("metadata")
+    expected = (
+        to_float(metadata.get("expected_duration_seconds"))
+        if isinstance(metadata, Mapping)
+        else None
+    )
+    return expected if expected is not None and expected > 0 else None
+
+
 def conditions(rules: Sequence[RuleConfig], snapshot: Snapshot, now: float) -> list[Condition]:
     """The time rules that hold for ``snapshot`` at ``now``."""
     out: list[Condition] = []
@@ -310,13 +322,8 @@ def conditions(rules: Sequence[RuleConfig], snapshot: Snapshot, now: float) -> l
                     )
                 )
         elif isinstance(rule, OverrunRuleConfig) and snapshot.status == "RUNNING":
-            metadata = snapshot.job.get("metadata")
-            expected = (
-                to_float(metadata.get("expected_duration_seconds"))
-                if isinstance(metadata, Mapping)
-                else None
-            )
-            if expected is not None and expected > 0 and held > expected * rule.factor:
+            expected = expected_duration(snapshot)
+            if expected is not None and held > expected * rule.factor:
                 out.append(
                     Condition(
                         rule,

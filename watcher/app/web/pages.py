@@ -28,7 +28,7 @@ from watcher.abc import Ownership, Store
 from watcher.app.actions import ActionHandler
 from watcher.app.web import views
 from watcher.app.web.security import CSRF_COOKIE, CSRF_FIELD, REALM, Guard, SecurityHeaders
-from watcher.config import Config
+from watcher.config import Config, OverrunRuleConfig
 from watcher.model.statuses import KNOWN_STATUSES
 from watcher.render.text import clean
 
@@ -55,8 +55,14 @@ class StatusPage:
         ownership: Ownership | None = None,
         *,
         clock: Callable[[], float] = time.time,
+        requests: Callable[[str], int] | None = None,
     ) -> None:
         self.config = config
+        # API requests of the last minute, by source (this process: its polls only).
+        self.requests = requests or (lambda source: 0)
+        self.budgets = {s.name: s.max_requests_per_minute for s in config.sources}
+        overruns = [r.factor for r in config.rules if isinstance(r, OverrunRuleConfig)]
+        self.overrun_factor = min(overruns) if overruns else None
         self.store = store
         self.actions = actions
         self.ownership = ownership
@@ -137,10 +143,16 @@ class StatusPage:
             )
             for s in self.config.sources
         ]
+        rates = {
+            s.name: views.requests(self.requests(s.name), self.budgets.get(s.name))
+            for s in self.config.sources
+        }
         return self._render(
             request,
             "index.html",
             sources=sources,
+            rates=rates,
+            expectation=lambda snapshot: views.expectation(snapshot, now, self.overrun_factor),
             view=view,
             kinds=self.kinds,
             source=source,

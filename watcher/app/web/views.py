@@ -12,7 +12,8 @@ from typing import Any
 
 from markupsafe import Markup
 
-from watcher.model.snapshot import Cursor
+from watcher.detect.rules import expected_duration
+from watcher.model.snapshot import Cursor, Snapshot
 from watcher.render import charts
 from watcher.render.text import clean, to_float
 
@@ -88,6 +89,25 @@ def source_health(
         detail = f"since {when(cursor.degraded_since)}"
         return SourceHealth(name, kind, "degraded", detail, polled, streams, owner)
     return SourceHealth(name, kind, "ok", "", polled, streams, owner)
+
+
+def requests(count: int, budget: int | None) -> str:
+    """``12 / 60`` (requests in the last minute against the source's budget), or ``12``."""
+    return f"{count} / {budget}" if budget is not None else str(count)
+
+
+def expectation(snapshot: Snapshot, now: float, factor: float | None) -> str | None:
+    """``expected 15m, 40m in: overrun`` for a running job whose metadata says how long it
+    should take (overrun past the ``overrun`` rule's factor, when one applies), else
+    ``None``."""
+    expected = expected_duration(snapshot)
+    if expected is None or snapshot.status != "RUNNING":
+        return None
+    held = max(0.0, now - snapshot.status_since)
+    said = f"expected {ago(expected)}, {ago(held)} in"
+    if factor is not None and held > expected * factor:
+        return f"{said}: overrun"
+    return said
 
 
 def progress(job: Mapping[str, Any]) -> str | None:

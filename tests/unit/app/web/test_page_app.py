@@ -196,3 +196,37 @@ async def test_silence_and_expire_go_through_the_actions(site: Site) -> None:
 async def test_a_notice_is_text(site: Site) -> None:
     body = (await site.http.get("/silences", params={"notice": HOSTILE})).text
     assert HOSTILE not in body and "&lt;script&gt;" in body
+
+
+async def test_sources_show_requests_against_budget_and_jobs_their_expected_time(
+    store: SqlStore,
+) -> None:
+    """The sources table says the API requests of the last minute against the source's
+    budget; a running job with an expected duration says it, and overrun past the rule's
+    factor."""
+    raw = {
+        "sources": [
+            {"name": "ft", "kind": "mistral-fine-tuning", "api_key": "k" * 20,
+             "max_requests_per_minute": 60}
+        ],
+        "sinks": [{"name": "console", "kind": "console"}],
+        "rules": [{"kind": "overrun", "factor": 1.5}],
+        "http": {"listen": "127.0.0.1:9464"},
+    }  # fmt: skip
+    now = 1_800_000_000.0
+    late = job("late-1", "RUNNING", metadata={"expected_duration_seconds": 300})
+    fine = job("fine-1", "RUNNING", metadata={"expected_duration_seconds": 7200})
+    await store.commit("ft", Cursor(baseline_done=True), [late, fine], [], now=now)
+    page = StatusPage(
+        validate_config(raw, env={}), store, FakeActions(), clock=lambda: now,
+        requests=lambda source: 17 if source == "ft" else 0,
+    )  # fmt: skip
+    transport = httpx.ASGITransport(app=page.app())
+    async with httpx.AsyncClient(transport=transport, base_url="http://page.test") as http:
+        body = (await http.get("/")).text
+        one = await http.get("/jobs/ft/late-1")  # a job without suffix or model
+    assert one.status_code == 200 and "late-1" in one.text
+    assert '<td class="rate">17 / 60</td>' in body
+    rows = {line for line in body.splitlines() if 'class="expected"' in line}
+    assert any("overrun" in line for line in rows)  # 1,000 s into an expected 300 s
+    assert any("expected 2h" in line and "overrun" not in line for line in rows)
