@@ -37,9 +37,8 @@ def standard(expression: str) -> str:
     if text.startswith("@"):
         fields = ALIASES.get(text.lower())
         if fields is None:
-            raise ValueError(
-                f"not a crontab expression: unknown alias {text[:20]!r} (one of {', '.join(sorted(ALIASES))})"
-            )
+            known = ", ".join(sorted(ALIASES))
+            raise ValueError(f"not a crontab expression: unknown alias {text[:20]!r} ({known})")
         return fields
     if len(text.split(" ")) != 5:
         raise ValueError(
