@@ -18,7 +18,7 @@ from pathlib import Path
 import anyio
 import structlog
 
-from watcher.app.logging import configure
+from watcher.app.logging import configure, level_from_env
 from watcher.cli import previews, silences, views
 from watcher.cli.schema import config_schema, events_schema
 from watcher.config import (
@@ -48,6 +48,11 @@ def _load(args: argparse.Namespace) -> Config | None:
 
 def dispatch(args: argparse.Namespace) -> int:
     command: str = args.command
+    try:
+        level_from_env()
+    except ValueError as exc:
+        print(f"watcher: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     standalone = _STANDALONE.get(command)
     if standalone is not None:
         return standalone(args)
