@@ -127,7 +127,7 @@ def configure(
     journal: list[structlog.typing.Processor] = [_journal_priority] if to_journal(stream) else []
     use_console = fmt == "console" or (fmt == "auto" and stream.isatty())
     renderer: structlog.typing.Processor = (
-        structlog.dev.ConsoleRenderer(colors=stream.isatty())
+        structlog.dev.ConsoleRenderer(colors=stream.isatty() and not os.environ.get("NO_COLOR"))
         if use_console
         else structlog.processors.JSONRenderer()
     )
