@@ -29,6 +29,15 @@ from watcher.render.text import clean
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
 
+class _Console(Console):
+    """rich's console, but a closed stdout ends the command as every other one does (the
+    quiet exit of :mod:`watcher.__main__`), not with rich's own exit 1."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        raise BrokenPipeError
+
+
 def _cell(value: object, limit: int = 80) -> Text:
     """A table cell of foreign text: cleaned, never markup."""
     return Text(clean(value, limit, mark="?"))
@@ -103,7 +112,7 @@ async def status(config: Config, args: argparse.Namespace) -> int:
             "deliveries": outbox,
             "silences": [silences.as_json(s) for s in silenced],
         }
-        print(json.dumps(document, indent=2, ensure_ascii=False))
+        print(json.dumps(document, indent=2))  # ASCII: no bidi or C1 character reaches a terminal
         return EXIT_OK
     _status_table(rows, outbox, owners is not None)
     if silenced:
@@ -113,7 +122,7 @@ async def status(config: Config, args: argparse.Namespace) -> int:
 
 def _status_table(rows: list[dict[str, Any]], outbox: dict[str, Any], replicas: bool) -> None:
     """``watcher status`` for a person: a table of sources, a line about deliveries."""
-    console = Console(highlight=False, soft_wrap=True)
+    console = _Console(highlight=False, soft_wrap=True)
     sources = Table(title="sources", title_justify="left")
     columns = ["source", "kind", "interval", "last poll", "state", "jobs by status"]
     if replicas:
@@ -179,7 +188,7 @@ async def deliveries(config: Config, args: argparse.Namespace) -> int:
     finally:
         await store.aclose()
     if args.output == "json":
-        print(json.dumps([_delivery_json(row) for row in rows], indent=2, ensure_ascii=False))
+        print(json.dumps([_delivery_json(row) for row in rows], indent=2))  # ASCII, as status
         return EXIT_OK
     for row in rows:
         error = f"  {clean(row.last_error, 300, mark='?')}" if row.last_error else ""
