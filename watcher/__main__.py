@@ -100,7 +100,7 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--seed", type=int, help="seeded random jobs instead of a scenario")
     sim.add_argument("--api-key", default="sim-key", help="the key clients must send")
 
-    demo = sub.add_parser("demo", help="simulator + watcher + receiver on loopback, ~1 min")
+    demo = sub.add_parser("demo", help="simulator + watcher + receiver on loopback, ~20 s")
     demo.add_argument("--speed", type=float, default=1.0)
     demo.add_argument("--timeout", type=float, default=90.0)
     return parser

@@ -36,7 +36,7 @@ STATS_EVERY = 5.0  # at most this many seconds between reads of the store for ga
 Action = Callable[[], Awaitable[object]]
 
 
-class CrontabTrigger(BaseTrigger):
+class CrontabTrigger(BaseTrigger):  # type: ignore[misc]  # APScheduler 3 is untyped
     """A crontab line as users write it (``0 9 * * 1-5``, ``@daily``), in a time zone,
     DST included (:mod:`watcher.config.cron`). APScheduler 3's ``CronTrigger`` would read
     ``1-5`` from Monday = 0, i.e. Tuesday to Saturday."""

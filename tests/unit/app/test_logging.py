@@ -155,3 +155,23 @@ def test_a_valid_or_empty_log_level(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "debug" == level_from_env()
     monkeypatch.setenv("WATCHER_LOG_LEVEL", "")
     assert "warning" == level_from_env("warning")
+
+
+@pytest.mark.usefixtures("restore_logging")
+@pytest.mark.parametrize("no_color", ["", "1"])
+def test_no_color_is_honoured_on_a_terminal(monkeypatch: pytest.MonkeyPatch, no_color: str) -> None:
+    """On a terminal the console renderer colours its lines, unless ``$NO_COLOR`` is set
+    (no-color.org: present and not empty)."""
+    import pty
+
+    master, slave = pty.openpty()
+    monkeypatch.setenv("NO_COLOR", no_color)
+    with os.fdopen(slave, "w") as terminal:
+        monkeypatch.setattr(sys, "stderr", terminal)
+        configure("info", "auto")
+        structlog.get_logger("t").warning("sink_refused", sink="hooks")
+        terminal.flush()
+        written = os.read(master, 65536).decode()
+    os.close(master)
+    assert "sink_refused" in written
+    assert ("\x1b[" in written) is (no_color == "")

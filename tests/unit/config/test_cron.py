@@ -3,6 +3,7 @@ in the configured zone, across daylight saving changes, with a fixed clock."""
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -62,7 +63,7 @@ def test_daily_alias_across_fall_back() -> None:
     times = fire_times("@daily", "Europe/Paris", now, 3)
     assert ["Sat 24 00:00 +0200", "Sun 25 00:00 +0200", "Mon 26 00:00 +0100"] == local(times)
     assert [timedelta(hours=24), timedelta(hours=25)] == [
-        b.astimezone(UTC) - a.astimezone(UTC) for a, b in zip(times, times[1:], strict=False)
+        b.astimezone(UTC) - a.astimezone(UTC) for a, b in itertools.pairwise(times)
     ]
 
 
@@ -85,7 +86,8 @@ def test_a_skipped_time_fires_once_and_a_repeated_one_once() -> None:
 
 
 def test_another_zone_has_its_own_change() -> None:
-    """New York moves at 02:00 on Sunday 8 March 2026: 09:00 there is 14:00 UTC on the 7th, 13:00 UTC from the 8th."""
+    """New York moves at 02:00 on Sunday 8 March 2026: 09:00 there is 14:00 UTC on the
+    7th, 13:00 UTC from the 8th."""
     times = upcoming("0 9 * * *", "America/New_York", datetime(2026, 3, 6, 20, tzinfo=UTC), 3)
     assert [14, 13, 13] == [t.astimezone(UTC).hour for t in times]
 
