@@ -22,6 +22,7 @@ import structlog
 
 PER_SECOND = 20  # lines of one kind per second, beyond which they are counted, not written
 WINDOW = 1.0  # seconds
+COLLECT_EVERY = 0.25  # seconds between scans of every window for the summaries due
 KEY_FIELDS = ("logger", "source", "sink", "job_id", "transition_id")
 UNLIMITED = "_unlimited"  # a line the limiter writes itself (its summary) passes as it is
 
@@ -66,14 +67,21 @@ class RepeatLimiter(logging.Filter):
         self._windows: dict[Key, _Window] = {}
         self._lock = threading.RLock()
         self._pending: threading.Timer | None = None
+        self._collected = float("-inf")  # when windows were last scanned
 
     def allow(self, key: Key, level: str, fields: dict[str, Any]) -> bool:
         """Count a line of ``key``; ``False`` when it is one too many this second."""
         now = self.clock()
         due: list[_Window] = []
         with self._lock:
-            self._collect(now, due)
+            if now - self._collected >= COLLECT_EVERY:  # not per line: many keys, one scan
+                self._collect(now, due)
             window = self._windows.get(key)
+            if window is not None and now - window.start >= WINDOW:  # its second is over
+                del self._windows[key]
+                if window.suppressed:
+                    due.append(window)
+                window = None
             if window is None:
                 window = self._windows[key] = _Window(now, level, fields)
             window.count += 1
@@ -99,6 +107,7 @@ class RepeatLimiter(logging.Filter):
 
     def _collect(self, now: float, due: list[_Window]) -> None:
         """Forget the windows that are over; those that suppressed lines go to ``due``."""
+        self._collected = now
         for key in [k for k, w in self._windows.items() if now - w.start >= WINDOW]:
             window = self._windows.pop(key)
             if window.suppressed:
