@@ -225,7 +225,7 @@ def watcher_config(
         "state": {"url": f"sqlite:///{tmp}/state.db"},
         "sinks": [{"name": "hooks", "kind": "webhook", "url": f"{receiver}/h", "secret": secret}],
         "routes": [{"match": {"type": ["fine_tuning.job.*"]}, "sinks": ["hooks"]}],
-        "logging": {"level": "info"},  # poll_done lines: cycle seconds and requests
+        "logging": {"level": "debug"},  # every poll_done line (empty cycles are debug)
     }
     path = Path(tmp) / "config.yaml"
     path.write_text(yaml.safe_dump(config))

@@ -162,7 +162,7 @@ def run(jobs: int, steady: float, profile: Path | None = None) -> dict[str, Any]
             ],
             "state": {"url": f"sqlite:///{tmp}/state.db"},
             "sinks": [{"name": "console", "kind": "console"}],
-            "logging": {"level": "info", "format": "json"},
+            "logging": {"level": "debug", "format": "json"},  # every poll_done
         }
         path = Path(tmp) / "config.yaml"
         path.write_text(yaml.safe_dump(config))

@@ -4,10 +4,13 @@ run. Exit codes: 0 done, 1 runtime failure, 2 usage or config error."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
 from watcher import __version__
+
+EXIT_CLOSED_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a tool its reader left
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -29,19 +32,30 @@ def _parser() -> argparse.ArgumentParser:
     with_config("run", "the daemon: poll, diff, deliver until SIGTERM/SIGINT")
     with_config("once", "one poll + delivery pass, then exit")
     with_config("check-config", "validate the config, print a summary, exit 0 or 2")
-    with_config("status", "tracked jobs, last poll per source, pending and dead deliveries")
+    status = with_config(
+        "status", "tracked jobs, last poll per source, pending and dead deliveries"
+    )
+    _output(status)
     with_config("migrate", "bring the state database's schema up to date (run does it too)")
     test_sink = with_config("test-sink", "send a labelled test message through one sink")
     test_sink.add_argument("sink", metavar="NAME")
     render = with_config("render", "print what a sink would send for a sample transition")
     render.add_argument("--sink", required=True, metavar="NAME")
     render.add_argument("--sample", default="failed", help="failed, success, stalled, …")
+    render.add_argument(
+        "--format",
+        choices=["all", "html"],
+        default="all",
+        help="all: every part and the sink's message; html: the email's HTML alone",
+    )
+    render.add_argument("-o", "--out", metavar="FILE", help="write to FILE instead of stdout")
     deliveries = with_config("deliveries", "list deliveries, or put dead ones back in the queue")
     deliveries.add_argument("--state", choices=["pending", "delivered", "dead", "silenced"])
     deliveries.add_argument("--limit", type=int, default=50)
     deliveries.add_argument("action", nargs="?", choices=["retry"], help="retry dead ones")
     deliveries.add_argument("id", nargs="?", metavar="ID", help="transition id to retry")
     deliveries.add_argument("--all-dead", action="store_true", help="with retry: every one")
+    _output(deliveries)
     routes = with_config("routes", "routing tools")
     routes.add_argument("action", choices=["explain"])
     routes.add_argument(
@@ -62,6 +76,21 @@ def _parser() -> argparse.ArgumentParser:
 
     schema = sub.add_parser("schema", help="JSON Schema of the config file or of the events")
     schema.add_argument("what", choices=["config", "events"])
+    completion = sub.add_parser(
+        "completion",
+        help='shell completion script: eval "$(watcher completion bash)"',
+        description="print a completion script for bash or zsh (see the README)",
+    )
+    completion.add_argument("shell", choices=["bash", "zsh"])
+    receive = sub.add_parser(
+        "receive",
+        help="a signature-checking webhook receiver (for trying sinks; prints its URL)",
+        description='a Standard Webhooks receiver on loopback: prints {"url": …} (and a '
+        "generated secret unless $WATCHER_RECEIVER_SECRET is set) as one JSON line; "
+        "GET /_received lists what arrived",
+    )
+    receive.add_argument("--host", default="127.0.0.1")
+    receive.add_argument("--port", type=int, default=0, help="default: any free port")
 
     sim = sub.add_parser("simulate", help="the built-in Mistral API simulator alone")
     sim.add_argument("--host", default="127.0.0.1")
@@ -71,10 +100,20 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--seed", type=int, help="seeded random jobs instead of a scenario")
     sim.add_argument("--api-key", default="sim-key", help="the key clients must send")
 
-    demo = sub.add_parser("demo", help="simulator + watcher + receiver on loopback, ~1 min")
+    demo = sub.add_parser("demo", help="simulator + watcher + receiver on loopback, ~20 s")
     demo.add_argument("--speed", type=float, default=1.0)
     demo.add_argument("--timeout", type=float, default=90.0)
     return parser
+
+
+def _output(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument(
+        "-o",
+        "--output",
+        choices=["table", "json"],
+        default="table",
+        help="table for people, json for scripts",
+    )
 
 
 def _silence_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -112,7 +151,7 @@ def _silence_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add.add_argument("--by", help="who (default: your user name)")
     add.add_argument("--all", action="store_true", help="allow a silence of everything")
     listing = action("list", "silences in force (with --all: ended ones too)")
-    listing.add_argument("-o", "--output", choices=["table", "json"], default="table")
+    _output(listing)
     listing.add_argument("--all", action="store_true", help="ended silences too")
     expire = action("expire", "end a silence now")
     expire.add_argument("id", metavar="ID")
@@ -120,10 +159,25 @@ def _silence_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    from watcher.cli import commands as cli  # heavy imports only once the arguments are valid
+    try:
+        parser = _parser()
+        args = parser.parse_args(argv)
+        if args.command == "completion":
+            from watcher.cli.completion import script
 
-    return cli.dispatch(args)
+            print(script(parser, args.shell), end="")
+            return 0
+        from watcher.cli import commands as cli  # heavy imports only once the arguments are valid
+
+        code = cli.dispatch(args)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (``watcher schema config | head -1``): no traceback, and no
+        # second error when Python flushes stdout at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_CLOSED_PIPE
+    return code
 
 
 if __name__ == "__main__":

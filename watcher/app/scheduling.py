@@ -17,7 +17,6 @@ from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.base import BaseTrigger
-from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from watcher.abc import Ownership
@@ -26,6 +25,7 @@ from watcher.app.clocksteps import CHECK_EVERY, ClockSteps
 from watcher.app.health import SCHEDULER_TICK, Health, Progress
 from watcher.app.sdnotify import Notifier
 from watcher.config import Config
+from watcher.config.cron import next_fire, standard
 from watcher.record.alerting import Alerting
 from watcher.record.pipeline import CycleOutcome, Pipeline
 
@@ -36,6 +36,28 @@ STORE_EVERY = 5.0  # seconds between looks at whether the store refuses writes
 RELEASE_EVERY = 2.0  # seconds between looks for the claims of replicas that died
 
 Action = Callable[[], Awaitable[object]]
+
+
+class CrontabTrigger(BaseTrigger):  # type: ignore[misc]  # APScheduler 3 is untyped
+    """A crontab line as users write it (``0 9 * * 1-5``, ``@daily``), in a time zone,
+    DST included (:mod:`watcher.config.cron`). APScheduler 3's ``CronTrigger`` would read
+    ``1-5`` from Monday = 0, i.e. Tuesday to Saturday."""
+
+    def __init__(self, expression: str, zone: str) -> None:
+        standard(expression)  # ValueError now rather than at the first fire
+        self.expression = expression
+        self.zone = zone
+
+    def get_next_fire_time(
+        self, previous_fire_time: datetime | None, now: datetime
+    ) -> datetime | None:
+        """The first fire time after the previous one; without one, from ``now`` on
+        (``now`` itself included)."""
+        after = previous_fire_time or now - timedelta(microseconds=1)
+        return next_fire(self.expression, self.zone, after)
+
+    def __str__(self) -> str:
+        return f"crontab[{self.expression} {self.zone}]"
 
 
 class Polls:
@@ -180,7 +202,7 @@ def plan(
         schedule.on(
             "digest",
             chores.send_digest,
-            CronTrigger.from_crontab(config.digest.cron, timezone=config.digest.timezone),
+            CrontabTrigger(config.digest.cron, config.digest.timezone),
             grace=3600,  # a digest a little late beats no digest
         )
     schedule.on(

@@ -18,7 +18,7 @@ from pathlib import Path
 import anyio
 import structlog
 
-from watcher.app.logging import configure
+from watcher.app.logging import configure, level_from_env
 from watcher.cli import previews, silences, views
 from watcher.cli.failures import one_line
 from watcher.cli.schema import config_schema, events_schema
@@ -49,6 +49,11 @@ def _load(args: argparse.Namespace) -> Config | None:
 
 def dispatch(args: argparse.Namespace) -> int:
     command: str = args.command
+    try:
+        level_from_env()
+    except ValueError as exc:
+        print(f"watcher: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     standalone = _STANDALONE.get(command)
     if standalone is not None:
         return standalone(args)
@@ -66,6 +71,8 @@ def dispatch(args: argparse.Namespace) -> int:
         return anyio.run(work, config, args)
     except KeyboardInterrupt:
         return EXIT_OK
+    except BrokenPipeError:
+        raise  # the reader of stdout left: a quiet exit (watcher.__main__)
     except Exception as exc:
         said = one_line(exc)
         if said is None:  # a bug: the whole story, in the log
@@ -85,6 +92,12 @@ def _demo(args: argparse.Namespace) -> int:
     from watcher.devtools.demo import run_demo  # heavy: the simulator, receiver and daemon
 
     return run_demo(speed=args.speed, timeout=args.timeout)
+
+
+def _receive(args: argparse.Namespace) -> int:
+    from watcher.devtools.receiver import main as receive  # heavy: starlette, uvicorn
+
+    return receive(["--host", args.host, "--port", str(args.port)])
 
 
 def _check_config(config: Config, args: argparse.Namespace) -> int:
@@ -160,8 +173,12 @@ _STANDARD_DATA = frozenset({"source", "job", "status", "previous_status", "occur
 
 def _transition_from(text: str) -> Transition:
     """A transition from a webhook payload or a stored transition, as a file or JSON."""
+    inline = text.lstrip().startswith(("{", "["))
     path = Path(text)
-    raw = json.loads(path.read_text(encoding="utf-8") if path.is_file() else text)
+    if not inline and not path.is_file():
+        what = "is not a file" if path.exists() else "does not exist"
+        raise ValueError(f"{text[:200]!r} {what} (give a JSON file or inline JSON)")
+    raw = json.loads(text if inline else path.read_text(encoding="utf-8"))
     if not isinstance(raw, dict):
         raise ValueError("not a JSON object")
     if "data" in raw and "type" in raw:  # a webhook payload
@@ -186,7 +203,7 @@ def explain_routes(config: Config, text: str) -> int:
     try:
         transition = _transition_from(text)
     except (ValueError, KeyError, TypeError, OSError) as exc:
-        print(f"watcher: cannot read a transition from the argument: {exc}", file=sys.stderr)
+        print(f"watcher: cannot read a transition: {exc}", file=sys.stderr)
         return EXIT_USAGE
     now = time.time()
     router = Router(config.effective_routes)
@@ -231,7 +248,7 @@ async def _test_sink(config: Config, args: argparse.Namespace) -> int:
         try:
             await watcher.sinks[sink_name].send([Envelope(transition, now)])
         except DeliveryError as exc:
-            print(f"sink {sink_name!r} refused the test message: {exc}")
+            print(f"watcher: sink {sink_name!r} refused the test message: {exc}", file=sys.stderr)
             return EXIT_FAILURE
     print(f"sink {sink_name!r} accepted the test message")
     return EXIT_OK
@@ -249,12 +266,15 @@ _STANDALONE: dict[str, Callable[[argparse.Namespace], int]] = {
     "simulate": simulate,
     "schema": _schema,
     "demo": _demo,
+    "receive": _receive,
 }
 # Commands that read the config and print, with logging left as it is.
 _PRINTING: dict[str, Callable[[Config, argparse.Namespace], int]] = {
     "check-config": _check_config,
     "routes": lambda config, args: explain_routes(config, args.transition),
-    "render": lambda config, args: previews.render(config, args.sink, args.sample),
+    "render": lambda config, args: previews.render(
+        config, args.sink, args.sample, fmt=args.format, out=args.out
+    ),
 }
 # Commands that run async work with logging configured; a crash is logged, exit 1.
 _WORK: dict[str, Callable[[Config, argparse.Namespace], Awaitable[int]]] = {

@@ -156,8 +156,24 @@ def events_schema() -> dict[str, Any]:
     }
 
 
+# ``${VAR}`` in a value: the loader expands it before validating, so a string holding one
+# stands for any value (a number, a boolean, a name).
+VAR_STRING: dict[str, Any] = {
+    "type": "string",
+    "pattern": r"\$\{[A-Za-z_][A-Za-z0-9_]*\}",
+    "description": "${VAR}: expanded from the environment when the file is loaded",
+}
+_SCALARS = frozenset({"string", "number", "integer", "boolean"})
+_KEEP = ("title", "description", "default", "examples")  # stay on the outside for editors
+_NOT_EXPANDED = frozenset({"kind"})  # a discriminator: the loader needs it literal to choose
+
+
 def config_schema() -> dict[str, Any]:
+    """The config file as users write it: every secret key has its ``<key>_file``
+    alternative (one of the two, never both), and a ``${VAR}`` string is accepted wherever a
+    constrained value is (a number, a boolean, a pattern, a choice)."""
     schema = Config.model_json_schema(by_alias=True, mode="validation")
+    schema = _as_written(schema, None)
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": "urn:watcher:schema:config:v1",
@@ -165,3 +181,60 @@ def config_schema() -> dict[str, Any]:
         "<key>_file (a path), and ${VAR} expands from the environment.",
         **schema,
     }
+
+
+def _as_written(node: Any, key: str | None) -> Any:
+    """``node`` (a JSON Schema) for the file before ``${VAR}`` and ``*_file`` are read."""
+    if isinstance(node, list):
+        return [_as_written(item, key) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out: dict[str, Any] = {}
+    for name, value in node.items():
+        if name in ("properties", "$defs", "patternProperties"):
+            out[name] = {k: _as_written(v, k if name == "properties" else None)
+                         for k, v in value.items()}  # fmt: skip
+        elif name in ("items", "additionalProperties", "anyOf", "oneOf", "allOf", "prefixItems"):
+            out[name] = _as_written(value, None if name != "anyOf" else key)
+        else:
+            out[name] = value
+    if "properties" in out:
+        _secret_files(out)
+    if key in _NOT_EXPANDED or not _constrained_scalar(out):
+        return out
+    outer = {k: out.pop(k) for k in _KEEP if k in out}
+    return {**outer, "anyOf": [out, VAR_STRING]}
+
+
+def _constrained_scalar(node: dict[str, Any]) -> bool:
+    """A value a ``${VAR}`` string would not match as it is (a plain string would)."""
+    if "enum" in node or "const" in node:
+        return True
+    kind = node.get("type")
+    if kind not in _SCALARS:
+        return False
+    return kind != "string" or any(k in node for k in ("pattern", "format", "minLength"))
+
+
+def _secret_files(node: dict[str, Any]) -> None:
+    """``<key>_file`` beside each secret ``<key>`` of an object: either one (a required
+    secret needs one of them), never both."""
+    from watcher.config import SECRET_FILE_KEYS
+
+    properties: dict[str, Any] = node["properties"]
+    required: list[str] = node.get("required", [])
+    rules: list[dict[str, Any]] = []
+    for secret in sorted(SECRET_FILE_KEYS & set(properties)):
+        properties[f"{secret}_file"] = {
+            "type": "string",
+            "minLength": 1,
+            "description": f"a file holding {secret} (relative to the config file's folder)",
+        }
+        rules.append({"not": {"required": [secret, f"{secret}_file"]}})
+        if secret in required:
+            required.remove(secret)
+            rules.append({"anyOf": [{"required": [secret]}, {"required": [f"{secret}_file"]}]})
+    if rules:
+        node["allOf"] = [*node.get("allOf", []), *rules]
+    if "required" in node and not required:
+        del node["required"]

@@ -170,7 +170,7 @@ async def run(config: Config, args: argparse.Namespace) -> int:
         if args.action == "list":
             silences = await store.list_silences(include_ended=args.all)
             if args.output == "json":
-                print(json.dumps([as_json(s) for s in silences], indent=2, ensure_ascii=False))
+                print(json.dumps([as_json(s) for s in silences], indent=2))  # ASCII: escaped
             elif silences:
                 print("\n".join(lines(silences, now)))
             else:

@@ -100,7 +100,13 @@ def _listify(value: Any) -> Any:
     return [value] if isinstance(value, str) else value
 
 
-StrList = Annotated[list[str], BeforeValidator(_listify)]
+_STR_LIST_SCHEMA = {
+    "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}],
+    "description": "a list of strings, or one string",
+}
+StrList = Annotated[
+    list[str], BeforeValidator(_listify), WithJsonSchema(_STR_LIST_SCHEMA, mode="validation")
+]
 
 
 class ConfigModel(BaseModel):

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from watcher.config.errors import Problem, error_path, message, path_of, raise_all
 from watcher.config.model import Config, check_references
 from watcher.config.yamlsafe import YamlLimitError, load_limited
 from watcher.exceptions import ConfigError
@@ -41,15 +42,11 @@ SECRET_FILE_KEYS = frozenset(
 _VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-def _path(parts: tuple[str | int, ...]) -> str:
-    out = ""
-    for part in parts:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
-    return out
-
-
-def _expand(node: Any, at: tuple[str | int, ...], env: Mapping[str, str]) -> Any:
-    """``${VAR}`` from ``env`` in every string; ``$$`` is a literal ``$``."""
+def _expand(
+    node: Any, at: tuple[str | int, ...], env: Mapping[str, str], missing: list[Problem]
+) -> Any:
+    """``${VAR}`` from ``env`` in every string; ``$$`` is a literal ``$``. Each undefined
+    variable is added to ``missing`` (all of them are told at once)."""
     if isinstance(node, str):
 
         def sub(match: re.Match[str]) -> str:
@@ -57,14 +54,15 @@ def _expand(node: Any, at: tuple[str | int, ...], env: Mapping[str, str]) -> Any
                 return "$"
             name = match.group(1)
             if name not in env:
-                raise ConfigError(_path(at), f"undefined environment variable {name}")
+                missing.append((path_of(at), f"undefined environment variable {name}"))
+                return ""
             return env[name]
 
         return _VAR.sub(sub, node)
     if isinstance(node, dict):
-        return {k: _expand(v, (*at, str(k)), env) for k, v in node.items()}
+        return {k: _expand(v, (*at, str(k)), env, missing) for k, v in node.items()}
     if isinstance(node, list):
-        return [_expand(v, (*at, i), env) for i, v in enumerate(node)]
+        return [_expand(v, (*at, i), env, missing) for i, v in enumerate(node)]
     return node
 
 
@@ -79,7 +77,7 @@ def _read_secret_files(node: Any, at: tuple[str | int, ...], base: Path) -> Any:
         key = str(key)
         stem = key.removesuffix("_file")
         if key.endswith("_file") and stem in SECRET_FILE_KEYS:
-            where = _path((*at, key))
+            where = path_of((*at, key))
             if stem in node:
                 raise ConfigError(where, f"give either {stem} or {key}, not both")
             if not isinstance(value, str) or not value:
@@ -100,61 +98,27 @@ def _read_secret_files(node: Any, at: tuple[str | int, ...], base: Path) -> Any:
     return out
 
 
-def _error_path(loc: tuple[str | int, ...], raw: Any) -> str:
-    """Pydantic's location without the discriminator tags it inserts (``sinks.1.webhook``)."""
-    parts: list[str | int] = []
-    node = raw
-    for part in loc:
-        if (
-            isinstance(node, dict)
-            and isinstance(part, str)
-            and part not in node
-            and (part == node.get("kind"))
-        ):
-            continue  # discriminated-union tag, not a key of the file
-        parts.append(part)
-        if isinstance(node, dict):
-            node = node.get(part) if isinstance(part, str) else None
-        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
-            node = node[part]
-        else:
-            node = None
-    return _path(tuple(parts))
-
-
-def _message(error: Mapping[str, Any]) -> str:
-    kind = error.get("type", "")
-    if kind == "extra_forbidden":
-        return "unknown key"
-    if kind == "missing":
-        return "required key is missing"
-    if kind == "union_tag_invalid":
-        tags = error.get("ctx", {}).get("expected_tags", "")
-        return f"unknown kind (expected one of {tags})"
-    if kind == "union_tag_not_found":
-        return "kind is missing"
-    message = str(error.get("msg", "invalid value"))
-    return message.removeprefix("Value error, ")
-
-
 def validate_config(
     raw: Any, *, env: Mapping[str, str] | None = None, base: Path | None = None
 ) -> Config:
     """A :class:`Config` from an already parsed YAML document."""
     if not isinstance(raw, dict):
         raise ConfigError("", "the config file must be a YAML mapping (sources:, sinks:, …)")
-    expanded = _expand(raw, (), os.environ if env is None else env)
+    missing: list[Problem] = []
+    expanded = _expand(raw, (), os.environ if env is None else env, missing)
+    raise_all(missing)
     resolved = _read_secret_files(expanded, (), base or Path.cwd())
     try:
         config = Config.model_validate(resolved)
     except ValidationError as exc:
-        errors = exc.errors(include_url=False, include_input=False)
-        first = errors[0]
-        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        where = _error_path(tuple(first["loc"]), resolved)
-        if first["type"] in ("union_tag_invalid", "union_tag_not_found"):
-            where += ".kind"
-        raise ConfigError(where, _message(first) + more) from None
+        problems: list[Problem] = []
+        for error in exc.errors(include_url=False, include_input=False):
+            where = error_path(tuple(error["loc"]), resolved)
+            if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
+                where += ".kind"
+            problems.append((where, message(error, Config, SECRET_FILE_KEYS)))
+        raise_all(problems)
+        raise  # unreachable: a ValidationError has at least one error
     check_references(config)
     return config
 

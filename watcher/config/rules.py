@@ -3,11 +3,11 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
+from watcher.config.cron import standard
 from watcher.config.fields import ConfigModel, Duration, Name, StrList, TimeZone
 
 
@@ -83,25 +83,15 @@ TimeRuleConfig = StalledRuleConfig | OverrunRuleConfig
 class DigestConfig(ConfigModel):
     """A summary of the last ``period`` per source, sent on a cron schedule."""
 
-    cron: str  # crontab: minute hour day month day-of-week, e.g. "0 9 * * MON-FRI"
-    timezone: TimeZone = "UTC"
+    cron: str  # crontab(5): "0 9 * * 1-5", "0 9 * * MON-FRI", "@daily"
+    timezone: TimeZone = "UTC"  # the cron's times are local to it, DST included
     period: Duration = 86400.0
     sinks: Annotated[StrList, Field(min_length=1)]
 
     @field_validator("cron")
     @classmethod
     def _cron(cls, value: str) -> str:
-        from apscheduler.triggers.cron import CronTrigger  # lazy: APScheduler is heavy
-
-        try:
-            CronTrigger.from_crontab(value, timezone="UTC")
-        except (ValueError, KeyError) as exc:
-            raise ValueError(f"not a crontab expression: {exc}") from None
-        fields = value.split()
-        if len(fields) == 5 and re.search(r"\d", fields[4]):
-            # APScheduler 3 counts weekdays from 0 = Monday, crontab from 0 = Sunday: a
-            # number would silently mean another day. Names mean the same everywhere.
-            raise ValueError("write the day of week with names (MON-FRI, SAT,SUN), not numbers")
+        standard(value)  # ValueError says what is wrong
         return value
 
 

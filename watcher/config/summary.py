@@ -3,16 +3,20 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from pydantic import BaseModel
 
+from watcher.config.cron import upcoming
 from watcher.config.model import Config
 from watcher.config.sinks import SlackSinkConfig, WebhookSinkConfig
 from watcher.config.sources import FineTuningSourceConfig, WorkflowsSourceConfig
 from watcher.model.secrets import Secret, masked_url, url_credentials
 
 
-def summary(config: Config) -> str:
-    """A short human summary for ``check-config`` (no secrets)."""
+def summary(config: Config, now: datetime | None = None) -> str:
+    """A short human summary for ``check-config`` (no secrets); the digest's next fire
+    times after ``now`` (default: the wall clock)."""
     lines = [f"state: {masked_url(config.state.url)}"]
     lines.append(f"sources ({len(config.sources)}):")
     for source in config.sources:
@@ -53,6 +57,11 @@ def summary(config: Config) -> str:
         ]
         stop = ", stop" if not route.continue_ else ""
         lines.append(f"  - {' and '.join(conds) or 'everything'} -> {', '.join(route.sinks)}{stop}")
+    if config.digest is not None:
+        digest = config.digest
+        times = upcoming(digest.cron, digest.timezone, now or datetime.now(UTC), 3)
+        when = ", ".join(t.strftime("%a %Y-%m-%d %H:%M %Z") for t in times)
+        lines.append(f"digest: {digest.cron!r} in {digest.timezone}, next: {when}")
     return "\n".join(lines)
 
 

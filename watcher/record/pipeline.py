@@ -173,7 +173,12 @@ class Pipeline:
         cursor, notices = _degraded(name, result, now)
         await self._record(cycle, result.jobs, cursor, final=True, notices=notices)
         self._ok(name)
-        log.info("poll_done", **cycle.summary(result, time.monotonic() - started))
+        # A cycle that found nothing is routine: at debug, so that the lines that matter
+        # (transitions, a baseline, malformed items) are not lost among them.
+        found = cycle.transitions or cycle.baseline or result.malformed
+        (log.info if found else log.debug)(
+            "poll_done", **cycle.summary(result, time.monotonic() - started)
+        )
         return CycleOutcome("ok", cycle.jobs, cycle.transitions, result.requests)
 
     async def _record(

@@ -25,6 +25,7 @@ from watcher.model.transitions import Transition
 from watcher.render import workflow_samples
 
 MAX_RENDERED = 100_000  # characters; a template is not a way to build megabytes
+DETECTED_AT = 1751013605.0  # when the samples were seen
 
 _JOB_ID = "3b9c1e7a-5d42-4f0e-9a61-2c8d7e4f1a90"
 _JOB: dict[str, Any] = {
@@ -39,8 +40,19 @@ _JOB: dict[str, Any] = {
 }
 
 
-def _sample(type_: str, previous: str | None, status: str | None, **details: Any) -> Transition:
-    job = {**_JOB, "status": status or "RUNNING"}
+# A run's training curve as the diff derives it from checkpoints: [step, train, valid];
+# 0.0 for valid_loss is the API's "no validation at this step".
+_CURVE = [
+    [10, 2.412, 0.0], [20, 1.983, 2.051], [30, 1.611, 1.702], [40, 1.284, 1.397],
+    [50, 1.102, 1.233], [60, 0.981, 1.158], [70, 0.903, 1.121], [80, 0.861, 1.104],
+]  # fmt: skip
+_MODEL = "ft:open-mistral-7b:abc:20250627:3b9c1e7a"
+
+
+def _sample(
+    type_: str, previous: str | None, status: str | None, job: dict[str, Any] | None = None,
+    **details: Any,
+) -> Transition:  # fmt: skip
     return Transition(
         id=f"wt_sample_{type_.rsplit('.', 1)[-1]}",
         type=type_,
@@ -49,15 +61,42 @@ def _sample(type_: str, previous: str | None, status: str | None, **details: Any
         status=status,
         previous_status=previous,
         occurred_at=1751013600,
-        job=job,
+        job={**_JOB, "status": status or "RUNNING", **(job or {})},
         details=details,
     )
 
 
+_BATCH_ID = "b7e2d9c4-1f3a-4c5e-8d6b-0a9f8e7d6c5b"
+# A batch job as the batch source sees it: 168 h is the API's longest timeout.
+_BATCH_JOB: dict[str, Any] = {
+    "id": _BATCH_ID,
+    "status": "TIMEOUT_EXCEEDED",
+    "model": "mistral-small-latest",
+    "endpoint": "/v1/chat/completions",
+    "agent_id": None,
+    "input_files": ["5c1e0d2a-7b3f-4e9a-a1c2-3d4e5f6a7b8c"],
+    "metadata": {"team": "support", "job_type": "nightly-eval"},
+    "created_at": 1750408800,
+    "started_at": 1750409100,
+    "completed_at": 1751013600,
+    "modified_at": 1751013600,
+    "total_requests": 12000,
+    "completed_requests": 9874,
+    "succeeded_requests": 9810,
+    "failed_requests": 64,
+    "errors": [{"message": "Rate limit exceeded for model mistral-small-latest", "count": 64}],
+    "output_file": "9a8b7c6d-5e4f-4a3b-9c2d-1e0f9a8b7c6d",
+    "error_file": "0f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0",
+}
+
 SAMPLES: dict[str, Transition] = {
-    "failed": _sample("fine_tuning.job.failed", "RUNNING", "FAILED"),
+    "failed": _sample("fine_tuning.job.failed", "RUNNING", "FAILED", {"loss_curve": _CURVE[:5]}),
+    "running": _sample(
+        "fine_tuning.job.running", "QUEUED", "RUNNING", {"loss_curve": _CURVE[:6]}
+    ),
     "success": _sample(
-        "fine_tuning.job.success", "RUNNING", "SUCCESS"
+        "fine_tuning.job.success", "RUNNING", "SUCCESS",
+        {"fine_tuned_model": _MODEL, "loss_curve": _CURVE},
     ),
     "queued": _sample("fine_tuning.job.queued", None, "QUEUED"),
     "cancelled": _sample("fine_tuning.job.cancelled", "CANCELLATION_REQUESTED", "CANCELLED"),
@@ -65,19 +104,27 @@ SAMPLES: dict[str, Transition] = {
         "fine_tuning.job.checkpoint",
         None,
         None,
+        {"loss_curve": _CURVE[:4]},
         checkpoint={"step_number": 40, "created_at": 1751013000,
                     "metrics": {"train_loss": 1.284, "valid_loss": 1.397}},
     ),
     "model_ready": _sample(
         "fine_tuning.job.model_ready", None, None,
-        fine_tuned_model="ft:open-mistral-7b:abc:20250627:3b9c1e7a",
+        {"status": "SUCCESS", "fine_tuned_model": _MODEL, "loss_curve": _CURVE},
+        fine_tuned_model=_MODEL,
     ),
+    # Stuck in QUEUED for 2 h 10 min: the job, the alert and the limit say the same.
     "stalled": _sample(
         "fine_tuning.job.stalled", None, None,
-        alert={"rule": "stalled", "status": "QUEUED", "since": "2025-06-27T07:40:00Z",
+        {"status": "QUEUED", "created_at": 1751005800, "modified_at": 1751005800},
+        alert={"rule": "stalled", "status": "QUEUED", "since": "2025-06-27T06:30:00Z",
                "limit_seconds": 7200},
     ),
-    "timeout": _sample("batch.job.timeout_exceeded", "RUNNING", "TIMEOUT_EXCEEDED"),
+    "timeout": Transition(
+        id="wt_sample_timeout_exceeded", type="batch.job.timeout_exceeded", source="batch",
+        job_id=_BATCH_ID, status="TIMEOUT_EXCEEDED", previous_status="RUNNING",
+        occurred_at=1751013600, job=_BATCH_JOB,
+    ),
     "retired": Transition(
         id="wt_sample_retired", type="watcher.source.retired", source="ft",
         details={"reason": "list answers 410 Gone: the API was retired"},
@@ -86,13 +133,15 @@ SAMPLES: dict[str, Transition] = {
 # The samples a config's templates were checked against before Workflows: templates are
 # still checked against these when a config loads, so that a template written for
 # fine-tuning jobs (``{{ t.job.model }}`` behind ``{% if t.job %}``) keeps its config valid.
+# The batch timeout is checked in the shape it had then (a batch job has no ``suffix``).
 CLASSIC = tuple(SAMPLES)
+_CHECKED_AS = {"timeout": _sample("batch.job.timeout_exceeded", "RUNNING", "TIMEOUT_EXCEEDED")}
 SAMPLES.update(workflow_samples.SAMPLES)
 
 
 def sample_envelopes(name: str) -> list[Envelope]:
     """The named sample as a batch of one (``KeyError`` for an unknown name)."""
-    return [Envelope(transition=SAMPLES[name], detected_at=1751013605.0)]
+    return [Envelope(transition=SAMPLES[name], detected_at=DETECTED_AT)]
 
 
 def context(batch: Sequence[Envelope]) -> dict[str, Any]:
@@ -159,7 +208,8 @@ class MessageTemplates:
         first failure."""
         for name in SAMPLES if samples is None else samples:
             for part in self._templates:
+                sample = _CHECKED_AS.get(name, SAMPLES[name])
                 try:
-                    self.render(part, sample_envelopes(name))
+                    self.render(part, [Envelope(transition=sample, detected_at=DETECTED_AT)])
                 except ValueError as exc:
                     raise ValueError(f"{exc} (with the {name!r} sample)") from None

@@ -108,3 +108,62 @@ def test_example_config_is_valid(tmp_path: Path) -> None:
     (tmp_path / "smtp_password").write_text("hunter2\n")
     config = load_config(example, env=env)
     assert config.sources
+
+
+def test_every_undefined_variable_is_told_at_once(tmp_path: Path) -> None:
+    """Three missing variables: one run names the three, with their fields."""
+    text = (
+        GOOD.replace("${MISTRAL_API_KEY}", "${NOT_SET_ONE}") + "logging:\n  level: ${NOT_SET_TWO}\n"
+    )
+    text = text.replace("sqlite:///", "sqlite:///${NOT_SET_THREE}/")
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, text), env={})
+    told = str(caught.value)
+    for name in ("NOT_SET_ONE", "NOT_SET_TWO", "NOT_SET_THREE"):
+        assert f"undefined environment variable {name}" in told
+    assert "sources[0].api_key" == caught.value.path
+    assert "logging.level: undefined environment variable NOT_SET_TWO" in told
+
+
+def test_every_invalid_value_is_listed_whole(tmp_path: Path) -> None:
+    """No "(and 2 more)": each problem on its own line, with its field."""
+    text = GOOD.replace(
+        "    interval: 30s", "    interval: never\n    page_size: 0\n    on_start: maybe"
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, text), env=ENV)
+    lines = str(caught.value).splitlines()
+    assert 3 == len(lines), lines
+    assert "more)" not in str(caught.value)
+    assert {"sources[0].interval", "sources[0].page_size", "sources[0].on_start"} == {
+        line.strip().split(":")[0] for line in lines
+    }
+
+
+@pytest.mark.parametrize(
+    ("typo", "where", "meant"),
+    [
+        ("    intervall: 5s", "sources[0].intervall", "interval"),
+        ("    api_key_fil: /x", "sources[0].api_key_fil", "api_key_file"),
+        ("loging: {level: info}", "loging", "logging"),
+        ("digest: {cron: '@daily', sinks: [hooks], timezon: UTC}", "digest.timezon", "timezone"),
+    ],
+)
+def test_an_unknown_key_says_what_was_meant(
+    tmp_path: Path, typo: str, where: str, meant: str
+) -> None:
+    if typo.startswith("    "):
+        text = GOOD.replace("    interval: 30s", "    interval: 30s\n" + typo)
+    else:
+        text = GOOD + typo + "\n"
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, text), env=ENV)
+    assert where == caught.value.path
+    assert f"unknown key (did you mean {meant!r}?)" == caught.value.message
+
+
+def test_a_key_far_from_any_gets_no_guess(tmp_path: Path) -> None:
+    text = GOOD.replace("    interval: 30s", "    interval: 30s\n    zzzqqq: 1")
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, text), env=ENV)
+    assert "unknown key" == caught.value.message
