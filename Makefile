@@ -1,17 +1,29 @@
 # Everything a newcomer needs: `make demo` and `make test` set themselves up (a virtual
-# environment in .venv with the pinned dependencies of requirements.lock).
+# environment in .venv with the hash-checked pins of requirements-dev.lock, installed by uv,
+# which itself comes from PyPI through pip, pinned in requirements-bootstrap.lock).
 PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 VENV ?= .venv
 SDK3 ?= .sdk3
 BIN := $(VENV)/bin
+UV := $(BIN)/uv
 STAMP := $(VENV)/.installed
+# uv installs into the venv's interpreter, never one it downloads.
+UV_PIP := $(UV) pip --quiet
+export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: install demo test lint typecheck unit unit-only bench endurance lock clean
+.PHONY: install demo test lint typecheck package unit unit-only bench endurance lock lock-upgrade clean
 
-$(STAMP): pyproject.toml requirements.lock
+# The venv and the bootstrap tools (uv, and setuptools for the editable install).
+$(UV): requirements-bootstrap.lock
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "watcher needs Python 3.11 or newer")'
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements-bootstrap.lock
+	@touch $(UV)
+
+# Exactly the dev lock (sync removes what it no longer lists), then watcher itself, editable.
+$(STAMP): $(UV) pyproject.toml requirements-dev.lock
+	$(UV_PIP) sync --python $(BIN)/python --require-hashes requirements-dev.lock
+	$(UV_PIP) install --python $(BIN)/python --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -19,7 +31,7 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/watcher demo
 
-test: lint typecheck unit
+test: lint typecheck package unit
 
 lint: $(STAMP)
 	$(BIN)/ruff check watcher tests benchmarks
@@ -44,7 +56,7 @@ sdk3: $(SDK3)/.installed
 
 $(SDK3)/.installed: tests/sdk3.lock $(STAMP)
 	rm -rf $(SDK3)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --target $(SDK3) -r tests/sdk3.lock
+	$(UV_PIP) install --python $(BIN)/python --no-deps --target $(SDK3) -r tests/sdk3.lock
 	@touch $(SDK3)/.installed
 
 # Every figure of the README's benchmark table (about 45 minutes on 2 cores; each script
@@ -65,9 +77,28 @@ bench: $(STAMP)
 endurance: $(STAMP)
 	WATCHER_ENDURANCE=long $(BIN)/pytest -m endurance tests/endurance
 
-# Re-pin after changing dependencies in pyproject.toml.
-lock: $(STAMP)
-	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^watcher' > requirements.lock
+# The sdist and the wheel in dist/, and their metadata checked as PyPI would (a few
+# seconds); tests/unit/test_packaging.py installs that wheel in a fresh venv.
+package: $(STAMP)
+	rm -rf dist
+	$(BIN)/python -m build --no-isolation --outdir dist . >/dev/null
+	$(BIN)/twine check --strict dist/*
+
+# Re-resolve the locks from pyproject.toml (after changing or merging dependencies): every
+# pin still allowed is kept, what is new or no longer fits is resolved again; hashes for
+# every platform, markers for Python 3.11 and newer. `make lock-upgrade`: newest everything.
+# After a merge conflict in a lock, take either side (git checkout --theirs FILE) and rerun.
+LOCK := $(UV_PIP) compile --universal --python-version 3.11 --generate-hashes \
+	--no-header --annotation-style line $(LOCK_FLAGS)
+lock:
+	test -x $(UV) || $(MAKE) $(UV)  # not rebuilt from a lock that may be the one to redo
+	$(LOCK) pyproject.toml --extra postgres -o requirements.lock
+	$(LOCK) pyproject.toml --all-extras -o requirements-dev.lock
+	sed -n 's/^\(uv\|setuptools\)==\([^ ]*\).*/\1==\2/p' requirements-dev.lock \
+		| $(LOCK) - -o requirements-bootstrap.lock
+
+lock-upgrade:
+	$(MAKE) lock LOCK_FLAGS=--upgrade
 
 clean:
-	rm -rf .venv .venv-3.* .sdk3 .sdk3-3.* .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .venv .venv-3.* .sdk3 .sdk3-3.* .pytest_cache .mypy_cache .ruff_cache dist build
