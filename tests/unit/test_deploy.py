@@ -45,6 +45,9 @@ WATCHER_BIN = Path(sys.executable).parent / "watcher"
 # The oldest Kubernetes still commonly run, and the newest schemas kubernetes-validate ships.
 K8S_VERSIONS = ("1.30.0", kubernetes_validate.utils.latest_version())
 KUSTOMIZATIONS = ("base", "overlays/sqlite", "overlays/postgres")
+# Prometheus Operator objects (ServiceMonitor): custom resources kubernetes-validate has no
+# schema for.
+OPERATOR_GROUPS = ("monitoring.coreos.com/",)
 UID = 10001
 HTTP_PORT = 9464
 
@@ -272,10 +275,13 @@ def test_manifests_render_and_match_the_schemas(kustomization: str) -> None:
     objects = render(kustomization)
     checked = []
     for obj in objects:
+        if obj["apiVersion"].startswith(OPERATOR_GROUPS):
+            continue  # a CRD: no schema here (tests/unit/test_observability.py checks it)
         for version in K8S_VERSIONS:
             kubernetes_validate.validate(obj, version, strict=True)
             checked.append((obj["kind"], version))
-    assert len(objects) * len(K8S_VERSIONS) == len(checked)
+    core = [obj for obj in objects if not obj["apiVersion"].startswith(OPERATOR_GROUPS)]
+    assert (len(core) * len(K8S_VERSIONS), 1) == (len(checked), len(objects) - len(core))
 
 
 @needs_kubectl

@@ -12,7 +12,6 @@ import re
 import subprocess
 import sys
 import tomllib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -152,7 +151,7 @@ def test_postgres_without_asyncpg_names_the_extra(monkeypatch: pytest.MonkeyPatc
 
 
 @pytest.fixture(scope="session")
-def dist(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The sdist and the wheel, built from this checkout (the wheel from the sdist)."""
     out = tmp_path_factory.mktemp("dist")
     result = subprocess.run(
@@ -163,7 +162,7 @@ def dist(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         timeout=120,
     )
     assert 0 == result.returncode, result.stdout[-2000:] + result.stderr[-2000:]
-    yield out
+    return out
 
 
 def test_sdist_and_wheel_pass_twine_check(dist: Path) -> None:
@@ -192,9 +191,10 @@ def test_wheel_installs_in_a_fresh_venv_and_runs(dist: Path, tmp_path: Path) -> 
     venv = tmp_path / "venv"
     uv = str(BIN / "uv")
     subprocess.run([uv, "venv", "--quiet", "--python", sys.executable, str(venv)], check=True)
+    python = str(venv / "bin" / "python")
+    constraints = str(REPO / "requirements.lock")
     subprocess.run(
-        [uv, "pip", "install", "--quiet", "--python", str(venv / "bin" / "python")]
-        + ["--constraint", str(REPO / "requirements.lock"), str(wheel)],
+        [uv, "pip", "install", "--quiet", "--python", python, "-c", constraints, str(wheel)],
         check=True,
         timeout=120,
     )
