@@ -41,16 +41,31 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP) sdk3
+unit: $(STAMP) sdk3 promtool
 	WATCHER_SDK3=$(SDK3) $(BIN)/pytest
 
 # The unit tests alone (no end-to-end processes): what .ci/run also runs on each newer
 # interpreter, e.g. `make unit-only PYTHON=python3.13 VENV=.venv-3.13 SDK3=.sdk3-3.13`.
-unit-only: $(STAMP) sdk3
+unit-only: $(STAMP) sdk3 promtool
 	WATCHER_SDK3=$(SDK3) $(BIN)/pytest -q tests/unit
 
 # mistralai 3.x for tests/unit/devtools/simulator/test_sdk_batch_contract.py, in its own directory: the venv pins
 # 1.x for the fine-tuning contract. Pinned whole in tests/sdk3.lock; changing it reinstalls.
+# promtool for the alerting rules' checks and unit tests (tests/unit/test_observability.py):
+# the one on PATH, else extracted from Debian's prometheus package into the venv (apt-get
+# download: no root, no Prometheus server installed or started). Where neither works, those
+# tests are skipped and say why.
+.PHONY: promtool
+promtool: $(BIN)/promtool
+
+$(BIN)/promtool: | $(STAMP)
+	@if command -v promtool >/dev/null 2>&1; then ln -sf "$$(command -v promtool)" $@; \
+	elif command -v apt-get >/dev/null 2>&1 && tmp=$$(mktemp -d) \
+		&& (cd $$tmp && apt-get download -q prometheus >/dev/null 2>&1) \
+		&& dpkg-deb -x $$tmp/prometheus_*.deb $$tmp/root; then \
+		cp $$tmp/root/usr/bin/promtool $@ && rm -rf $$tmp && echo "make: promtool from Debian's prometheus package"; \
+	else echo "make: no promtool (Debian: apt-get install prometheus): its tests are skipped"; fi
+
 .PHONY: sdk3
 sdk3: $(SDK3)/.installed
 
