@@ -31,7 +31,7 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/watcher demo
 
-test: lint typecheck package unit
+test: lint typecheck unit
 
 lint: $(STAMP)
 	$(BIN)/ruff check watcher tests benchmarks
@@ -50,7 +50,8 @@ unit-only: $(STAMP) sdk3 promtool
 	WATCHER_SDK3=$(SDK3) $(BIN)/pytest -q tests/unit
 
 # mistralai 3.x for tests/unit/devtools/simulator/test_sdk_batch_contract.py, in its own directory: the venv pins
-# 1.x for the fine-tuning contract. Pinned whole in tests/sdk3.lock; changing it reinstalls.
+# 1.x for the fine-tuning contract. Pinned whole, with hashes, in tests/sdk3.lock (make lock
+# resolves it from tests/sdk3.in); changing it reinstalls.
 # promtool for the alerting rules' checks and unit tests (tests/unit/test_observability.py):
 # the one on PATH, else extracted from Debian's prometheus package into the venv (apt-get
 # download: no root, no Prometheus server installed or started). Where neither works, those
@@ -71,7 +72,7 @@ sdk3: $(SDK3)/.installed
 
 $(SDK3)/.installed: tests/sdk3.lock $(STAMP)
 	rm -rf $(SDK3)
-	$(UV_PIP) install --python $(BIN)/python --no-deps --target $(SDK3) -r tests/sdk3.lock
+	$(UV_PIP) install --python $(BIN)/python --no-deps --require-hashes --target $(SDK3) -r tests/sdk3.lock
 	@touch $(SDK3)/.installed
 
 # Every figure of the README's benchmark table (about 45 minutes on 2 cores; each script
@@ -111,6 +112,7 @@ lock:
 	$(LOCK) pyproject.toml --all-extras -o requirements-dev.lock
 	sed -n 's/^\(uv\|setuptools\)==\([^ ]*\).*/\1==\2/p' requirements-dev.lock \
 		| $(LOCK) - -o requirements-bootstrap.lock
+	$(LOCK) tests/sdk3.in -o tests/sdk3.lock
 
 lock-upgrade:
 	$(MAKE) lock LOCK_FLAGS=--upgrade

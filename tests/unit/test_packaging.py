@@ -95,7 +95,7 @@ def test_version_is_written_only_in_pyproject() -> None:
 def test_locks_pin_every_requirement_with_hashes() -> None:
     """The runtime lock pins the runtime dependencies and the postgres extra (what the image
     installs), the dev lock every extra, the bootstrap lock uv and setuptools; every pin
-    carries hashes (pip --require-hashes and uv check them)."""
+    of every lock carries hashes (pip --require-hashes and uv check them)."""
     runtime, dev, bootstrap = (pins(lock) for lock in LOCKS)
     wanted = {requirement_name(spec) for spec in PROJECT["dependencies"]}
     extras: dict[str, list[str]] = PROJECT["optional-dependencies"]
@@ -103,7 +103,9 @@ def test_locks_pin_every_requirement_with_hashes() -> None:
     every = wanted | {requirement_name(s) for specs in extras.values() for s in specs}
     assert set() == every - set(dev)
     assert {"uv", "setuptools"} == set(bootstrap)
-    for lock in (runtime, dev, bootstrap):
+    sdk3 = pins("tests/sdk3.lock")  # the contract test's mistralai 3.x, in .sdk3/
+    assert "mistralai" in sdk3
+    for lock in (runtime, dev, bootstrap, sdk3):
         assert [] == [name for name, hashes in lock.items() if not hashes]
     # The runtime lock carries none of the test tools or the SDK of the contract test.
     assert set() == {"pytest", "mistralai", "py-spy", "uv"} & set(runtime)
