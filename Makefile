@@ -93,8 +93,9 @@ bench: $(STAMP)
 endurance: $(STAMP)
 	WATCHER_ENDURANCE=long $(BIN)/pytest -m endurance tests/endurance
 
-# The sdist and the wheel in dist/, and their metadata checked as PyPI would (a few
-# seconds); tests/unit/test_packaging.py installs that wheel in a fresh venv.
+# The sdist and the wheel in dist/, their metadata checked as PyPI would (a few seconds).
+# make test does the same in tests/unit/test_packaging.py, and installs the wheel in a fresh
+# venv.
 package: $(STAMP)
 	rm -rf dist
 	$(BIN)/python -m build --no-isolation --outdir dist . >/dev/null
@@ -102,14 +103,15 @@ package: $(STAMP)
 
 # Re-resolve the locks from pyproject.toml (after changing or merging dependencies): every
 # pin still allowed is kept, what is new or no longer fits is resolved again; hashes for
-# every platform, markers for Python 3.11 and newer. `make lock-upgrade`: newest everything.
+# every platform, markers for Python 3.11 and newer; the runtime lock takes the dev lock's
+# versions (what the tests ran is what ships). `make lock-upgrade`: newest everything.
 # After a merge conflict in a lock, take either side (git checkout --theirs FILE) and rerun.
 LOCK := $(UV_PIP) compile --universal --python-version 3.11 --generate-hashes \
 	--no-header --annotation-style line $(LOCK_FLAGS)
 lock:
 	test -x $(UV) || $(MAKE) $(UV)  # not rebuilt from a lock that may be the one to redo
-	$(LOCK) pyproject.toml --extra postgres -o requirements.lock
 	$(LOCK) pyproject.toml --all-extras -o requirements-dev.lock
+	$(LOCK) pyproject.toml --extra postgres -c requirements-dev.lock -o requirements.lock
 	sed -n 's/^\(uv\|setuptools\)==\([^ ]*\).*/\1==\2/p' requirements-dev.lock \
 		| $(LOCK) - -o requirements-bootstrap.lock
 	$(LOCK) tests/sdk3.in -o tests/sdk3.lock
