@@ -20,9 +20,11 @@ $(UV): requirements-bootstrap.lock
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements-bootstrap.lock
 	@touch $(UV)
 
-# Exactly the dev lock (sync removes what it no longer lists), then watcher itself, editable.
+# Exactly the dev lock (sync removes what it no longer lists), compiled to bytecode as pip
+# would (else, under PYTHONDONTWRITEBYTECODE, every process compiles its imports again: the
+# demo's processes start seconds late), then watcher itself, editable.
 $(STAMP): $(UV) pyproject.toml requirements-dev.lock
-	$(UV_PIP) sync --python $(BIN)/python --require-hashes requirements-dev.lock
+	$(UV_PIP) sync --python $(BIN)/python --require-hashes --compile-bytecode requirements-dev.lock
 	$(UV_PIP) install --python $(BIN)/python --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 
