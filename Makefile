@@ -74,7 +74,8 @@ sdk3: $(SDK3)/.installed
 
 $(SDK3)/.installed: tests/sdk3.lock $(STAMP)
 	rm -rf $(SDK3)
-	$(UV_PIP) install --python $(BIN)/python --no-deps --require-hashes --target $(SDK3) -r tests/sdk3.lock
+	$(UV_PIP) install --python $(BIN)/python --no-deps --require-hashes --compile-bytecode \
+		--target $(SDK3) -r tests/sdk3.lock
 	@touch $(SDK3)/.installed
 
 # Every figure of the README's benchmark table (about 45 minutes on 2 cores; each script
