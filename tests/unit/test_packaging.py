@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from packaging.requirements import Requirement
 
 import watcher
 from tests import REPO
@@ -109,6 +110,22 @@ def test_locks_pin_every_requirement_with_hashes() -> None:
         assert [] == [name for name, hashes in lock.items() if not hashes]
     # The runtime lock carries none of the test tools or the SDK of the contract test.
     assert set() == {"pytest", "mistralai", "py-spy", "uv"} & set(runtime)
+
+
+def test_locked_versions_satisfy_pyproject() -> None:
+    """Every requirement of pyproject.toml (extras included) is met by the dev lock's
+    version: a raised minimum without `make lock` fails here."""
+    text = (REPO / LOCKS[1]).read_text(encoding="utf-8")
+    locked = {norm(m[1]): m[2] for m in re.finditer(r"^([A-Za-z0-9_.-]+)==(\S+)", text, re.M)}
+    specs = [*PROJECT["dependencies"]]
+    specs += [spec for extra in PROJECT["optional-dependencies"].values() for spec in extra]
+    unmet = [
+        (spec, locked.get(norm(req.name)))
+        for spec in specs
+        if (req := Requirement(spec)) and not req.specifier.contains(locked[norm(req.name)])
+    ]
+    assert [] == unmet
+    assert not Requirement("pytest>=99").specifier.contains(locked["pytest"])
 
 
 def test_runtime_and_dev_locks_agree() -> None:
