@@ -4,6 +4,7 @@ The tree::
 
     WatcherError
     ├── ConfigError                 bad config file; names the field path (exit code 2)
+    │   └── MissingExtra            the config needs an optional dependency not installed
     ├── SourceError                 a source could not be polled this cycle
     │   ├── SourceUnavailable       connection error, timeout, 429/5xx after retries
     │   ├── SourceAuthError         401/403: the API key is wrong or lacks access
@@ -29,6 +30,22 @@ class ConfigError(WatcherError):
         self.path = path
         self.message = message
         super().__init__(f"{path}: {message}" if path else message)
+
+
+class MissingExtra(ConfigError):
+    """The config asks for something whose dependency comes with an extra of the
+    distribution that is not installed (e.g. ``state.url: postgresql://`` without asyncpg)."""
+
+    def __init__(self, path: str, module: str, extra: str, what: str) -> None:
+        super().__init__(
+            path,
+            f"{what} needs {module}, which is not installed:"
+            f" pip install 'mistral-watcher[{extra}]'",
+        )
+
+
+# ``state.url: postgresql://``: the PostgreSQL store and the replicas' advisory locks.
+POSTGRES_EXTRA = ("asyncpg", "postgres", "a PostgreSQL store")
 
 
 class SourceError(WatcherError):

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from typing import Literal
 
 from pydantic import field_validator, model_validator
 
 from watcher.config.fields import ConfigModel
+from watcher.exceptions import POSTGRES_EXTRA, MissingExtra
 from watcher.model.secrets import Secret
 
 # What a postgresql:// URL may say after ``?``: libpq's connection parameters that asyncpg
@@ -47,6 +49,8 @@ class StateConfig(ConfigModel):
                     raise ValueError(f"unknown connection parameter {name!r} (known: {known})")
                 if name == "sslmode" and given not in SSL_MODES:
                     raise ValueError(f"sslmode must be one of {', '.join(SSL_MODES)}")
+            if importlib.util.find_spec(POSTGRES_EXTRA[0]) is None:  # the `postgres` extra
+                raise ValueError(MissingExtra("", *POSTGRES_EXTRA).message)
             return value
         raise ValueError(
             "must be sqlite:///PATH or postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE"

@@ -6,12 +6,17 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import asyncpg
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
+from watcher.exceptions import POSTGRES_EXTRA, MissingExtra
 from watcher.stores.sql import SqlStore
+
+try:
+    import asyncpg
+except ImportError:  # the `postgres` extra is not installed (check-config says so first)
+    raise MissingExtra("state.url", *POSTGRES_EXTRA) from None
 
 # pg_advisory_xact_lock key held while migrating, so that replicas starting at once on an
 # empty database take turns (the later ones then find it at head). Any constant will do as

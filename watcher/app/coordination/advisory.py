@@ -25,12 +25,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import anyio
-import asyncpg
 import structlog
 
 from watcher.app.coordination import APP_PREFIX
 from watcher.app.coordination.share import rebalance
+from watcher.exceptions import POSTGRES_EXTRA, MissingExtra
 from watcher.stores.postgres import libpq_dsn
+
+try:
+    import asyncpg
+except ImportError:  # the `postgres` extra is not installed (check-config says so first)
+    raise MissingExtra("state.url", *POSTGRES_EXTRA) from None
 
 log = structlog.get_logger(__name__)
 
