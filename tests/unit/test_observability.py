@@ -159,9 +159,7 @@ def test_the_kit_names_only_metrics_the_daemon_exposes() -> None:
     }
     assert all(named.values())
     assert {} == {
-        source: sorted(names - available)
-        for source, names in named.items()
-        if names - available
+        source: sorted(names - available) for source, names in named.items() if names - available
     }
     assert "watcher_config_last_reload_successful" in named["alerts.yaml"]  # reload failed
 
