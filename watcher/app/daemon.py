@@ -29,7 +29,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
 import anyio
-import httpx
+import httpx2 as httpx
 import structlog
 
 from watcher.abc import Ownership, Sink, Source, Store

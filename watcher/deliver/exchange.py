@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import anyio
-import httpx
+import httpx2 as httpx
 
 from watcher.deliver.redact import Scrubber
 from watcher.deliver.retry import Verdict, classify, parse_retry_after

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
-import httpx
+import httpx2 as httpx
 import structlog
 from standardwebhooks.webhooks import Webhook
 

@@ -19,9 +19,8 @@ from contextlib import asynccontextmanager
 from typing import Any, NamedTuple
 
 import anyio
-import httpx
+import httpx2 as httpx
 import structlog
-from httpx_sse import EventSource, aconnect_sse
 
 from watcher import __version__
 from watcher.deliver.redact import Scrubber
@@ -127,7 +126,7 @@ class ApiClient:
         *,
         route: str,
         idle_timeout: float,
-    ) -> AsyncIterator[EventSource]:
+    ) -> AsyncIterator[httpx.EventSource]:
         """``GET path`` as a server-sent event stream on ``client`` (streams hold their
         connections for long: not the shared client's pool). One attempt, no retries: the
         caller reconnects. A read gap longer than ``idle_timeout`` raises
@@ -136,13 +135,14 @@ class ApiClient:
         ``observe`` callback sees it as the route ``stream``."""
         timeout = httpx.Timeout(self._deadline, connect=min(self._deadline, 5.0), read=idle_timeout)
         try:
-            async with aconnect_sse(
-                client,
-                "GET",
+            # No size cap in the parser: the caller bounds events itself and refuses the
+            # stream with its own message (httpx2's cap would end it as a transport error).
+            async with client.sse(
                 self.base_url + path,
                 params=params,
                 headers=self._headers("text/event-stream"),
                 timeout=timeout,
+                max_event_size=None,
             ) as source:
                 status = source.response.status_code
                 self._observe(route, status)
