@@ -1,0 +1,195 @@
+"""An ``httpx`` transport over aiohttp's connection pool and C HTTP parser: the sinks' client.
+
+httpx2 keeps the API (requests built, answers read and mapped exactly as before, in
+:mod:`watcher.deliver.exchange`); underneath, httpcore2's pure-Python HTTP/1.1 and pool
+bookkeeping cost about four times the CPU of aiohttp's per request (``benchmarks.http_client``),
+and that CPU was most of a delivery's. Only the transport changes:
+
+- redirects are never followed here (httpx decides, and the sinks ask it not to);
+- nothing is decompressed here, no cookie is kept, no default header is added: httpx does
+  each of those above the transport, as it would over its own;
+- TLS is verified with the context httpx2 itself would build (``httpx.create_ssl_context``);
+- no proxy from the environment (the daemon's clients say ``trust_env=False`` too);
+- httpx's per-operation timeouts become aiohttp's connect and read timeouts; the deadline of
+  a whole exchange stays the caller's (``exchange.exchange``);
+- aiohttp's errors become the httpx exceptions httpcore2 would raise, with the same texts
+  where the failure is the same (connection refused, TLS, a peer hanging up), so that a
+  :class:`~watcher.exceptions.DeliveryError` reads the same over either transport.
+
+aiohttp is imported with this module, which only the daemon's wiring imports: a command that
+sends nothing does not load it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import AsyncIterator
+from functools import lru_cache
+from typing import Any
+
+import aiohttp
+import httpx2 as httpx
+from yarl import URL
+
+READ_CHUNK = 64 * 1024
+KEEPALIVE = 5.0  # seconds an idle connection is kept, as httpx's default Limits
+
+
+@lru_cache(maxsize=256)
+def _url(text: str) -> URL:
+    """The yarl URL of an httpx URL's text (already encoded: not encoded again)."""
+    return URL(text, encoded=True)
+
+
+@lru_cache(maxsize=64)
+def _timeout(connect: float | None, read: float | None, pool: float | None) -> Any:
+    return aiohttp.ClientTimeout(total=None, connect=pool, sock_connect=connect, sock_read=read)
+
+
+class AiohttpTransport(httpx.AsyncBaseTransport):
+    """``httpx.AsyncClient(transport=AiohttpTransport(...))``: at most ``max_connections``
+    connections (idle ones kept ``keepalive`` seconds), TLS verified by ``verify`` (httpx's
+    meaning: ``True``, ``False`` or an ``ssl.SSLContext``). The aiohttp session is made on
+    first use, inside the running event loop, and closed by :meth:`aclose`."""
+
+    def __init__(
+        self,
+        *,
+        verify: ssl.SSLContext | bool = True,
+        max_connections: int = 64,
+        keepalive: float = KEEPALIVE,
+    ) -> None:
+        self._ssl = httpx.create_ssl_context(verify=verify, trust_env=False)
+        self._max_connections = max_connections
+        self._keepalive = keepalive
+        self._session: aiohttp.ClientSession | None = None
+
+    def _open(self) -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(
+            limit=self._max_connections,
+            limit_per_host=0,
+            keepalive_timeout=self._keepalive,
+            ssl=self._ssl,
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            cookie_jar=aiohttp.DummyCookieJar(),  # httpx keeps the cookies, if any
+            auto_decompress=False,  # httpx decodes the content-encoding itself
+            trust_env=False,
+            # httpx sends exactly the headers it built: aiohttp adds none of its own (a
+            # body would otherwise get "content-type: application/octet-stream").
+            skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
+            raise_for_status=False,
+            timeout=aiohttp.ClientTimeout(total=None),
+        )
+        return self._session
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        scheme = request.url.scheme
+        if scheme not in ("http", "https"):
+            if not scheme:
+                raise httpx.UnsupportedProtocol(
+                    "Request URL is missing an 'http://' or 'https://' protocol.", request=request
+                )
+            raise httpx.UnsupportedProtocol(
+                f"Request URL has an unsupported protocol '{scheme}://'.", request=request
+            )
+        session = self._session or self._open()
+        timeouts = request.extensions.get("timeout", {})
+        body = await request.aread()
+        try:
+            answer = await session.request(
+                request.method,
+                _url(str(request.url)),
+                headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw],
+                data=body or None,
+                allow_redirects=False,
+                timeout=_timeout(
+                    timeouts.get("connect"), timeouts.get("read"), timeouts.get("pool")
+                ),
+            )
+        except Exception as exc:
+            mapped = _mapped(exc, request)
+            if mapped is exc:
+                raise
+            raise mapped from exc
+        return httpx.Response(
+            status_code=answer.status,
+            headers=answer.raw_headers,
+            stream=_Body(answer, request),
+            extensions={
+                "http_version": b"HTTP/%d.%d" % (answer.version.major, answer.version.minor)
+                if answer.version
+                else b"HTTP/1.1",
+                "reason_phrase": (answer.reason or "").encode("latin-1", "replace"),
+            },
+        )
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            session, self._session = self._session, None
+            await session.close()
+
+
+class _Body(httpx.AsyncByteStream):
+    """An answer's body, read as httpx reads it; closed early, the connection is dropped
+    rather than reused (the rest of the body was never read)."""
+
+    def __init__(self, answer: aiohttp.ClientResponse, request: httpx.Request) -> None:
+        self._answer = answer
+        self._request = request
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._answer.content.iter_chunked(READ_CHUNK):
+                yield chunk
+        except Exception as exc:
+            mapped = _mapped(exc, self._request)
+            if mapped is exc:
+                raise
+            raise mapped from exc
+
+    async def aclose(self) -> None:
+        if self._answer.content.at_eof():
+            self._answer.release()
+        else:
+            self._answer.close()
+
+
+def _mapped(exc: BaseException, request: httpx.Request) -> BaseException:
+    """The httpx exception httpcore2 raises for the same failure, with its text."""
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return httpx.ConnectError(str(exc.certificate_error), request=request)
+    if isinstance(exc, aiohttp.ClientConnectorSSLError):
+        return httpx.ConnectError(str(exc.os_error), request=request)
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return httpx.ConnectTimeout(str(exc), request=request)
+    if isinstance(exc, aiohttp.SocketTimeoutError | asyncio.TimeoutError):
+        return httpx.ReadTimeout(str(exc), request=request)
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        # anyio's words for a connection no address of the host accepted, as httpcore2 says
+        return httpx.ConnectError("All connection attempts failed", request=request)
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return httpx.RemoteProtocolError(
+            "Server disconnected without sending a response.", request=request
+        )
+    if isinstance(exc, aiohttp.ClientPayloadError | aiohttp.ClientResponseError):
+        return httpx.RemoteProtocolError(str(exc), request=request)
+    if isinstance(exc, aiohttp.InvalidURL):
+        return httpx.UnsupportedProtocol(str(exc), request=request)
+    if isinstance(exc, aiohttp.ClientOSError):
+        return httpx.ReadError(str(exc.strerror or exc), request=request)
+    if isinstance(exc, aiohttp.ClientError | OSError):
+        return httpx.NetworkError(str(exc), request=request)
+    return exc
+
+
+def sink_client(*, max_connections: int = 64) -> httpx.AsyncClient:
+    """The client the daemon's sinks share: httpx2 over :class:`AiohttpTransport`, redirects
+    not followed, no proxy or certificate settings from the environment."""
+    return httpx.AsyncClient(
+        transport=AiohttpTransport(max_connections=max_connections),
+        follow_redirects=False,
+        trust_env=False,
+    )
