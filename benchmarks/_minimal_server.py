@@ -18,15 +18,16 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import ClassVar
 
 OK = b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 2\r\n\r\nok"
 ID = b"\r\nwebhook-id:"
 
 
 class Minimal(asyncio.Protocol):
-    received: list[bytes] = []  # webhook-ids in arrival order, every connection
+    received: ClassVar[list[bytes]] = []  # webhook-ids in arrival order, every connection
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -98,7 +99,5 @@ def minimal_server() -> Iterator[tuple[str, int]]:
 
 
 if __name__ == "__main__":
-    try:
+    with suppress(KeyboardInterrupt):
         asyncio.run(serve())
-    except KeyboardInterrupt:
-        pass

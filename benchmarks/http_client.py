@@ -4,8 +4,9 @@ HTTP/1.1 server on loopback (``benchmarks._minimal_server``, its own process), p
 Clients, one after the other in this process, each its own connection pool: httpx2 (what
 the API clients use), httpx 0.28 (only where some other package still brings it in, e.g.
 mistralai 1.x in the dev venv), aiohttp alone, httpx2 over watcher's aiohttp transport
-(``watcher.deliver.transport``, what the sinks use), and ``watcher.deliver.exchange.post``
-over that transport (what one webhook's exchange costs, deadline and capped read included).
+(``watcher.deliver.transport.sink_client``: ``client.post``), and
+``watcher.deliver.exchange.post`` with that client (what one webhook's exchange costs the
+sinks: deadline and capped read included; it drives the transport without httpx's client).
 Each gets 100 requests to warm up first. Printed: requests/s and this process's CPU
 seconds per client, and both as ratios against httpx2 measured in the same run.
 
@@ -28,7 +29,7 @@ from benchmarks._minimal_server import minimal_server
 from benchmarks._report import table, verdict, write
 from watcher.deliver.exchange import post
 from watcher.deliver.redact import Scrubber
-from watcher.deliver.transport import AiohttpTransport
+from watcher.deliver.transport import sink_client
 
 BODY = b'{"type":"fine_tuning.job.failed","data":{' + b'"x":"' + b"a" * 760 + b'"}}'
 HEADERS = {"content-type": "application/json", "webhook-id": "msg_bench"}
@@ -89,9 +90,7 @@ async def clients(stack: AsyncExitStack, url: str) -> dict[str, Poster | str]:
         out["aiohttp"] = raw
     except ImportError:
         out["aiohttp"] = "not installed"
-    ours = await stack.enter_async_context(
-        httpx.AsyncClient(transport=AiohttpTransport(), trust_env=False)
-    )
+    ours = await stack.enter_async_context(sink_client())
     out["httpx2 + watcher transport"] = await with_httpx_client(ours, url)
     scrubber = Scrubber.of_secrets()
 
@@ -107,7 +106,7 @@ async def clients(stack: AsyncExitStack, url: str) -> dict[str, Poster | str]:
         )
         assert answer.status == 200
 
-    out["watcher exchange.post (transport)"] = exchange
+    out["watcher exchange.post (sink client)"] = exchange
     return out
 
 

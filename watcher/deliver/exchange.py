@@ -12,8 +12,10 @@ an answer that is not 2xx to a :class:`~watcher.exceptions.DeliveryError`
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
+from typing import Protocol
 
 import anyio
 import httpx2 as httpx
@@ -23,6 +25,20 @@ from watcher.deliver.retry import Verdict, classify, parse_retry_after
 from watcher.exceptions import DeliveryError
 
 BODY_READ_LIMIT = 4096  # enough for an excerpt; the rest of an error page is not read
+
+
+class _Opened(Protocol):
+    """What is read of an answer: an ``httpx.Response`` or a ``transport.Opened``."""
+
+    @property
+    def status_code(self) -> int: ...
+
+    @property
+    def headers(self) -> httpx.Headers: ...
+
+    def aiter_bytes(self) -> AsyncIterator[bytes]: ...
+
+    async def aclose(self) -> None: ...
 
 
 async def exchange(
@@ -38,11 +54,29 @@ async def exchange(
 
     ``where`` names the sink in errors; ``describe`` turns an httpx error's text into what
     may be shown (sanitized, secrets scrubbed, capped)."""
+    return await _exchange(
+        partial(client.send, request, stream=True, follow_redirects=False),
+        deadline_seconds=deadline_seconds,
+        where=where,
+        describe=describe,
+        read_limit=read_limit,
+    )
+
+
+async def _exchange(
+    opening: Callable[[], Awaitable[_Opened]],
+    *,
+    deadline_seconds: float,
+    where: str,
+    describe: Callable[[str], str],
+    read_limit: int,
+) -> tuple[int, httpx.Headers, bytes]:
+    """:func:`exchange` over whichever way ``opening`` sends the request."""
     timeout = deadline_seconds
     deadline = anyio.current_time() + timeout
     try:
         with anyio.fail_after(timeout):
-            response = await client.send(request, stream=True, follow_redirects=False)
+            response = await opening()
     except TimeoutError:
         raise DeliveryError(f"{where}: no answer within {timeout:g}s", retryable=True) from None
     except httpx.UnsupportedProtocol:
@@ -100,18 +134,60 @@ async def post(
     """POST ``content`` to ``url``, ``deadline_seconds`` for the whole exchange; transport
     failures raise :class:`DeliveryError` (retryable) quoting only what ``scrubber`` lets
     through."""
-    request = client.build_request(
-        "POST", url, content=content, headers=headers, timeout=httpx.Timeout(deadline_seconds)
-    )
-    status, answer_headers, raw = await exchange(
-        client,
-        request,
+    direct: Direct | None = getattr(client, "direct", None)
+    if direct is not None:
+        # watcher's sink client (transport.SinkClient): its transport takes the request
+        # as it is, without httpx's client work around it; the client's default headers
+        # still go with it, under the request's own.
+        merged = _merged_headers(client.headers, headers)
+        opening: Callable[[], Awaitable[_Opened]] = partial(
+            direct.open, "POST", url, headers=merged, content=content, io_timeout=deadline_seconds
+        )
+    else:
+        request = client.build_request(
+            "POST", url, content=content, headers=headers, timeout=httpx.Timeout(deadline_seconds)
+        )
+        opening = partial(client.send, request, stream=True, follow_redirects=False)
+    status, answer_headers, raw = await _exchange(
+        opening,
         deadline_seconds=deadline_seconds,
         where=where,
         describe=scrubber.excerpt,
         read_limit=read_limit,
     )
     return Answer(status, answer_headers, raw)
+
+
+class Direct(Protocol):
+    """A transport that sends a request without httpx's client (``transport.AiohttpTransport``)."""
+
+    async def open(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        content: bytes,
+        io_timeout: float,
+    ) -> _Opened: ...
+
+
+# What the direct way can decode of the encodings httpx offers by default (it offers br and
+# zstd too where their packages are installed).
+DECODABLE = frozenset({"gzip", "deflate", "identity"})
+
+
+def _merged_headers(defaults: httpx.Headers, headers: Mapping[str, str]) -> dict[str, str]:
+    """The client's default headers under the request's own (names lowercase, as httpx
+    merges them), "accept-encoding" kept to what the direct way decodes."""
+    merged = dict(defaults.items())
+    offered = merged.get("accept-encoding")
+    if offered is not None:
+        kept = [e.strip() for e in offered.split(",") if e.strip().lower() in DECODABLE]
+        merged["accept-encoding"] = ", ".join(kept) or "identity"
+    for name, value in headers.items():
+        merged[name.lower()] = value
+    return merged
 
 
 def refusal(

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from functools import lru_cache
 from typing import Any
 
@@ -38,8 +38,9 @@ KEEPALIVE = 5.0  # seconds an idle connection is kept, as httpx's default Limits
 
 @lru_cache(maxsize=256)
 def _url(text: str) -> URL:
-    """The yarl URL of an httpx URL's text (already encoded: not encoded again)."""
-    return URL(text, encoded=True)
+    """The yarl URL of ``text`` as httpx encodes it (the same bytes on the wire as httpx's
+    own transport sends; yarl does not encode it again)."""
+    return URL(str(httpx.URL(text)), encoded=True)
 
 
 @lru_cache(maxsize=64)
@@ -98,11 +99,12 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         session = self._session or self._open()
         timeouts = request.extensions.get("timeout", {})
         body = await request.aread()
+        raw_headers = request.headers.raw
         try:
             answer = await session.request(
                 request.method,
                 _url(str(request.url)),
-                headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw],
+                headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in raw_headers],
                 data=body or None,
                 allow_redirects=False,
                 timeout=_timeout(
@@ -126,10 +128,68 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             },
         )
 
+    async def open(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        content: bytes,
+        io_timeout: float,
+    ) -> Opened:
+        """Send one request without httpx's client around it (:func:`exchange.post`'s way:
+        the client's work per request is most of the CPU left): ``headers`` complete (the
+        client's defaults merged in), ``io_timeout`` for connect and for each read. The answer
+        is open: read its body with ``aiter_bytes``, close it with ``aclose``. Failures
+        raise the httpx exceptions of :meth:`handle_async_request`."""
+        session = self._session or self._open()
+        try:
+            answer = await session.request(
+                method,
+                _url(url),
+                headers=headers,
+                data=content or None,
+                allow_redirects=False,
+                timeout=_timeout(io_timeout, io_timeout, io_timeout),
+                auto_decompress=True,  # what "accept-encoding" offered (gzip, deflate)
+            )
+        except Exception as exc:
+            mapped = _mapped(exc, None)
+            if mapped is exc:
+                raise
+            raise mapped from exc
+        return Opened(answer)
+
     async def aclose(self) -> None:
         if self._session is not None:
             session, self._session = self._session, None
             await session.close()
+
+
+class Opened:
+    """An answer of :meth:`AiohttpTransport.open`: what :mod:`watcher.deliver.exchange`
+    reads of an ``httpx.Response`` (status, headers, body chunks, close)."""
+
+    def __init__(self, answer: aiohttp.ClientResponse) -> None:
+        self._answer = answer
+        self.status_code = answer.status
+        self.headers = httpx.Headers(answer.raw_headers)
+
+    async def aiter_bytes(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._answer.content.iter_any():
+                yield chunk
+        except Exception as exc:
+            mapped = _mapped(exc, None)
+            if mapped is exc:
+                raise
+            raise mapped from exc
+
+    async def aclose(self) -> None:
+        if self._answer.content.at_eof():
+            self._answer.release()
+        else:
+            self._answer.close()
 
 
 class _Body(httpx.AsyncByteStream):
@@ -157,7 +217,7 @@ class _Body(httpx.AsyncByteStream):
             self._answer.close()
 
 
-def _mapped(exc: BaseException, request: httpx.Request) -> BaseException:
+def _mapped(exc: BaseException, request: httpx.Request | None) -> BaseException:
     """The httpx exception httpcore2 raises for the same failure, with its text."""
     if isinstance(exc, aiohttp.ClientConnectorCertificateError):
         return httpx.ConnectError(str(exc.certificate_error), request=request)
@@ -185,11 +245,16 @@ def _mapped(exc: BaseException, request: httpx.Request) -> BaseException:
     return exc
 
 
-def sink_client(*, max_connections: int = 64) -> httpx.AsyncClient:
-    """The client the daemon's sinks share: httpx2 over :class:`AiohttpTransport`, redirects
-    not followed, no proxy or certificate settings from the environment."""
-    return httpx.AsyncClient(
-        transport=AiohttpTransport(max_connections=max_connections),
-        follow_redirects=False,
-        trust_env=False,
-    )
+class SinkClient(httpx.AsyncClient):
+    """An ``httpx.AsyncClient`` over :class:`AiohttpTransport`, redirects not followed, no
+    proxy or certificate settings from the environment; :func:`exchange.post` drives its
+    transport directly (``direct``), everything else goes through httpx as usual."""
+
+    def __init__(self, *, max_connections: int = 64, verify: ssl.SSLContext | bool = True) -> None:
+        self.direct = AiohttpTransport(max_connections=max_connections, verify=verify)
+        super().__init__(transport=self.direct, follow_redirects=False, trust_env=False)
+
+
+def sink_client(*, max_connections: int = 64) -> SinkClient:
+    """The client the daemon's sinks share (:class:`SinkClient`)."""
+    return SinkClient(max_connections=max_connections)
