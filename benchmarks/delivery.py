@@ -48,6 +48,8 @@ from watcher.abc import Sink
 from watcher.app.logging import configure
 from watcher.config import validate_config
 from watcher.deliver.dispatch import Dispatcher, SinkPolicy
+from watcher.deliver.exchange import post
+from watcher.deliver.redact import Scrubber
 from watcher.deliver.transport import sink_client
 from watcher.devtools.receiver import SECRET_ENV, generate_secret
 from watcher.model.outbox import Envelope, Routed
@@ -261,18 +263,29 @@ async def raw_pass(
     requests: list[tuple[str, str, bytes, list[tuple[str, str]]]],
     concurrency: int,
 ) -> float:
-    """The same requests through the same client alone: no store, dispatcher, encoding or
-    signing; each job's requests one after the other, ``concurrency`` jobs at a time."""
+    """The same requests through the same client alone (``exchange.post``, as the sink
+    sends them: deadline and capped read): no store, dispatcher, encoding or signing; each
+    job's requests one after the other, ``concurrency`` jobs at a time."""
     by_job: dict[str, list[tuple[str, bytes, list[tuple[str, str]]]]] = defaultdict(list)
     for job, url, body, headers in requests:
         by_job[job].append((url, body, headers))
     limiter = anyio.CapacityLimiter(concurrency)
 
+    scrubber = Scrubber.of_secrets()
+
     async def one_job(items: list[tuple[str, bytes, list[tuple[str, str]]]]) -> None:
         async with limiter:
             for url, body, headers in items:
-                response = await client.post(url, content=body, headers=headers)
-                assert response.status_code == 200, response.status_code
+                answer = await post(
+                    client,
+                    url,
+                    content=body,
+                    headers=dict(headers),
+                    deadline_seconds=10.0,
+                    where="raw",
+                    scrubber=scrubber,
+                )
+                assert answer.status == 200, answer.status
 
     started = time.perf_counter()
     async with anyio.create_task_group() as tg:
