@@ -87,15 +87,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         return self._session
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        scheme = request.url.scheme
-        if scheme not in ("http", "https"):
-            if not scheme:
-                raise httpx.UnsupportedProtocol(
-                    "Request URL is missing an 'http://' or 'https://' protocol.", request=request
-                )
-            raise httpx.UnsupportedProtocol(
-                f"Request URL has an unsupported protocol '{scheme}://'.", request=request
-            )
+        _check_scheme(request.url.scheme, request)
         session = self._session or self._open()
         timeouts = request.extensions.get("timeout", {})
         body = await request.aread()
@@ -142,11 +134,13 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         client's defaults merged in), ``io_timeout`` for connect and for each read. The answer
         is open: read its body with ``aiter_bytes``, close it with ``aclose``. Failures
         raise the httpx exceptions of :meth:`handle_async_request`."""
+        target = _url(url)
+        _check_scheme(target.scheme, None)
         session = self._session or self._open()
         try:
             answer = await session.request(
                 method,
-                _url(url),
+                target,
                 headers=headers,
                 data=content or None,
                 allow_redirects=False,
@@ -215,6 +209,19 @@ class _Body(httpx.AsyncByteStream):
             self._answer.release()
         else:
             self._answer.close()
+
+
+def _check_scheme(scheme: str, request: httpx.Request | None) -> None:
+    """Only http and https, refused in httpcore2's words otherwise."""
+    if scheme in ("http", "https"):
+        return
+    if not scheme:
+        raise httpx.UnsupportedProtocol(
+            "Request URL is missing an 'http://' or 'https://' protocol.", request=request
+        )
+    raise httpx.UnsupportedProtocol(
+        f"Request URL has an unsupported protocol '{scheme}://'.", request=request
+    )
 
 
 def _mapped(exc: BaseException, request: httpx.Request | None) -> BaseException:
