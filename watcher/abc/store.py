@@ -87,11 +87,19 @@ class Outbox(Protocol):
         ...
 
     async def claim(
-        self, keys: Sequence[tuple[int, str]], *, owner: str, until: float, now: float
+        self,
+        keys: Sequence[tuple[int, str]],
+        *,
+        owner: str,
+        until: float,
+        now: float,
+        delivered: Sequence[tuple[int, str]] = (),
     ) -> set[tuple[int, str]]:
         """Claim the (seq, sink) deliveries of ``keys`` that are still pending, unclaimed
         (or whose claim expired) and first in line, for ``owner`` until ``until``; returns
-        those claimed. Two replicas never both claim one delivery."""
+        those claimed. Two replicas never both claim one delivery. ``delivered``: deliveries
+        the sinks accepted, recorded as :meth:`delivered_all` does in the same transaction,
+        before the claim (one commit for a round's outcomes and the next round's claim)."""
         ...
 
     async def release(self, owner: str | None) -> int:
