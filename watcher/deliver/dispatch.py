@@ -31,6 +31,7 @@ import structlog
 from watcher.abc import Outbox, Sink
 from watcher.config import DeliveryConfig
 from watcher.deliver.retry import backoff
+from watcher.deliver.rounds import Flow, Group
 from watcher.exceptions import DeliveryError
 from watcher.model.outbox import Envelope, PendingDelivery
 
@@ -51,8 +52,9 @@ BATCH = 1000  # pending rows read per pass
 LEASE = 60.0  # seconds a claimed delivery stays ours (longer than any one send)
 IDLE_WAIT = 1.0  # seconds between passes when nothing is due and nobody woke us
 DIRECT_TIMEOUT = 30.0  # seconds for one sink to take a message sent outside the outbox
-# Messages per concurrency slot claimed in one round: fewer transactions, at the price of
-# leases that long (a killed replica's claimed deliveries wait that many leases).
+# Messages per concurrency slot claimed in one transaction: fewer transactions, at the price
+# of leases that long (a killed replica's claims are released by the leader within seconds,
+# or at the start of a process alone on its store).
 ROUND_PER_SLOT = 4
 HELD_WAIT = 0.25  # seconds between passes while what is due cannot go yet
 
@@ -179,12 +181,11 @@ class Dispatcher:
             await self._orphaned(name, [d for group in groups for d in group])
             return
         if policy.max_per_minute is None:
-            # Rounds of a few messages per slot: one transaction claims a round, one
-            # records what the sink accepted (two syncs to disk per round, not two per
-            # message), and `concurrency` messages are in flight meanwhile.
-            size = self.config.concurrency * ROUND_PER_SLOT
-            for start in range(0, len(groups), size):
-                await self._round(name, groups[start : start + size])
+            # `concurrency` messages in flight while the store claims the next ones and
+            # records the accepted ones, a claim's worth per transaction (one sync to disk
+            # for both, overlapped with the sends).
+            slots = self.config.concurrency
+            await self._flow(name, groups, slots, slots * ROUND_PER_SLOT)
             return
         # A rate-limited sink gets its messages one by one, evenly spaced (Slack: 1/s).
         spacing = 60.0 / policy.max_per_minute
@@ -192,39 +193,32 @@ class Dispatcher:
             sent = self._sent.get(name)
             if sent:
                 await anyio.sleep(min(spacing, max(0.0, sent[-1] + spacing - self.monotonic())))
-            await self._round(name, [group])
+            await self._flow(name, [group], 1, 1)
 
-    async def _round(self, name: str, groups: list[list[PendingDelivery]]) -> None:
-        """Claim ``groups``, send each claimed one as a message (at most `concurrency` at a
-        time), record. The claim lasts as many leases as sends follow each other in a slot."""
-        slots = self.config.concurrency
-        turns = -(-len(groups) // slots)
-        claimed = await self._claim(name, [d for group in groups for d in group], turns)
-        keys = {d.seq for d in claimed}
-        groups = [kept for group in groups if (kept := [d for d in group if d.seq in keys])]
-        accepted: list[PendingDelivery] = []
-        # `slots` workers taking the next message as each finishes one, in the order read
-        # (a round holds at most one message per job: a later one waits for the next pass).
-        queue = deque(groups)
+    async def _flow(self, name: str, groups: list[Group], slots: int, per_claim: int) -> None:
+        async def claim(chunk: list[Group], turns: int, done: list[PendingDelivery]) -> list[Group]:
+            flat = [d for group in chunk for d in group]
+            keys = {d.seq for d in await self._claim(name, flat, turns, delivered=done)}
+            self._recorded(name, done)
+            return [kept for group in chunk if (kept := [d for d in group if d.seq in keys])]
 
-        async def worker() -> None:
-            while queue:
-                await self._send(name, queue.popleft(), accepted)
+        async def send(group: Group) -> bool:
+            return await self._send(name, group)
 
-        try:
-            async with anyio.create_task_group() as tg:
-                for _ in range(min(slots, len(groups))):
-                    tg.start_soon(worker)
-        finally:
-            # Even when the round is cut short (a stop, a reload, a store error): what the
-            # sink accepted is recorded, not sent again.
-            await self._accepted(name, accepted)
+        async def record(done: list[PendingDelivery]) -> None:
+            await self._accepted(name, done)
+
+        flow = Flow(groups, slots=slots, per_claim=per_claim, claim=claim, send=send, record=record)
+        await flow.run()
 
     async def _accepted(self, name: str, accepted: list[PendingDelivery]) -> None:
         if not accepted:
             return
         with anyio.CancelScope(shield=True):
             await self.store.delivered_all([(d.seq, name) for d in accepted], now=self.clock())
+        self._recorded(name, accepted)
+
+    def _recorded(self, name: str, accepted: list[PendingDelivery]) -> None:
         for delivery in accepted:
             self._attempted(name, "ok")
             self._finished(name, "delivered")
@@ -253,10 +247,8 @@ class Dispatcher:
                 )
                 self._finished(name, "dead")
 
-    async def _send(
-        self, name: str, group: list[PendingDelivery], accepted: list[PendingDelivery]
-    ) -> None:
-        """One message; failures are recorded here, acceptances by the caller."""
+    async def _send(self, name: str, group: list[PendingDelivery]) -> bool:
+        """One message; failures are recorded here, acceptances by the caller (``True``)."""
         first = group[0].envelope.transition
         bound = log.bind(
             sink=name,
@@ -280,17 +272,26 @@ class Dispatcher:
             for delivery in group:
                 await self._failed(delivery, f"sink error: {type(exc).__name__}", True, None, bound)
         else:
-            accepted.extend(group)
+            return True
+        return False
 
     async def _claim(
-        self, name: str, group: list[PendingDelivery], turns: int = 1
+        self,
+        name: str,
+        group: list[PendingDelivery],
+        turns: int = 1,
+        *,
+        delivered: list[PendingDelivery] | None = None,
     ) -> list[PendingDelivery]:
         """The part of ``group`` this replica now holds (another replica may have taken the
-        rest since it was read: it is theirs to send). One transaction."""
+        rest since it was read: it is theirs to send), for ``turns`` leases (as many sends
+        as may go before the last of them in a slot). One transaction, which records
+        ``delivered`` (accepted by the sink) first."""
         now = self.clock()
         keys = [(d.seq, name) for d in group]
         until = now + self.lease * max(1, turns)
-        got = await self.store.claim(keys, owner=self.owner, until=until, now=now)
+        done = [(d.seq, name) for d in delivered or ()]
+        got = await self.store.claim(keys, owner=self.owner, until=until, now=now, delivered=done)
         if len(got) < len(keys) and self.metrics is not None:
             self.metrics.claim_conflict(name, len(keys) - len(got))
         return [d for d in group if (d.seq, name) in got]
