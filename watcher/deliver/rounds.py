@@ -2,13 +2,14 @@
 workers while the store claims the next ones and records the accepted ones, in one
 transaction for both, so that no slot waits for a commit.
 
-- A message is sent only once claimed; it is claimed a little ahead (up to two claims'
-  worth waits claimed), with a lease of as many turns as sends may go before it in a slot
-  (``turns``): a live replica never has a delivery it is about to send taken from it.
-- What the sink accepted is recorded with the next claim, or on its own once a claim's worth
-  has piled up, and whatever is left when the pass ends or is cut short (a stop, a reload, a
-  store error) is recorded then: accepted messages are not sent again, except after a crash
-  (at-least-once, same transition id).
+- A message is sent only once claimed; it is claimed a little ahead (the next claim starts
+  when half a claim's worth is left to send), with a lease of as many turns as sends may go
+  before it in a slot (``turns``): a live replica never has a delivery it is about to send
+  taken from it.
+- What the sink accepted is recorded with the next claim, or on its own once enough has
+  piled up with no claim coming, and whatever is left when the pass ends or is cut short
+  (a stop, a reload, a store error) is recorded then: accepted messages are not sent
+  again, except after a crash (at-least-once, same transition id).
 - A pass holds at most one message per (job, sink) (the outbox gives out no delivery that
   waits behind an earlier one), so the order of sends within it does not matter.
 """
@@ -61,6 +62,18 @@ class Flow:
             done, self.accepted = self.accepted, []
             await self._record(done)
 
+    def _low(self) -> bool:
+        """Few enough messages wait claimed that the next claim is due: it commits while
+        those are sent (and takes along what the sink accepted meanwhile)."""
+        return len(self.ready) <= self.per_claim // 2
+
+    def _piled_up(self) -> bool:
+        """Enough accepted messages wait to be recorded that they go on their own: no claim
+        is coming to take them along soon."""
+        if self.todo:
+            return len(self.accepted) >= 2 * self.per_claim
+        return len(self.accepted) >= self.per_claim
+
     def _notify(self) -> None:
         self._changed.set()
         self._changed = anyio.Event()
@@ -68,8 +81,8 @@ class Flow:
     async def _store(self) -> None:
         failure: Exception | None = None
         while True:
-            claiming = bool(self.todo) and len(self.ready) < self.per_claim
-            if failure is None and (claiming or len(self.accepted) >= self.per_claim):
+            claiming = bool(self.todo) and self._low()
+            if failure is None and (claiming or self._piled_up()):
                 take = min(self.per_claim, len(self.todo)) if claiming else 0
                 chunk = [self.todo.popleft() for _ in range(take)]
                 done, self.accepted = self.accepted, []
@@ -99,14 +112,14 @@ class Flow:
             if self.ready:
                 group = self.ready.popleft()
                 self.busy += 1
-                if len(self.ready) < self.per_claim:
+                if self.todo and self._low():
                     self._notify()  # time to claim the next ones
                 try:
                     if await self._send(group):
                         self.accepted.extend(group)
                 finally:
                     self.busy -= 1
-                    if len(self.accepted) >= self.per_claim or not (self.busy or self.ready):
+                    if self._piled_up() or not (self.busy or self.ready):
                         self._notify()
                 continue
             if not self.todo and not self.claiming:

@@ -132,6 +132,25 @@ async def test_claims_keep_the_order_per_job_and_sink(store: SqlStore) -> None:
     assert {later} == await store.claim([later], owner="b", until=1e9, now=101.0)
 
 
+async def test_a_claim_records_the_last_rounds_deliveries_first(store: SqlStore) -> None:
+    """``claim(delivered=…)``: the deliveries the sink accepted are recorded in the claim's
+    transaction, before it, so a job's next transition, which waited behind one of them,
+    is claimable in that same call; recording touches only pending rows."""
+    await _queue(store, (1, "j1"), (2, "j1"), (3, "j2"))
+    seqs = {p.envelope.transition.id: p.seq for p in await store.pending(now=1e9, limit=10)}
+    first, other = (seqs["t1"], "hook"), (seqs["t3"], "hook")
+    later = (first[0] + 1, "hook")
+    assert {first, other} == await store.claim([first, other], owner="a", until=1e9, now=100.0)
+    got = await store.claim([later], owner="a", until=1e9, now=101.0, delivered=[first])
+    assert {later} == got
+    await store.failed(other[0], "hook", now=102.0, error="HTTP 400", retry_at=None)
+    # A delivery already dead-lettered is not turned into a delivered one.
+    assert set() == await store.claim([], owner="a", until=1e9, now=103.0, delivered=[other])
+    states = {r.transition_id: r.state for r in await store.list_deliveries(state=None, limit=9)}
+    assert {"t1": "delivered", "t2": "pending", "t3": "dead"} == states
+    assert {"a"} == await store.claimants()  # t2, claimed; t1's claim went with its record
+
+
 async def test_release_gives_the_claims_back(store: SqlStore) -> None:
     await _queue(store, (1, "j1"), (2, "j2"))
     keys = [(p.seq, p.sink) for p in await store.pending(now=100.0, limit=10)]
