@@ -70,6 +70,9 @@ class SinkPolicy:
     max_per_minute: int | None = None
 
 
+NO_POLICY = SinkPolicy()
+
+
 class Dispatcher:
     def __init__(
         self,
@@ -249,8 +252,30 @@ class Dispatcher:
 
     async def _send(self, name: str, group: list[PendingDelivery]) -> bool:
         """One message; failures are recorded here, acceptances by the caller (``True``)."""
+        if self.policies.get(name, NO_POLICY).max_per_minute is not None:
+            # Message times, for the pacing of a rate-limited sink (trimmed to the minute by
+            # _allowance); kept for no other sink, or they would pile up forever.
+            self._sent.setdefault(name, deque()).append(self.monotonic())
+        try:
+            await self.sinks[name].send([delivery.envelope for delivery in group])
+        except DeliveryError as exc:
+            bound = self._about(name, group)
+            for delivery in group:
+                await self._failed(delivery, str(exc), exc.retryable, exc.retry_after, bound)
+        except Exception as exc:  # a sink bug must not silence the other sinks
+            bound = self._about(name, group)
+            bound.exception("sink_crashed")
+            for delivery in group:
+                await self._failed(delivery, f"sink error: {type(exc).__name__}", True, None, bound)
+        else:
+            return True
+        return False
+
+    @staticmethod
+    def _about(name: str, group: list[PendingDelivery]) -> structlog.typing.FilteringBoundLogger:
+        """The logger of a failed message (bound only then: most messages go through)."""
         first = group[0].envelope.transition
-        bound = log.bind(
+        return log.bind(  # type: ignore[no-any-return]
             sink=name,
             transition_id=first.id,
             type=first.type,
@@ -258,22 +283,6 @@ class Dispatcher:
             job_id=first.job_id,
             group=len(group),
         )
-        if self.policies.get(name, SinkPolicy()).max_per_minute is not None:
-            # Message times, for the pacing of a rate-limited sink (trimmed to the minute by
-            # _allowance); kept for no other sink, or they would pile up forever.
-            self._sent.setdefault(name, deque()).append(self.monotonic())
-        try:
-            await self.sinks[name].send([delivery.envelope for delivery in group])
-        except DeliveryError as exc:
-            for delivery in group:
-                await self._failed(delivery, str(exc), exc.retryable, exc.retry_after, bound)
-        except Exception as exc:  # a sink bug must not silence the other sinks
-            bound.exception("sink_crashed")
-            for delivery in group:
-                await self._failed(delivery, f"sink error: {type(exc).__name__}", True, None, bound)
-        else:
-            return True
-        return False
 
     async def _claim(
         self,
