@@ -30,6 +30,7 @@ import httpx
 
 MAX_ANSWER = 16 * 1024 * 1024  # bytes of one answer, decoded
 IN_FLIGHT = 32 * 1024 * 1024  # bytes buffered at once by all the process's API reads
+INFLATE_STEP = 1024 * 1024  # bytes inflated at a time from a compressed answer
 ERROR_READ = 4096  # of an answer that is not a 2xx, only an excerpt is ever read
 
 
@@ -146,6 +147,9 @@ async def _read(response: httpx.Response, cap: int, *, cut: bool) -> bytes:
         nonlocal size
         size += len(chunk)
         if size > cap and not cut:
+            # Let go of what was read now: the traceback keeps this frame alive past the
+            # budget's release.
+            chunks.clear()
             raise TooLarge(size, declared=False)
         chunks.append(chunk)
         return size >= cap and cut
@@ -158,7 +162,8 @@ async def _read(response: httpx.Response, cap: int, *, cut: bool) -> bytes:
                 continue
             full = False
             while raw and not full:
-                full = take(inflate.decompress(raw, cap - size + 1))
+                # Small steps: zlib builds each step's output whole, then copies it.
+                full = take(inflate.decompress(raw, min(cap - size + 1, INFLATE_STEP)))
                 raw = inflate.unconsumed_tail
             if full:
                 break
