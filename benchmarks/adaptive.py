@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2 as httpx
 
 from watcher.abc import PollContext
 from watcher.config import FineTuningSourceConfig

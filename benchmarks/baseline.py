@@ -20,7 +20,7 @@ import json
 import time
 from dataclasses import dataclass, field
 
-import httpx
+import httpx2 as httpx
 from mistralai import Mistral
 
 

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import httpx
+import httpx2 as httpx
 import yaml
 
 from benchmarks._report import table, verdict, write

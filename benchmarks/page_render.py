@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import httpx
+import httpx2 as httpx
 import sqlalchemy as sa
 
 from benchmarks._report import table, verdict, write

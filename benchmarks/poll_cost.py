@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import httpx
+import httpx2 as httpx
 
 from benchmarks._report import table, verdict, write
 from benchmarks._sim import simulator_process

@@ -28,7 +28,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2 as httpx
 import yaml
 
 from benchmarks._pyspy import hot, recording

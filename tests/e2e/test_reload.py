@@ -106,7 +106,7 @@ async def test_a_reload_that_cannot_be_applied_keeps_the_running_config(
     on /readyz and in watcher_config_last_reload_successful; a good reload after it works."""
     import socket
 
-    import httpx
+    import httpx2 as httpx
 
     from tests.e2e.harness import free_port
 
@@ -175,7 +175,7 @@ async def test_a_reload_that_cannot_be_applied_keeps_the_running_config(
 
 
 def _answers(port: int) -> bool:
-    import httpx
+    import httpx2 as httpx
 
     try:
         return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import anyio
-import httpx
+import httpx2 as httpx
 import pytest
 
 from tests.e2e.harness import JSON_LOGS, WatcherProcess, config, free_port, source, webhook, write

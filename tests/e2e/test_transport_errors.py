@@ -10,7 +10,7 @@ import ssl
 import threading
 from collections.abc import Iterator
 
-import httpx
+import httpx2 as httpx
 import pytest
 import trustme
 

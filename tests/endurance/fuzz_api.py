@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 from urllib.parse import unquote
 
-import httpx
+import httpx2 as httpx
 from hypothesis import strategies as st
 
 from watcher.config import BatchSourceConfig, FineTuningSourceConfig

@@ -32,6 +32,7 @@ import pytest
 import yaml
 
 from tests import REPO
+from watcher.app.httpserver import MAX_CONNECTIONS
 from watcher.config import Config, validate_config
 from watcher.exceptions import ConfigError
 
@@ -151,6 +152,7 @@ def test_unit_lifecycle_and_hardening() -> None:
         "Service.ExecReload": ["/bin/kill -HUP $MAINPID"],
         "Service.KillSignal": ["SIGTERM"],
         "Service.TimeoutStopSec": ["30s"],
+        "Service.LimitNOFILE": ["8192"],
         "Service.DynamicUser": ["yes"],
         "Service.StateDirectory": ["watcher"],
         "Service.UMask": ["0077"],
@@ -173,6 +175,14 @@ def test_unit_lifecycle_and_hardening() -> None:
         "Install.WantedBy": ["multi-user.target"],
     }
     assert expected == {key: settings.get(key) for key in expected}
+
+
+def test_unit_leaves_descriptors_beyond_the_endpoint_cap() -> None:
+    """A flood of clients on the HTTP endpoint cannot take the descriptors the daemon's own
+    API requests need: the unit's limit is many times the endpoint's connection cap."""
+    settings = unit_settings(UNIT.read_text(encoding="utf-8"))
+    (limit,) = settings["Service.LimitNOFILE"]
+    assert int(limit) >= 8 * MAX_CONNECTIONS
 
 
 def test_every_credential_the_config_reads_is_loaded_by_the_unit() -> None:
@@ -361,6 +371,31 @@ def test_pod_is_locked_down_and_probed(kustomization: str) -> None:
         service["spec"]["ports"],
     )
     assert pod["metadata"]["labels"] | service["spec"]["selector"] == pod["metadata"]["labels"]
+
+
+@needs_kubectl
+@pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
+def test_only_the_http_port_is_reachable_and_only_from_named_places(kustomization: str) -> None:
+    """The NetworkPolicy selects the Deployment's pods and admits TCP to the named HTTP port
+    only, from the pod's namespace and the monitoring and ingress namespaces; egress (the
+    API, the sinks) is not restricted."""
+    objects = render(kustomization)
+    policy = one(objects, "NetworkPolicy")["spec"]
+    pod_labels = one(objects, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    selector = policy["podSelector"]["matchLabels"]
+    assert selector.items() <= pod_labels.items()
+    assert ["Ingress"] == policy["policyTypes"]
+    (rule,) = policy["ingress"]
+    assert [{"port": "http", "protocol": "TCP"}] == rule["ports"]
+    namespaces = [
+        peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+        for peer in rule["from"]
+        if "namespaceSelector" in peer
+    ]
+    assert (["monitoring", "ingress-nginx"], [{"podSelector": {}}]) == (
+        namespaces,
+        [peer for peer in rule["from"] if "namespaceSelector" not in peer],
+    )
 
 
 @needs_kubectl

@@ -226,11 +226,17 @@ class PageViews(Protocol):
     limit (never one query per row)."""
 
     async def overview(
-        self, *, source: str | None, status: str | None, limit: int, recent: int
+        self,
+        *,
+        source: str | None,
+        status: str | None,
+        limit: int,
+        recent: int,
+        offset: int = 0,
     ) -> Overview:
         """Cursors and last polls, the followed jobs (of ``source`` / in ``status`` when
-        given; at most ``limit``, the latest changed first) and their total, and the
-        ``recent`` terminal jobs that changed last."""
+        given; at most ``limit`` after skipping ``offset``, the latest changed first) and
+        their total, and the ``recent`` terminal jobs that changed last."""
         ...
 
     async def job_history(self, source: str, job_id: str, *, limit: int) -> JobHistory:

@@ -161,7 +161,15 @@ def configure(
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(max(threshold, logging.INFO))
-    # Libraries speak at warning and worse only: httpx and httpcore would print every
+    # Libraries speak at warning and worse only: httpx2 and httpcore2 would print every
     # request line at debug level, apscheduler every run at info.
-    for noisy in ("httpx", "httpcore", "apscheduler", "uvicorn", "aiosqlite", "asyncio", "alembic"):
+    for noisy in (
+        "httpx2",
+        "httpcore2",
+        "apscheduler",
+        "uvicorn",
+        "aiosqlite",
+        "asyncio",
+        "alembic",
+    ):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -31,7 +31,7 @@ import anyio.abc
 import anyio.from_thread
 import anyio.lowlevel
 import anyio.to_thread
-import httpx
+import httpx2 as httpx
 import structlog
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response

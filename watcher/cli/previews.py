@@ -93,7 +93,7 @@ def _html(sink: SinkConfig, batch: list[Envelope], config: Config) -> str:
 
 def _sink(sink: SinkConfig, config: Config) -> Any:
     # heavy: httpx and every sink with its client library
-    import httpx
+    import httpx2 as httpx
 
     from watcher.sinks import build_sink
 

@@ -21,7 +21,7 @@ MAX_DURATION = 3650 * 86400.0
 
 def check_http_url(value: str) -> str:
     """An absolute http(s) URL with a host and a valid port, or ``ValueError``."""
-    import httpx  # lazy: httpx is heavy and the CLI's light commands load the config too
+    import httpx2 as httpx  # lazy: httpx2 is heavy and the CLI's light commands load the config too
 
     try:
         parts = urlsplit(value)

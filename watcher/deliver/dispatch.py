@@ -203,16 +203,18 @@ class Dispatcher:
         keys = {d.seq for d in claimed}
         groups = [kept for group in groups if (kept := [d for d in group if d.seq in keys])]
         accepted: list[PendingDelivery] = []
-        limiter = anyio.CapacityLimiter(slots)
+        # `slots` workers taking the next message as each finishes one, in the order read
+        # (a round holds at most one message per job: a later one waits for the next pass).
+        queue = deque(groups)
 
-        async def send(group: list[PendingDelivery]) -> None:
-            async with limiter:
-                await self._send(name, group, accepted)
+        async def worker() -> None:
+            while queue:
+                await self._send(name, queue.popleft(), accepted)
 
         try:
             async with anyio.create_task_group() as tg:
-                for group in groups:
-                    tg.start_soon(send, group)
+                for _ in range(min(slots, len(groups))):
+                    tg.start_soon(worker)
         finally:
             # Even when the round is cut short (a stop, a reload, a store error): what the
             # sink accepted is recorded, not sent again.

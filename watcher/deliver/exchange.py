@@ -5,26 +5,42 @@ A single deadline covers the whole exchange (httpx's timeouts are per operation,
 trickling bytes could otherwise hold a delivery for ever); the body is read only as far as an
 excerpt and the remaining time allow (the status line decides); transport failures become
 :class:`~watcher.exceptions.DeliveryError` saying what failed in one line
-(:func:`~watcher.deliver.transport.describe_transport_error`: never a URL), and only what the
-sink's scrubber lets through. :func:`post` builds and sends one request; :func:`refusal` is
+(:func:`~watcher.deliver.transport_errors.describe_transport_error`: never a URL), and only
+what the sink's scrubber lets through. :func:`post` builds and sends one request; :func:`refusal` is
 the one mapping of an answer that is not 2xx to a :class:`~watcher.exceptions.DeliveryError`
 (``retry.classify`` decides), shared by webhook, Slack and PagerDuty.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
+from typing import Protocol
 
 import anyio
-import httpx
+import httpx2 as httpx
 
 from watcher.deliver.redact import Scrubber
 from watcher.deliver.retry import Verdict, classify, parse_retry_after
-from watcher.deliver.transport import describe_transport_error
+from watcher.deliver.transport_errors import describe_transport_error
 from watcher.exceptions import DeliveryError
 
 BODY_READ_LIMIT = 4096  # enough for an excerpt; the rest of an error page is not read
+
+
+class _Opened(Protocol):
+    """What is read of an answer: an ``httpx.Response`` or a ``transport.Opened``."""
+
+    @property
+    def status_code(self) -> int: ...
+
+    @property
+    def headers(self) -> httpx.Headers: ...
+
+    def aiter_bytes(self) -> AsyncIterator[bytes]: ...
+
+    async def aclose(self) -> None: ...
 
 
 async def exchange(
@@ -40,18 +56,38 @@ async def exchange(
 
     ``where`` names the sink in errors; ``describe`` turns the description of a transport
     failure into what may be shown (sanitized, secrets scrubbed, capped)."""
+    return await _exchange(
+        partial(client.send, request, stream=True, follow_redirects=False),
+        url=request.url,
+        deadline_seconds=deadline_seconds,
+        where=where,
+        describe=describe,
+        read_limit=read_limit,
+    )
+
+
+async def _exchange(
+    opening: Callable[[], Awaitable[_Opened]],
+    *,
+    url: str | httpx.URL,
+    deadline_seconds: float,
+    where: str,
+    describe: Callable[[str], str],
+    read_limit: int,
+) -> tuple[int, httpx.Headers, bytes]:
+    """:func:`exchange` over whichever way ``opening`` sends the request."""
     timeout = deadline_seconds
     deadline = anyio.current_time() + timeout
     try:
         with anyio.fail_after(timeout):
-            response = await client.send(request, stream=True, follow_redirects=False)
+            response = await opening()
     except TimeoutError:
         raise DeliveryError(f"{where}: no answer within {timeout:g}s", retryable=True) from None
     except httpx.UnsupportedProtocol:
         raise DeliveryError(f"{where}: unsupported protocol", retryable=False) from None
     except httpx.HTTPError as exc:
         raise DeliveryError(
-            f"{where}: {describe(describe_transport_error(exc))}", retryable=True
+            f"{where}: {describe(describe_transport_error(exc, url))}", retryable=True
         ) from None
     raw = b""
     try:
@@ -102,18 +138,61 @@ async def post(
     """POST ``content`` to ``url``, ``deadline_seconds`` for the whole exchange; transport
     failures raise :class:`DeliveryError` (retryable) quoting only what ``scrubber`` lets
     through."""
-    request = client.build_request(
-        "POST", url, content=content, headers=headers, timeout=httpx.Timeout(deadline_seconds)
-    )
-    status, answer_headers, raw = await exchange(
-        client,
-        request,
+    direct: Direct | None = getattr(client, "direct", None)
+    if direct is not None:
+        # watcher's sink client (transport.SinkClient): its transport takes the request
+        # as it is, without httpx's client work around it; the client's default headers
+        # still go with it, under the request's own.
+        merged = _merged_headers(client.headers, headers)
+        opening: Callable[[], Awaitable[_Opened]] = partial(
+            direct.open, "POST", url, headers=merged, content=content, io_timeout=deadline_seconds
+        )
+    else:
+        request = client.build_request(
+            "POST", url, content=content, headers=headers, timeout=httpx.Timeout(deadline_seconds)
+        )
+        opening = partial(client.send, request, stream=True, follow_redirects=False)
+    status, answer_headers, raw = await _exchange(
+        opening,
+        url=url,
         deadline_seconds=deadline_seconds,
         where=where,
         describe=scrubber.excerpt,
         read_limit=read_limit,
     )
     return Answer(status, answer_headers, raw)
+
+
+class Direct(Protocol):
+    """A transport that sends a request without httpx's client (``transport.AiohttpTransport``)."""
+
+    async def open(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        content: bytes,
+        io_timeout: float,
+    ) -> _Opened: ...
+
+
+# What the direct way can decode of the encodings httpx offers by default (it offers br and
+# zstd too where their packages are installed).
+DECODABLE = frozenset({"gzip", "deflate", "identity"})
+
+
+def _merged_headers(defaults: httpx.Headers, headers: Mapping[str, str]) -> dict[str, str]:
+    """The client's default headers under the request's own (names lowercase, as httpx
+    merges them), "accept-encoding" kept to what the direct way decodes."""
+    merged = dict(defaults.items())
+    offered = merged.get("accept-encoding")
+    if offered is not None:
+        kept = [e.strip() for e in offered.split(",") if e.strip().lower() in DECODABLE]
+        merged["accept-encoding"] = ", ".join(kept) or "identity"
+    for name, value in headers.items():
+        merged[name.lower()] = value
+    return merged
 
 
 def refusal(

@@ -1,117 +1,267 @@
-"""What went wrong on the wire, in one line a human can act on: the one home of the
-classification of httpx transport errors, used by the sources' API client and by the sinks'
-HTTP exchange.
+"""An ``httpx`` transport over aiohttp's connection pool and C HTTP parser: the sinks' client.
 
-httpx wraps every transport failure in a few classes (``ConnectError`` for a name that does
-not resolve, a refused connection and an untrusted certificate alike); the cause is in the
-chain of exceptions beneath (``__cause__``/``__context__``, and the members of an exception
-group when several addresses were tried). :func:`describe_transport_error` walks that chain
-and names the problem::
+httpx2 keeps the API (requests built, answers read and mapped exactly as before, in
+:mod:`watcher.deliver.exchange`); underneath, httpcore2's pure-Python HTTP/1.1 and pool
+bookkeeping cost about four times the CPU of aiohttp's per request (``benchmarks.http_client``),
+and that CPU was most of a delivery's. Only the transport changes:
 
-    cannot resolve host api.example.invalid
-    connection refused by 127.0.0.1:9
-    TLS certificate not trusted by 127.0.0.1:8443: unable to get local issuer certificate
+- redirects are never followed here (httpx decides, and the sinks ask it not to);
+- nothing is decompressed here, no cookie is kept, no default header is added: httpx does
+  each of those above the transport, as it would over its own;
+- TLS is verified with the context httpx2 itself would build (``httpx.create_ssl_context``);
+- no proxy from the environment (the daemon's clients say ``trust_env=False`` too);
+- httpx's per-operation timeouts become aiohttp's connect and read timeouts; the deadline of
+  a whole exchange stays the caller's (``exchange.exchange``);
+- aiohttp's errors become the httpx exceptions httpcore2 would raise, with the same texts
+  where the failure is the same (connection refused, TLS, a peer hanging up), so that a
+  :class:`~watcher.exceptions.DeliveryError` reads the same over either transport.
 
-Only the peer's host and port are named, never its URL: a URL may carry credentials in its
-userinfo or its query (:func:`watcher.model.secrets.masked_url`), a host cannot.
+aiohttp is imported with this module, which only the daemon's wiring imports: a command that
+sends nothing does not load it.
 """
 
 from __future__ import annotations
 
-import errno
-import socket
+import asyncio
 import ssl
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Mapping
+from functools import lru_cache
+from typing import Any
 
-import httpx
+import aiohttp
+import httpx2 as httpx
+from yarl import URL
 
-# How deep the chain of causes is followed (a cycle or a pathological chain stops here).
-_MAX_CAUSES = 32
-
-
-def _causes(exc: BaseException) -> Iterator[BaseException]:
-    """``exc`` and what lies beneath it, breadth first, each once."""
-    seen: set[int] = set()
-    todo = [exc]
-    while todo and len(seen) < _MAX_CAUSES:
-        current = todo.pop(0)
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        yield current
-        todo.extend(e for e in (current.__cause__, current.__context__) if e is not None)
-        if isinstance(current, BaseExceptionGroup):
-            todo.extend(current.exceptions)
+READ_CHUNK = 64 * 1024
+KEEPALIVE = 5.0  # seconds an idle connection is kept, as httpx's default Limits
 
 
-def peer(exc: BaseException) -> str:
-    """``host:port`` of the request ``exc`` was raised for (``"the peer"`` when unknown)."""
-    request = None
-    if isinstance(exc, httpx.RequestError):
+@lru_cache(maxsize=256)
+def _url(text: str) -> URL:
+    """The yarl URL of ``text`` as httpx encodes it (the same bytes on the wire as httpx's
+    own transport sends; yarl does not encode it again)."""
+    return URL(str(httpx.URL(text)), encoded=True)
+
+
+@lru_cache(maxsize=64)
+def _timeout(connect: float | None, read: float | None, pool: float | None) -> Any:
+    return aiohttp.ClientTimeout(total=None, connect=pool, sock_connect=connect, sock_read=read)
+
+
+class AiohttpTransport(httpx.AsyncBaseTransport):
+    """``httpx.AsyncClient(transport=AiohttpTransport(...))``: at most ``max_connections``
+    connections (idle ones kept ``keepalive`` seconds), TLS verified by ``verify`` (httpx's
+    meaning: ``True``, ``False`` or an ``ssl.SSLContext``). The aiohttp session is made on
+    first use, inside the running event loop, and closed by :meth:`aclose`."""
+
+    def __init__(
+        self,
+        *,
+        verify: ssl.SSLContext | bool = True,
+        max_connections: int = 64,
+        keepalive: float = KEEPALIVE,
+    ) -> None:
+        self._ssl = httpx.create_ssl_context(verify=verify, trust_env=False)
+        self._max_connections = max_connections
+        self._keepalive = keepalive
+        self._session: aiohttp.ClientSession | None = None
+
+    def _open(self) -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(
+            limit=self._max_connections,
+            limit_per_host=0,
+            keepalive_timeout=self._keepalive,
+            ssl=self._ssl,
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            cookie_jar=aiohttp.DummyCookieJar(),  # httpx keeps the cookies, if any
+            auto_decompress=False,  # httpx decodes the content-encoding itself
+            trust_env=False,
+            # httpx sends exactly the headers it built: aiohttp adds none of its own (a
+            # body would otherwise get "content-type: application/octet-stream").
+            skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
+            raise_for_status=False,
+            timeout=aiohttp.ClientTimeout(total=None),
+        )
+        return self._session
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        _check_scheme(request.url.scheme, request)
+        session = self._session or self._open()
+        timeouts = request.extensions.get("timeout", {})
+        body = await request.aread()
+        raw_headers = request.headers.raw
         try:
-            request = exc.request
-        except RuntimeError:  # raised outside a request (tests build them bare)
-            request = None
-    if request is None:
-        return "the peer"
-    url = request.url
-    host = url.host or "?"
-    if ":" in host:
-        host = f"[{host}]"
-    port = url.port or (443 if url.scheme == "https" else 80)
-    return f"{host}:{port}"
+            answer = await session.request(
+                request.method,
+                _url(str(request.url)),
+                headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in raw_headers],
+                data=body or None,
+                allow_redirects=False,
+                timeout=_timeout(
+                    timeouts.get("connect"), timeouts.get("read"), timeouts.get("pool")
+                ),
+            )
+        except Exception as exc:
+            mapped = _mapped(exc, request)
+            if mapped is exc:
+                raise
+            raise mapped from exc
+        return httpx.Response(
+            status_code=answer.status,
+            headers=answer.raw_headers,
+            stream=_Body(answer, request),
+            extensions={
+                "http_version": b"HTTP/%d.%d" % (answer.version.major, answer.version.minor)
+                if answer.version
+                else b"HTTP/1.1",
+                "reason_phrase": (answer.reason or "").encode("latin-1", "replace"),
+            },
+        )
+
+    async def open(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        content: bytes,
+        io_timeout: float,
+    ) -> Opened:
+        """Send one request without httpx's client around it (:func:`exchange.post`'s way:
+        the client's work per request is most of the CPU left): ``headers`` complete (the
+        client's defaults merged in), ``io_timeout`` for connect and for each read. The answer
+        is open: read its body with ``aiter_bytes``, close it with ``aclose``. Failures
+        raise the httpx exceptions of :meth:`handle_async_request`."""
+        target = _url(url)
+        _check_scheme(target.scheme, None)
+        session = self._session or self._open()
+        try:
+            answer = await session.request(
+                method,
+                target,
+                headers=headers,
+                data=content or None,
+                allow_redirects=False,
+                timeout=_timeout(io_timeout, io_timeout, io_timeout),
+                auto_decompress=True,  # what "accept-encoding" offered (gzip, deflate)
+            )
+        except Exception as exc:
+            mapped = _mapped(exc, None)
+            if mapped is exc:
+                raise
+            raise mapped from exc
+        return Opened(answer)
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            session, self._session = self._session, None
+            await session.close()
 
 
-def _host(exc: BaseException) -> str:
-    where = peer(exc)
-    return where.rsplit(":", 1)[0] if where != "the peer" else where
+class Opened:
+    """An answer of :meth:`AiohttpTransport.open`: what :mod:`watcher.deliver.exchange`
+    reads of an ``httpx.Response`` (status, headers, body chunks, close)."""
+
+    def __init__(self, answer: aiohttp.ClientResponse) -> None:
+        self._answer = answer
+        self.status_code = answer.status
+        self.headers = httpx.Headers(answer.raw_headers)
+
+    async def aiter_bytes(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._answer.content.iter_any():
+                yield chunk
+        except Exception as exc:
+            mapped = _mapped(exc, None)
+            if mapped is exc:
+                raise
+            raise mapped from exc
+
+    async def aclose(self) -> None:
+        if self._answer.content.at_eof():
+            self._answer.release()
+        else:
+            self._answer.close()
 
 
-def _tls(cause: ssl.SSLError, where: str) -> str:
-    if isinstance(cause, ssl.SSLCertVerificationError):
-        reason = cause.verify_message or cause.reason or "verification failed"
-        return f"TLS certificate not trusted by {where}: {reason}"
-    reason = (cause.reason or type(cause).__name__).replace("_", " ").lower()
-    return f"TLS handshake with {where} failed: {reason}"
+class _Body(httpx.AsyncByteStream):
+    """An answer's body, read as httpx reads it; closed early, the connection is dropped
+    rather than reused (the rest of the body was never read)."""
+
+    def __init__(self, answer: aiohttp.ClientResponse, request: httpx.Request) -> None:
+        self._answer = answer
+        self._request = request
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._answer.content.iter_chunked(READ_CHUNK):
+                yield chunk
+        except Exception as exc:
+            mapped = _mapped(exc, self._request)
+            if mapped is exc:
+                raise
+            raise mapped from exc
+
+    async def aclose(self) -> None:
+        if self._answer.content.at_eof():
+            self._answer.release()
+        else:
+            self._answer.close()
 
 
-def _os_error(cause: OSError, exc: BaseException, where: str) -> str | None:
-    if isinstance(cause, socket.gaierror):
-        return f"cannot resolve host {_host(exc)}"
-    if isinstance(cause, ConnectionRefusedError):
-        return f"connection refused by {where}"
-    if isinstance(cause, ConnectionResetError):
-        return f"connection reset by {where}"
-    if cause.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH):
-        return f"no route to {where}"
-    if cause.errno == errno.EMFILE:
-        return f"cannot connect to {where}: too many open files"
-    return None
+def _check_scheme(scheme: str, request: httpx.Request | None) -> None:
+    """Only http and https, refused in httpcore2's words otherwise."""
+    if scheme in ("http", "https"):
+        return
+    if not scheme:
+        raise httpx.UnsupportedProtocol(
+            "Request URL is missing an 'http://' or 'https://' protocol.", request=request
+        )
+    raise httpx.UnsupportedProtocol(
+        f"Request URL has an unsupported protocol '{scheme}://'.", request=request
+    )
 
 
-def describe_transport_error(exc: BaseException) -> str:
-    """One line saying what failed between watcher and a peer, from an httpx error (or a
-    timeout): resolution, refusal, TLS, timeout, a broken answer. Never quotes a URL."""
-    where = peer(exc)
-    for cause in _causes(exc):
-        if isinstance(cause, ssl.SSLError):
-            return _tls(cause, where)
-        if isinstance(cause, OSError) and not isinstance(cause, TimeoutError):
-            said = _os_error(cause, exc, where)
-            if said is not None:
-                return said
-    if isinstance(exc, httpx.ConnectTimeout):
-        return f"connection to {where} timed out"
-    if isinstance(exc, httpx.PoolTimeout):
-        return f"no free connection to {where} in time"
-    if isinstance(exc, httpx.ReadTimeout | TimeoutError | httpx.TimeoutException):
-        return f"no answer from {where} in time"
-    if isinstance(exc, httpx.RemoteProtocolError):
-        return f"{where} broke the HTTP protocol (closed the connection or sent a bad answer)"
-    if isinstance(exc, httpx.ReadError | httpx.WriteError):
-        return f"the connection to {where} broke"
-    if isinstance(exc, httpx.UnsupportedProtocol):
-        return "unsupported protocol (only http and https)"
-    if isinstance(exc, httpx.ConnectError):
-        return f"cannot connect to {where}"
-    return f"{type(exc).__name__} with {where}"
+def _mapped(exc: BaseException, request: httpx.Request | None) -> BaseException:
+    """The httpx exception httpcore2 raises for the same failure, with its text."""
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return httpx.ConnectError(str(exc.certificate_error), request=request)
+    if isinstance(exc, aiohttp.ClientConnectorSSLError):
+        return httpx.ConnectError(str(exc.os_error), request=request)
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return httpx.ConnectTimeout(str(exc), request=request)
+    if isinstance(exc, aiohttp.SocketTimeoutError | asyncio.TimeoutError):
+        return httpx.ReadTimeout(str(exc), request=request)
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        # anyio's words for a connection no address of the host accepted, as httpcore2 says
+        return httpx.ConnectError("All connection attempts failed", request=request)
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return httpx.RemoteProtocolError(
+            "Server disconnected without sending a response.", request=request
+        )
+    if isinstance(exc, aiohttp.ClientPayloadError | aiohttp.ClientResponseError):
+        return httpx.RemoteProtocolError(str(exc), request=request)
+    if isinstance(exc, aiohttp.InvalidURL):
+        return httpx.UnsupportedProtocol(str(exc), request=request)
+    if isinstance(exc, aiohttp.ClientOSError):
+        return httpx.ReadError(str(exc.strerror or exc), request=request)
+    if isinstance(exc, aiohttp.ClientError | OSError):
+        return httpx.NetworkError(str(exc), request=request)
+    return exc
+
+
+class SinkClient(httpx.AsyncClient):
+    """An ``httpx.AsyncClient`` over :class:`AiohttpTransport`, redirects not followed, no
+    proxy or certificate settings from the environment; :func:`exchange.post` drives its
+    transport directly (``direct``), everything else goes through httpx as usual."""
+
+    def __init__(self, *, max_connections: int = 64, verify: ssl.SSLContext | bool = True) -> None:
+        self.direct = AiohttpTransport(max_connections=max_connections, verify=verify)
+        super().__init__(transport=self.direct, follow_redirects=False, trust_env=False)
+
+
+def sink_client(*, max_connections: int = 64) -> SinkClient:
+    """The client the daemon's sinks share (:class:`SinkClient`)."""
+    return SinkClient(max_connections=max_connections)

@@ -63,6 +63,11 @@ def encode(value: Any) -> bytes:
     return _encode_safe(json_safe(value))
 
 
+def encode_safe(value: Any) -> bytes:
+    """:func:`encode` of a value already through :func:`json_safe` (not walked again)."""
+    return _encode_safe(value)
+
+
 def _encode_safe(value: Any) -> bytes:
     """:func:`encode` of a value already through :func:`json_safe`."""
     text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import httpx
+import httpx2 as httpx
 
 from watcher.abc import Sink, SinkState
 from watcher.config import (

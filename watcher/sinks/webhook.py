@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
-import httpx
+import httpx2 as httpx
 import structlog
 from standardwebhooks.webhooks import Webhook
 
@@ -28,9 +28,10 @@ from watcher.deliver.exchange import post, refusal
 from watcher.deliver.redact import Scrubber, redact_url
 from watcher.deliver.retry import Verdict
 from watcher.exceptions import DeliveryError
-from watcher.model.fitting import encode, fit
+from watcher.model.fitting import encode, encode_safe, fit
 from watcher.model.outbox import Envelope
 from watcher.model.secrets import Secret
+from watcher.model.transitions import json_safe
 from watcher.model.webhooks import check_headers, decode_secret
 
 log = structlog.get_logger(__name__)
@@ -109,7 +110,10 @@ class WebhookSink:
         """The body: valid UTF-8, at most ``max_body`` bytes (``data`` trimmed and marked
         ``truncated`` when the whole would not fit)."""
         payload = envelope.transition.payload(envelope.detected_at)
-        body = encode(payload)
+        # `data` comes out of json_safe already, the timestamp is ASCII: only the type is
+        # left to make safe, not the whole payload walked again.
+        payload["type"] = json_safe(payload["type"])
+        body = encode_safe(payload)
         if len(body) <= self._max_body:
             return body
         data = payload["data"]

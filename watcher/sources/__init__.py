@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import httpx
+import httpx2 as httpx
 
 from watcher.abc import Source
 from watcher.config import BatchSourceConfig, SourceConfig, WorkflowsSourceConfig

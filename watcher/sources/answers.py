@@ -26,7 +26,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio
-import httpx
+import httpx2 as httpx
 
 MAX_ANSWER = 16 * 1024 * 1024  # bytes of one answer, decoded
 IN_FLIGHT = 32 * 1024 * 1024  # bytes buffered at once by all the process's API reads

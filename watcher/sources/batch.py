@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, Unpack
 
-import httpx
+import httpx2 as httpx
 
 from watcher.config import BatchSourceConfig
 from watcher.model import types

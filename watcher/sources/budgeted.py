@@ -22,7 +22,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 
 import anyio
-import httpx
+import httpx2 as httpx
 
 from watcher.abc import CancelAnswer, PollContext, PollResult
 from watcher.config import SourceBaseConfig

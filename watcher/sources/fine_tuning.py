@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar, Unpack
 
-import httpx
+import httpx2 as httpx
 
 from watcher.config import FineTuningSourceConfig
 from watcher.model.jobs import (

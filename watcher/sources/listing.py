@@ -31,7 +31,7 @@ from typing import Any, ClassVar, TypedDict, Unpack
 from urllib.parse import quote
 
 import anyio
-import httpx
+import httpx2 as httpx
 import structlog
 
 from watcher.abc import CancelAnswer, PollContext, PollResult

@@ -6,7 +6,7 @@ Converts httpx errors and HTTP statuses into watcher's own exceptions:
 an answer that is not JSON :class:`SourceProtocolError`; 404 :class:`NotFound`; an answer
 too large to buffer (:mod:`watcher.sources.answers`) or too deep to decode
 (:mod:`watcher.sources.decoding`) :class:`~watcher.exceptions.UnusableAnswer`. Transport
-failures are named by :func:`watcher.deliver.transport.describe_transport_error` (cannot
+failures are named by :func:`watcher.deliver.transport_errors.describe_transport_error` (cannot
 resolve, refused, TLS…).
 
 A POST (:meth:`ApiClient.post_json`, an action such as cancel) is retried only when the API
@@ -22,14 +22,13 @@ from contextlib import asynccontextmanager
 from typing import Any, NamedTuple, TypeVar
 
 import anyio
-import httpx
+import httpx2 as httpx
 import structlog
-from httpx_sse import EventSource, aconnect_sse
 
 from watcher import __version__
 from watcher.deliver.redact import Scrubber
 from watcher.deliver.retry import Verdict, backoff, classify, parse_retry_after
-from watcher.deliver.transport import describe_transport_error
+from watcher.deliver.transport_errors import describe_transport_error
 from watcher.exceptions import (
     SourceAuthError,
     SourceProtocolError,
@@ -150,7 +149,7 @@ class ApiClient:
         *,
         route: str,
         idle_timeout: float,
-    ) -> AsyncIterator[EventSource]:
+    ) -> AsyncIterator[httpx.EventSource]:
         """``GET path`` as a server-sent event stream on ``client`` (streams hold their
         connections for long: not the shared client's pool). One attempt, no retries: the
         caller reconnects. A read gap longer than ``idle_timeout`` raises
@@ -159,13 +158,14 @@ class ApiClient:
         ``observe`` callback sees it as the route ``stream``."""
         timeout = httpx.Timeout(self._deadline, connect=min(self._deadline, 5.0), read=idle_timeout)
         try:
-            async with aconnect_sse(
-                client,
-                "GET",
+            # No size cap in the parser: the caller bounds events itself and refuses the
+            # stream with its own message (httpx2's cap would end it as a transport error).
+            async with client.sse(
                 self.base_url + path,
                 params=params,
                 headers=self._headers("text/event-stream"),
                 timeout=timeout,
+                max_event_size=None,
             ) as source:
                 status = source.response.status_code
                 self._observe(route, status)

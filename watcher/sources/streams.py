@@ -25,9 +25,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
-import httpx
+import httpx2 as httpx
 import structlog
-from httpx_sse import SSEError
 
 from watcher.deliver.retry import backoff
 from watcher.exceptions import SourceAuthError, SourceError, SourceRetired
@@ -260,7 +259,7 @@ class Follower:
                     attempt = 0
                     guard = _Bounded(events.response.stream)
                     events.response.stream = guard
-                    async for sse in events.aiter_sse():
+                    async for sse in events:
                         guard.mark()
                         if sse.retry is not None:
                             retry_ms = sse.retry
@@ -283,7 +282,7 @@ class Follower:
             except httpx.ReadTimeout:
                 log.info("stream_idle", source=self.api.source, root=root)
                 self._ended(root, nudge)
-            except (SourceError, httpx.TransportError, SSEError) as exc:
+            except (SourceError, httpx.TransportError) as exc:
                 self._failed(root, exc)
             finally:
                 self.open.discard(root)

@@ -24,7 +24,7 @@ from typing import Any, ClassVar, Unpack
 from urllib.parse import quote
 
 import anyio
-import httpx
+import httpx2 as httpx
 import structlog
 
 from watcher.abc import PollContext, PollResult

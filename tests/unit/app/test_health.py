@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
+import httpx2 as httpx
 
 from tests.unit.record.fakes import Clock
 from watcher.app.coordination import SoleOwnership

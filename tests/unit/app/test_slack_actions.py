@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import anyio
-import httpx
+import httpx2 as httpx
 import pytest
 from starlette.applications import Starlette
 from structlog.testing import capture_logs

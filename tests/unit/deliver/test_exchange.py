@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Coroutine
 
 import anyio
-import httpx
+import httpx2 as httpx
 import pytest
 
 from watcher.deliver.exchange import BODY_READ_LIMIT, Answer, exchange, post, refusal

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 
 import anyio
-import httpx
+import httpx2 as httpx
 import pytest
 import standardwebhooks
 

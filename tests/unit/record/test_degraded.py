@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-import httpx
+import httpx2 as httpx
 
 from tests.unit.record.fakes import Clock, Counted
 from tests.unit.sources.workflow_fakes import RunsApi, T, config, execution

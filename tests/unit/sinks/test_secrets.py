@@ -12,7 +12,7 @@ from urllib.parse import quote
 
 import anyio
 import anyio.abc
-import httpx
+import httpx2 as httpx
 import pytest
 from structlog.testing import capture_logs
 

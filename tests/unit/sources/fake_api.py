@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-import httpx
+import httpx2 as httpx
 
 from tests.factories import T0, history, raw_job
 from watcher.abc import PollContext

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import unquote
 
-import httpx
+import httpx2 as httpx
 import pytest
 
 from tests.factories import T0

@@ -11,7 +11,7 @@ from typing import Any
 from urllib.parse import unquote
 
 import anyio
-import httpx
+import httpx2 as httpx
 import pytest
 
 from tests.factories import T0, history, raw_job

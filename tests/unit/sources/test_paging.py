@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import httpx
+import httpx2 as httpx
 import pytest
 from structlog.testing import capture_logs
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import httpx
+import httpx2 as httpx
 import pytest
 
 from tests.unit.sources.workflow_fakes import Harness, RunsApi, T, execution, frame

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote
 
-import httpx
+import httpx2 as httpx
 
 from watcher.abc import PollContext, PollResult
 from watcher.config import WorkflowsSourceConfig

@@ -52,6 +52,19 @@ async def test_overview_filters_by_source_and_status(store: SqlStore) -> None:
     assert ([], 0, []) == (none.followed, none.followed_total, none.recent)
 
 
+async def test_overview_pages_through_every_followed_job(store: SqlStore) -> None:
+    """``offset`` skips the newest ones: the pages together hold each followed job once."""
+    jobs = [snap(f"j{n:02}", "RUNNING") for n in range(7)]
+    for n, one in enumerate(jobs):
+        await store.commit("ft", Cursor(), [one], [], now=float(n))
+    seen = []
+    for offset in (0, 3, 6, 9):
+        view = await store.overview(source=None, status=None, limit=3, recent=0, offset=offset)
+        assert 7 == view.followed_total
+        seen.append([row.snapshot.job_id for row in view.followed])
+    assert [["j06", "j05", "j04"], ["j03", "j02", "j01"], ["j00"], []] == seen
+
+
 async def test_job_history_shows_each_transition_and_where_it_went(store: SqlStore) -> None:
     """Newest transition first, each with its deliveries (none when nothing routed it);
     another job's transitions are not there; ``limit`` keeps the newest."""

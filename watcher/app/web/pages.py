@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from importlib import resources
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode
@@ -34,7 +35,7 @@ from watcher.render.text import clean
 
 log = structlog.get_logger(__name__)
 
-FOLLOWED_LIMIT = 200  # followed jobs on /, latest changed first (filters narrow it)
+FOLLOWED_LIMIT = 200  # followed jobs per page of /, latest changed first (?page=N for more)
 RECENT_LIMIT = 20  # terminal jobs on /
 HISTORY_LIMIT = 100  # transitions on a job's page
 DELIVERY_LIMIT = 100  # of each state on /deliveries
@@ -127,9 +128,17 @@ class StatusPage:
     async def _index(self, request: Request) -> Response:
         source = request.query_params.get("source") or None
         status = request.query_params.get("status") or None
+        number = views.page_number(request.query_params.get("page"))
+        pager = views.Pager(number, FOLLOWED_LIMIT, total=0)
         view = await self.store.overview(
-            source=source, status=status, limit=FOLLOWED_LIMIT, recent=RECENT_LIMIT
+            source=source,
+            status=status,
+            limit=pager.size,
+            recent=RECENT_LIMIT,
+            offset=pager.offset,
         )
+        pager = replace(pager, total=view.followed_total)
+        filters = {k: v for k, v in (("source", source), ("status", status)) if v}
         now = self.clock()
         owners: Mapping[str, str | None] = self.ownership.owners() if self.ownership else {}
         sources = [
@@ -158,6 +167,8 @@ class StatusPage:
             source=source,
             status=status,
             statuses=sorted(KNOWN_STATUSES),
+            pager=pager,
+            page_link=lambda n: "/?" + urlencode({**filters, "page": n}),
         )
 
     async def _job(self, request: Request) -> Response:

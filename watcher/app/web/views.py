@@ -91,6 +91,47 @@ def source_health(
     return SourceHealth(name, kind, "ok", "", polled, streams, owner)
 
 
+@dataclass(frozen=True)
+class Pager:
+    """Which slice of a long list a page shows: page ``number`` (from 1) of ``pages``."""
+
+    number: int
+    size: int
+    total: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.size))
+
+    @property
+    def offset(self) -> int:
+        return (self.number - 1) * self.size
+
+    @property
+    def previous(self) -> int:
+        """The page before this one (the last page, from past the end)."""
+        return min(self.number - 1, self.pages)
+
+    @property
+    def first(self) -> int:
+        """The 1-based position of the page's first row (0 when the page is empty)."""
+        return self.offset + 1 if self.offset < self.total else 0
+
+    @property
+    def last(self) -> int:
+        return min(self.offset + self.size, self.total)
+
+
+MAX_PAGE = 1_000_000  # past any real list: a bigger number is read as the last of these
+
+
+def page_number(raw: str | None) -> int:
+    """The ``page`` query parameter as a page number from 1; anything else is page 1."""
+    if raw is None or not raw.isascii() or not raw.isdigit():
+        return 1
+    return max(1, min(int(raw), MAX_PAGE)) if len(raw) <= 7 else MAX_PAGE
+
+
 def requests(count: int, budget: int | None) -> str:
     """``12 / 60`` (requests in the last minute against the source's budget), or ``12``."""
     return f"{count} / {budget}" if budget is not None else str(count)

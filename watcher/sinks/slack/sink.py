@@ -12,7 +12,7 @@ from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 import anyio
-import httpx
+import httpx2 as httpx
 import structlog
 
 from watcher import __version__

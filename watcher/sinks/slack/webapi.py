@@ -16,7 +16,7 @@ from collections.abc import Callable, Collection, Mapping
 from contextlib import suppress
 from typing import Any, NoReturn
 
-import httpx
+import httpx2 as httpx
 
 from watcher import __version__
 from watcher.deliver.exchange import post, refusal

@@ -124,44 +124,57 @@ class SqlBase:
         """The outbox rows of ``routed`` inside the caller's transaction; returns how many
         deliveries became pending. A silenced transition's rows are ``silenced`` (recorded,
         never sent), with the silence named in ``last_error``."""
-        added = 0
+        if not routed:
+            return 0
+        # Two statements for the whole batch, not two per transition (a storm of thousands
+        # of transitions is one commit): the transitions, each id once (already in the outbox
+        # after a crash: left out), in order, so that their seq keeps the order of detection;
+        # then the deliveries of those that are new.
+        first: dict[str, Routed] = {}
         for item in routed:
+            first.setdefault(item.transition.id, item)
+        stmt = (
+            self._insert(transitions)
+            .on_conflict_do_nothing(index_elements=[transitions.c.id])
+            .returning(transitions.c.id, transitions.c.seq, sort_by_parameter_order=True)
+        )
+        rows = [
+            {
+                "id": t.id,
+                "source": t.source,
+                "job_id": t.job_id,
+                "type": t.type[:128],
+                "body": t.to_json(),
+                "detected_at": now,
+            }
+            for t in (item.transition for item in first.values())
+        ]
+        seqs = {row.id: row.seq for row in await conn.execute(stmt, rows)}
+        added = 0
+        outbox: list[dict[str, Any]] = []
+        for item in first.values():
             t = item.transition
-            stmt = (
-                self._insert(transitions)
-                .values(
-                    id=t.id,
-                    source=t.source,
-                    job_id=t.job_id,
-                    type=t.type[:128],
-                    body=t.to_json(),
-                    detected_at=now,
-                )
-                .on_conflict_do_nothing(index_elements=[transitions.c.id])
-                .returning(transitions.c.seq)
-            )
-            seq = (await conn.execute(stmt)).scalar_one_or_none()
+            seq = seqs.get(t.id)
             if seq is None or not item.sinks:
                 continue  # already in the outbox (re-detected after a crash), or unrouted
-            await conn.execute(
-                sa.insert(deliveries),
-                [
-                    {
-                        "seq": seq,
-                        "sink": sink,
-                        "job_key": f"{t.source}/{t.job_id or t.id}",
-                        "state": PENDING if item.silenced_by is None else SILENCED,
-                        "attempts": 0,
-                        "next_attempt_at": now,
-                        "created_at": now,
-                        "updated_at": now,
-                        "last_error": None
-                        if item.silenced_by is None
-                        else f"silenced by {item.silenced_by}"[:500],
-                    }
-                    for sink in item.sinks
-                ],
+            outbox.extend(
+                {
+                    "seq": seq,
+                    "sink": sink,
+                    "job_key": f"{t.source}/{t.job_id or t.id}",
+                    "state": PENDING if item.silenced_by is None else SILENCED,
+                    "attempts": 0,
+                    "next_attempt_at": now,
+                    "created_at": now,
+                    "updated_at": now,
+                    "last_error": None
+                    if item.silenced_by is None
+                    else f"silenced by {item.silenced_by}"[:500],
+                }
+                for sink in item.sinks
             )
             if item.silenced_by is None:
                 added += len(item.sinks)
+        if outbox:
+            await conn.execute(sa.insert(deliveries), outbox)
         return added

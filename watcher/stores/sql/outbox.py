@@ -3,6 +3,7 @@ by one replica at a time (:class:`watcher.abc.Outbox`)."""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Collection, Sequence
 from typing import Any
 
@@ -32,6 +33,28 @@ def _waits_behind(table: sa.FromClause = deliveries) -> sa.Exists:
 def _unclaimed(now: float, table: sa.FromClause = deliveries) -> sa.ColumnElement[bool]:
     """No replica holds the delivery (never claimed, released, or the lease expired)."""
     return sa.or_(table.c.claim_until.is_(None), table.c.claim_until <= now)
+
+
+def _keyed(
+    keys: Sequence[tuple[int, str]], table: sa.FromClause = deliveries
+) -> sa.ColumnElement[bool]:
+    """The pending rows of ``keys`` ((seq, sink) pairs), found by primary key: a ``seq IN``
+    per sink (the dispatcher's keys are of one sink), the sink and the state compared as
+    expressions rather than columns, so that SQLite's planner (no statistics) looks each
+    key up instead of walking the state or sink index: that walk made each claim and each
+    commit cost as much as the whole outbox."""
+    by_sink: dict[str, set[int]] = defaultdict(set)
+    for seq, sink in keys:
+        by_sink[sink].add(seq)
+    return sa.and_(
+        sa.or_(
+            *(
+                sa.and_(table.c.sink.concat("") == sink, table.c.seq.in_(sorted(seqs)))
+                for sink, seqs in by_sink.items()
+            )
+        ),
+        table.c.state.concat("") == PENDING,
+    )
 
 
 class SqlOutbox(SqlBase):
@@ -93,12 +116,10 @@ class SqlOutbox(SqlBase):
         # what is free (skipping rows another replica is claiming this instant), the update
         # takes it; an alias, so that the subquery is not correlated to the updated table.
         free = deliveries.alias("free")
-        wanted = sa.tuple_(free.c.seq, free.c.sink).in_([tuple(k) for k in keys])
         picked = (
             sa.select(free.c.seq, free.c.sink)
             .where(
-                wanted,
-                free.c.state == PENDING,
+                _keyed(keys, free),
                 _unclaimed(now, free),
                 ~_waits_behind(free),
             )
@@ -154,10 +175,7 @@ class SqlOutbox(SqlBase):
             return
         stmt = (
             sa.update(deliveries)
-            .where(
-                sa.tuple_(deliveries.c.seq, deliveries.c.sink).in_([tuple(k) for k in keys]),
-                deliveries.c.state == PENDING,
-            )
+            .where(_keyed(keys))
             .values(
                 state=DELIVERED,
                 attempts=deliveries.c.attempts + 1,

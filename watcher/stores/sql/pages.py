@@ -70,7 +70,13 @@ def _deliveries_of(state: str, limit: int) -> sa.Select[Any]:
 
 class SqlPageViews(SqlBase):
     async def overview(
-        self, *, source: str | None, status: str | None, limit: int, recent: int
+        self,
+        *,
+        source: str | None,
+        status: str | None,
+        limit: int,
+        recent: int,
+        offset: int = 0,
     ) -> Overview:
         out = Overview()
         followed = sa.select(*_JOB_COLUMNS).where(snapshots.c.terminal.is_(False))
@@ -91,7 +97,9 @@ class SqlPageViews(SqlBase):
             for row in await conn.execute(sa.select(cursors)):
                 out.cursors[row.source] = cursor_of(row.data, row.version)
                 out.last_poll_at[row.source] = row.last_poll_at
-            out.followed.extend(_job(r) for r in await conn.execute(followed.limit(limit)))
+            out.followed.extend(
+                _job(r) for r in await conn.execute(followed.limit(limit).offset(offset))
+            )
             total = int((await conn.execute(count)).scalar_one())
             out.recent.extend(_job(r) for r in await conn.execute(ended))
         return Overview(

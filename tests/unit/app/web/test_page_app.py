@@ -5,11 +5,12 @@ through Chromium against the daemon)."""
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
+import httpx2 as httpx
 import pytest
 
 from tests.factories import transition
@@ -191,6 +192,38 @@ async def test_silence_and_expire_go_through_the_actions(site: Site) -> None:
     assert ("expire", ("s1", "web:ops")) == site.actions.calls[-1]
     wrong = await site.http.post("/silences/s1/expire", data={"csrf": token}, auth=("ops", "x"))
     assert 401 == wrong.status_code
+
+
+async def test_every_followed_job_is_on_some_page(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past one page of followed jobs, links lead through the rest (the filters kept); each
+    job is on exactly one page; a page past the end, or a page number that is not one, says
+    so instead of failing."""
+    monkeypatch.setattr("watcher.app.web.pages.FOLLOWED_LIMIT", 4)
+    jobs = [job(f"run-{n:02}", "RUNNING") for n in range(10)]
+    for n, one in enumerate(jobs):
+        await site.store.commit("ft", Cursor(baseline_done=True), [one], [], now=float(n))
+    await site.store.commit("ft", Cursor(), [job("queued-1", "QUEUED")], [], now=20.0)
+    seen: list[str] = []
+    link: str | None = "/?status=RUNNING"
+    pages = 0
+    while link is not None:
+        body = (await site.http.get(link.replace("&amp;", "&"))).text
+        pages += 1
+        seen += re.findall(r'data-job-id="([^"]+)"', body)
+        found = re.search(r'<a rel="next" href="([^"]+)"', body)
+        link = found.group(1) if found else None
+    assert 3 == pages
+    assert sorted(one.job_id for one in jobs) == sorted(seen)
+    assert "(9\u201310 of 10)" in body and "page 3 of 3" in body
+    past = (await site.http.get("/", params={"status": "RUNNING", "page": "9"})).text
+    assert "No job on page 9: there are 3 pages." in past
+    assert 'href="/?status=RUNNING&amp;page=3"' in past  # back to the last page
+    for nonsense in ("0", "-1", "x", "99999999999999999999", "\u0661"):
+        answer = await site.http.get("/", params={"page": nonsense})
+        assert 200 == answer.status_code, nonsense
+    assert "queued-1" in (await site.http.get("/", params={"page": "0"})).text
 
 
 async def test_a_notice_is_text(site: Site) -> None:

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
-import httpx
+import httpx2 as httpx
 import pytest
 
 from watcher.devtools.simulator import (

@@ -10,7 +10,7 @@ from functools import partial
 from typing import Any
 
 import anyio
-import httpx
+import httpx2 as httpx
 import pytest
 
 from watcher.devtools.simulator import (

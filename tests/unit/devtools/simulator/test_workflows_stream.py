@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
-import httpx
+import httpx2 as httpx
 import pytest
 
 from watcher.devtools.simulator import RunningSimulator, simulator

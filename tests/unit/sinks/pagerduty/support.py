@@ -7,7 +7,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
+import httpx2 as httpx
 
 from tests.factories import SINK_JOB_ID, sink_envelope
 from tests.factories import sink_job as job

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import anyio
-import httpx
+import httpx2 as httpx
 import pytest
 from structlog.testing import capture_logs
 

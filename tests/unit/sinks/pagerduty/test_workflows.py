@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-import httpx
+import httpx2 as httpx
 import pytest
 
 from tests.unit.sinks.pagerduty.support import Wire, mock_sink, status

@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
+import httpx2 as httpx
 
 from tests.factories import sink_envelope, sink_job
 from tests.fakes.slack import FakeSlack, SlackMessage

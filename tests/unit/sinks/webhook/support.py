@@ -7,7 +7,7 @@ import base64
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-import httpx
+import httpx2 as httpx
 
 from tests.factories import sink_envelope
 from watcher.model.outbox import Envelope

@@ -7,7 +7,7 @@ import base64
 from email.utils import formatdate
 
 import anyio
-import httpx
+import httpx2 as httpx
 import pytest
 from structlog.testing import capture_logs
 

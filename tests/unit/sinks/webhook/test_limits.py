@@ -8,7 +8,7 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-import httpx
+import httpx2 as httpx
 import jsonschema
 import pytest
 

@@ -8,7 +8,7 @@ import json
 import time
 
 import anyio
-import httpx
+import httpx2 as httpx
 import pytest
 import standardwebhooks
 from structlog.testing import capture_logs
