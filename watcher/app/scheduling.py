@@ -86,7 +86,8 @@ class Polls:
     def lost(self, name: str) -> None:
         """A source is no longer ours: stop its poll in progress at once (a commit already
         under way finishes, shielded, and the store refuses it if the new owner has
-        committed since)."""
+        committed since); its next cycle here reads what the new owner committed."""
+        self.pipeline.forget(name)
         scope = self.running.get(name)
         if scope is not None:
             scope.cancel()

@@ -10,6 +10,7 @@ page. Each source module turns its raw JSON into a :class:`Job` with these helpe
 from __future__ import annotations
 
 import math
+import re
 import unicodedata
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -19,6 +20,7 @@ from pydantic import BaseModel, ConfigDict
 
 # Timestamps beyond this are taken as milliseconds (year 5138 in seconds).
 _MS_THRESHOLD = 100_000_000_000
+_CONTROL = re.compile(r"[\x00-\x1f]")  # what a key must not hold
 
 
 class MalformedItem(ValueError):
@@ -157,7 +159,7 @@ def key(value: Any, *, field: str, limit: int) -> str:
     """An identifier used as a database key and in URLs: UTF-8, bounded, no controls."""
     if not isinstance(value, str) or not value.strip():
         raise MalformedItem(f"job has no {field}")
-    if len(value) > limit or text(value) != value or any(ord(c) < 32 for c in value):
+    if len(value) > limit or text(value) != value or _CONTROL.search(value):
         raise MalformedItem(f"job has an unusable {field}")
     return value
 

@@ -4,6 +4,7 @@ share."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -84,6 +85,12 @@ class Snapshot:
             }
         )
         return stored
+
+    def as_stored(self) -> Snapshot:
+        """This snapshot as a store gives it back: through its JSON form (what a diff
+        against it finds must not depend on whether it was read back or kept in memory)."""
+        raw = json.loads(json.dumps(self.to_json()))
+        return Snapshot.from_json(self.source, self.job_id, raw, terminal=self.terminal)
 
     @classmethod
     def from_json(

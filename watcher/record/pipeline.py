@@ -1,6 +1,17 @@
 """One poll cycle of one source: poll -> diff -> record (one guarded transaction, or one per
 part when the source flushes part of its cycle early; routing, counting and waking the
-dispatcher are the :class:`~watcher.record.recorder.Recorder`'s)."""
+dispatcher are the :class:`~watcher.record.recorder.Recorder`'s).
+
+A steady cycle where nothing changed costs the store one transaction, the cursor's:
+
+- what a good cycle committed (the cursor and the followed jobs' snapshots, as the store
+  would give them back) is kept for the source's next cycle instead of being read again.
+  Only this replica's cycles write a source it owns, and every commit is guarded by the
+  cursor's version: if anything else committed the source meanwhile, the commit is refused
+  (the cycle is stale) and the next cycle reads the store again. Anything but a good cycle,
+  and the loss of the source (:meth:`Pipeline.forget`), drops what was kept;
+- a job whose new snapshot equals the one it had is not written again (its ``updated_at``
+  stays the time of its last change)."""
 
 from __future__ import annotations
 
@@ -112,6 +123,16 @@ class Pipeline:
         # clock must not make a stopped source look fresh, nor a fresh one stale).
         self.last_ok_monotonic: dict[str, float] = {}
         self._last_try: dict[str, float] = {}
+        # source -> its cursor and followed jobs as its last good cycle committed them
+        self._kept: dict[str, tuple[Cursor, dict[str, Snapshot]]] = {}
+
+    def forget(self, name: str | None = None) -> None:
+        """Read source ``name`` (every source: ``None``) from the store at its next cycle:
+        it is no longer this replica's, or something else wrote it."""
+        if name is None:
+            self._kept.clear()
+        else:
+            self._kept.pop(name, None)
 
     def _ok(self, name: str) -> None:
         self.last_ok[name] = self.clock()
@@ -138,7 +159,10 @@ class Pipeline:
     async def _poll(self, name: str) -> CycleOutcome:
         source, config = self.sources[name]
         now = self.clock()
-        cursor = await self.store.load_cursor(name)
+        # Taken out: only a good cycle puts it back (a failure, a stale cycle, a crash: the
+        # next cycle reads the store).
+        kept = self._kept.pop(name, None)
+        cursor = kept[0] if kept is not None else await self.store.load_cursor(name)
         if cursor.retired and now - self._last_try.get(name, 0.0) < config.retired_interval:
             return CycleOutcome("skipped")
         self._last_try[name] = now
@@ -146,7 +170,7 @@ class Pipeline:
             name=name,
             source=source,
             cursor=cursor,
-            active=await self.store.active_snapshots(name),
+            active=kept[1] if kept is not None else await self.store.active_snapshots(name),
             now=now,
             baseline=not cursor.baseline_done and config.on_start == "baseline",
         )
@@ -172,6 +196,7 @@ class Pipeline:
             return CycleOutcome("error")
         cursor, notices = _degraded(name, result, now)
         await self._record(cycle, result.jobs, cursor, final=True, notices=notices)
+        self._kept[name] = (cycle.current, cycle.active)
         self._ok(name)
         # A cycle that found nothing is routine: at debug, so that the lines that matter
         # (transitions, a baseline, malformed items) are not lost among them.
@@ -236,7 +261,8 @@ class Pipeline:
             if marks != snapshot.marks:
                 snapshot = replace(snapshot, marks=marks)
             transitions += alerts
-            snapshots.append(snapshot)
+            if snapshot != previous:  # a job fetched again that did not change: nothing
+                snapshots.append(snapshot)
             if not cycle.baseline:
                 found += transitions
         before = cycle.cursor
@@ -258,11 +284,11 @@ class Pipeline:
         cycle.jobs += len(jobs)
         cycle.transitions += len(found)
         cycle.deliveries += added
-        for snapshot in snapshots:  # later parts of the cycle diff against these
+        for snapshot in snapshots:  # later parts of the cycle (and cycles) diff against these
             if snapshot.terminal:
                 cycle.active.pop(snapshot.job_id, None)
             else:
-                cycle.active[snapshot.job_id] = snapshot
+                cycle.active[snapshot.job_id] = snapshot.as_stored()
 
     async def _failed(self, name: str, cursor: Cursor, reason: str, now: float) -> None:
         """Remember since when the source fails; past ``unreachable_after``, say it once."""

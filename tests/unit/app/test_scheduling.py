@@ -20,6 +20,10 @@ class HangingPipeline:
 
     def __init__(self) -> None:
         self.started = anyio.Event()
+        self.forgotten: list[str] = []
+
+    def forget(self, name: str) -> None:
+        self.forgotten.append(name)
 
     async def poll(self, name: str) -> CycleOutcome:
         self.started.set()
@@ -32,7 +36,8 @@ def polls(pipeline: Any, owned: list[str]) -> Polls:
 
 
 async def test_a_lost_source_stops_its_poll_at_once() -> None:
-    """When the source changes hands mid-poll, the poll ends as stale."""
+    """When the source changes hands mid-poll, the poll ends as stale, and the pipeline
+    reads the source from the store again at its next cycle here."""
     pipeline = HangingPipeline()
     running = polls(pipeline, ["ft"])
     outcomes: list[str] = []
@@ -45,7 +50,7 @@ async def test_a_lost_source_stops_its_poll_at_once() -> None:
             tg.start_soon(poll)
             await pipeline.started.wait()
             running.lost("ft")
-    assert (["stale"], {}) == (outcomes, running.running)
+    assert (["stale"], {}, ["ft"]) == (outcomes, running.running, pipeline.forgotten)
 
 
 async def test_another_replicas_source_is_not_polled() -> None:

@@ -1,13 +1,19 @@
 """Snapshots and cursors: the poll pipeline's side of the store
-(:class:`watcher.abc.SnapshotStore`)."""
+(:class:`watcher.abc.SnapshotStore`).
+
+Every poll cycle commits here, so its statements are built once, with bound parameters,
+and reused: building an ``INSERT … ON CONFLICT DO UPDATE`` (and its cache key, by which
+SQLAlchemy finds it compiled) costs more CPU than executing it."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from watcher.exceptions import StaleCycle
@@ -16,6 +22,52 @@ from watcher.model.snapshot import Cursor, Snapshot
 from watcher.stores.schema import cursors, snapshots
 from watcher.stores.sql.base import SqlBase, cursor_of
 
+_SNAPSHOT_COLUMNS = (snapshots.c.job_id, snapshots.c.data, snapshots.c.terminal)
+LOAD_CURSOR = sa.select(cursors.c.data, cursors.c.version).where(
+    cursors.c.source == sa.bindparam("source")
+)
+ACTIVE = sa.select(*_SNAPSHOT_COLUMNS).where(
+    snapshots.c.source == sa.bindparam("source"), snapshots.c.terminal.is_(False)
+)
+SOME = sa.select(*_SNAPSHOT_COLUMNS).where(
+    snapshots.c.source == sa.bindparam("source"),
+    snapshots.c.job_id.in_(sa.bindparam("ids", expanding=True)),
+)
+
+
+def _dialect_insert(dialect: str, table: sa.Table) -> Any:
+    return (postgresql if dialect == "postgresql" else sqlite).insert(table)
+
+
+@functools.cache
+def put_snapshots(dialect: str) -> Any:
+    """Snapshot rows, inserted or replaced (executed with one parameter set per row)."""
+    stmt = _dialect_insert(dialect, snapshots)
+    updates = ("status", "terminal", "data", "updated_at")
+    return stmt.on_conflict_do_update(
+        index_elements=[snapshots.c.source, snapshots.c.job_id],
+        set_={name: stmt.excluded[name] for name in updates},
+    )
+
+
+@functools.cache
+def put_cursor(dialect: str, *, polled: bool, guarded: bool) -> Any:
+    """A source's cursor, inserted at version 1 or moved one version on; ``guarded``: only
+    from version ``expect``. Returns the version written (no row: refused)."""
+    stmt = _dialect_insert(dialect, cursors).values(
+        source=sa.bindparam("source"),
+        data=sa.bindparam("data", type_=cursors.c.data.type),
+        last_poll_at=sa.bindparam("last_poll_at"),
+        version=1,
+    )
+    updates: dict[str, Any] = {"data": stmt.excluded.data, "version": cursors.c.version + 1}
+    if polled:
+        updates["last_poll_at"] = stmt.excluded.last_poll_at
+    guard = cursors.c.version == sa.bindparam("expect") if guarded else None
+    return stmt.on_conflict_do_update(
+        index_elements=[cursors.c.source], set_=updates, where=guard
+    ).returning(cursors.c.version)
+
 
 def _snapshot(source: str, row: Any) -> Snapshot:
     return Snapshot.from_json(source, row.job_id, row.data, terminal=row.terminal)
@@ -23,17 +75,13 @@ def _snapshot(source: str, row: Any) -> Snapshot:
 
 class SqlSnapshots(SqlBase):
     async def load_cursor(self, source: str) -> Cursor:
-        query = sa.select(cursors.c.data, cursors.c.version).where(cursors.c.source == source)
         async with self.engine.connect() as conn:
-            row = (await conn.execute(query)).first()
+            row = (await conn.execute(LOAD_CURSOR, {"source": source})).first()
         return cursor_of(row.data, row.version) if row else Cursor()
 
     async def active_snapshots(self, source: str) -> dict[str, Snapshot]:
-        query = sa.select(snapshots.c.job_id, snapshots.c.data, snapshots.c.terminal).where(
-            snapshots.c.source == source, snapshots.c.terminal.is_(False)
-        )
         async with self.engine.connect() as conn:
-            rows = (await conn.execute(query)).all()
+            rows = (await conn.execute(ACTIVE, {"source": source})).all()
         return {row.job_id: _snapshot(source, row) for row in rows}
 
     async def get_snapshots(self, source: str, job_ids: Sequence[str]) -> dict[str, Snapshot]:
@@ -41,10 +89,7 @@ class SqlSnapshots(SqlBase):
         async with self.engine.connect() as conn:
             for start in range(0, len(job_ids), 500):
                 chunk = list(job_ids[start : start + 500])
-                query = sa.select(snapshots.c.job_id, snapshots.c.data, snapshots.c.terminal).where(
-                    snapshots.c.source == source, snapshots.c.job_id.in_(chunk)
-                )
-                for row in (await conn.execute(query)).all():
+                for row in (await conn.execute(SOME, {"source": source, "ids": chunk})).all():
                     out[row.job_id] = _snapshot(source, row)
         return out
 
@@ -64,13 +109,8 @@ class SqlSnapshots(SqlBase):
             # and on PostgreSQL the row lock it takes orders concurrent commits of a source.
             await self._put_cursor(conn, source, cursor, now=now, polled=polled, expect=expect)
             if snapshot_list:
-                stmt = self._upsert(
-                    snapshots,
-                    keys=["source", "job_id"],
-                    updates=["status", "terminal", "data", "updated_at"],
-                )
                 await conn.execute(
-                    stmt,
+                    put_snapshots(self.engine.dialect.name),
                     [
                         {
                             "source": source,
@@ -97,18 +137,12 @@ class SqlSnapshots(SqlBase):
     ) -> None:
         data = asdict(cursor)
         del data["version"]
-        stmt = self._insert(cursors).values(
-            source=source, data=data, last_poll_at=now if polled else 0.0, version=1
-        )
-        updates: dict[str, Any] = {
-            "data": stmt.excluded.data,
-            "version": cursors.c.version + 1,
+        stmt = put_cursor(self.engine.dialect.name, polled=polled, guarded=expect is not None)
+        values = {
+            "source": source,
+            "data": data,
+            "last_poll_at": now if polled else 0.0,
+            "expect": expect,
         }
-        if polled:
-            updates["last_poll_at"] = stmt.excluded.last_poll_at
-        guard = cursors.c.version == expect if expect is not None else None
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[cursors.c.source], set_=updates, where=guard
-        ).returning(cursors.c.version)
-        if (await conn.execute(stmt)).scalar_one_or_none() is None:
+        if (await conn.execute(stmt, values)).scalar_one_or_none() is None:
             raise StaleCycle(source, expect if expect is not None else -1)
