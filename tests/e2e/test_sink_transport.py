@@ -179,7 +179,7 @@ async def test_a_refused_connection_reads_the_same() -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     sink, plain = await both(f"http://127.0.0.1:{port}/h")
-    assert sink == plain == f"retryable=True: {WHERE}: ConnectError: All connection attempts failed"
+    assert sink == plain == f"retryable=True: {WHERE}: connection refused by 127.0.0.1:{port}"
 
 
 @pytest.fixture(scope="module")
@@ -193,9 +193,7 @@ async def test_an_untrusted_certificate_reads_the_same(ca: trustme.CA) -> None:
     async with Loopback().running(tls) as url:
         sink, plain = await both(f"{url}/h")
     assert sink == plain
-    assert sink.startswith(
-        f"retryable=True: {WHERE}: ConnectError: [SSL: CERTIFICATE_VERIFY_FAILED]"
-    )
+    assert sink.startswith(f"retryable=True: {WHERE}: TLS certificate not trusted by 127.0.0.1:")
 
 
 async def test_a_trusted_certificate_is_verified_and_accepted(ca: trustme.CA) -> None:

@@ -50,6 +50,7 @@ from watcher.record.pipeline import CycleOutcome, Pipeline
 from watcher.record.recorder import Recorder
 from watcher.sinks import build_sink
 from watcher.sources import build_source
+from watcher.sources.answers import ByteBudget
 from watcher.stores import open_store
 
 if TYPE_CHECKING:
@@ -114,9 +115,10 @@ class Watcher:
             )
             stack.push_async_callback(sink.aclose)
             self.sinks[sink_config.name] = sink
+        in_flight = ByteBudget()  # the bytes of API answers buffered at once, all sources
         for source_config in config.sources:
             observe = functools.partial(self._api_request, source_config.name)
-            source = build_source(source_config, client, observe=observe)
+            source = build_source(source_config, client, observe=observe, in_flight=in_flight)
             stack.push_async_callback(source.aclose)
             self.sources[source_config.name] = (source, source_config)
         self.metrics = Metrics(
@@ -154,6 +156,15 @@ class Watcher:
             requests=lambda source: self.metrics.requests_last_minute(source),
         )
         self.health.routes = [*self.health.routes, *page.routes()]
+
+    def _source_notices(self) -> dict[str, str]:
+        """What the sources want an operator to know short of a failure, by source."""
+        out: dict[str, str] = {}
+        for name, (source, _) in self.sources.items():
+            notice = source.notice
+            if notice is not None:
+                out[name] = notice
+        return out
 
     def _api_request(self, source: str, route: str, status: int | None) -> None:
         """A request a source's API client sent (the metrics are built after the sources:
@@ -214,6 +225,7 @@ class Watcher:
             self.progress,
             clock=time.monotonic,  # ages on the monotonic clock: wall steps change nothing
             ownership=self.ownership,
+            notices=self._source_notices,
         )
         self.polls = Polls(self.pipeline, self.ownership, self.progress)
         self.chores = Chores(

@@ -4,9 +4,10 @@ and PagerDuty.
 A single deadline covers the whole exchange (httpx's timeouts are per operation, so a peer
 trickling bytes could otherwise hold a delivery for ever); the body is read only as far as an
 excerpt and the remaining time allow (the status line decides); transport failures become
-:class:`~watcher.exceptions.DeliveryError` quoting only what the sink's scrubber lets
-through. :func:`post` builds and sends one request; :func:`refusal` is the one mapping of
-an answer that is not 2xx to a :class:`~watcher.exceptions.DeliveryError`
+:class:`~watcher.exceptions.DeliveryError` saying what failed in one line
+(:func:`~watcher.deliver.transport_errors.describe_transport_error`: never a URL), and only
+what the sink's scrubber lets through. :func:`post` builds and sends one request; :func:`refusal` is
+the one mapping of an answer that is not 2xx to a :class:`~watcher.exceptions.DeliveryError`
 (``retry.classify`` decides), shared by webhook, Slack and PagerDuty.
 """
 
@@ -22,6 +23,7 @@ import httpx2 as httpx
 
 from watcher.deliver.redact import Scrubber
 from watcher.deliver.retry import Verdict, classify, parse_retry_after
+from watcher.deliver.transport_errors import describe_transport_error
 from watcher.exceptions import DeliveryError
 
 BODY_READ_LIMIT = 4096  # enough for an excerpt; the rest of an error page is not read
@@ -52,10 +54,11 @@ async def exchange(
 ) -> tuple[int, httpx.Headers, bytes]:
     """Send ``request``; the status, headers and at most ``read_limit`` bytes of the body.
 
-    ``where`` names the sink in errors; ``describe`` turns an httpx error's text into what
-    may be shown (sanitized, secrets scrubbed, capped)."""
+    ``where`` names the sink in errors; ``describe`` turns the description of a transport
+    failure into what may be shown (sanitized, secrets scrubbed, capped)."""
     return await _exchange(
         partial(client.send, request, stream=True, follow_redirects=False),
+        url=request.url,
         deadline_seconds=deadline_seconds,
         where=where,
         describe=describe,
@@ -66,6 +69,7 @@ async def exchange(
 async def _exchange(
     opening: Callable[[], Awaitable[_Opened]],
     *,
+    url: str | httpx.URL,
     deadline_seconds: float,
     where: str,
     describe: Callable[[str], str],
@@ -82,9 +86,9 @@ async def _exchange(
     except httpx.UnsupportedProtocol:
         raise DeliveryError(f"{where}: unsupported protocol", retryable=False) from None
     except httpx.HTTPError as exc:
-        detail = describe(str(exc))
-        message = f"{where}: {type(exc).__name__}" + (f": {detail}" if detail else "")
-        raise DeliveryError(message, retryable=True) from None
+        raise DeliveryError(
+            f"{where}: {describe(describe_transport_error(exc, url))}", retryable=True
+        ) from None
     raw = b""
     try:
         with anyio.move_on_after(max(0.0, deadline - anyio.current_time())):
@@ -150,6 +154,7 @@ async def post(
         opening = partial(client.send, request, stream=True, follow_redirects=False)
     status, answer_headers, raw = await _exchange(
         opening,
+        url=url,
         deadline_seconds=deadline_seconds,
         where=where,
         describe=scrubber.excerpt,
