@@ -17,6 +17,7 @@ import trustme
 from tests.e2e.harness import free_port
 from watcher.deliver.exchange import post
 from watcher.deliver.redact import Scrubber
+from watcher.deliver.transport import sink_client
 from watcher.exceptions import DeliveryError, SourceUnavailable
 from watcher.model.secrets import Secret
 from watcher.sources.mistral import ApiClient
@@ -68,10 +69,16 @@ def cases(tls_port: int) -> list[tuple[str, str]]:
     ]
 
 
-async def test_a_source_names_each_transport_failure(self_signed: int) -> None:
+def clients() -> list[httpx.AsyncClient]:
+    """httpx2's own client, and the daemon's (httpx2's API over aiohttp, sending directly)."""
+    return [httpx.AsyncClient(trust_env=False), sink_client()]
+
+
+@pytest.mark.parametrize("which", [0, 1], ids=["httpx2", "daemon"])
+async def test_a_source_names_each_transport_failure(self_signed: int, which: int) -> None:
     """DNS, TLS and a refused connection: three different problems, one line each, with
     neither the key nor the URL's credentials."""
-    async with httpx.AsyncClient(trust_env=False) as client:
+    async with clients()[which] as client:
         for base, expected in cases(self_signed):
             host = base.split("://", 1)[1]
             scheme = base.split("://", 1)[0]
@@ -92,9 +99,10 @@ async def test_a_source_names_each_transport_failure(self_signed: int) -> None:
                 assert secret not in message
 
 
-async def test_a_sink_names_each_transport_failure(self_signed: int) -> None:
+@pytest.mark.parametrize("which", [0, 1], ids=["httpx2", "daemon"])
+async def test_a_sink_names_each_transport_failure(self_signed: int, which: int) -> None:
     """The sinks' exchange says the same problems the same way."""
-    async with httpx.AsyncClient(trust_env=False) as client:
+    async with clients()[which] as client:
         for base, expected in cases(self_signed):
             with pytest.raises(DeliveryError) as caught:
                 await post(

@@ -128,14 +128,21 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         headers: Mapping[str, str],
         content: bytes,
         io_timeout: float,
+        connect_timeout: float | None = None,
+        decompress: bool = True,
     ) -> Opened:
-        """Send one request without httpx's client around it (:func:`exchange.post`'s way:
-        the client's work per request is most of the CPU left): ``headers`` complete (the
-        client's defaults merged in), ``io_timeout`` for connect and for each read. The answer
-        is open: read its body with ``aiter_bytes``, close it with ``aclose``. Failures
-        raise the httpx exceptions of :meth:`handle_async_request`."""
+        """Send one request without httpx's client around it (:func:`exchange.open_request`'s
+        way: the client's work per request is most of the CPU left): ``headers`` complete
+        (the client's defaults merged in), ``io_timeout`` for each read and for connecting
+        unless ``connect_timeout`` says otherwise. The answer is open: read its body with
+        ``aiter_bytes`` (decoded unless ``decompress=False``: then as sent), close it with
+        ``aclose``. Failures raise the httpx exceptions of :meth:`handle_async_request`."""
         target = _url(url)
         _check_scheme(target.scheme, None)
+        if target.user is not None and any(k.lower() == "authorization" for k in headers):
+            # The request's own Authorization (an API key) is what authenticates it; aiohttp
+            # refuses to send both, so the URL's credentials are left out.
+            target = target.with_user(None)
         session = self._session or self._open()
         try:
             answer = await session.request(
@@ -144,8 +151,14 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 headers=headers,
                 data=content or None,
                 allow_redirects=False,
-                timeout=_timeout(io_timeout, io_timeout, io_timeout),
-                auto_decompress=True,  # what "accept-encoding" offered (gzip, deflate)
+                timeout=_timeout(
+                    io_timeout if connect_timeout is None else connect_timeout,
+                    io_timeout,
+                    io_timeout,
+                ),
+                # Decoded here: what "accept-encoding" offered (gzip, deflate); or left to
+                # the caller, who inflates it within its own bounds.
+                auto_decompress=decompress,
             )
         except Exception as exc:
             mapped = _mapped(exc, None)
@@ -164,10 +177,18 @@ class Opened:
     """An answer of :meth:`AiohttpTransport.open`: what :mod:`watcher.deliver.exchange`
     reads of an ``httpx.Response`` (status, headers, body chunks, close)."""
 
+    is_stream_consumed = False  # read from the connection, never built in memory
+    content = b""  # nothing read ahead: the body comes through the iterators
+
     def __init__(self, answer: aiohttp.ClientResponse) -> None:
         self._answer = answer
         self.status_code = answer.status
         self.headers = httpx.Headers(answer.raw_headers)
+
+    def aiter_raw(self) -> AsyncIterator[bytes]:
+        """The body as the connection gives it: as sent when opened with
+        ``decompress=False`` (the same chunks as :meth:`aiter_bytes`)."""
+        return self.aiter_bytes()
 
     async def aiter_bytes(self) -> AsyncIterator[bytes]:
         try:

@@ -26,7 +26,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio
-import httpx2 as httpx
+
+from watcher.deliver.exchange import Reply
 
 MAX_ANSWER = 16 * 1024 * 1024  # bytes of one answer, decoded
 IN_FLIGHT = 32 * 1024 * 1024  # bytes buffered at once by all the process's API reads
@@ -82,13 +83,13 @@ class ByteBudget:
                 event.set()
 
 
-def declared_size(response: httpx.Response) -> int | None:
+def declared_size(response: Reply) -> int | None:
     """The answer's ``Content-Length`` when it gives a usable one."""
     value = response.headers.get("content-length", "").strip()
     return int(value) if value.isdigit() and len(value) < 20 else None
 
 
-def share(response: httpx.Response, cap: int) -> int:
+def share(response: Reply, cap: int) -> int:
     """How much of the budget reading ``response`` takes: its declared size when that is
     also what will be read (not compressed), else the cap. Raises :class:`TooLarge` when
     the declared size is over the cap."""
@@ -104,7 +105,7 @@ class Undecodable(Exception):
     """An answer in a content encoding watcher does not read (it asks for gzip or none)."""
 
 
-def _decompressor(response: httpx.Response) -> zlib._Decompress | None:
+def _decompressor(response: Reply) -> zlib._Decompress | None:
     """A zlib decompressor for the answer's encoding (``None``: not compressed)."""
     encoding = response.headers.get("content-encoding", "identity").strip().lower()
     if encoding in ("", "identity"):
@@ -116,14 +117,14 @@ def _decompressor(response: httpx.Response) -> zlib._Decompress | None:
     raise Undecodable(f"content encoding {encoding[:40]!r} not asked for")
 
 
-async def read_capped(response: httpx.Response, cap: int) -> bytes:
+async def read_capped(response: Reply, cap: int) -> bytes:
     """The body of ``response``, decompressed (gzip, deflate), read until ``cap`` bytes:
     past it :class:`TooLarge`, with nothing more read or inflated (a compression bomb
     stops at the cap, not at its first chunk)."""
     return await _read(response, cap, cut=False)
 
 
-async def read_excerpt(response: httpx.Response, limit: int = ERROR_READ) -> bytes:
+async def read_excerpt(response: Reply, limit: int = ERROR_READ) -> bytes:
     """At most ``limit`` bytes of the body (an error page: its status line decides); an
     encoding watcher does not read gives nothing."""
     try:
@@ -132,7 +133,7 @@ async def read_excerpt(response: httpx.Response, limit: int = ERROR_READ) -> byt
         return b""
 
 
-async def _read(response: httpx.Response, cap: int, *, cut: bool) -> bytes:
+async def _read(response: Reply, cap: int, *, cut: bool) -> bytes:
     if response.is_stream_consumed:  # read already (built in memory: a mock transport's)
         body = response.content
         if len(body) > cap and not cut:

@@ -20,12 +20,14 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, NamedTuple, TypeVar
+from urllib.parse import parse_qsl
 
 import anyio
 import httpx2 as httpx
 import structlog
 
 from watcher import __version__
+from watcher.deliver.exchange import open_request
 from watcher.deliver.redact import Scrubber
 from watcher.deliver.retry import Verdict, backoff, classify, parse_retry_after
 from watcher.deliver.transport_errors import describe_transport_error
@@ -112,6 +114,11 @@ class ApiClient:
     ) -> None:
         self.source = source
         self.base_url = base_url.rstrip("/")
+        # A query in the base URL (a gateway's tenant or token) goes after each request's
+        # path, before its own parameters.
+        root, _, query = base_url.partition("?")
+        self._root = root.rstrip("/")
+        self._query = parse_qsl(query, keep_blank_values=True)
         self._api_key = api_key
         self._client = client
         self._timeout = httpx.Timeout(timeout, connect=min(timeout, 5.0))
@@ -161,8 +168,8 @@ class ApiClient:
             # No size cap in the parser: the caller bounds events itself and refuses the
             # stream with its own message (httpx2's cap would end it as a transport error).
             async with client.sse(
-                self.base_url + path,
-                params=params,
+                self._root + path,
+                params=self._params(params),
                 headers=self._headers("text/event-stream"),
                 timeout=timeout,
                 max_event_size=None,
@@ -179,7 +186,7 @@ class ApiClient:
             raise  # the stream went quiet: the caller's business
         except httpx.TransportError as exc:
             self._observe(route, None)
-            problem = describe_transport_error(exc)
+            problem = describe_transport_error(exc, self.base_url)
             raise SourceUnavailable(self.source, f"{problem} ({route})") from None
 
     def _refused(self, status: int, retry_header: str | None, body: bytes, route: str) -> None:
@@ -246,10 +253,14 @@ class ApiClient:
                     )
             except NEVER_SENT as exc:
                 self._observe(route, None)
-                problem = f"{describe_transport_error(exc)} ({route})"
+                problem = f"{describe_transport_error(exc, self.base_url)} ({route})"
             except (TimeoutError, httpx.TransportError) as exc:
                 self._observe(route, None)
-                what = "timeout" if isinstance(exc, TimeoutError) else describe_transport_error(exc)
+                what = (
+                    "timeout"
+                    if isinstance(exc, TimeoutError)
+                    else describe_transport_error(exc, self.base_url)
+                )
                 raise SourceUnavailable(
                     self.source, f"no answer to {route} ({what}): it may have been applied"
                 ) from None
@@ -318,7 +329,7 @@ class ApiClient:
             return _Retryable(f"timeout on {route}")
         except httpx.TransportError as exc:
             self._observe(route, None)
-            return _Retryable(f"{describe_transport_error(exc)} ({route})")
+            return _Retryable(f"{describe_transport_error(exc, self.base_url)} ({route})")
         except TooLarge as exc:
             self._observe(route, 200)
             raise UnusableAnswer(
@@ -349,6 +360,17 @@ class ApiClient:
         except ValueError:
             return _Retryable(f"malformed JSON from {route}")
 
+    def _params(self, params: Mapping[str, Any]) -> list[tuple[str, Any]]:
+        """The base URL's query, then the request's own parameters (a list value repeats its
+        key, as httpx sends it: ``status=A&status=B``)."""
+        pairs: list[tuple[str, Any]] = list(self._query)
+        for key, value in params.items():
+            if isinstance(value, list | tuple):
+                pairs.extend((key, one) for one in value)
+            else:
+                pairs.append((key, value))
+        return pairs
+
     def _observe(self, route: str, status: int | None) -> None:
         if self.observe is not None:
             self.observe(route, status)
@@ -366,10 +388,15 @@ class ApiClient:
         past it, refused before reading when its ``Content-Length`` says so) while holding
         its share of the bytes in flight, until ``meaning`` is done with it; any other
         answer gives an excerpt."""
-        request = self._client.build_request(
-            method, self.base_url + path, params=params, headers=headers, timeout=self._timeout
+        response = await open_request(
+            self._client,
+            method,
+            self._root + path,
+            params=self._params(params),
+            headers=headers,
+            timeouts=self._timeout,
+            decompress=False,  # inflated by read_capped, a bounded step at a time
         )
-        response = await self._client.send(request, stream=True)
         try:
             retry_header = response.headers.get("retry-after")
             status = response.status_code
