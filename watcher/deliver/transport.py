@@ -26,7 +26,7 @@ import asyncio
 import ssl
 from collections.abc import AsyncIterator, Mapping
 from functools import lru_cache
-from typing import Any
+from typing import Any, NoReturn
 
 import aiohttp
 import httpx2 as httpx
@@ -104,10 +104,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 ),
             )
         except Exception as exc:
-            mapped = _mapped(exc, request)
-            if mapped is exc:
-                raise
-            raise mapped from exc
+            _raise_mapped(exc, request)
         return httpx.Response(
             status_code=answer.status,
             headers=answer.raw_headers,
@@ -161,10 +158,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 auto_decompress=decompress,
             )
         except Exception as exc:
-            mapped = _mapped(exc, None)
-            if mapped is exc:
-                raise
-            raise mapped from exc
+            _raise_mapped(exc, None)
         return Opened(answer)
 
     async def aclose(self) -> None:
@@ -190,21 +184,11 @@ class Opened:
         ``decompress=False`` (the same chunks as :meth:`aiter_bytes`)."""
         return self.aiter_bytes()
 
-    async def aiter_bytes(self) -> AsyncIterator[bytes]:
-        try:
-            async for chunk in self._answer.content.iter_any():
-                yield chunk
-        except Exception as exc:
-            mapped = _mapped(exc, None)
-            if mapped is exc:
-                raise
-            raise mapped from exc
+    def aiter_bytes(self) -> AsyncIterator[bytes]:
+        return _chunks(self._answer.content.iter_any(), None)
 
     async def aclose(self) -> None:
-        if self._answer.content.at_eof():
-            self._answer.release()
-        else:
-            self._answer.close()
+        _let_go(self._answer)
 
 
 class _Body(httpx.AsyncByteStream):
@@ -215,21 +199,39 @@ class _Body(httpx.AsyncByteStream):
         self._answer = answer
         self._request = request
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        try:
-            async for chunk in self._answer.content.iter_chunked(READ_CHUNK):
-                yield chunk
-        except Exception as exc:
-            mapped = _mapped(exc, self._request)
-            if mapped is exc:
-                raise
-            raise mapped from exc
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return _chunks(self._answer.content.iter_chunked(READ_CHUNK), self._request)
 
     async def aclose(self) -> None:
-        if self._answer.content.at_eof():
-            self._answer.release()
-        else:
-            self._answer.close()
+        _let_go(self._answer)
+
+
+async def _chunks(
+    source: AsyncIterator[bytes], request: httpx.Request | None
+) -> AsyncIterator[bytes]:
+    """An answer's body chunks, aiohttp's failures raised as httpx's."""
+    try:
+        async for chunk in source:
+            yield chunk
+    except Exception as exc:
+        _raise_mapped(exc, request)
+
+
+def _let_go(answer: aiohttp.ClientResponse) -> None:
+    """Done with an answer: its connection back to the pool when the body was read to the
+    end, else dropped (the rest of the body was never read)."""
+    if answer.content.at_eof():
+        answer.release()
+    else:
+        answer.close()
+
+
+def _raise_mapped(exc: Exception, request: httpx.Request | None) -> NoReturn:
+    """Raise ``exc`` as the httpx exception :func:`_mapped` says (itself when none)."""
+    mapped = _mapped(exc, request)
+    if mapped is exc:
+        raise exc
+    raise mapped from exc
 
 
 def _check_scheme(scheme: str, request: httpx.Request | None) -> None:
