@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 import httpx2 as httpx
 import pytest
 
-from watcher.deliver.transport import sink_client
+from watcher.deliver.transport import aiohttp_client
 from watcher.model.secrets import Secret
 from watcher.sources.mistral import ApiClient
 
@@ -65,7 +65,7 @@ async def recorder() -> AsyncIterator[Recorder]:
 
 async def test_the_daemons_client_sends_and_reads_what_httpx2_does(recorder: Recorder) -> None:
     answers = []
-    for client in (httpx.AsyncClient(trust_env=False), sink_client()):
+    for client in (httpx.AsyncClient(trust_env=False), aiohttp_client()):
         async with client:
             api = ApiClient(
                 source="ft",

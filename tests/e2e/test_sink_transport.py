@@ -18,7 +18,7 @@ import trustme
 
 from watcher.deliver.exchange import Answer, post, refusal
 from watcher.deliver.redact import Scrubber
-from watcher.deliver.transport import SinkClient, sink_client
+from watcher.deliver.transport import AiohttpClient, aiohttp_client
 from watcher.exceptions import DeliveryError
 
 pytestmark = pytest.mark.e2e
@@ -84,7 +84,7 @@ class Loopback:
 async def client_of(kind: str, verify: ssl.SSLContext | bool = True) -> AsyncIterator[Any]:
     """``sink``: the daemon's sinks' client; ``httpx2``: httpx2 over its own transport."""
     made = (
-        SinkClient(verify=verify)
+        AiohttpClient(verify=verify)
         if kind == "sink"
         else httpx.AsyncClient(verify=verify, follow_redirects=False, trust_env=False)
     )
@@ -116,10 +116,10 @@ async def both(url: str, **options: Any) -> tuple[str, str]:
     return await error_of("sink", url, **options), await error_of("httpx2", url, **options)
 
 
-async def test_the_sink_client_is_the_daemon_s() -> None:
+async def test_the_aiohttp_client_is_the_daemon_s() -> None:
     """What the daemon hands its sinks is this client (its transport drives the exchange)."""
-    async with sink_client() as client:
-        assert isinstance(client, SinkClient)
+    async with aiohttp_client() as client:
+        assert isinstance(client, AiohttpClient)
         assert client.follow_redirects is False
 
 

@@ -17,7 +17,7 @@ import trustme
 from tests.e2e.harness import free_port
 from watcher.deliver.exchange import post
 from watcher.deliver.redact import Scrubber
-from watcher.deliver.transport import sink_client
+from watcher.deliver.transport import aiohttp_client
 from watcher.exceptions import DeliveryError, SourceUnavailable
 from watcher.model.secrets import Secret
 from watcher.sources.mistral import ApiClient
@@ -71,7 +71,7 @@ def cases(tls_port: int) -> list[tuple[str, str]]:
 
 def clients() -> list[httpx.AsyncClient]:
     """httpx2's own client, and the daemon's (httpx2's API over aiohttp, sending directly)."""
-    return [httpx.AsyncClient(trust_env=False), sink_client()]
+    return [httpx.AsyncClient(trust_env=False), aiohttp_client()]
 
 
 @pytest.mark.parametrize("which", [0, 1], ids=["httpx2", "daemon"])

@@ -43,7 +43,7 @@ from watcher.app.sdnotify import Notifier
 from watcher.app.streaming import Streaming
 from watcher.config import Config, SlackSinkConfig, SourceConfig
 from watcher.deliver.dispatch import Dispatcher, SinkPolicy
-from watcher.deliver.transport import sink_client
+from watcher.deliver.transport import aiohttp_client
 from watcher.detect.routing import Router
 from watcher.record.alerting import Alerting
 from watcher.record.pipeline import CycleOutcome, Pipeline
@@ -97,10 +97,10 @@ class Watcher:
         # pool and parser (watcher.deliver.transport), a quarter of a steady poll cycle's CPU
         # less than httpcore2 (benchmarks.poll_cost: 27.6 -> 21.6 ms at 10,000 jobs). Event
         # streams keep clients of their own.
-        client = await stack.enter_async_context(sink_client())
+        client = await stack.enter_async_context(aiohttp_client())
         # The sinks' own client: the same httpx API over aiohttp's pool and parser, which
         # take a quarter of httpcore2's CPU per request (watcher.deliver.transport).
-        sending = await stack.enter_async_context(sink_client())
+        sending = await stack.enter_async_context(aiohttp_client())
         self.store = open_store(config.state.url)
         await self.store.open()
         stack.push_async_callback(self.store.aclose)

@@ -1,5 +1,7 @@
-"""One HTTP exchange of an HTTP sink and the meaning of its answer: shared by webhook, Slack
-and PagerDuty.
+"""One HTTP exchange and the meaning of its answer. The API clients' requests and the HTTP
+sinks' POSTs go out through :func:`open_request` (directly on the daemon's aiohttp-backed
+client, through httpx on any other); :func:`post` and :func:`refusal` are the sinks'
+(webhook, Slack, PagerDuty).
 
 A single deadline covers the whole exchange (httpx's timeouts are per operation, so a peer
 trickling bytes could otherwise hold a delivery for ever); the body is read only as far as an
@@ -180,7 +182,7 @@ async def open_request(
     decompress: bool = True,
 ) -> Reply:
     """Send one request on ``client``, redirects not followed; the answer open for reading
-    (close it with ``aclose``). On watcher's own client (``transport.SinkClient``) its
+    (close it with ``aclose``). On watcher's own client (``transport.AiohttpClient``) its
     transport takes the request as it is, without httpx's client work around it (most of
     the CPU of a request); the client's default headers still go with it, under the
     request's own; ``timeouts`` per operation (httpx's meaning: the caller holds the

@@ -1,4 +1,5 @@
-"""An ``httpx`` transport over aiohttp's connection pool and C HTTP parser: the sinks' client.
+"""An ``httpx`` transport over aiohttp's connection pool and C HTTP parser: the daemon's client
+for the API and the sinks.
 
 httpx2 keeps the API (requests built, answers read and mapped exactly as before, in
 :mod:`watcher.deliver.exchange`); underneath, httpcore2's pure-Python HTTP/1.1 and pool
@@ -275,16 +276,17 @@ def _mapped(exc: BaseException, request: httpx.Request | None) -> BaseException:
     return exc
 
 
-class SinkClient(httpx.AsyncClient):
+class AiohttpClient(httpx.AsyncClient):
     """An ``httpx.AsyncClient`` over :class:`AiohttpTransport`, redirects not followed, no
-    proxy or certificate settings from the environment; :func:`exchange.post` drives its
-    transport directly (``direct``), everything else goes through httpx as usual."""
+    proxy or certificate settings from the environment; :func:`exchange.open_request` drives
+    its transport directly (``direct``), everything else goes through httpx as usual."""
 
     def __init__(self, *, max_connections: int = 64, verify: ssl.SSLContext | bool = True) -> None:
         self.direct = AiohttpTransport(max_connections=max_connections, verify=verify)
         super().__init__(transport=self.direct, follow_redirects=False, trust_env=False)
 
 
-def sink_client(*, max_connections: int = 64) -> SinkClient:
-    """The client the daemon's sinks share (:class:`SinkClient`)."""
-    return SinkClient(max_connections=max_connections)
+def aiohttp_client(*, max_connections: int = 64) -> AiohttpClient:
+    """A client of the daemon's (:class:`AiohttpClient`): one for the API clients and Slack
+    actions, one the sinks share."""
+    return AiohttpClient(max_connections=max_connections)
