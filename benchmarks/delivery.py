@@ -4,7 +4,7 @@
 5,000 transitions (500 jobs x 10: four status changes, five checkpoints, SUCCESS) are
 enqueued through the store's public ``enqueue`` into a SQLite store, bound for one webhook
 sink (``watcher.sinks.build_sink``, signed, over the daemon's sink client:
-``watcher.deliver.transport.sink_client``). Then ``Dispatcher.drain()`` sends them with the
+``watcher.deliver.transport.aiohttp_client``). Then ``Dispatcher.drain()`` sends them with the
 default delivery settings (concurrency 8 per sink): store claims and commits, encoding and
 signing included. Two runs, each receiver a real HTTP server in its own process:
 
@@ -50,7 +50,7 @@ from watcher.config import validate_config
 from watcher.deliver.dispatch import Dispatcher, SinkPolicy
 from watcher.deliver.exchange import post
 from watcher.deliver.redact import Scrubber
-from watcher.deliver.transport import sink_client
+from watcher.deliver.transport import aiohttp_client
 from watcher.devtools.receiver import SECRET_ENV, generate_secret
 from watcher.model.outbox import Envelope, Routed
 from watcher.model.transitions import Transition, stable_id
@@ -175,7 +175,7 @@ async def run(
             started = time.perf_counter()
             added = await store.enqueue([Routed(t, ["hook"]) for t in sent], now=time.time())
             enqueue_s = time.perf_counter() - started
-            async with sink_client() as client:  # the daemon's sinks' client
+            async with aiohttp_client() as client:  # the daemon's sinks' client
                 sink = build_sink(sink_config, client, store)
                 dispatcher = Dispatcher(
                     store,

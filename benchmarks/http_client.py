@@ -4,7 +4,7 @@ HTTP/1.1 server on loopback (``benchmarks._minimal_server``, its own process), p
 Clients, one after the other in this process, each its own connection pool: httpx2 (what
 the API clients use), httpx 0.28 (only where some other package still brings it in, e.g.
 mistralai 1.x in the dev venv), aiohttp alone, httpx2 over watcher's aiohttp transport
-(``watcher.deliver.transport.sink_client``: ``client.post``), and
+(``watcher.deliver.transport.aiohttp_client``: ``client.post``), and
 ``watcher.deliver.exchange.post`` with that client (what one webhook's exchange costs the
 sinks: deadline and capped read included; it drives the transport without httpx's client).
 Each gets 100 requests to warm up first. Printed: requests/s and this process's CPU
@@ -29,7 +29,7 @@ from benchmarks._minimal_server import minimal_server
 from benchmarks._report import table, verdict, write
 from watcher.deliver.exchange import post
 from watcher.deliver.redact import Scrubber
-from watcher.deliver.transport import sink_client
+from watcher.deliver.transport import aiohttp_client
 
 BODY = b'{"type":"fine_tuning.job.failed","data":{' + b'"x":"' + b"a" * 760 + b'"}}'
 HEADERS = {"content-type": "application/json", "webhook-id": "msg_bench"}
@@ -90,7 +90,7 @@ async def clients(stack: AsyncExitStack, url: str) -> dict[str, Poster | str]:
         out["aiohttp"] = raw
     except ImportError:
         out["aiohttp"] = "not installed"
-    ours = await stack.enter_async_context(sink_client())
+    ours = await stack.enter_async_context(aiohttp_client())
     out["httpx2 + watcher transport"] = await with_httpx_client(ours, url)
     scrubber = Scrubber.of_secrets()
 

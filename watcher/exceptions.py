@@ -10,6 +10,8 @@ The tree::
     │   ├── SourceAuthError         401/403: the API key is wrong or lacks access
     │   ├── SourceRetired           410 Gone: the API was retired (expected, reported once)
     │   └── SourceProtocolError     an answer we cannot read at all (malformed JSON, no total)
+    │       └── UnusableAnswer      one answer refused on its own (too large, nested too deep):
+    │                               a detail's job is skipped, a listing's cycle fails
     └── DeliveryError               a sink did not accept a message (retryable or final)
 
 Messages are built from identifiers (source names, job ids, status codes), never from
@@ -83,6 +85,12 @@ class SourceRetired(SourceError):
 
 class SourceProtocolError(SourceError):
     """An answer that cannot be read at all (not JSON, wrong shape, unexpected status)."""
+
+
+class UnusableAnswer(SourceProtocolError):
+    """One answer refused on its own, not because of the API's health: larger than watcher
+    buffers, or nested deeper than it decodes. Asking again would get the same; a detail's
+    job is skipped (the cycle goes on), a listing fails its cycle."""
 
 
 class DeliveryError(WatcherError):

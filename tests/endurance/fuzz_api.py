@@ -24,6 +24,7 @@ from watcher.devtools.simulator import BatchSpec, JobSpec, Simulator
 from watcher.model.jobs import Job, MalformedItem
 from watcher.model.secrets import Secret
 from watcher.sources.batch import BatchSource, parse_batch_job
+from watcher.sources.decoding import Refused, decode
 from watcher.sources.fine_tuning import FineTuningSource, parse_job
 from watcher.sources.listing import ListingSource
 
@@ -303,11 +304,11 @@ def in_fresh_thread(function: Callable[[], T]) -> T:
 
 def verdict(family: Family, text: str) -> str:
     """How the parser takes one rendering: ``ok``, ``rejected`` (MalformedItem) or
-    ``undecodable`` (its nesting defeats the JSON decoder). Anything else it raises is a
-    bug and propagates."""
+    ``undecodable`` (nested deeper than watcher decodes, whatever the interpreter's
+    recursion limit). Anything else it raises is a bug and propagates."""
     try:
-        raw = json.loads(text)
-    except RecursionError:
+        raw = decode(text)
+    except Refused:
         return "undecodable"
     try:
         family.parse(raw)

@@ -345,7 +345,7 @@ def test_pod_is_locked_down_and_probed(kustomization: str) -> None:
     assert 40 == spec["terminationGracePeriodSeconds"]
     assert (False, False) == (spec["automountServiceAccountToken"], spec["enableServiceLinks"])
     assert {
-        "requests": {"cpu": "50m", "memory": "96Mi"},
+        "requests": {"cpu": "50m", "memory": "128Mi"},
         "limits": {"memory": "256Mi"},
     } == container["resources"]
     assert {

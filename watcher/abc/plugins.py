@@ -50,6 +50,12 @@ class Source(Protocol):
         with them."""
         ...
 
+    @property
+    def notice(self) -> str | None:
+        """What an operator should know of the API short of a failure (its paging is
+        inconsistent…), shown on ``/readyz``; ``None`` when nothing."""
+        ...
+
     async def aclose(self) -> None:
         """Release what the source holds (not the shared HTTP client, which it does not own)."""
         ...

@@ -6,7 +6,9 @@ event loop when ``http.listen`` is set.
 - ``/readyz`` (readiness): 200 when the config is loaded and the daemon running, the store
   answers a cheap query, and every source was polled successfully within 3 intervals (a
   source known to be retired, 410 Gone, counts as ready: that state is expected and already
-  reported); else 503. Both answer JSON naming each check and which ones failed.
+  reported); else 503. Both answer JSON naming each check and which ones failed;
+  ``/readyz`` adds ``source_notices`` (by source) for what a source works around without
+  failing, e.g. an API whose paging is inconsistent.
 - ``/metrics``: the daemon's own registry in the Prometheus text format.
 
 The same signs of progress, plus "no poll is stuck", decide whether the systemd watchdog is
@@ -136,6 +138,7 @@ class Health:
         limits: Limits | None = None,
         clock: Callable[[], float] = time.time,
         ownership: Ownership | None = None,
+        notices: Callable[[], Mapping[str, str]] | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -148,6 +151,9 @@ class Health:
         self.limits = limits or Limits.from_config(config)
         self.clock = clock
         self.ownership = ownership  # None: this process polls every source
+        # Per source, what an operator should know short of a failure (the API's paging is
+        # inconsistent…): on /readyz as ``source_notices``, without failing readiness.
+        self.notices = notices
         self.running = False  # set while the schedule runs (config loaded, store open)
         self.reload_error: str | None = None  # why the last SIGHUP reload was not applied
         self.routes: list[BaseRoute] = []  # served beside the probes (Slack's /slack/actions)
@@ -275,9 +281,12 @@ class Health:
 
     async def _readyz(self, request: Request) -> Response:
         notice = self.store.notice
-        extra = {"store_notice": notice} if notice is not None else {}
+        extra: dict[str, Any] = {"store_notice": notice} if notice is not None else {}
         if self.reload_error is not None:  # the previous config runs: ready, but say it
             extra["reload_failed"] = self.reload_error
+        notices = dict(self.notices()) if self.notices is not None else {}
+        if notices:  # the sources work around it: ready, but say it
+            extra["source_notices"] = notices
         return self._verdict(await self.ready(), **self.owners(), **extra)
 
     async def _metrics(self, request: Request) -> Response:

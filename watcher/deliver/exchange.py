@@ -1,34 +1,40 @@
-"""One HTTP exchange of an HTTP sink and the meaning of its answer: shared by webhook, Slack
-and PagerDuty.
+"""One HTTP exchange and the meaning of its answer. The API clients' requests and the HTTP
+sinks' POSTs go out through :func:`open_request` (directly on the daemon's aiohttp-backed
+client, through httpx on any other); :func:`post` and :func:`refusal` are the sinks'
+(webhook, Slack, PagerDuty).
 
 A single deadline covers the whole exchange (httpx's timeouts are per operation, so a peer
 trickling bytes could otherwise hold a delivery for ever); the body is read only as far as an
 excerpt and the remaining time allow (the status line decides); transport failures become
-:class:`~watcher.exceptions.DeliveryError` quoting only what the sink's scrubber lets
-through. :func:`post` builds and sends one request; :func:`refusal` is the one mapping of
-an answer that is not 2xx to a :class:`~watcher.exceptions.DeliveryError`
+:class:`~watcher.exceptions.DeliveryError` saying what failed in one line
+(:func:`~watcher.deliver.transport_errors.describe_transport_error`: never a URL), and only
+what the sink's scrubber lets through. :func:`post` builds and sends one request; :func:`refusal` is
+the one mapping of an answer that is not 2xx to a :class:`~watcher.exceptions.DeliveryError`
 (``retry.classify`` decides), shared by webhook, Slack and PagerDuty.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
-from typing import Protocol
+from typing import Any, Protocol
 
 import anyio
 import httpx2 as httpx
 
 from watcher.deliver.redact import Scrubber
 from watcher.deliver.retry import Verdict, classify, parse_retry_after
+from watcher.deliver.transport_errors import describe_transport_error
 from watcher.exceptions import DeliveryError
 
 BODY_READ_LIMIT = 4096  # enough for an excerpt; the rest of an error page is not read
 
 
-class _Opened(Protocol):
-    """What is read of an answer: an ``httpx.Response`` or a ``transport.Opened``."""
+class Reply(Protocol):
+    """An answer being read: an ``httpx.Response`` opened with ``stream=True``, or a
+    ``transport.Opened`` of the direct way."""
 
     @property
     def status_code(self) -> int: ...
@@ -36,7 +42,15 @@ class _Opened(Protocol):
     @property
     def headers(self) -> httpx.Headers: ...
 
+    @property
+    def is_stream_consumed(self) -> bool: ...
+
+    @property
+    def content(self) -> bytes: ...
+
     def aiter_bytes(self) -> AsyncIterator[bytes]: ...
+
+    def aiter_raw(self) -> AsyncIterator[bytes]: ...
 
     async def aclose(self) -> None: ...
 
@@ -52,10 +66,11 @@ async def exchange(
 ) -> tuple[int, httpx.Headers, bytes]:
     """Send ``request``; the status, headers and at most ``read_limit`` bytes of the body.
 
-    ``where`` names the sink in errors; ``describe`` turns an httpx error's text into what
-    may be shown (sanitized, secrets scrubbed, capped)."""
+    ``where`` names the sink in errors; ``describe`` turns the description of a transport
+    failure into what may be shown (sanitized, secrets scrubbed, capped)."""
     return await _exchange(
         partial(client.send, request, stream=True, follow_redirects=False),
+        url=request.url,
         deadline_seconds=deadline_seconds,
         where=where,
         describe=describe,
@@ -64,8 +79,9 @@ async def exchange(
 
 
 async def _exchange(
-    opening: Callable[[], Awaitable[_Opened]],
+    opening: Callable[[], Awaitable[Reply]],
     *,
+    url: str | httpx.URL,
     deadline_seconds: float,
     where: str,
     describe: Callable[[str], str],
@@ -82,9 +98,9 @@ async def _exchange(
     except httpx.UnsupportedProtocol:
         raise DeliveryError(f"{where}: unsupported protocol", retryable=False) from None
     except httpx.HTTPError as exc:
-        detail = describe(str(exc))
-        message = f"{where}: {type(exc).__name__}" + (f": {detail}" if detail else "")
-        raise DeliveryError(message, retryable=True) from None
+        raise DeliveryError(
+            f"{where}: {describe(describe_transport_error(exc, url))}", retryable=True
+        ) from None
     raw = b""
     try:
         with anyio.move_on_after(max(0.0, deadline - anyio.current_time())):
@@ -134,28 +150,62 @@ async def post(
     """POST ``content`` to ``url``, ``deadline_seconds`` for the whole exchange; transport
     failures raise :class:`DeliveryError` (retryable) quoting only what ``scrubber`` lets
     through."""
-    direct: Direct | None = getattr(client, "direct", None)
-    if direct is not None:
-        # watcher's sink client (transport.SinkClient): its transport takes the request
-        # as it is, without httpx's client work around it; the client's default headers
-        # still go with it, under the request's own.
-        merged = _merged_headers(client.headers, headers)
-        opening: Callable[[], Awaitable[_Opened]] = partial(
-            direct.open, "POST", url, headers=merged, content=content, io_timeout=deadline_seconds
-        )
-    else:
-        request = client.build_request(
-            "POST", url, content=content, headers=headers, timeout=httpx.Timeout(deadline_seconds)
-        )
-        opening = partial(client.send, request, stream=True, follow_redirects=False)
+    opening = partial(
+        open_request,
+        client,
+        "POST",
+        url,
+        headers=headers,
+        content=content,
+        timeouts=httpx.Timeout(deadline_seconds),
+    )
     status, answer_headers, raw = await _exchange(
         opening,
+        url=url,
         deadline_seconds=deadline_seconds,
         where=where,
         describe=scrubber.excerpt,
         read_limit=read_limit,
     )
     return Answer(status, answer_headers, raw)
+
+
+async def open_request(
+    client: httpx.AsyncClient,
+    method: str,
+    url: str,
+    *,
+    headers: Mapping[str, str],
+    timeouts: httpx.Timeout,
+    params: list[tuple[str, Any]] | None = None,
+    content: bytes = b"",
+    decompress: bool = True,
+) -> Reply:
+    """Send one request on ``client``, redirects not followed; the answer open for reading
+    (close it with ``aclose``). On watcher's own client (``transport.AiohttpClient``) its
+    transport takes the request as it is, without httpx's client work around it (most of
+    the CPU of a request); the client's default headers still go with it, under the
+    request's own; ``timeouts`` per operation (httpx's meaning: the caller holds the
+    deadline of the whole). ``decompress=False``: the body is read as sent (``aiter_raw``),
+    the caller inflates it. Transport failures raise httpx's exceptions either way."""
+    direct: Direct | None = getattr(client, "direct", None)
+    if direct is None:
+        request = client.build_request(
+            method, url, params=params, content=content or None, headers=headers, timeout=timeouts
+        )
+        return await client.send(request, stream=True, follow_redirects=False)
+    if params:
+        # Encoded as httpx encodes them, after any query the URL already has.
+        url = f"{url}{'&' if '?' in url else '?'}{httpx.QueryParams(params)}"
+    return await direct.open(
+        method,
+        url,
+        headers=_merged_headers(client.headers, headers),
+        content=content,
+        io_timeout=timeouts.read if timeouts.read is not None else math.inf,
+        connect_timeout=timeouts.connect,
+        decompress=decompress,
+    )
 
 
 class Direct(Protocol):
@@ -169,7 +219,9 @@ class Direct(Protocol):
         headers: Mapping[str, str],
         content: bytes,
         io_timeout: float,
-    ) -> _Opened: ...
+        connect_timeout: float | None = None,
+        decompress: bool = True,
+    ) -> Reply: ...
 
 
 # What the direct way can decode of the encodings httpx offers by default (it offers br and

@@ -1,4 +1,5 @@
-"""An ``httpx`` transport over aiohttp's connection pool and C HTTP parser: the sinks' client.
+"""An ``httpx`` transport over aiohttp's connection pool and C HTTP parser: the daemon's client
+for the API and the sinks.
 
 httpx2 keeps the API (requests built, answers read and mapped exactly as before, in
 :mod:`watcher.deliver.exchange`); underneath, httpcore2's pure-Python HTTP/1.1 and pool
@@ -26,7 +27,7 @@ import asyncio
 import ssl
 from collections.abc import AsyncIterator, Mapping
 from functools import lru_cache
-from typing import Any
+from typing import Any, NoReturn
 
 import aiohttp
 import httpx2 as httpx
@@ -104,10 +105,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 ),
             )
         except Exception as exc:
-            mapped = _mapped(exc, request)
-            if mapped is exc:
-                raise
-            raise mapped from exc
+            _raise_mapped(exc, request)
         return httpx.Response(
             status_code=answer.status,
             headers=answer.raw_headers,
@@ -128,14 +126,21 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         headers: Mapping[str, str],
         content: bytes,
         io_timeout: float,
+        connect_timeout: float | None = None,
+        decompress: bool = True,
     ) -> Opened:
-        """Send one request without httpx's client around it (:func:`exchange.post`'s way:
-        the client's work per request is most of the CPU left): ``headers`` complete (the
-        client's defaults merged in), ``io_timeout`` for connect and for each read. The answer
-        is open: read its body with ``aiter_bytes``, close it with ``aclose``. Failures
-        raise the httpx exceptions of :meth:`handle_async_request`."""
+        """Send one request without httpx's client around it (:func:`exchange.open_request`'s
+        way: the client's work per request is most of the CPU left): ``headers`` complete
+        (the client's defaults merged in), ``io_timeout`` for each read and for connecting
+        unless ``connect_timeout`` says otherwise. The answer is open: read its body with
+        ``aiter_bytes`` (decoded unless ``decompress=False``: then as sent), close it with
+        ``aclose``. Failures raise the httpx exceptions of :meth:`handle_async_request`."""
         target = _url(url)
         _check_scheme(target.scheme, None)
+        if target.user is not None and any(k.lower() == "authorization" for k in headers):
+            # The request's own Authorization (an API key) is what authenticates it; aiohttp
+            # refuses to send both, so the URL's credentials are left out.
+            target = target.with_user(None)
         session = self._session or self._open()
         try:
             answer = await session.request(
@@ -144,14 +149,17 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 headers=headers,
                 data=content or None,
                 allow_redirects=False,
-                timeout=_timeout(io_timeout, io_timeout, io_timeout),
-                auto_decompress=True,  # what "accept-encoding" offered (gzip, deflate)
+                timeout=_timeout(
+                    io_timeout if connect_timeout is None else connect_timeout,
+                    io_timeout,
+                    io_timeout,
+                ),
+                # Decoded here: what "accept-encoding" offered (gzip, deflate); or left to
+                # the caller, who inflates it within its own bounds.
+                auto_decompress=decompress,
             )
         except Exception as exc:
-            mapped = _mapped(exc, None)
-            if mapped is exc:
-                raise
-            raise mapped from exc
+            _raise_mapped(exc, None)
         return Opened(answer)
 
     async def aclose(self) -> None:
@@ -164,26 +172,24 @@ class Opened:
     """An answer of :meth:`AiohttpTransport.open`: what :mod:`watcher.deliver.exchange`
     reads of an ``httpx.Response`` (status, headers, body chunks, close)."""
 
+    is_stream_consumed = False  # read from the connection, never built in memory
+    content = b""  # nothing read ahead: the body comes through the iterators
+
     def __init__(self, answer: aiohttp.ClientResponse) -> None:
         self._answer = answer
         self.status_code = answer.status
         self.headers = httpx.Headers(answer.raw_headers)
 
-    async def aiter_bytes(self) -> AsyncIterator[bytes]:
-        try:
-            async for chunk in self._answer.content.iter_any():
-                yield chunk
-        except Exception as exc:
-            mapped = _mapped(exc, None)
-            if mapped is exc:
-                raise
-            raise mapped from exc
+    def aiter_raw(self) -> AsyncIterator[bytes]:
+        """The body as the connection gives it: as sent when opened with
+        ``decompress=False`` (the same chunks as :meth:`aiter_bytes`)."""
+        return self.aiter_bytes()
+
+    def aiter_bytes(self) -> AsyncIterator[bytes]:
+        return _chunks(self._answer.content.iter_any(), None)
 
     async def aclose(self) -> None:
-        if self._answer.content.at_eof():
-            self._answer.release()
-        else:
-            self._answer.close()
+        _let_go(self._answer)
 
 
 class _Body(httpx.AsyncByteStream):
@@ -194,21 +200,39 @@ class _Body(httpx.AsyncByteStream):
         self._answer = answer
         self._request = request
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        try:
-            async for chunk in self._answer.content.iter_chunked(READ_CHUNK):
-                yield chunk
-        except Exception as exc:
-            mapped = _mapped(exc, self._request)
-            if mapped is exc:
-                raise
-            raise mapped from exc
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return _chunks(self._answer.content.iter_chunked(READ_CHUNK), self._request)
 
     async def aclose(self) -> None:
-        if self._answer.content.at_eof():
-            self._answer.release()
-        else:
-            self._answer.close()
+        _let_go(self._answer)
+
+
+async def _chunks(
+    source: AsyncIterator[bytes], request: httpx.Request | None
+) -> AsyncIterator[bytes]:
+    """An answer's body chunks, aiohttp's failures raised as httpx's."""
+    try:
+        async for chunk in source:
+            yield chunk
+    except Exception as exc:
+        _raise_mapped(exc, request)
+
+
+def _let_go(answer: aiohttp.ClientResponse) -> None:
+    """Done with an answer: its connection back to the pool when the body was read to the
+    end, else dropped (the rest of the body was never read)."""
+    if answer.content.at_eof():
+        answer.release()
+    else:
+        answer.close()
+
+
+def _raise_mapped(exc: Exception, request: httpx.Request | None) -> NoReturn:
+    """Raise ``exc`` as the httpx exception :func:`_mapped` says (itself when none)."""
+    mapped = _mapped(exc, request)
+    if mapped is exc:
+        raise exc
+    raise mapped from exc
 
 
 def _check_scheme(scheme: str, request: httpx.Request | None) -> None:
@@ -252,16 +276,17 @@ def _mapped(exc: BaseException, request: httpx.Request | None) -> BaseException:
     return exc
 
 
-class SinkClient(httpx.AsyncClient):
+class AiohttpClient(httpx.AsyncClient):
     """An ``httpx.AsyncClient`` over :class:`AiohttpTransport`, redirects not followed, no
-    proxy or certificate settings from the environment; :func:`exchange.post` drives its
-    transport directly (``direct``), everything else goes through httpx as usual."""
+    proxy or certificate settings from the environment; :func:`exchange.open_request` drives
+    its transport directly (``direct``), everything else goes through httpx as usual."""
 
     def __init__(self, *, max_connections: int = 64, verify: ssl.SSLContext | bool = True) -> None:
         self.direct = AiohttpTransport(max_connections=max_connections, verify=verify)
         super().__init__(transport=self.direct, follow_redirects=False, trust_env=False)
 
 
-def sink_client(*, max_connections: int = 64) -> SinkClient:
-    """The client the daemon's sinks share (:class:`SinkClient`)."""
-    return SinkClient(max_connections=max_connections)
+def aiohttp_client(*, max_connections: int = 64) -> AiohttpClient:
+    """A client of the daemon's (:class:`AiohttpClient`): one for the API clients and Slack
+    actions, one the sinks share."""
+    return AiohttpClient(max_connections=max_connections)

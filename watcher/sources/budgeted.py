@@ -27,6 +27,7 @@ import httpx2 as httpx
 from watcher.abc import CancelAnswer, PollContext, PollResult
 from watcher.config import SourceBaseConfig
 from watcher.model.snapshot import JobKind, Snapshot
+from watcher.sources.answers import ByteBudget
 from watcher.sources.budget import WINDOW, BudgetedApiClient, RequestBudget
 from watcher.sources.jobs import WATERMARK_OVERLAP
 from watcher.sources.listing import ListingSource
@@ -235,6 +236,10 @@ class BudgetedSource:
         assert isinstance(api, BudgetedApiClient)
         return api
 
+    @property
+    def notice(self) -> str | None:
+        return self.source.notice
+
     async def aclose(self) -> None:
         await self.source.aclose()
 
@@ -266,14 +271,17 @@ def budgeted(
     clock: Callable[[], float] = time.monotonic,
     policy: Policy | None = None,
     observe: Callable[[str, int | None], None] | None = None,
+    in_flight: ByteBudget | None = None,
 ) -> BudgetedSource:
     """A source of ``family`` under its config's ``max_requests_per_minute``; ``clock`` is
     the budget's, ``policy`` ranks the requests (default: the adaptive one), ``observe`` is
-    told of every request sent."""
+    told of every request sent, ``in_flight`` bounds the bytes of answers buffered."""
     per_minute = config.max_requests_per_minute
     assert per_minute is not None
     budget = RequestBudget(per_minute, interval=config.interval, clock=clock, sleep=sleep)
-    source = family(config, client, sleep=sleep, budget=budget, observe=observe)
+    source = family(
+        config, client, sleep=sleep, budget=budget, observe=observe, in_flight=in_flight
+    )
     dwell = DwellTimes(source.typical_dwell)
     rationing = Rationing(
         budget,

@@ -1,5 +1,5 @@
-"""What every job source shares: paging a listing from ``total``, detail fetches, and a
-steady-state cycle whose cost does not grow with the history.
+"""What every job source shares: paging a listing (:mod:`watcher.sources.paging`), detail
+fetches, and a steady-state cycle whose cost does not grow with the history.
 
 - new jobs come from one listing filtered with ``created_after`` (a watermark of the newest
   ``created_at`` seen, minus an overlap: the bound's inclusiveness is unconfirmed, and a job
@@ -23,6 +23,7 @@ and is built by :func:`watcher.sources.budgeted.budgeted`. Nothing here imports 
 from __future__ import annotations
 
 import math
+import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
@@ -36,20 +37,23 @@ import structlog
 from watcher.abc import CancelAnswer, PollContext, PollResult
 from watcher.config import SourceBaseConfig
 from watcher.detect.diff import same_view
-from watcher.exceptions import SourceError, SourceProtocolError
+from watcher.exceptions import SourceProtocolError, UnusableAnswer
 from watcher.model.jobs import Job, MalformedItem
 from watcher.model.snapshot import Cursor, JobKind, Snapshot
+from watcher.sources.answers import ByteBudget
 from watcher.sources.budget import BudgetedApiClient, RequestBudget
 from watcher.sources.cancel import cancel_job
+from watcher.sources.details import fetch_all
+from watcher.sources.duplicates import Duplicates
 from watcher.sources.jobs import created_since, deleted, iso, settle
 from watcher.sources.malformed import Rejections
 from watcher.sources.mistral import ApiClient, NotFound
+from watcher.sources.paging import MAX_PAGES, PagingHealth
 from watcher.sources.policy import MIN_SPREAD, SPREAD, expected_duration
 from watcher.sources.scan import Scan
 
 log = structlog.get_logger(__name__)
 
-DETAIL_CONCURRENCY = 4
 UNKNOWN_STATUS_EVERY = 10  # cycles between detail checks of jobs in undocumented statuses
 FLUSH_EVERY = 1000  # changed jobs a long listing gathers before they are recorded
 
@@ -60,6 +64,7 @@ class SourceOptions(TypedDict, total=False):
     sleep: Callable[[float], Awaitable[None]]  # the retries' backoff (and the budget's wait)
     budget: RequestBudget | None  # every request takes a place in it first
     observe: Callable[[str, int | None], None] | None  # told of every request sent
+    in_flight: ByteBudget | None  # the bytes of answers buffered at once, process-wide
 
 
 class ListingSource(ABC):
@@ -93,6 +98,7 @@ class ListingSource(ABC):
             "max_retries": config.max_retries,
             "sleep": options.get("sleep", anyio.sleep),
             "observe": options.get("observe"),
+            "in_flight": options.get("in_flight"),
         }
         budget = options.get("budget")
         self.api = (
@@ -104,6 +110,9 @@ class ListingSource(ABC):
         # and those must not cost a request per cycle forever).
         self._unknown_checked: dict[str, float] = {}
         self._rejections = Rejections(config.name)
+        self._duplicates = Duplicates(config.name)
+        self.paging = PagingHealth(config.name, self.interval)
+        self.max_pages = MAX_PAGES
 
     # --- what a source module provides -----------------------------------------------------
 
@@ -180,6 +189,7 @@ class ListingSource(ABC):
             raise SourceProtocolError(self.name, "list answer is not {data: [...], total}")
         items = body.get("data") or []
         jobs, malformed = self._rejections.parse_page(items, self.parse)
+        jobs = self._duplicates.unique(jobs)
         total = body.get("total")
         usable = isinstance(total, int) and not isinstance(total, bool) and total >= 0
         return jobs, malformed, total if usable else None, len(items)
@@ -193,22 +203,22 @@ class ListingSource(ABC):
             jobs.update((job.id, job) for job in found)
         return list(jobs.values()), malformed
 
+    @property
+    def notice(self) -> str | None:
+        """What an operator should know of the API short of a failure (its paging)."""
+        return self.paging.notice
+
     async def pages(self, params: Mapping[str, Any]) -> AsyncIterator[tuple[list[Job], int]]:
-        """One listing page by page (its jobs, how many were malformed); pages are derived
-        from ``total`` (there is no ``has_more``)."""
-        size = self.page_size
-        page, pages = 0, 1
-        while page < pages:
-            found, bad, total, count = await self.page(params, page)
+        """One listing page by page (its jobs, how many were malformed): read on while
+        pages are full, whatever ``total`` says, until a repeated page or the caps
+        (:class:`~watcher.sources.paging.Paging`)."""
+        paging = self.paging.listing(self.page_size, self.max_pages)
+        more = True
+        while more:
+            found, bad, total, count = await self.page(params, paging.page)
             yield found, bad
-            if total is not None:
-                # Re-derived on every page: jobs created meanwhile shift the pages.
-                pages = min(max(pages, math.ceil(total / size)), 100_000)
-            elif count >= size:
-                pages = page + 2  # no usable total: go on until a short page
-            if not count:
-                break
-            page += 1
+            more = paging.read((j.id for j in found), count, total, now=time.monotonic())
+        self.paging.done(paging)
 
     async def _detail(self, job_id: str) -> Job | None:
         try:
@@ -216,6 +226,9 @@ class ListingSource(ABC):
         except NotFound:
             log.warning("job_not_found", source=self.name, job_id=job_id)
             self.missing.add(job_id)
+            return None
+        except UnusableAnswer as exc:  # too large or too deep: this job alone is skipped
+            self._rejections.reject(job_id, str(exc))
             return None
         try:
             return self.parse(raw)
@@ -258,6 +271,8 @@ class ListingSource(ABC):
         is logged again (once per cycle, not once per process)."""
         self.api.requests = 0
         self._rejections.clear()
+        self._duplicates.clear()
+        self.paging.begin_cycle(time.monotonic())
 
     async def whole(
         self, ctx: PollContext, *, full: bool, older: int | None = None
@@ -375,22 +390,4 @@ class ListingSource(ABC):
     async def fetch(self, job_ids: Mapping[str, None], out: dict[str, Job]) -> None:
         """Details of ``job_ids`` into ``out``; a cycle is all or nothing: the first source
         error stops the other fetches and is raised."""
-        limiter = anyio.CapacityLimiter(DETAIL_CONCURRENCY)
-        failures: list[SourceError] = []
-
-        async def fetch(job_id: str, scope: anyio.CancelScope) -> None:
-            try:
-                async with limiter:
-                    job = await self._detail(job_id)
-            except SourceError as exc:
-                failures.append(exc)
-                scope.cancel()
-                return
-            if job is not None:
-                out[job_id] = job
-
-        async with anyio.create_task_group() as tg:
-            for job_id in job_ids:
-                tg.start_soon(fetch, job_id, tg.cancel_scope)
-        if failures:
-            raise failures[0]
+        await fetch_all(self._detail, job_ids, out)

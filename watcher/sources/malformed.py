@@ -9,6 +9,7 @@ from typing import Any
 import structlog
 
 from watcher.model.jobs import Job, MalformedItem, key
+from watcher.sources.decoding import Undecodable
 
 log = structlog.get_logger(__name__)
 
@@ -53,6 +54,12 @@ class Rejections:
         malformed = 0
         anonymous: dict[int, int] = {}  # identical items without an id, counted on this page
         for raw in items:
+            if isinstance(raw, Undecodable):  # too deep to decode: named by its id if read
+                malformed += 1
+                raw_id = usable_id({"id": raw.id})
+                ident = None if raw_id is not None else f"#undecodable:{malformed}"
+                self.reject(raw_id, raw.reason, ident=ident)
+                continue
             try:
                 jobs.append(parse(raw))
             except MalformedItem as exc:

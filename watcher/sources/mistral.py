@@ -3,7 +3,11 @@
 Converts httpx errors and HTTP statuses into watcher's own exceptions:
 429/5xx/timeouts/connection errors are retried (``Retry-After`` honoured) and then become
 :class:`SourceUnavailable`; 401/403 :class:`SourceAuthError`; 410 :class:`SourceRetired`;
-an answer that is not JSON :class:`SourceProtocolError`; 404 :class:`NotFound`.
+an answer that is not JSON :class:`SourceProtocolError`; 404 :class:`NotFound`; an answer
+too large to buffer (:mod:`watcher.sources.answers`) or too deep to decode
+(:mod:`watcher.sources.decoding`) :class:`~watcher.exceptions.UnusableAnswer`. Transport
+failures are named by :func:`watcher.deliver.transport_errors.describe_transport_error` (cannot
+resolve, refused, TLS…).
 
 A POST (:meth:`ApiClient.post_json`, an action such as cancel) is retried only when the API
 cannot have applied it: a connection never made, or 429/503 (refused before processing).
@@ -12,34 +16,47 @@ A timeout or a lost connection after sending, or another 5xx, is reported, never
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
+from urllib.parse import parse_qsl
 
 import anyio
 import httpx2 as httpx
 import structlog
 
 from watcher import __version__
+from watcher.deliver.exchange import open_request
 from watcher.deliver.redact import Scrubber
 from watcher.deliver.retry import Verdict, backoff, classify, parse_retry_after
+from watcher.deliver.transport_errors import describe_transport_error
 from watcher.exceptions import (
     SourceAuthError,
     SourceProtocolError,
     SourceRetired,
     SourceUnavailable,
+    UnusableAnswer,
 )
 from watcher.model.secrets import Secret
+from watcher.sources.answers import (
+    MAX_ANSWER,
+    ByteBudget,
+    TooLarge,
+    Undecodable,
+    read_capped,
+    read_excerpt,
+    share,
+)
+from watcher.sources.decoding import Refused, decode
 
 log = structlog.get_logger(__name__)
+T = TypeVar("T")
 
 # Longer waits than this give up the cycle instead of holding it (the next cycle retries).
 MAX_WAIT = 60.0
-# An answer larger than this is refused rather than buffered (a detail with thousands of
-# checkpoints is a few MB).
-MAX_BODY = 64 * 1024 * 1024
+# Answers larger than this are decoded in a worker thread (the event loop keeps answering).
+THREAD_DECODE = 1024 * 1024
 
 
 class NotFound(SourceProtocolError):
@@ -92,9 +109,16 @@ class ApiClient:
         backoff_cap: float = 30.0,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
         observe: Callable[[str, int | None], None] | None = None,
+        in_flight: ByteBudget | None = None,
+        max_answer: int = MAX_ANSWER,
     ) -> None:
         self.source = source
         self.base_url = base_url.rstrip("/")
+        # A query in the base URL (a gateway's tenant or token) goes after each request's
+        # path, before its own parameters.
+        root, _, query = base_url.partition("?")
+        self._root = root.rstrip("/")
+        self._query = parse_qsl(query, keep_blank_values=True)
         self._api_key = api_key
         self._client = client
         self._timeout = httpx.Timeout(timeout, connect=min(timeout, 5.0))
@@ -109,11 +133,17 @@ class ApiClient:
         self.not_before = 0.0
         # Told of every request sent: (route, HTTP status, or None when no answer came).
         self.observe = observe
+        # The bytes its answers may buffer at once: the process's budget (the daemon shares
+        # one among its sources), else this client's own.
+        self.in_flight = in_flight if in_flight is not None else ByteBudget()
+        self.max_answer = max_answer
 
     def _headers(self, accept: str = "application/json") -> dict[str, str]:
         return {
             "Authorization": f"Bearer {self._api_key.get()}",
             "Accept": accept,
+            # Encodings read a bounded step at a time (:mod:`watcher.sources.answers`).
+            "Accept-Encoding": "gzip, deflate",
             "User-Agent": f"watcher/{__version__}",
         }
 
@@ -138,8 +168,8 @@ class ApiClient:
             # No size cap in the parser: the caller bounds events itself and refuses the
             # stream with its own message (httpx2's cap would end it as a transport error).
             async with client.sse(
-                self.base_url + path,
-                params=params,
+                self._root + path,
+                params=self._params(params),
                 headers=self._headers("text/event-stream"),
                 timeout=timeout,
                 max_event_size=None,
@@ -147,17 +177,17 @@ class ApiClient:
                 status = source.response.status_code
                 self._observe(route, status)
                 if status != 200:
-                    body = bytearray()
-                    async for chunk in source.response.aiter_bytes():
-                        body += chunk
-                        if len(body) > 4096:
-                            break
+                    body = await read_excerpt(source.response)
                     retry_after = source.response.headers.get("retry-after")
-                    self._refused(status, retry_after, bytes(body), route)
+                    self._refused(status, retry_after, body, route)
                 yield source
-        except httpx.TransportError:
+        except httpx.ReadTimeout:
             self._observe(route, None)
-            raise
+            raise  # the stream went quiet: the caller's business
+        except httpx.TransportError as exc:
+            self._observe(route, None)
+            problem = describe_transport_error(exc, self.base_url)
+            raise SourceUnavailable(self.source, f"{problem} ({route})") from None
 
     def _refused(self, status: int, retry_header: str | None, body: bytes, route: str) -> None:
         """Why a stream was not opened, as an exception."""
@@ -218,16 +248,25 @@ class ApiClient:
             retry_after: float | None = None
             try:
                 with anyio.fail_after(self._deadline):
-                    status, retry_header, body = await self._send("POST", path, {}, headers)
+                    status, retry_header, body = await self._send(
+                        "POST", path, {}, headers, _excerpt
+                    )
             except NEVER_SENT as exc:
                 self._observe(route, None)
-                problem = f"{type(exc).__name__} on {route}"
+                problem = f"{describe_transport_error(exc, self.base_url)} ({route})"
             except (TimeoutError, httpx.TransportError) as exc:
                 self._observe(route, None)
-                what = "timeout" if isinstance(exc, TimeoutError) else type(exc).__name__
+                what = (
+                    "timeout"
+                    if isinstance(exc, TimeoutError)
+                    else describe_transport_error(exc, self.base_url)
+                )
                 raise SourceUnavailable(
                     self.source, f"no answer to {route} ({what}): it may have been applied"
                 ) from None
+            except (TooLarge, Undecodable) as exc:
+                self._observe(route, None)
+                raise UnusableAnswer(self.source, f"answer to {route} unread: {exc}") from None
             else:
                 self._observe(route, status)
                 if status == 410:
@@ -257,8 +296,8 @@ class ApiClient:
     def _posted(self, status: int, body: bytes | None) -> Posted:
         """A final answer, its JSON decoded and its message made fit to quote."""
         try:
-            decoded = json.loads(body) if body else None
-        except (ValueError, RecursionError):
+            decoded = decode(body) if body else None
+        except ValueError:  # not JSON, or refused (decoding.Refused)
             decoded = None
         said: Any = None
         if isinstance(decoded, dict):
@@ -275,19 +314,32 @@ class ApiClient:
     ) -> Any:
         """One request: its decoded body, or :class:`_Retryable` saying why it is worth
         another; final errors raise."""
+
+        async def meaning(status: int, retry_header: str | None, body: bytes) -> Any:
+            self._observe(route, status)
+            if classify(status) is not Verdict.DONE or len(body) < THREAD_DECODE:
+                return self._answer(status, retry_header, body, route)
+            return await anyio.to_thread.run_sync(self._answer, status, retry_header, body, route)
+
         try:
             with anyio.fail_after(self._deadline):
-                status, retry_header, body = await self._get(path, params, headers)
+                return await self._send("GET", path, params, headers, meaning)
         except TimeoutError:
             self._observe(route, None)
             return _Retryable(f"timeout on {route}")
         except httpx.TransportError as exc:
             self._observe(route, None)
-            return _Retryable(f"{type(exc).__name__} on {route}")
-        self._observe(route, status)
-        return self._answer(status, retry_header, body, route)
+            return _Retryable(f"{describe_transport_error(exc, self.base_url)} ({route})")
+        except TooLarge as exc:
+            self._observe(route, 200)
+            raise UnusableAnswer(
+                self.source, f"answer from {route} is too large: {exc.describe(self.max_answer)}"
+            ) from None
+        except Undecodable as exc:
+            self._observe(route, 200)
+            raise UnusableAnswer(self.source, f"answer from {route}: {exc}") from None
 
-    def _answer(self, status: int, retry_header: str | None, body: bytes | None, route: str) -> Any:
+    def _answer(self, status: int, retry_header: str | None, body: bytes, route: str) -> Any:
         """What an HTTP answer means: its decoded body, :class:`_Retryable`, or an error."""
         if status == 410:
             raise SourceRetired(self.source, route)
@@ -301,40 +353,65 @@ class ApiClient:
             if status == 404:
                 raise NotFound(self.source, f"HTTP 404 from {route}")
             raise SourceProtocolError(self.source, f"HTTP {status} from {route}")
-        if body is None:
-            raise SourceProtocolError(self.source, f"answer from {route} is too large")
         try:
-            return json.loads(body)
+            return decode(body)
+        except Refused as exc:
+            raise UnusableAnswer(self.source, f"answer from {route} is {exc.reason}") from None
         except ValueError:
             return _Retryable(f"malformed JSON from {route}")
-        except RecursionError:  # nested past what any decoder reads
-            raise SourceProtocolError(
-                self.source, f"answer from {route} is nested too deep"
-            ) from None
+
+    def _params(self, params: Mapping[str, Any]) -> list[tuple[str, Any]]:
+        """The base URL's query, then the request's own parameters (a list value repeats its
+        key, as httpx sends it: ``status=A&status=B``)."""
+        pairs: list[tuple[str, Any]] = list(self._query)
+        for key, value in params.items():
+            if isinstance(value, list | tuple):
+                pairs.extend((key, one) for one in value)
+            else:
+                pairs.append((key, value))
+        return pairs
 
     def _observe(self, route: str, status: int | None) -> None:
         if self.observe is not None:
             self.observe(route, status)
 
-    async def _get(
-        self, path: str, params: Mapping[str, Any], headers: Mapping[str, str]
-    ) -> tuple[int, str | None, bytes | None]:
-        """Status, Retry-After and body (``None`` when larger than ``MAX_BODY``)."""
-        return await self._send("GET", path, params, headers)
-
     async def _send(
-        self, method: str, path: str, params: Mapping[str, Any], headers: Mapping[str, str]
-    ) -> tuple[int, str | None, bytes | None]:
-        request = self._client.build_request(
-            method, self.base_url + path, params=params, headers=headers, timeout=self._timeout
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, Any],
+        headers: Mapping[str, str],
+        meaning: Callable[[int, str | None, bytes], Awaitable[T]],
+    ) -> T:
+        """Send one request; ``meaning`` of its status, ``Retry-After`` and body. A 2xx body
+        is read up to :attr:`max_answer` bytes (:class:`~watcher.sources.answers.TooLarge`
+        past it, refused before reading when its ``Content-Length`` says so) while holding
+        its share of the bytes in flight, until ``meaning`` is done with it; any other
+        answer gives an excerpt."""
+        response = await open_request(
+            self._client,
+            method,
+            self._root + path,
+            params=self._params(params),
+            headers=headers,
+            timeouts=self._timeout,
+            decompress=False,  # inflated by read_capped, a bounded step at a time
         )
-        response = await self._client.send(request, stream=True)
         try:
-            body = bytearray()
-            async for chunk in response.aiter_bytes():
-                body += chunk
-                if len(body) > MAX_BODY:
-                    return response.status_code, None, None
-            return response.status_code, response.headers.get("retry-after"), bytes(body)
+            retry_header = response.headers.get("retry-after")
+            status = response.status_code
+            if not 200 <= status < 300:
+                return await meaning(status, retry_header, await read_excerpt(response))
+            async with self.in_flight.hold(share(response, self.max_answer)):
+                body = await read_capped(response, self.max_answer)
+                return await meaning(status, retry_header, body)
         finally:
-            await response.aclose()
+            with anyio.CancelScope(shield=True):
+                await response.aclose()
+
+
+async def _excerpt(
+    status: int, retry_header: str | None, body: bytes
+) -> tuple[int, str | None, bytes]:
+    """A POST's answer as read (its body is at most an excerpt of a few KB)."""
+    return status, retry_header, body

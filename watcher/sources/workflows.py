@@ -17,6 +17,7 @@ position uncommitted, for a later cycle.
 from __future__ import annotations
 
 import fnmatch
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, ClassVar, Unpack
@@ -130,9 +131,11 @@ class WorkflowsSource(ListingSource):
 
     async def pages(self, params: Mapping[str, Any]) -> AsyncIterator[tuple[list[Job], int]]:
         """The listing page by page, following ``next_page_token`` (a token seen twice ends
-        it: a server that loops must not hold the cycle)."""
+        it: a server that loops must not hold the cycle; pages and time are capped as every
+        listing's, :mod:`watcher.sources.paging`)."""
         token: str | None = None
         seen: set[str] = set()
+        paging = self.paging.listing(self.page_size, self.max_pages)
         while True:
             query = {**self.list_params(), **params, "page_size": self.page_size}
             if token is not None:
@@ -147,6 +150,10 @@ class WorkflowsSource(ListingSource):
             if not isinstance(token, str) or not token or token in seen or not items:
                 return
             seen.add(token)
+            # Only the caps of the paging policy apply: a token, not a short page, ends it.
+            if not paging.read((), self.page_size, None, now=time.monotonic()):
+                self.paging.done(paging)
+                return
 
     # --- the cycle ----------------------------------------------------------------------
 

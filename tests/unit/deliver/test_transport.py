@@ -8,7 +8,7 @@ import pytest
 
 from watcher.deliver.exchange import _merged_headers, post
 from watcher.deliver.redact import Scrubber
-from watcher.deliver.transport import SinkClient, _mapped
+from watcher.deliver.transport import AiohttpClient, _mapped
 from watcher.exceptions import DeliveryError
 
 WHERE = "webhook 'hooks' (ftp://example.com/…)"
@@ -17,7 +17,7 @@ WHERE = "webhook 'hooks' (ftp://example.com/…)"
 @pytest.mark.parametrize("direct", [True, False], ids=["exchange.post", "httpx client"])
 async def test_an_unsupported_scheme_is_final(direct: bool) -> None:
     """Refused before any connection, whichever way the request goes."""
-    async with SinkClient() as client:
+    async with AiohttpClient() as client:
         if not direct:
             with pytest.raises(httpx.UnsupportedProtocol, match="unsupported protocol 'ftp://'"):
                 await client.post("ftp://example.com/h", content=b"{}")
