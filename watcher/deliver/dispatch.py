@@ -13,8 +13,8 @@ Replicas sharing a database each run a dispatcher over the one outbox: a deliver
 claimed (``Store.claim``, a lease of ``lease`` seconds per send that may go before it in its
 slot) shortly before it is sent (:mod:`watcher.deliver.rounds`), so two replicas never send
 it at the same time, and one killed mid-send leaves its claims to the leader to release
-(or the lease to expire) and another replica to retry. Rate-limited sinks are served by one replica only (``serves``),
-so that their limit holds for the whole deployment.
+(or the lease to expire) and another replica to retry. Rate-limited sinks are served by one
+replica only (``serves``), so that their limit holds for the whole deployment.
 """
 
 from __future__ import annotations
