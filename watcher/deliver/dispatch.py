@@ -53,10 +53,12 @@ BATCH = 1000  # pending rows read per pass
 LEASE = 60.0  # seconds a claimed delivery stays ours (longer than any one send)
 IDLE_WAIT = 1.0  # seconds between passes when nothing is due and nobody woke us
 DIRECT_TIMEOUT = 30.0  # seconds for one sink to take a message sent outside the outbox
-# Messages per concurrency slot claimed in one transaction: fewer transactions, at the price
-# of leases that long (a killed replica's claims are released by the leader within seconds,
-# or at the start of a process alone on its store).
-ROUND_PER_SLOT = 4
+# Messages per concurrency slot claimed in one transaction (when that many are due): each
+# synced commit costs 2-3 ms of CPU, so 16 a slot (128 at concurrency 8) makes it 0.035 ms a
+# message instead of 0.08 at 4, at the price of leases that long and of up to that many
+# accepted messages sent again after a crash (a killed replica's claims are released by the
+# leader within seconds, or at the start of a process alone on its store).
+ROUND_PER_SLOT = 16
 HELD_WAIT = 0.25  # seconds between passes while what is due cannot go yet
 
 
