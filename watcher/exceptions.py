@@ -93,6 +93,19 @@ class UnusableAnswer(SourceProtocolError):
     job is skipped (the cycle goes on), a listing fails its cycle."""
 
 
+class NotFound(SourceProtocolError):
+    """404: the thing asked for does not exist (a job deleted or never there)."""
+
+
+class StreamRefused(SourceProtocolError):
+    """An event stream answered a final 4xx (a filter refused, a route not there): asking
+    again the same way will not help soon."""
+
+    def __init__(self, source: str, status: int, detail: str) -> None:
+        super().__init__(source, f"HTTP {status} from the event stream: {detail}")
+        self.status_code = status
+
+
 class DeliveryError(WatcherError):
     """A sink did not accept a message.
 

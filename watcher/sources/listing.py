@@ -37,7 +37,7 @@ import structlog
 from watcher.abc import CancelAnswer, PollContext, PollResult
 from watcher.config import SourceBaseConfig
 from watcher.detect.diff import same_view
-from watcher.exceptions import SourceProtocolError, UnusableAnswer
+from watcher.exceptions import NotFound, SourceProtocolError, UnusableAnswer
 from watcher.model.jobs import Job, MalformedItem
 from watcher.model.snapshot import Cursor, JobKind, Snapshot
 from watcher.sources.answers import ByteBudget
@@ -47,7 +47,7 @@ from watcher.sources.details import fetch_all
 from watcher.sources.duplicates import Duplicates
 from watcher.sources.jobs import created_since, deleted, iso, settle
 from watcher.sources.malformed import Rejections
-from watcher.sources.mistral import ApiClient, NotFound
+from watcher.sources.mistral import ApiClient
 from watcher.sources.paging import MAX_PAGES, PagingHealth
 from watcher.sources.policy import MIN_SPREAD, SPREAD, expected_duration
 from watcher.sources.scan import Scan

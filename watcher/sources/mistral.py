@@ -20,7 +20,6 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, NamedTuple, TypeVar
-from urllib.parse import parse_qsl
 
 import anyio
 import httpx2 as httpx
@@ -32,10 +31,12 @@ from watcher.deliver.redact import Scrubber
 from watcher.deliver.retry import Verdict, backoff, classify, parse_retry_after
 from watcher.deliver.transport_errors import describe_transport_error
 from watcher.exceptions import (
+    NotFound,
     SourceAuthError,
     SourceProtocolError,
     SourceRetired,
     SourceUnavailable,
+    StreamRefused,
     UnusableAnswer,
 )
 from watcher.model.secrets import Secret
@@ -49,6 +50,7 @@ from watcher.sources.answers import (
     share,
 )
 from watcher.sources.decoding import Refused, decode
+from watcher.sources.endpoint import Endpoint
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -57,19 +59,6 @@ T = TypeVar("T")
 MAX_WAIT = 60.0
 # Answers larger than this are decoded in a worker thread (the event loop keeps answering).
 THREAD_DECODE = 1024 * 1024
-
-
-class NotFound(SourceProtocolError):
-    """404: the thing asked for does not exist (a job deleted or never there)."""
-
-
-class StreamRefused(SourceProtocolError):
-    """An event stream answered a final 4xx (a filter refused, a route not there): asking
-    again the same way will not help soon."""
-
-    def __init__(self, source: str, status: int, detail: str) -> None:
-        super().__init__(source, f"HTTP {status} from the event stream: {detail}")
-        self.status_code = status
 
 
 # Statuses that say a POST was refused before it was processed: it may be sent again.
@@ -114,11 +103,7 @@ class ApiClient:
     ) -> None:
         self.source = source
         self.base_url = base_url.rstrip("/")
-        # A query in the base URL (a gateway's tenant or token) goes after each request's
-        # path, before its own parameters.
-        root, _, query = base_url.partition("?")
-        self._root = root.rstrip("/")
-        self._query = parse_qsl(query, keep_blank_values=True)
+        self._endpoint = Endpoint.of(base_url)
         self._api_key = api_key
         self._client = client
         self._timeout = httpx.Timeout(timeout, connect=min(timeout, 5.0))
@@ -168,8 +153,8 @@ class ApiClient:
             # No size cap in the parser: the caller bounds events itself and refuses the
             # stream with its own message (httpx2's cap would end it as a transport error).
             async with client.sse(
-                self._root + path,
-                params=self._params(params),
+                self._endpoint.url(path),
+                params=self._endpoint.params(params),
                 headers=self._headers("text/event-stream"),
                 timeout=timeout,
                 max_event_size=None,
@@ -360,17 +345,6 @@ class ApiClient:
         except ValueError:
             return _Retryable(f"malformed JSON from {route}")
 
-    def _params(self, params: Mapping[str, Any]) -> list[tuple[str, Any]]:
-        """The base URL's query, then the request's own parameters (a list value repeats its
-        key, as httpx sends it: ``status=A&status=B``)."""
-        pairs: list[tuple[str, Any]] = list(self._query)
-        for key, value in params.items():
-            if isinstance(value, list | tuple):
-                pairs.extend((key, one) for one in value)
-            else:
-                pairs.append((key, value))
-        return pairs
-
     def _observe(self, route: str, status: int | None) -> None:
         if self.observe is not None:
             self.observe(route, status)
@@ -391,8 +365,8 @@ class ApiClient:
         response = await open_request(
             self._client,
             method,
-            self._root + path,
-            params=self._params(params),
+            self._endpoint.url(path),
+            params=self._endpoint.params(params),
             headers=headers,
             timeouts=self._timeout,
             decompress=False,  # inflated by read_capped, a bounded step at a time

@@ -29,10 +29,10 @@ import httpx2 as httpx
 import structlog
 
 from watcher.deliver.retry import backoff
-from watcher.exceptions import SourceAuthError, SourceError, SourceRetired
+from watcher.exceptions import SourceAuthError, SourceError, SourceRetired, StreamRefused
 from watcher.model.jobs import MalformedItem, StreamEvent
 from watcher.model.snapshot import Cursor
-from watcher.sources.mistral import ApiClient, StreamRefused
+from watcher.sources.mistral import ApiClient
 from watcher.sources.workflow_jobs import KEPT, parse_frame
 
 log = structlog.get_logger(__name__)
