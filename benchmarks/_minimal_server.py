@@ -15,12 +15,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, suppress
 from pathlib import Path
 from typing import ClassVar
+
+from benchmarks._sim import serving
 
 OK = b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 2\r\n\r\nok"
 ID = b"\r\nwebhook-id:"
@@ -83,19 +83,9 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-@contextmanager
-def minimal_server() -> Iterator[tuple[str, int]]:
+def minimal_server() -> AbstractContextManager[tuple[str, int]]:
     """The server in its own process; yields its base URL and pid."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks._minimal_server"], stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert proc.stdout is not None
-        url: str = json.loads(proc.stdout.readline())["url"]
-        yield url, proc.pid
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    return serving([sys.executable, "-m", "benchmarks._minimal_server"])
 
 
 if __name__ == "__main__":

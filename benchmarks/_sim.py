@@ -1,7 +1,12 @@
-"""Start ``watcher simulate`` as its own process (so that its CPU is not ours)."""
+"""The peers the benchmarks start as processes of their own (so that their CPU is not ours):
+``watcher simulate``, and servers that print their base URL as a JSON line (the
+signature-checking receiver, the minimal one)."""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
 import re
 import subprocess
 import sys
@@ -10,6 +15,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import httpx2 as httpx
+
+from watcher.devtools.receiver import SECRET_ENV
 
 
 @contextmanager
@@ -35,3 +42,25 @@ def simulator_process(api_key: str = "bench-key") -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+@contextmanager
+def serving(command: list[str], env: dict[str, str] | None = None) -> Iterator[tuple[str, int]]:
+    """``command`` in its own process, which prints ``{"url": …}`` first; yields that base
+    URL and the process id, and stops it afterwards."""
+    proc = subprocess.Popen(
+        command, stdout=subprocess.PIPE, text=True, env={**os.environ, **(env or {})}
+    )
+    try:
+        assert proc.stdout is not None
+        url: str = json.loads(proc.stdout.readline())["url"]
+        yield url, proc.pid
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def receiver_process(secret: str) -> contextlib.AbstractContextManager[tuple[str, int]]:
+    """``python -m watcher.devtools.receiver`` (it checks each webhook's signature)."""
+    command = [sys.executable, "-m", "watcher.devtools.receiver", "--port", "0"]
+    return serving(command, {SECRET_ENV: secret})

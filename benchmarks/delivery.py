@@ -27,10 +27,6 @@ watcher adds to the HTTP client's own time.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import subprocess
-import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -44,6 +40,7 @@ import httpx2 as httpx
 
 from benchmarks._minimal_server import cpu_seconds, minimal_server
 from benchmarks._report import table, verdict, write
+from benchmarks._sim import receiver_process
 from watcher.abc import Sink
 from watcher.app.logging import configure
 from watcher.config import validate_config
@@ -51,7 +48,7 @@ from watcher.deliver.dispatch import Dispatcher, SinkPolicy
 from watcher.deliver.exchange import post
 from watcher.deliver.redact import Scrubber
 from watcher.deliver.transport import aiohttp_client
-from watcher.devtools.receiver import SECRET_ENV, generate_secret
+from watcher.devtools.receiver import generate_secret
 from watcher.model.outbox import Envelope, Routed
 from watcher.model.transitions import Transition, stable_id
 from watcher.sinks import build_sink
@@ -61,24 +58,6 @@ LIFE = ("QUEUED", "VALIDATING", "VALIDATED", "RUNNING")
 TARGET_S = 10.0  # to the signature-checking receiver
 TARGET_RATE = 2000  # deliveries/s to the minimal receiver
 TARGET_CPU_MS = 0.5  # sender CPU per delivery, to the minimal receiver
-
-
-@contextmanager
-def receiver_process(secret: str) -> Iterator[tuple[str, int]]:
-    """``python -m watcher.devtools.receiver`` in its own process; yields its base URL and pid."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "watcher.devtools.receiver"],
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, SECRET_ENV: secret},
-    )
-    try:
-        assert proc.stdout is not None
-        url: str = json.loads(proc.stdout.readline())["url"]
-        yield url, proc.pid
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 def transitions(jobs: int, per_job: int, now: int) -> list[Transition]:

@@ -32,8 +32,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -43,8 +42,8 @@ import httpx2 as httpx
 import yaml
 
 from benchmarks._report import table, verdict, write
-from benchmarks._sim import simulator_process
-from watcher.devtools.receiver import SECRET_ENV, generate_secret
+from benchmarks._sim import receiver_process, simulator_process
+from watcher.devtools.receiver import generate_secret
 
 # The account at the start: RUNNING dominates (checkpoint tracking fetches each one).
 MIX = {
@@ -105,20 +104,6 @@ def child_pid(word: str) -> int:
         if ppid == os.getpid() and word.encode() in cmdline:
             return int(stat.parent.name)
     raise LookupError(f"no child process runs {word!r}")
-
-
-@contextmanager
-def receiver_process(secret: str) -> Iterator[str]:
-    """``python -m watcher.devtools.receiver`` in its own process; yields its base URL."""
-    env = {**os.environ, SECRET_ENV: secret}
-    cmd = [sys.executable, "-m", "watcher.devtools.receiver", "--port", "0"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
-    try:
-        assert proc.stdout is not None
-        yield json.loads(proc.stdout.readline())["url"]
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 def cycles(log: Path) -> list[dict[str, Any]]:
@@ -301,7 +286,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     secret = generate_secret()
     with (
         simulator_process() as sim,
-        receiver_process(secret) as receiver,
+        receiver_process(secret) as (receiver, _pid),
         tempfile.TemporaryDirectory() as tmp,
     ):
         log = Path(tmp) / "watcher.log"
