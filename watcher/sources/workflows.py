@@ -127,7 +127,16 @@ class WorkflowsSource(ListingSource):
     async def page(
         self, params: Mapping[str, Any], page: int
     ) -> tuple[list[Job], int, int | None, int]:
-        raise NotImplementedError("the runs listing pages by token: see pages()")
+        """Page ``page`` of a listing (from 0): the runs listing has no page numbers and no
+        ``total``, so its tokens are followed from the first page (``page + 1`` requests;
+        fewer when the listing ends first, then the page is empty). Cycles read whole
+        listings through :meth:`pages`; this serves callers that ask for one page."""
+        index = 0
+        async for jobs, malformed in self.pages(params):
+            if index == page:
+                return jobs, malformed, None, len(jobs) + malformed
+            index += 1
+        return [], 0, None, 0
 
     async def pages(self, params: Mapping[str, Any]) -> AsyncIterator[tuple[list[Job], int]]:
         """The listing page by page, following ``next_page_token`` (a token seen twice ends

@@ -115,6 +115,21 @@ async def test_pages_follow_next_page_token() -> None:
     assert 3 == result.requests
 
 
+async def test_one_page_of_the_runs_listing_follows_the_tokens_to_it() -> None:
+    """The runs listing has no page numbers: page 1 is the one the first token leads to, a
+    page past the end is empty, and neither has a total."""
+    api = RunsApi(*(execution(f"exec-{i}", started=T + i) for i in range(5)))
+    h = Harness(api, page_size=2)
+    first = await h.src.page({}, 0)
+    second = await h.src.page({}, 1)
+    past = await h.src.page({}, 7)
+    assert (2, None, 2) == (len(first[0]), first[2], first[3])
+    assert (2, None, 2) == (len(second[0]), second[2], second[3])
+    assert not {j.id for j in first[0]} & {j.id for j in second[0]}
+    assert ([], 0, None, 0) == past
+    assert [None, None, "2", None, "2", "4"] == [q.get("next_page_token") for q in api.queries]
+
+
 @pytest.mark.parametrize(
     ("tokens", "requests"),
     [(["same"], 2), (["A", "B"], 3), ([""], 1)],
