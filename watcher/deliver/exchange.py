@@ -56,29 +56,6 @@ class Reply(Protocol):
 
 
 async def exchange(
-    client: httpx.AsyncClient,
-    request: httpx.Request,
-    *,
-    deadline_seconds: float,
-    where: str,
-    describe: Callable[[str], str],
-    read_limit: int,
-) -> tuple[int, httpx.Headers, bytes]:
-    """Send ``request``; the status, headers and at most ``read_limit`` bytes of the body.
-
-    ``where`` names the sink in errors; ``describe`` turns the description of a transport
-    failure into what may be shown (sanitized, secrets scrubbed, capped)."""
-    return await _exchange(
-        partial(client.send, request, stream=True, follow_redirects=False),
-        url=request.url,
-        deadline_seconds=deadline_seconds,
-        where=where,
-        describe=describe,
-        read_limit=read_limit,
-    )
-
-
-async def _exchange(
     opening: Callable[[], Awaitable[Reply]],
     *,
     url: str | httpx.URL,
@@ -87,7 +64,11 @@ async def _exchange(
     describe: Callable[[str], str],
     read_limit: int,
 ) -> tuple[int, httpx.Headers, bytes]:
-    """:func:`exchange` over whichever way ``opening`` sends the request."""
+    """Open the answer with ``opening`` (e.g. a partial of :func:`open_request`); its status,
+    headers and at most ``read_limit`` bytes of the body.
+
+    ``url`` names the peer, ``where`` the sink, in errors; ``describe`` turns the description
+    of a transport failure into what may be shown (sanitized, secrets scrubbed, capped)."""
     timeout = deadline_seconds
     deadline = anyio.current_time() + timeout
     try:
@@ -159,7 +140,7 @@ async def post(
         content=content,
         timeouts=httpx.Timeout(deadline_seconds),
     )
-    status, answer_headers, raw = await _exchange(
+    status, answer_headers, raw = await exchange(
         opening,
         url=url,
         deadline_seconds=deadline_seconds,

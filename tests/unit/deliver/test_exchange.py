@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Coroutine
+from functools import partial
 
 import anyio
 import httpx2 as httpx
 import pytest
 
-from watcher.deliver.exchange import BODY_READ_LIMIT, Answer, exchange, post, refusal
+from watcher.deliver.exchange import (
+    BODY_READ_LIMIT,
+    Answer,
+    exchange,
+    open_request,
+    post,
+    refusal,
+)
 from watcher.deliver.redact import Scrubber
 from watcher.deliver.retry import Verdict
 from watcher.exceptions import DeliveryError
@@ -138,9 +146,11 @@ async def test_exchange_returns_status_headers_and_excerpt() -> None:
         return httpx.Response(418, content=b"teapot" * 10, headers={"a": "b"})
 
     async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
-        request = client.build_request("POST", URL)
+        opening = partial(
+            open_request, client, "POST", URL, headers={}, timeouts=httpx.Timeout(1.0)
+        )
         status, headers, raw = await exchange(
-            client, request, deadline_seconds=1.0, where=WHERE, describe=str, read_limit=12
+            opening, url=URL, deadline_seconds=1.0, where=WHERE, describe=str, read_limit=12
         )
 
     expected = (418, "b", b"teapotteapot")
