@@ -93,13 +93,11 @@ class Watcher:
 
     async def _open(self, stack: AsyncExitStack) -> None:
         config = self.config
-        # The API clients' (and Slack actions') client: the same httpx API over aiohttp's
-        # pool and parser (watcher.deliver.transport), a quarter of a steady poll cycle's CPU
-        # less than httpcore2 (benchmarks.poll_cost: 27.6 -> 21.6 ms at 10,000 jobs). Event
-        # streams keep clients of their own.
+        # httpx's API over aiohttp's pool and parser, sending directly (watcher.deliver.
+        # transport: a quarter of httpcore2's CPU per request): one client for the API and
+        # Slack actions, one the sinks share, so that slow sinks cannot hold the API's
+        # connections. Event streams keep clients of their own.
         client = await stack.enter_async_context(aiohttp_client())
-        # The sinks' own client: the same httpx API over aiohttp's pool and parser, which
-        # take a quarter of httpcore2's CPU per request (watcher.deliver.transport).
         sending = await stack.enter_async_context(aiohttp_client())
         self.store = open_store(config.state.url)
         await self.store.open()
