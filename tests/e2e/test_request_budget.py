@@ -39,3 +39,28 @@ async def test_the_simulator_never_sees_more_than_the_budget(tmp_path: Path) -> 
         k: v for k, v in status.jobs_by_source.get("ft", {}).items() if k != "SUCCESS"
     }
     assert requests <= BUDGET
+
+
+async def test_one_listing_reaching_back_sees_the_young_jobs_move(tmp_path: Path) -> None:
+    """Three young jobs followed in QUEUED, two move on to VALIDATING: the next steady
+    cycle sees both moves with one listing (the new-jobs listing reaching back over the
+    followed jobs, newest first) and no detail."""
+    async with simulator() as sim:
+        now = int(time.time())
+        ids = [
+            sim.sim.create(JobSpec(status="QUEUED", frozen=True), created_at=now - age).id
+            for age in (600, 500, 400)
+        ]
+        budgeted = source(sim, page_size=100, interval=5, max_requests_per_minute=60)
+        raw = config(tmp_path, sources=[budgeted], sinks=[CONSOLE])
+        async with Watcher(validate_config(raw, env={})) as watcher:
+            await watcher.once()  # the baseline: the listing and the three details
+            for job_id in ids[:2]:
+                sim.sim.set_status(job_id, "VALIDATING")
+            sim.sim.reset_stats()
+            await anyio.sleep(3)  # the budget's credit refills
+            await watcher.once()
+            status = await watcher.store.status()
+        requests = sim.sim.stats()["requests"]
+    assert {"QUEUED": 1, "VALIDATING": 2} == status.jobs_by_source["ft"]
+    assert (1, 0) == (requests["list"], requests["detail"])

@@ -74,6 +74,10 @@ class Rationing:
         self.pending: dict[str, None] = {}  # details owed from earlier cycles
         self.missed: set[str] = set()  # due, but not on the page meant to show them
         self.new_checked_at: float | None = None
+        # How many followed jobs the new-jobs listing may reach back over: half a page, so
+        # that the jobs that ended meanwhile and the new ones fit beside them; halved each
+        # time that page comes back full, grown back a step at a time when it does not.
+        self.reach_room = page_size // 2
         self.new_rate = 1.0 / (STALE_INTERVALS * interval)  # new jobs per second, a prior
         self.started_at: float | None = None
         self.last_cycle_at: float | None = None
@@ -126,9 +130,11 @@ class Rationing:
             ending=source.ending,
             initial=source.initial_status,
             probed=self.probed,
+            reach_room=self.reach_room,
         )
         probed: dict[Probe, float] = {}
         missed: set[str] = set()
+        reach_full: bool | None = None
         # Details wait until every listing is made: a job gone from one status's page may
         # show up on the next status's, which says all there is to say for less. Listings
         # stop while the allowance left only pays what is owed.
@@ -138,7 +144,9 @@ class Rationing:
             if probe.kind == "detail":
                 cycle.owe([probe.job_id])
             elif probe.kind == "new":
-                await cycle.new_jobs()
+                full = await cycle.new_jobs(probe.reach)
+                if full is not None:
+                    reach_full = full
                 probed[probe] = now
             else:
                 chunks = layout.get(probe.status, [])
@@ -163,6 +171,12 @@ class Rationing:
         }
         if NEW in probed:
             self.new_checked_at = now
+        if reach_full is not None:
+            most = self.page_size // 2
+            step = max(1, most // 10)
+            self.reach_room = (
+                self.reach_room // 2 if reach_full else min(most, self.reach_room + step)
+            )
         # New jobs per second, from whichever listing found them.
         if self.last_cycle_at is not None and now > self.last_cycle_at:
             sample = cycle.fresh / (now - self.last_cycle_at)

@@ -3,7 +3,10 @@
 A steady cycle under ``max_requests_per_minute`` can afford only some of the requests a
 whole cycle would make. The requests to choose from (:class:`Probe`):
 
-- ``new``: the listing of jobs created since the watermark (usually one page);
+- ``new``: the listing of jobs created since the watermark (usually one page). It may reach
+  further back (``reach``): unfiltered, newest first, one page also shows the newest
+  followed jobs whatever their status, so the jobs of a young account's short-lived
+  statuses (queued, validating) are all checked for that one request;
 - ``page``: page ``k`` of the listing of one status. Listings come newest first, so page
   ``k`` covers the followed jobs of that status ranked ``k * page_size`` onwards by
   ``created_at``: one request checks up to ``page_size`` jobs;
@@ -15,7 +18,10 @@ probe covers, over the probe's cost (a job that left for a terminal status costs
 request, the detail that tells how it ended; one that moved on to another followed status
 shows in that status's listing). Jobs near or past their expected end and jobs in
 short-lived statuses weigh most; new jobs count for the new-jobs listing and, while they
-are still in their first status, for that status's first page. A job unchecked for
+are still in their first status, for that status's first page; the new-jobs listing
+reaches back over the newest followed jobs (at most ``reach_room`` of them, so that one
+page still holds them with the new ones) as far as that raises its worth per request. A
+job unchecked for
 ``max_staleness`` comes first, so that none starves. :class:`RoundRobin` is the uniform
 alternative: every listing in turn, the one made longest ago first, as a whole cycle would
 make them, only spread over cycles.
@@ -47,6 +53,9 @@ class Probe:
     status: str = ""
     page: int = 0
     job_id: str = ""
+    # ``new`` only: list the jobs created from this ``created_at`` on, not only those since
+    # the watermark. Not part of the probe's identity (it is the same listing, wider).
+    reach: int | None = field(default=None, compare=False)
 
 
 NEW = Probe("new")
@@ -86,6 +95,9 @@ class Situation:
     initial: str | None = None  # the status new jobs start in (its first page shows them)
     probed: Mapping[Probe, float] = field(default_factory=dict)  # when each listing last ran
     layout: Layout = field(default_factory=dict)  # the jobs each page should show
+    # How many of the newest followed jobs the new-jobs listing may reach back over (0: it
+    # lists only the jobs created since the watermark).
+    reach_room: int = 0
 
 
 class Policy(Protocol):
@@ -211,6 +223,7 @@ class _Greedy:
         self.new_value = self._new_listing(s, dwell)
         self.new_taken = False
         self.covered: set[str] = set()
+        self.reach, self.reached = self._reach_back(s)
         self.details = [(-w, job_id) for job_id, w in self.weight.items() if w > 0]
         heapq.heapify(self.details)
         self.left = float(s.allowance)
@@ -229,11 +242,36 @@ class _Greedy:
             self.members.setdefault(first, [])
         return new_value
 
+    def _reach_back(self, s: Situation) -> tuple[int | None, list[str]]:
+        """How far back the new-jobs listing should reach: over the newest followed jobs
+        (at most ``reach_room``), as far as their worth per request is highest. Returns the
+        oldest ``created_at`` to list and the jobs that covers (none: no reach)."""
+        newest = sorted(s.jobs, key=lambda j: (-j.created_at, j.job_id))[: max(0, s.reach_room)]
+        value, cost = max(0.0, self.new_value), 1.0
+        best, chosen = value / cost, 0
+        for n, job in enumerate(newest, 1):
+            value += self.weight[job.job_id]
+            cost += self.chance[job.job_id]
+            if value / cost > best:
+                best, chosen = value / cost, n
+        if chosen == 0:
+            return None, []
+        covers = newest[:chosen]
+        return covers[-1].created_at, [j.job_id for j in covers]
+
+    def _new_worth(self) -> tuple[float, float]:
+        """The new-jobs listing's worth and cost, given what is already covered."""
+        left = [i for i in self.reached if i not in self.covered]
+        value = max(0.0, self.new_value) + sum(self.weight[i] for i in left)
+        return value, 1.0 + sum(self.chance[i] for i in left)
+
     def best(self) -> Probe | None:
         """The request worth most per request it costs, or ``None`` when none is worth any."""
         best: tuple[float, Probe] | None = None
-        if self.new_value > 0 and not self.new_taken:
-            best = (self.new_value, NEW)
+        if not self.new_taken:
+            value, cost = self._new_worth()
+            if value > 0:
+                best = (value / cost, NEW if self.reach is None else Probe("new", reach=self.reach))
         for probe, ids in self.members.items():
             value = sum(self.weight[i] for i in ids if i not in self.covered)
             value += self.bonus.get(probe, 0.0)
@@ -264,8 +302,9 @@ class _Greedy:
             if page is not None and page in self.members:
                 self.members[page] = [i for i in self.members[page] if i != probe.job_id]
         else:
+            self.left -= self._new_worth()[1]
             self.new_taken = True
-            self.left -= 1.0
+            self.covered.update(self.reached)
             self.bonus.clear()
 
 

@@ -11,7 +11,9 @@ ranked them, and what their answers showed. How it differs from the whole cycle 
   page's range (listings come newest first; when they do not, nothing is concluded), or if
   the whole listing of its status was read this cycle;
 - only the new-jobs listing moves the watermark: a page of a status may show a job newer
-  than some the new-jobs listing has not seen yet.
+  than some the new-jobs listing has not seen yet. The new-jobs listing may reach back
+  further than the watermark (one page, unfiltered): it then checks the newest followed
+  jobs too, whatever their status.
 
 Nothing here outlives the cycle unless :class:`~watcher.sources.budgeted.Rationing` keeps it
 once the cycle succeeded.
@@ -27,6 +29,7 @@ from dataclasses import replace
 from watcher.abc import PollContext, PollResult
 from watcher.model.jobs import Job
 from watcher.model.snapshot import Snapshot
+from watcher.sources.jobs import WATERMARK_OVERLAP
 from watcher.sources.listing import ListingSource
 
 
@@ -87,11 +90,33 @@ class SteadyCycle:
             elif self.source.changed(job, before):
                 self.out[job.id] = job
 
-    async def new_jobs(self) -> None:
+    async def new_jobs(self, reach: int | None = None) -> bool | None:
+        """The new-jobs listing; with ``reach`` (older than the watermark), one page of the
+        jobs created from ``reach`` on, which also shows the followed jobs created since.
+        That page holds every new job unless it is full and its last job is newer than the
+        watermark's bound (or the listing is not newest first): then the new-jobs listing
+        is read whole as well, and nothing new is missed. Returns whether the reaching page
+        came back full (``None``: no reach)."""
         cursor = self.ctx.cursor
         assert cursor.watermark is not None
+        if reach is not None and reach < cursor.watermark:
+            jobs, bad, _, count = await self.source.page(self.source.new_since(reach), 0)
+            await self._take_new(jobs, bad)
+            full = count >= self.source.page_size
+            created = [j.created_at for j in jobs]
+            newest_first = all(a >= b for a, b in itertools.pairwise(created))
+            bound = cursor.watermark - WATERMARK_OVERLAP
+            if not full or (newest_first and created and created[-1] < bound):
+                return full
+            reached: bool | None = full
+        else:
+            reached = None
         jobs, bad = await self.source.listing(self.source.new_since(cursor.watermark))
-        self.malformed += bad
+        await self._take_new(jobs, bad)
+        return reached
+
+    async def _take_new(self, jobs: list[Job], malformed: int) -> None:
+        self.malformed += malformed
         if jobs:
             newest = max(j.created_at for j in jobs)
             self.newest = newest if self.newest is None else max(self.newest, newest)

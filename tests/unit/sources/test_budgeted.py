@@ -29,6 +29,11 @@ from watcher.sources.policy import Adaptive, DwellTimes, RoundRobin
 RECENT = int(NOW) - 120  # jobs in their status for two minutes: unlikely to have left it
 
 
+def steady_cursor() -> Cursor:
+    """A steady state's cursor: every followed job is older than the watermark."""
+    return Cursor(watermark=int(NOW) - 10, last_full_sync=NOW - 60, baseline_done=True)
+
+
 def reported(result: PollResult) -> list[tuple[str, str]]:
     return [(job.id, job.status) for job in result.jobs]
 
@@ -46,31 +51,49 @@ def test_budgeted_composes_a_listing_source() -> None:
 
 
 async def test_a_steady_cycle_spends_its_share() -> None:
-    """Four requests a minute every 30 s: a steady cycle makes two, on the listings of the
-    statuses of jobs no answer has shown yet (each is worth more than the new jobs)."""
+    """Four requests a minute every 30 s: a steady cycle makes two. No answer has shown any
+    job yet: the new-jobs listing reaches back over the five newest (half a page of ten:
+    the three QUEUED, the two newest runs) and the RUNNING listing shows the other runs."""
     jobs = [ft_job(f"q{n}", "QUEUED", RECENT + n) for n in range(3)]
-    jobs += [ft_job(f"r{n}", "RUNNING", RECENT - 20 + n) for n in range(3)]
+    jobs += [ft_job(f"r{n}", "RUNNING", RECENT - 1000 + 100 * n) for n in range(8)]
     api = Api(*jobs)
-    result = await budgeted_source(api, 4, Clock()).poll(context(followed(*jobs)))
+    source = budgeted_source(api, 4, Clock())
+    result = await source.poll(context(followed(*jobs), cursor=steady_cursor()))
     assert 2 == result.requests
-    assert [("list", "QUEUED", 0), ("list", "RUNNING", 0)] == api.asked
+    assert [("list", "new", 0), ("list", "RUNNING", 0)] == api.asked
+    assert iso(RECENT - 1000 + 100 * 6 - 60) == api.queries[0]["created_after"]
+    assert {j["id"] for j in jobs} == set(source.rationing.checked)
 
 
 async def test_a_steady_cycle_finds_a_run_that_ended() -> None:
-    """A RUNNING job gone from its page gets a detail, which tells how it ended; the
-    others are listed, unchanged, for one request."""
+    """The new-jobs listing, reaching back over the three runs, shows that one ended; its
+    detail tells how. The others are shown unchanged: two requests in all."""
     jobs = [ft_job(f"r{n}", "RUNNING", RECENT + n) for n in range(3)]
     active = followed(*jobs)
     api = Api(*jobs)
     api.move("r1", "SUCCESS", int(NOW) - 5)
-    result = await budgeted_source(api, 60, Clock()).poll(context(active))
+    result = await budgeted_source(api, 60, Clock()).poll(context(active, cursor=steady_cursor()))
     assert [("r1", "SUCCESS")] == reported(result)
-    assert [("list", "RUNNING", 0), ("list", "new", 0), ("detail", "r1")] == api.asked
+    assert [("list", "new", 0), ("detail", "r1")] == api.asked
+
+
+async def test_a_run_that_ended_on_its_page_gets_a_detail() -> None:
+    """Without the reaching listing (round robin), a RUNNING job gone from its page gets a
+    detail, which tells how it ended."""
+    jobs = [ft_job(f"r{n}", "RUNNING", RECENT + n) for n in range(3)]
+    active = followed(*jobs)
+    api = Api(*jobs)
+    api.move("r1", "SUCCESS", int(NOW) - 5)
+    source = budgeted_source(api, 60, Clock(), RoundRobin())
+    result = await source.poll(context(active, cursor=steady_cursor()))
+    assert [("r1", "SUCCESS")] == reported(result)
+    assert [("list", "new", 0), ("list", "RUNNING", 0), ("detail", "r1")] == api.asked
+    assert "created_after" in api.queries[0]
 
 
 async def test_details_it_cannot_pay_come_first_next_cycle() -> None:
-    """Three runs ended, a share of two requests: the first cycle lists RUNNING and pays
-    one detail, owing two; the next pays those before anything else."""
+    """Three runs ended, a share of two requests: the first cycle's listing shows them
+    ended and pays one detail, owing two; the next pays those before anything else."""
     jobs = [ft_job(f"r{n}", "RUNNING", RECENT + n) for n in range(3)]
     active = followed(*jobs)
     api = Api(*jobs)
@@ -78,17 +101,17 @@ async def test_details_it_cannot_pay_come_first_next_cycle() -> None:
         api.move(f"r{n}", "SUCCESS", int(NOW) - 5)
     clock = Clock()
     source = budgeted_source(api, 4, clock)
-    first = await source.poll(context(active))
-    assert [("list", "RUNNING", 0), ("detail", "r0")] == api.asked
-    assert ([("r0", "SUCCESS")], {"r1": None, "r2": None}) == (
+    first = await source.poll(context(active, cursor=steady_cursor()))
+    assert [("list", "new", 0), ("detail", "r2")] == api.asked
+    assert ([("r2", "SUCCESS")], {"r1": None, "r0": None}) == (
         reported(first),
         source.rationing.pending,
     )
     api.asked.clear()
     clock.now += 30
-    second = await source.poll(context(active, now=clock.now))
-    assert [("detail", "r1"), ("detail", "r2")] == api.asked
-    assert ([("r1", "SUCCESS"), ("r2", "SUCCESS")], {}) == (
+    second = await source.poll(context(active, now=clock.now, cursor=steady_cursor()))
+    assert [("detail", "r1"), ("detail", "r0")] == api.asked
+    assert ([("r0", "SUCCESS"), ("r1", "SUCCESS")], {}) == (
         reported(second),
         source.rationing.pending,
     )
@@ -167,3 +190,44 @@ async def test_the_first_cycle_is_whole_and_paced() -> None:
     assert (6, 5) == (result.requests, len(result.jobs))
     assert clock.now - NOW >= 120
     assert {f"q{n}" for n in range(5)} == set(source.rationing.checked)
+
+
+@pytest.mark.parametrize("newest_first", [True, False])
+async def test_a_full_reaching_page_falls_back_to_the_whole_new_listing(newest_first: bool) -> None:
+    """The new-jobs listing reaching back over three followed jobs comes back full of the
+    twelve jobs created since the watermark (pages of ten): the new-jobs listing is read
+    whole too, so none of them is missed (also when the API does not list newest first),
+    and the next reach covers half as many followed jobs."""
+    now = int(NOW)
+    old = [ft_job(f"q{n}", "QUEUED", now - 600 + n) for n in range(3)]
+    new = [ft_job(f"n{n:02}", "QUEUED", now - 100 + n) for n in range(12)]
+    api = Api(*old, *new)
+    api.newest_first = newest_first
+    source = budgeted_source(api, 60, Clock())
+    cursor = Cursor(watermark=now - 300, last_full_sync=NOW - 60, baseline_done=True)
+    result = await source.poll(context(followed(*old), cursor=cursor))
+    assert [("list", "new", 0), ("list", "new", 0), ("list", "new", 1)] == api.asked[:3]
+    assert [iso(now - 600 - 60), iso(now - 300 - 60)] == [
+        q["created_after"] for q in api.queries[:2]
+    ]
+    assert {j["id"] for j in new} <= {job.id for job in result.jobs}
+    assert now - 100 + 11 == result.cursor.watermark
+    assert 2 == source.rationing.reach_room
+
+
+async def test_a_reaching_page_with_room_is_all_it_takes() -> None:
+    """Two new jobs and three followed ones fit on the reaching page: one request, both
+    new jobs reported, the followed ones checked, and the room grows back a step."""
+    now = int(NOW)
+    old = [ft_job(f"q{n}", "QUEUED", now - 600 + n) for n in range(3)]
+    new = [ft_job(f"n{n}", "QUEUED", now - 100 + n) for n in range(2)]
+    api = Api(*old, *new)
+    source = budgeted_source(api, 60, Clock())
+    source.rationing.reach_room = 3
+    cursor = Cursor(watermark=now - 300, last_full_sync=NOW - 60, baseline_done=True)
+    result = await source.poll(context(followed(*old), cursor=cursor))
+    assert [("list", "new", 0)] == api.asked
+    assert iso(now - 600 - 60) == api.queries[0]["created_after"]
+    assert {"n0", "n1"} == {job.id for job in result.jobs}
+    assert {"q0", "q1", "q2", "n0", "n1"} == set(source.rationing.checked)
+    assert 4 == source.rationing.reach_room

@@ -195,6 +195,52 @@ def test_new_jobs_listed_by_the_first_status_page() -> None:
     assert [NEW] == Adaptive(dwell).rank(overdue)
 
 
+def test_the_new_jobs_listing_reaches_back_over_the_short_lived_statuses() -> None:
+    """With room to reach back, one new-jobs listing checks the eight QUEUED and
+    VALIDATING jobs (the newest) instead of two status pages; the quiet runs older than
+    them are not worth widening it further."""
+    dwell = DwellTimes(DWELL)
+    quiet = [job(f"r{n}", created_at=n, end=NOW + 8 * 3600) for n in range(30)]
+    busy = [job(f"q{n}", "QUEUED", created_at=100 + n) for n in range(4)]
+    busy += [job(f"v{n}", "VALIDATING", created_at=200 + n) for n in range(4)]
+    s = situation(quiet + busy, allowance=1, new_rate=0.05, reach_room=10)
+    ranked = Adaptive(dwell).rank(s)
+    assert [NEW] == ranked
+    assert 100 == ranked[0].reach
+    # Without room, the same jobs take their status pages, as before.
+    no_room = Adaptive(dwell).rank(replace(s, allowance=3, reach_room=0))
+    assert {Probe("page", "QUEUED", 0), Probe("page", "VALIDATING", 0), NEW} == set(no_room)
+    assert all(p.reach is None for p in no_room)
+
+
+def test_the_reach_is_bounded_by_its_room_and_covers_what_it_shows() -> None:
+    """Only ``reach_room`` of the newest jobs are reached over (four stale jobs of three
+    statuses): the two older ones need their pages, and the QUEUED page, all of whose
+    jobs the listing covers, is not made."""
+    dwell = DwellTimes(DWELL)
+    stale = [
+        job(name, status, created_at=created, checked=NOW - 7200)
+        for name, status, created in [
+            ("q1", "QUEUED", 8),
+            ("v1", "VALIDATING", 7),
+            ("d1", "VALIDATED", 6),
+            ("q0", "QUEUED", 5),
+            ("v0", "VALIDATING", 4),
+            ("d0", "VALIDATED", 3),
+        ]
+    ]
+    ranked = Adaptive(dwell).rank(situation(stale, allowance=5, reach_room=4))
+    assert (NEW, 5) == (ranked[0], ranked[0].reach)
+    assert {Probe("page", "VALIDATING", 0), Probe("page", "VALIDATED", 0)} == set(ranked[1:])
+    assert 3 == len(ranked)
+
+
+def test_a_reach_is_not_part_of_the_probe() -> None:
+    """The wider new-jobs listing is the same listing: one entry in ``probed``."""
+    assert NEW == Probe("new", reach=5)
+    assert 1 == len({NEW: 1.0, Probe("new", reach=5): 2.0})
+
+
 def test_round_robin_makes_the_oldest_listing_first() -> None:
     """The uniform policy ignores likelihoods: every listing in turn, never made first."""
     jobs = [job(f"r{n}", created_at=n) for n in range(15)]
@@ -240,12 +286,13 @@ def test_rankings_are_sound(
         )
         for n, (status, created, ago, end) in enumerate(raw)
     ]
-    s = situation(jobs, allowance=allowance, new_rate=0.01)
+    s = situation(jobs, allowance=allowance, new_rate=0.01, reach_room=allowance)
     ranked = Adaptive(DwellTimes(DWELL)).rank(s)
     assert len(ranked) == len(set(ranked))
     ids = {j.job_id for j in jobs}
     listable = {j.status for j in jobs if j.listable}
     for probe in ranked:
+        assert probe.reach is None or probe.reach in {j.created_at for j in jobs}
         assert probe.kind != "detail" or probe.job_id in ids
         assert probe.kind != "page" or probe.status in listable | {"QUEUED"}
     everything = RoundRobin().rank(s)
