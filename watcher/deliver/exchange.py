@@ -70,30 +70,31 @@ async def exchange(
     ``url`` names the peer, ``where`` the sink, in errors; ``describe`` turns the description
     of a transport failure into what may be shown (sanitized, secrets scrubbed, capped)."""
     timeout = deadline_seconds
-    deadline = anyio.current_time() + timeout
-    try:
-        with anyio.fail_after(timeout):
-            response = await opening()
-    except TimeoutError:
-        raise DeliveryError(f"{where}: no answer within {timeout:g}s", retryable=True) from None
-    except httpx.UnsupportedProtocol:
-        raise DeliveryError(f"{where}: unsupported protocol", retryable=False) from None
-    except httpx.HTTPError as exc:
-        raise DeliveryError(
-            f"{where}: {describe(describe_transport_error(exc, url))}", retryable=True
-        ) from None
+    response: Reply | None = None
     raw = b""
-    try:
-        with anyio.move_on_after(max(0.0, deadline - anyio.current_time())):
+    # One deadline scope for the whole exchange: reaching it before the answer opened is a
+    # failure; while its body is read, it only stops the reading (the status line decides).
+    with anyio.CancelScope(deadline=anyio.current_time() + timeout):
+        try:
+            response = await opening()
+        except httpx.UnsupportedProtocol:
+            raise DeliveryError(f"{where}: unsupported protocol", retryable=False) from None
+        except httpx.HTTPError as exc:
+            raise DeliveryError(
+                f"{where}: {describe(describe_transport_error(exc, url))}", retryable=True
+            ) from None
+        try:
             async for chunk in response.aiter_bytes():
                 raw += chunk
                 if len(raw) >= read_limit:
                     break
-    except httpx.HTTPError:
-        pass  # the status line decides; an unreadable body is no reason to retry
-    finally:
-        with anyio.CancelScope(shield=True):
-            await response.aclose()
+        except httpx.HTTPError:
+            pass  # the status line decides; an unreadable body is no reason to retry
+        finally:
+            with anyio.CancelScope(shield=True):
+                await response.aclose()
+    if response is None:
+        raise DeliveryError(f"{where}: no answer within {timeout:g}s", retryable=True)
     return response.status_code, response.headers, raw[:read_limit]
 
 

@@ -69,9 +69,17 @@ def encode_safe(value: Any) -> bytes:
 
 
 def _encode_safe(value: Any) -> bytes:
-    """:func:`encode` of a value already through :func:`json_safe`."""
-    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+    """:func:`encode` of a value already through :func:`json_safe`; should a non-finite
+    float be left in it after all (a row written before they were made safe), it is
+    walked then, never sent as invalid JSON."""
+    try:
+        text = _COMPACT.encode(value)
+    except ValueError:
+        text = _COMPACT.encode(json_safe(value))
     return valid_text(text).encode("utf-8")
+
+
+_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=str)
 
 
 def cut(text: str, limit: int) -> str:

@@ -169,7 +169,8 @@ class SqlOutbox(SqlBase):
             PendingDelivery(
                 seq=row.seq,
                 envelope=Envelope(
-                    transition=Transition.from_json(row.body), detected_at=row.detected_at
+                    transition=Transition.from_json(row.body, safe=True),
+                    detected_at=row.detected_at,
                 ),
                 sink=row.sink,
                 attempts=row.attempts,
