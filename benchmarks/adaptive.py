@@ -73,6 +73,7 @@ from typing import Any
 import httpx2 as httpx
 
 from watcher.abc import PollContext
+from watcher.app import eventloop
 from watcher.config import FineTuningSourceConfig
 from watcher.detect.diff import diff
 from watcher.devtools.simulator.app import create_app
@@ -424,8 +425,6 @@ def table(result: dict[str, Any]) -> str:
 
 
 if __name__ == "__main__":
-    import anyio
-
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument(
         "--series",
@@ -441,7 +440,7 @@ if __name__ == "__main__":
         "--unbudgeted", action="store_true", help="also run each interval without a budget"
     )
     args = parser.parse_args()
-    result = anyio.run(main, args)
+    result = eventloop.run(main, args)
     print()
     print(table(result))
     out = Path(__file__).parent / "results"

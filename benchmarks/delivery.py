@@ -42,6 +42,7 @@ from benchmarks._minimal_server import cpu_seconds, minimal_server
 from benchmarks._report import table, verdict, write
 from benchmarks._sim import receiver_process
 from watcher.abc import Sink
+from watcher.app import eventloop
 from watcher.app.logging import configure
 from watcher.config import validate_config
 from watcher.deliver.dispatch import Dispatcher, SinkPolicy
@@ -345,7 +346,7 @@ if __name__ == "__main__":
     parser.add_argument("--profile", type=Path, help="write a pyinstrument profile of the drain")
     args = parser.parse_args()
     kinds = ["signing", "minimal"] if args.receiver == "both" else [args.receiver]
-    rows = [anyio.run(run, args.jobs, args.per_job, kind, args.profile) for kind in kinds]
+    rows = [eventloop.run(run, args.jobs, args.per_job, kind, args.profile) for kind in kinds]
     print(table(rows, COLUMNS))
     print()
     checks = []

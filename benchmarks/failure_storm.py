@@ -34,6 +34,7 @@ from benchmarks._minimal_server import cpu_seconds, minimal_server
 from benchmarks._report import table, verdict, write
 from benchmarks._sim import simulator_process
 from benchmarks.delivery import profiled
+from watcher.app import eventloop
 from watcher.app.daemon import Watcher
 from watcher.app.logging import configure
 from watcher.config import validate_config
@@ -176,7 +177,7 @@ if __name__ == "__main__":
     parser.add_argument("--jobs", type=int, default=2000)
     parser.add_argument("--profile", type=Path, help="pyinstrument profile of the measured cycle")
     args = parser.parse_args()
-    row = anyio.run(run, args.jobs, args.profile)
+    row = eventloop.run(run, args.jobs, args.profile)
     print(table([row], COLUMNS))
     print()
     checks = [

@@ -29,6 +29,7 @@ from benchmarks._report import table, verdict, write
 from tests.e2e.harness import JSON_LOGS, QUICK_DELIVERY, WatcherProcess, config, source, webhook
 from tests.e2e.harness import write as write_config
 from tests.hostile_api import KEY, HostileApi, Huge, jobs
+from watcher.app import eventloop
 from watcher.app.httpserver import serve_app
 from watcher.devtools.receiver import Receiver, generate_secret
 
@@ -124,7 +125,7 @@ def run() -> None:
     args = parser.parse_args()
     os.environ.setdefault("PYTHONDONTWRITEBYTECODE", "1")
     started = time.perf_counter()
-    rows = anyio.run(main, args.seconds, args.size)
+    rows = eventloop.run(main, args.seconds, args.size)
     print(
         table(
             rows,

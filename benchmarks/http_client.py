@@ -27,6 +27,7 @@ import httpx2 as httpx
 
 from benchmarks._minimal_server import minimal_server
 from benchmarks._report import table, verdict, write
+from watcher.app import eventloop
 from watcher.deliver.exchange import post
 from watcher.deliver.redact import Scrubber
 from watcher.deliver.transport import aiohttp_client
@@ -153,7 +154,7 @@ if __name__ == "__main__":
     parser.add_argument("--requests", type=int, default=5000)
     parser.add_argument("--in-flight", type=int, default=8)
     args = parser.parse_args()
-    rows = anyio.run(run, args.requests, args.in_flight)
+    rows = eventloop.run(run, args.requests, args.in_flight)
     print(table(rows, COLUMNS))
     print()
     ours = next(r for r in rows if r["client"] == "httpx2 + watcher transport")

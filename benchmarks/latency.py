@@ -43,6 +43,7 @@ import yaml
 
 from benchmarks._report import table, verdict, write
 from benchmarks._sim import receiver_process, simulator_process
+from watcher.app import eventloop
 from watcher.devtools.receiver import generate_secret
 
 # The account at the start: RUNNING dominates (checkpoint tracking fetches each one).
@@ -300,7 +301,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 async with httpx.AsyncClient(base_url=receiver, timeout=60) as inbox:
                     return await measure(sim, inbox, log, proc.pid, args)
 
-            return anyio.run(go)
+            return eventloop.run(go)
         finally:
             proc.terminate()
             proc.wait(30)

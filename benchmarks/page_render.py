@@ -36,6 +36,7 @@ import sqlalchemy as sa
 
 from benchmarks._report import table, verdict, write
 from benchmarks._sim import simulator_process
+from watcher.app import eventloop
 from watcher.app.actions import Done
 from watcher.app.daemon import Watcher
 from watcher.app.logging import configure
@@ -190,7 +191,7 @@ def page_loop(config: Config, stop: threading.Event, loads: list[int]) -> None:
         finally:
             await store.aclose()
 
-    anyio.run(run)
+    eventloop.run(run)
 
 
 async def cycle_cpu(watcher: Watcher, cycles: int) -> list[float]:
@@ -266,7 +267,7 @@ if __name__ == "__main__":
     parser.add_argument("--loads", type=int, default=20, help="page loads timed per page")
     parser.add_argument("--cycles", type=int, default=15, help="poll cycles per phase")
     args = parser.parse_args()
-    result = anyio.run(main, args.jobs, args.pending, args.loads, args.cycles)
+    result = eventloop.run(main, args.jobs, args.pending, args.loads, args.cycles)
     row = {
         **result,
         "index_ms": result["renders"]["/"]["median_ms"],

@@ -41,6 +41,7 @@ from sqlalchemy import event
 
 from benchmarks._report import table, verdict, write
 from benchmarks._sim import simulator_process
+from watcher.app import eventloop
 from watcher.app.daemon import Watcher
 from watcher.app.logging import configure
 from watcher.config import Config, validate_config
@@ -302,7 +303,7 @@ if __name__ == "__main__":
     )
     args = parser.parse_args()
     sizes = [int(s.replace("_", "")) for s in args.sizes.split(",")]
-    rows = anyio.run(main, sizes, args.cycles, args.baseline_cycles)
+    rows = eventloop.run(main, sizes, args.cycles, args.baseline_cycles)
     print()
     print(table(rows, COLUMNS))
     print()

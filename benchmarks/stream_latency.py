@@ -29,6 +29,7 @@ import anyio
 import yaml
 
 from benchmarks._report import table, verdict, write
+from watcher.app import eventloop
 from watcher.app.httpserver import serve_app
 from watcher.devtools.receiver import SECRET_ENV, Receiver, generate_secret
 from watcher.devtools.simulator import simulator
@@ -209,7 +210,7 @@ def main() -> None:
     parser.add_argument("--interval", default="30s")
     parser.add_argument("--seed", type=int, default=12)
     args = parser.parse_args()
-    figures = anyio.run(measure, args)
+    figures = eventloop.run(measure, args)
     rows = [{"figure": k, "value": v} for k, v in figures.items() if k != "api_requests"]
     print(table(rows, {"figure": "figure", "value": "value"}))
     print("requests by route:", figures["api_requests"])

@@ -36,6 +36,7 @@ import asyncpg
 import yaml
 
 from benchmarks._report import table, verdict, write
+from watcher.app import eventloop
 from watcher.app.coordination.advisory import current_owners
 from watcher.app.httpserver import serve_app
 from watcher.devtools.receiver import Receiver, generate_secret
@@ -221,7 +222,7 @@ def main() -> None:
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--jobs", type=int, default=12, help="jobs per workspace")
     args = parser.parse_args()
-    figures = anyio.run(main_async, args.kills, args.jobs)
+    figures = eventloop.run(main_async, args.kills, args.jobs)
     print(table([figures], {k: k for k in figures}))
     checks = [
         verdict("nothing lost", figures["lost"] == 0, f"{figures['lost']} lost"),

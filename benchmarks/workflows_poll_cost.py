@@ -19,6 +19,7 @@ from typing import Any
 import anyio
 
 from benchmarks._report import table, verdict, write
+from watcher.app import eventloop
 from watcher.app.daemon import Watcher
 from watcher.config import validate_config
 from watcher.devtools.simulator import simulator
@@ -93,7 +94,7 @@ def main() -> None:
     parser.add_argument("--histories", type=int, nargs="+", default=[100, 10_000])
     parser.add_argument("--cycles", type=int, default=5)
     args = parser.parse_args()
-    figures = anyio.run(measure, args)
+    figures = eventloop.run(measure, args)
     columns = {
         "history": "terminal executions",
         "requests_per_cycle": "requests / steady cycle",

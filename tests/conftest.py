@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from watcher.app import eventloop
 from watcher.stores.sql import SqlStore
 
 # Where the PostgreSQL tests create (and drop) their throwaway databases. This machine kind
@@ -17,9 +18,10 @@ POSTGRES_ADMIN_URL = os.environ.get(
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    # APScheduler 3's AsyncIOScheduler and uvicorn need asyncio.
-    return "asyncio"
+def anyio_backend() -> tuple[str, dict[str, bool]]:
+    # APScheduler 3's AsyncIOScheduler and uvicorn need asyncio; on the loop the daemon runs
+    # on (uvloop where installed; WATCHER_EVENT_LOOP=asyncio for asyncio's own).
+    return "asyncio", eventloop.backend_options()
 
 
 @pytest.fixture

@@ -15,9 +15,9 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-import anyio
 import structlog
 
+from watcher.app import eventloop
 from watcher.app.logging import configure, level_from_env
 from watcher.cli import previews, silences, views
 from watcher.cli.failures import one_line
@@ -68,7 +68,7 @@ def dispatch(args: argparse.Namespace) -> int:
         raise AssertionError(f"unhandled command {command}")
     configure(config.logging.level, config.logging.format, secrets=secrets_of(config))
     try:
-        return anyio.run(work, config, args)
+        return eventloop.run(work, config, args)
     except KeyboardInterrupt:
         return EXIT_OK
     except BrokenPipeError:
@@ -146,7 +146,7 @@ def simulate(args: argparse.Namespace) -> int:
         print(f"watcher simulate: --speed {args.speed:g}: must be above 0", file=sys.stderr)
         return EXIT_USAGE
     try:
-        anyio.run(
+        eventloop.run(
             lambda: run_simulator(
                 host=args.host,
                 port=args.port,

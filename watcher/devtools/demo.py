@@ -15,6 +15,7 @@ from typing import Any
 
 import anyio
 
+from watcher.app import eventloop
 from watcher.app.daemon import Watcher
 from watcher.app.httpserver import serve_app
 from watcher.app.logging import configure
@@ -169,4 +170,4 @@ async def _demo(speed: float, limit: float, state_dir: Path) -> int:
 def run_demo(*, speed: float = 1.0, timeout: float = 90.0) -> int:
     configure("warning", "console" if sys.stderr.isatty() else "json")
     with tempfile.TemporaryDirectory(prefix="watcher-demo-") as state_dir:
-        return anyio.run(_demo, speed, timeout, Path(state_dir))
+        return eventloop.run(_demo, speed, timeout, Path(state_dir))

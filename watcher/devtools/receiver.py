@@ -41,6 +41,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from watcher.app import eventloop
 from watcher.app.httpserver import serve_app
 
 SECRET_ENV = "WATCHER_RECEIVER_SECRET"  # noqa: S105 - a variable name, not a secret
@@ -384,7 +385,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     break
 
     with contextlib.suppress(KeyboardInterrupt):
-        anyio.run(serve)
+        eventloop.run(serve)
     return 0
 
 

@@ -33,14 +33,28 @@ def libpq_dsn(url: str) -> str:
     return parsed.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
+def _server(url: str) -> str:
+    """``host:port`` of ``state.url`` (no credentials), or what libpq would use."""
+    parsed = make_url(url)
+    host = parsed.host or "the local socket"
+    return f"{host}:{parsed.port or 5432}" if parsed.host else host
+
+
 class PostgresStore(SqlStore):
     def __init__(self, url: str) -> None:
         dsn = libpq_dsn(url)
+        where = _server(url)
 
         async def connect() -> Any:
             # asyncpg reads the DSN whole, as libpq would: SQLAlchemy would pass its query
             # (?sslmode=require) as keyword arguments asyncpg.connect does not take.
-            return await asyncpg.connect(dsn)
+            try:
+                return await asyncpg.connect(dsn)
+            except OSError as exc:
+                # Named by the server it could not reach (each event loop words a refused
+                # connection its own way, some without the address); never the credentials.
+                reason = exc.strerror or str(exc) or type(exc).__name__
+                raise OSError(exc.errno, f"the state database at {where}: {reason}") from None
 
         # pre_ping: a server restart or failover must not hand out dead pooled connections.
         super().__init__(
