@@ -38,6 +38,12 @@ async def _answer(head: bytes, reader: asyncio.StreamReader, writer: asyncio.Str
             writer.write(b"x" * 1024)
             await writer.drain()
             await asyncio.sleep(0.01)
+    elif path == b"/trickle":  # a 503 whose body comes ten bytes at a time, never ending
+        writer.write(b"HTTP/1.1 503 Busy\r\ncontent-length: 100000000\r\n\r\n")
+        while True:
+            writer.write(b"0123456789")
+            await writer.drain()
+            await asyncio.sleep(0.05)
     elif path == b"/moved":
         writer.write(b"HTTP/1.1 302 Found\r\nlocation: /target\r\ncontent-length: 0\r\n\r\n")
     elif path == b"/echo":  # the request's head as the body
@@ -158,6 +164,20 @@ async def test_an_endless_body_is_read_only_up_to_the_cap_within_the_deadline() 
         after = await send(client, f"{url}/ok")
     assert (got.status, len(got.body), after.status) == (500, 4096, 200)
     assert elapsed < 1.5
+
+
+async def test_a_trickling_body_ends_at_the_deadline_with_what_came() -> None:
+    """A body slower than the deadline: the exchange ends at the deadline with the status
+    and the part of the body that came (the status decides, the excerpt says why)."""
+    server = Loopback()
+    async with server.running() as url, client_of("sink") as client:
+        started = time.monotonic()
+        got = await send(client, f"{url}/trickle", deadline=0.6)
+        elapsed = time.monotonic() - started
+        after = await send(client, f"{url}/ok")
+    assert (503, 200) == (got.status, after.status)
+    assert got.body.startswith(b"0123456789") and len(got.body) < 4096
+    assert 0.5 < elapsed < 1.5
 
 
 async def test_a_redirect_is_refused_not_followed() -> None:

@@ -15,6 +15,7 @@ the one mapping of an answer that is not 2xx to a :class:`~watcher.exceptions.De
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -71,7 +72,7 @@ async def exchange(
     of a transport failure into what may be shown (sanitized, secrets scrubbed, capped)."""
     timeout = deadline_seconds
     response: Reply | None = None
-    raw = b""
+    body = bytearray()  # what was read when the deadline came is kept
     # One deadline scope for the whole exchange: reaching it before the answer opened is a
     # failure; while its body is read, it only stops the reading (the status line decides).
     with anyio.CancelScope(deadline=anyio.current_time() + timeout):
@@ -84,18 +85,32 @@ async def exchange(
                 f"{where}: {describe(describe_transport_error(exc, url))}", retryable=True
             ) from None
         try:
-            async for chunk in response.aiter_bytes():
-                raw += chunk
-                if len(raw) >= read_limit:
-                    break
+            await _read(response, read_limit, body)
         except httpx.HTTPError:
             pass  # the status line decides; an unreadable body is no reason to retry
         finally:
-            with anyio.CancelScope(shield=True):
-                await response.aclose()
+            release_now = getattr(response, "release_now", None)
+            if release_now is not None:
+                release_now()  # the direct way's answer closes without waiting
+            else:
+                with anyio.CancelScope(shield=True):
+                    await response.aclose()
     if response is None:
         raise DeliveryError(f"{where}: no answer within {timeout:g}s", retryable=True)
-    return response.status_code, response.headers, raw[:read_limit]
+    return response.status_code, response.headers, bytes(body[:read_limit])
+
+
+async def _read(response: Reply, limit: int, into: bytearray) -> None:
+    """At most about ``limit`` bytes of the body into ``into`` (the direct way's
+    ``read_upto`` when it has one: no iterator for an empty body)."""
+    read_upto = getattr(response, "read_upto", None)
+    if read_upto is not None:
+        await read_upto(limit, into)
+        return
+    async for chunk in response.aiter_bytes():
+        into += chunk
+        if len(into) >= limit:
+            break
 
 
 @dataclass(frozen=True)
@@ -214,14 +229,22 @@ DECODABLE = frozenset({"gzip", "deflate", "identity"})
 def _merged_headers(defaults: httpx.Headers, headers: Mapping[str, str]) -> dict[str, str]:
     """The client's default headers under the request's own (names lowercase, as httpx
     merges them), "accept-encoding" kept to what the direct way decodes."""
-    merged = dict(defaults.items())
+    merged = dict(_defaults(tuple(defaults.items())))
+    for name, value in headers.items():
+        merged[name.lower()] = value
+    return merged
+
+
+@functools.lru_cache(maxsize=32)
+def _defaults(items: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+    """A client's default headers as the direct way sends them (the same few every request:
+    worked out once)."""
+    merged = dict(items)
     offered = merged.get("accept-encoding")
     if offered is not None:
         kept = [e.strip() for e in offered.split(",") if e.strip().lower() in DECODABLE]
         merged["accept-encoding"] = ", ".join(kept) or "identity"
-    for name, value in headers.items():
-        merged[name.lower()] = value
-    return merged
+    return tuple(merged.items())
 
 
 def refusal(

@@ -178,7 +178,14 @@ class Opened:
     def __init__(self, answer: aiohttp.ClientResponse) -> None:
         self._answer = answer
         self.status_code = answer.status
-        self.headers = httpx.Headers(answer.raw_headers)
+        self._headers: httpx.Headers | None = None
+
+    @property
+    def headers(self) -> httpx.Headers:
+        """Built when first asked for (a delivery accepted with 2xx never asks)."""
+        if self._headers is None:
+            self._headers = httpx.Headers(self._answer.raw_headers)
+        return self._headers
 
     def aiter_raw(self) -> AsyncIterator[bytes]:
         """The body as the connection gives it: as sent when opened with
@@ -188,7 +195,25 @@ class Opened:
     def aiter_bytes(self) -> AsyncIterator[bytes]:
         return _chunks(self._answer.content.iter_any(), None)
 
+    async def read_upto(self, limit: int, into: bytearray) -> None:
+        """At most about ``limit`` bytes of the body into ``into`` (:func:`exchange.exchange`'s
+        way: no iterator when there is nothing to read, as after most 2xx answers)."""
+        content = self._answer.content
+        if content.at_eof():
+            return
+        try:
+            async for chunk in content.iter_any():
+                into += chunk
+                if len(into) >= limit:
+                    break
+        except Exception as exc:
+            _raise_mapped(exc, None)
+
     async def aclose(self) -> None:
+        _let_go(self._answer)
+
+    def release_now(self) -> None:
+        """:meth:`aclose` without awaiting (it never waits): no shielded scope needed."""
         _let_go(self._answer)
 
 
