@@ -43,7 +43,7 @@ _SURROGATES = re.compile(r"[\ud800-\udfff]")
 def valid_text(text: str) -> str:
     """``text`` with every lone surrogate (a hostile API's ``"\\ud800"``: valid in a JSON
     escape, invalid in UTF-8) replaced by U+FFFD."""
-    return _SURROGATES.sub("\ufffd", text)
+    return text if text.isascii() else _SURROGATES.sub("\ufffd", text)
 
 
 def json_safe(value: Any, depth: int = 0) -> Any:
