@@ -378,16 +378,20 @@ class Dispatcher:
         """Forever: a pass, then wait for a wake-up or the next tick."""
         while True:
             self.last_progress = time.monotonic()
-            try:
-                attempted = await self.run_once()
-            except Exception:
-                log.exception("dispatch_pass_failed")
-                attempted = 0
-                await anyio.sleep(IDLE_WAIT)
-            if attempted:
-                continue
             wait = IDLE_WAIT
-            next_due = await self.store.next_due(sinks=self._served())
+            try:
+                if await self.run_once():
+                    continue
+                next_due = await self.store.next_due(sinks=self._served())
+            except Exception:
+                # A store that fails (read-only, unreachable) is tried again after a pause;
+                # the loop itself never ends on it. What the failed pass had claimed (sent
+                # or not: its sends ended with it) is given back, so that the next pass
+                # takes it instead of it waiting out its lease (a minute or more).
+                log.exception("dispatch_pass_failed")
+                await anyio.sleep(IDLE_WAIT)
+                await self.release()
+                continue
             if next_due is not None:
                 # Due but held back (a group gathering, a spent rate limit, a sink another
                 # replica serves): look again shortly, not in a busy loop. A wake() still

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.waiting import wait_until
 from watcher.config import DeliveryConfig
 from watcher.deliver.dispatch import Dispatcher
 from watcher.exceptions import DeliveryError
@@ -325,3 +326,69 @@ async def test_message_times_are_kept_only_for_paced_sinks(store: SqlStore) -> N
     await dispatcher.drain()
     assert 20 == len(sink.got)
     assert {} == dispatcher._sent
+
+
+async def test_a_store_failing_between_passes_does_not_end_the_dispatcher(
+    store: SqlStore,
+) -> None:
+    """The store fails where the dispatcher looks for the next due delivery (a read-only
+    or unreachable database): the loop goes on, and once the store answers again what was
+    committed meanwhile is delivered."""
+    import time
+
+    import anyio
+
+    failing = 2
+    next_due = store.next_due
+
+    async def flaky(**kwargs: object) -> float | None:
+        nonlocal failing
+        if failing:
+            failing -= 1
+            raise OSError("disk I/O error")
+        return await next_due(**kwargs)  # type: ignore[arg-type]
+
+    store.next_due = flaky  # type: ignore[method-assign]
+    sink = FakeSink("hooks")
+    dispatcher = Dispatcher(store, {"hooks": sink}, DeliveryConfig())
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(dispatcher.run)
+        await wait_until(lambda: not failing, within=10, what="the store to answer again")
+        await store.commit("ft", Cursor(), [], [Routed(t(1), ["hooks"])], now=time.time())
+        dispatcher.wake()
+        await wait_until(lambda: bool(sink.got), within=10, what="the delivery")
+        tg.cancel_scope.cancel()
+    assert [t(1).id] == sink.got
+
+
+async def test_what_a_failed_pass_claimed_goes_in_the_next_one(store: SqlStore) -> None:
+    """The sink accepted, recording it failed (the database turned read-only): the failed
+    pass's claims are given back, so the next pass sends it again (same id: at least once)
+    at once, not after its lease of a minute."""
+    import time
+
+    import anyio
+
+    failing = 1
+    delivered_all = store.delivered_all
+
+    async def flaky(keys: Sequence[tuple[int, str]], *, now: float) -> None:
+        nonlocal failing
+        if failing:
+            failing -= 1
+            raise OSError("attempt to write a readonly database")
+        await delivered_all(keys, now=now)
+
+    store.delivered_all = flaky  # type: ignore[method-assign]
+    await store.commit("ft", Cursor(), [], [Routed(t(1), ["hooks"])], now=time.time())
+    sink = FakeSink("hooks")
+    dispatcher = Dispatcher(store, {"hooks": sink}, DeliveryConfig(), lease=60.0)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(dispatcher.run)
+
+        async def sent_again_and_recorded() -> bool:
+            return len(sink.got) >= 2 and not (await store.status()).pending
+
+        await wait_until(sent_again_and_recorded, within=10, what="the second send")
+        tg.cancel_scope.cancel()
+    assert [t(1).id, t(1).id] == sink.got
