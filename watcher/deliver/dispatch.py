@@ -384,10 +384,8 @@ class Dispatcher:
                     continue
                 next_due = await self.store.next_due(sinks=self._served())
             except Exception:
-                # A store that fails (read-only, unreachable) is tried again after a pause;
-                # the loop itself never ends on it. What the failed pass had claimed (sent
-                # or not: its sends ended with it) is given back, so that the next pass
-                # takes it instead of it waiting out its lease (a minute or more).
+                # The store failing (read-only, unreachable) never ends the loop; what the
+                # pass claimed goes to the next one, not after its lease (a minute or more).
                 log.exception("dispatch_pass_failed")
                 await anyio.sleep(IDLE_WAIT)
                 await self.release()
