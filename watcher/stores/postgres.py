@@ -54,7 +54,13 @@ class PostgresStore(SqlStore):
                 # Named by the server it could not reach (each event loop words a refused
                 # connection its own way, some without the address); never the credentials.
                 reason = exc.strerror or str(exc) or type(exc).__name__
-                raise OSError(exc.errno, f"the state database at {where}: {reason}") from None
+                said = f"the state database at {where}: {reason}"
+                args = (said,) if exc.errno is None else (exc.errno, said)
+                try:
+                    named = type(exc)(*args)  # the same kind (refused, timed out…)
+                except TypeError:
+                    named = OSError(*args)
+                raise named from None
 
         # pre_ping: a server restart or failover must not hand out dead pooled connections.
         super().__init__(

@@ -226,3 +226,16 @@ async def test_sslmode_in_the_url_is_honoured_by_store_and_coordination(
         assert "SSL" in str(caught.value)
     finally:
         await strict.aclose()
+
+
+async def test_an_unreachable_database_is_named_by_its_server_not_its_credentials() -> None:
+    """Whatever the event loop's own words (uvloop's leave the address out), a connection
+    the server refuses says which server, never the password; the kind of error stays."""
+    store = open_store("postgresql://watcher:hunter2@127.0.0.1:1/watcher")
+    try:
+        with pytest.raises(ConnectionRefusedError) as caught:
+            await store.open()
+    finally:
+        await store.aclose()
+    said = str(caught.value)
+    assert "the state database at 127.0.0.1:1" in said and "hunter2" not in said
