@@ -154,14 +154,20 @@ async def test_a_silent_peer_costs_the_deadline_and_says_so() -> None:
     assert elapsed < 3.0  # two exchanges of 0.5 s
 
 
-async def test_an_endless_body_is_read_only_up_to_the_cap_within_the_deadline() -> None:
+async def cut_short(path: str, deadline: float) -> tuple[Answer, float, Answer]:
+    """The answer to ``path`` over the sink client, the seconds it took, and the answer to
+    the next request on that client (a connection left mid-body is dropped, not reused)."""
     server = Loopback()
     async with server.running() as url, client_of("sink") as client:
         started = time.monotonic()
-        got = await send(client, f"{url}/endless", deadline=1.0)
+        got = await send(client, f"{url}{path}", deadline=deadline)
         elapsed = time.monotonic() - started
-        # The connection is dropped, not reused: the next request still gets its answer.
         after = await send(client, f"{url}/ok")
+    return got, elapsed, after
+
+
+async def test_an_endless_body_is_read_only_up_to_the_cap_within_the_deadline() -> None:
+    got, elapsed, after = await cut_short("/endless", deadline=1.0)
     assert (got.status, len(got.body), after.status) == (500, 4096, 200)
     assert elapsed < 1.5
 
@@ -169,12 +175,7 @@ async def test_an_endless_body_is_read_only_up_to_the_cap_within_the_deadline() 
 async def test_a_trickling_body_ends_at_the_deadline_with_what_came() -> None:
     """A body slower than the deadline: the exchange ends at the deadline with the status
     and the part of the body that came (the status decides, the excerpt says why)."""
-    server = Loopback()
-    async with server.running() as url, client_of("sink") as client:
-        started = time.monotonic()
-        got = await send(client, f"{url}/trickle", deadline=0.6)
-        elapsed = time.monotonic() - started
-        after = await send(client, f"{url}/ok")
+    got, elapsed, after = await cut_short("/trickle", deadline=0.6)
     assert (503, 200) == (got.status, after.status)
     assert got.body.startswith(b"0123456789") and len(got.body) < 4096
     assert 0.5 < elapsed < 1.5

@@ -101,11 +101,9 @@ async def exchange(
 
 
 async def _read(response: Reply, limit: int, into: bytearray) -> None:
-    """At most about ``limit`` bytes of the body into ``into`` (the direct way's
-    ``read_upto`` when it has one: no iterator for an empty body)."""
-    read_upto = getattr(response, "read_upto", None)
-    if read_upto is not None:
-        await read_upto(limit, into)
+    """At most about ``limit`` bytes of the body into ``into`` (none read when the direct
+    way's answer says its body is done: no iterator for an empty body)."""
+    if getattr(response, "body_done", False):
         return
     async for chunk in response.aiter_bytes():
         into += chunk

@@ -195,22 +195,14 @@ class Opened:
     def aiter_bytes(self) -> AsyncIterator[bytes]:
         return _chunks(self._answer.content.iter_any(), None)
 
-    async def read_upto(self, limit: int, into: bytearray) -> None:
-        """At most about ``limit`` bytes of the body into ``into`` (:func:`exchange.exchange`'s
-        way: no iterator when there is nothing to read, as after most 2xx answers)."""
-        content = self._answer.content
-        if content.at_eof():
-            return
-        try:
-            async for chunk in content.iter_any():
-                into += chunk
-                if len(into) >= limit:
-                    break
-        except Exception as exc:
-            _raise_mapped(exc, None)
+    @property
+    def body_done(self) -> bool:
+        """Nothing (more) to read: :func:`exchange.exchange` then reads no iterator, as after
+        most 2xx answers."""
+        return self._answer.content.at_eof()
 
     async def aclose(self) -> None:
-        _let_go(self._answer)
+        self.release_now()
 
     def release_now(self) -> None:
         """:meth:`aclose` without awaiting (it never waits): no shielded scope needed."""
